@@ -1,0 +1,225 @@
+"""Command line: a drop-in for makedumpfile's common invocations.
+
+Flow (one way): open the input -> classify every PFN (kernel or userspace scan) ->
+write the dump (or only report, with --dry-run).  Every failure the user can act on is a
+DumpError and becomes one line on stderr and exit status 1, like makedumpfile's FAILED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import DumpError
+
+# makedumpfile's exit codes (makedumpfile.h): COMPLETED, FAILED.
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+# --message-level bits (makedumpfile man page).
+ML_PROGRESS = 1
+ML_COMMON = 2
+ML_ERROR = 4
+ML_DEBUG = 8
+ML_REPORT = 16
+
+
+@dataclass
+class Options:
+    """Parsed command line, independent of argparse."""
+
+    vmcore: str | None
+    dumpfile: str | None
+    dump_level: int
+    compression: str | None  # None, "zlib", "lzo", "snappy", "zstd"
+    elf: bool
+    flatten: bool
+    reassemble: bool
+    num_threads: int
+    message_level: int
+    dump_dmesg: bool
+    dry_run: bool
+    show_stats: bool
+    force: bool
+    limit: int | None  # -L SIZE in bytes
+    kernel_scan: str | None  # None (off), "auto" or "require"
+    stats_json: str | None
+
+    def says(self, bit: int) -> bool:
+        return bool(self.message_level & bit)
+
+
+def _size(text: str) -> int:
+    """Parse -L SIZE: bytes, or with a K/M/G suffix (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    t = text.strip().upper().removesuffix("B")
+    try:
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(t)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}") from e
+
+
+def _dump_level(text: str) -> int:
+    # makedumpfile also accepts a retry list ("-d 11,31"); that is not supported: one level.
+    try:
+        value = int(text, 0)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad dump level {text!r} (0-31)") from e
+    if not 0 <= value <= 31:
+        raise argparse.ArgumentTypeError(f"dump level {value} out of range (0-31)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, makedumpfile's status
+        sys.stderr.write(f"dumpfilter: {message}\n")
+        raise SystemExit(EXIT_FAILED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="dumpfilter",
+        description="Filter a Linux kernel crash dump (makedumpfile-compatible command line).",
+    )
+    p.add_argument("-d", "--dump-level", type=_dump_level, default=0, metavar="LEVEL")
+    comp = p.add_mutually_exclusive_group()
+    comp.add_argument("-c", dest="compression", action="store_const", const="zlib")
+    comp.add_argument("-l", dest="compression", action="store_const", const="lzo")
+    comp.add_argument("-p", dest="compression", action="store_const", const="snappy")
+    comp.add_argument("-z", dest="compression", action="store_const", const="zstd")
+    p.add_argument("-E", dest="elf", action="store_true", help="write an ELF core")
+    p.add_argument("-F", dest="flatten", action="store_true", help="flattened stream to stdout")
+    p.add_argument("-R", dest="reassemble", action="store_true",
+                   help="rebuild DUMPFILE from a flattened stream on stdin")
+    p.add_argument("--num-threads", type=int, default=0, metavar="N")
+    p.add_argument("--message-level", type=int, default=7, metavar="N")
+    p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
+    p.add_argument("--dry-run", action="store_true", help="classify and report, write nothing")
+    p.add_argument("--show-stats", action="store_true", help="print the page report")
+    p.add_argument("-f", dest="force", action="store_true", help="overwrite DUMPFILE")
+    p.add_argument("-L", dest="limit", type=_size, default=None, metavar="SIZE")
+    p.add_argument("--kernel-scan", nargs="?", const="auto", default=None,
+                   choices=["auto", "require"],
+                   help="classify in the capture kernel via /proc/vmcore_pfn_lists")
+    p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
+    p.add_argument("files", nargs="*", metavar="VMCORE [DUMPFILE]")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    p = build_parser()
+    a = p.parse_args(argv)
+    files = list(a.files)
+    if a.reassemble:
+        if len(files) != 1:
+            p.error("-R takes exactly one DUMPFILE (the stream comes on stdin)")
+        vmcore, dumpfile = None, files[0]
+    else:
+        if not files:
+            p.error("missing VMCORE")
+        if len(files) > 2:
+            p.error("too many arguments")
+        vmcore = files[0]
+        dumpfile = files[1] if len(files) == 2 else None
+        if dumpfile is None and not (a.flatten or a.dry_run or a.dump_dmesg):
+            p.error("missing DUMPFILE")
+        if a.flatten and dumpfile is not None:
+            p.error("-F writes to stdout; give no DUMPFILE")
+    if a.num_threads < 0:
+        p.error("--num-threads must be >= 0")
+    if a.elf and a.compression:
+        p.error("ELF output (-E) cannot be compressed")
+    msg = a.message_level | (ML_REPORT if a.show_stats else 0)
+    return Options(
+        vmcore=vmcore, dumpfile=dumpfile, dump_level=a.dump_level, compression=a.compression,
+        elf=a.elf, flatten=a.flatten, reassemble=a.reassemble, num_threads=a.num_threads,
+        message_level=msg, dump_dmesg=a.dump_dmesg, dry_run=a.dry_run, show_stats=a.show_stats,
+        force=a.force, limit=a.limit, kernel_scan=a.kernel_scan, stats_json=a.stats_json,
+    )
+
+
+def run(opts: Options) -> int:
+    # Imports are local so that `dumpfilter --help` and argument errors stay fast.
+    from . import report, scan, source
+
+    if opts.reassemble:
+        from . import flat
+
+        flat.reassemble(sys.stdin.buffer, opts.dumpfile, force=opts.force)
+        return EXIT_OK
+
+    t0 = time.monotonic()
+    with source.open_source(opts.vmcore) as src:
+        if opts.dump_dmesg:
+            from . import dmesg
+
+            dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force)
+            return EXIT_OK
+
+        t_scan = time.monotonic()
+        classification = None
+        if opts.kernel_scan:
+            from . import kernelscan
+
+            classification = kernelscan.try_kernel_scan(src, opts.dump_level, opts.kernel_scan,
+                                                        say=_common(opts))
+        if classification is None:
+            classification = scan.userspace_scan(src, opts.dump_level)
+        stats = report.Stats.from_classification(classification, opts.dump_level)
+        stats.seconds["scan"] = time.monotonic() - t_scan
+
+        t_write = time.monotonic()
+        if not opts.dry_run:
+            from . import write
+
+            write.write_dump(src, classification, opts, stats)
+        stats.seconds["write"] = time.monotonic() - t_write
+        stats.seconds["total"] = time.monotonic() - t0
+
+    if opts.says(ML_REPORT):
+        report.print_report(stats, sys.stderr if opts.flatten else sys.stdout)
+    if opts.stats_json:
+        report.write_json(stats, opts.stats_json)
+    return EXIT_OK
+
+
+def _common(opts: Options):
+    """A printer for common messages (stderr, honouring --message-level)."""
+
+    def say(text: str) -> None:
+        if opts.says(ML_COMMON):
+            print(f"dumpfilter: {text}", file=sys.stderr)
+
+    return say
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        return run(opts)
+    except DumpError as e:
+        if opts.says(ML_ERROR):
+            print(f"dumpfilter: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("dumpfilter: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # stdout went away under -F: nothing useful left to say on it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("dumpfilter: output pipe closed", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:
+        print(f"dumpfilter: {e.strerror or e}"
+              + (f": {e.filename}" if getattr(e, "filename", None) else ""), file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
