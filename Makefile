@@ -12,7 +12,7 @@ setup: host venv
 host:
 	qemu-tests/host-setup.sh
 
-venv: $(VENV)/.installed
+venv: host $(VENV)/.installed
 
 $(VENV)/.installed: userspace/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
