@@ -1,0 +1,440 @@
+"""--dump-dmesg: printk rings laid out here byte by byte, read back through dmesg.py.
+
+The ring writer below follows the kernel's allocation rules (printk_ringbuffer.c): descriptor
+ids count up from DESC0_ID and wrap at 2**62, data blocks ``{id, text}`` are 8-byte aligned
+and a block that would cross the end of the text ring is placed at offset 0; overwritten
+records become ``desc_reusable`` while the tail id lags behind.  Struct layouts are those of
+x86_64 Linux 6.1 (the VMCOREINFO values are what a 6.1 kernel exports).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from dumpfilter import dmesg
+from dumpfilter.errors import DumpError
+
+ID_MASK = (1 << 62) - 1
+RESERVED, COMMITTED, FINALIZED, REUSABLE = 0, 1, 2, 3
+FAILED_LPOS, NO_LPOS = 0x1, 0x3
+
+PRB_VA = 0xFFFFFFFF82A00000  # the `prb` pointer variable
+RB_VA = 0xFFFFFFFF82A01000  # struct printk_ringbuffer
+DESCS_VA = 0xFFFF888004000000
+INFOS_VA = 0xFFFF888004100000
+DATA_VA = 0xFFFF888004200000
+
+VMCOREINFO_61 = {
+    "SYMBOL(prb)": f"{PRB_VA:x}",
+    "SYMBOL(printk_rb_static)": "ffffffff82a02000",
+    "SYMBOL(clear_seq)": "ffffffff82a03000",
+    "SIZE(printk_ringbuffer)": "88",
+    "OFFSET(printk_ringbuffer.desc_ring)": "0",
+    "OFFSET(printk_ringbuffer.text_data_ring)": "48",
+    "OFFSET(printk_ringbuffer.fail)": "80",
+    "SIZE(prb_desc_ring)": "48",
+    "OFFSET(prb_desc_ring.count_bits)": "0",
+    "OFFSET(prb_desc_ring.descs)": "8",
+    "OFFSET(prb_desc_ring.infos)": "16",
+    "OFFSET(prb_desc_ring.head_id)": "24",
+    "OFFSET(prb_desc_ring.tail_id)": "32",
+    "SIZE(prb_desc)": "24",
+    "OFFSET(prb_desc.state_var)": "0",
+    "OFFSET(prb_desc.text_blk_lpos)": "8",
+    "SIZE(prb_data_blk_lpos)": "16",
+    "OFFSET(prb_data_blk_lpos.begin)": "0",
+    "OFFSET(prb_data_blk_lpos.next)": "8",
+    "SIZE(printk_info)": "88",
+    "OFFSET(printk_info.seq)": "0",
+    "OFFSET(printk_info.ts_nsec)": "8",
+    "OFFSET(printk_info.text_len)": "16",
+    "OFFSET(printk_info.caller_id)": "20",
+    "OFFSET(printk_info.dev_info)": "24",
+    "SIZE(dev_printk_info)": "64",
+    "OFFSET(dev_printk_info.subsystem)": "0",
+    "LENGTH(printk_info_subsystem)": "16",
+    "OFFSET(dev_printk_info.device)": "16",
+    "LENGTH(printk_info_device)": "48",
+    "SIZE(prb_data_ring)": "32",
+    "OFFSET(prb_data_ring.size_bits)": "0",
+    "OFFSET(prb_data_ring.data)": "8",
+    "OFFSET(prb_data_ring.head_lpos)": "16",
+    "OFFSET(prb_data_ring.tail_lpos)": "24",
+    "SIZE(atomic_long_t)": "8",
+    "OFFSET(atomic_long_t.counter)": "0",
+    "SIZE(latched_seq)": "24",
+    "OFFSET(latched_seq.val)": "8",
+}
+
+
+class Memory:
+    """Kernel virtual memory as a few regions; reads outside them fail like a page-table hole."""
+
+    def __init__(self):
+        self.regions: dict[int, bytearray] = {}
+
+    def put(self, va: int, data: bytes | bytearray) -> None:
+        self.regions[va] = bytearray(data)
+
+    def read(self, va: int, size: int) -> bytes:
+        for base, buf in self.regions.items():
+            if base <= va and va + size <= base + len(buf):
+                return bytes(buf[va - base : va - base + size])
+        raise DumpError(f"virtual address {va:#x} is not mapped")
+
+
+class Ring:
+    """A printk_ringbuffer writer with the kernel's id, lpos and wrap rules."""
+
+    def __init__(self, count_bits: int = 4, size_bits: int = 9):
+        self.count_bits, self.size_bits = count_bits, size_bits
+        self.count, self.size = 1 << count_bits, 1 << size_bits
+        self.descs = bytearray(self.count * 24)
+        self.infos = bytearray(self.count * 88)
+        self.data = bytearray(self.size)
+        # DESC0_ID: the first id is chosen so that ids wrap early (-(count + 1), masked).
+        self.head_id = self.tail_id = (-(self.count + 1)) & ID_MASK
+        self._set_desc(self.head_id, REUSABLE, FAILED_LPOS, FAILED_LPOS)
+        self.head_lpos = -(self.size * 5) & ((1 << 64) - 1)  # lpos also start near a wrap
+        self.head_lpos &= ~(self.size - 1)
+        self.seq = 0
+        self.live: list[tuple[int, int, int]] = []  # (id, begin, next) of records with data
+
+    def _set_desc(self, did: int, state: int, begin: int, nxt: int) -> None:
+        struct.pack_into(
+            "<QQQ", self.descs, (did % self.count) * 24, (state << 62) | did, begin, nxt
+        )
+
+    def set_state(self, did: int, state: int) -> None:
+        off = (did % self.count) * 24
+        sv = struct.unpack_from("<Q", self.descs, off)[0]
+        struct.pack_into("<Q", self.descs, off, (state << 62) | (sv & ID_MASK))
+
+    def _push_desc_tail(self, new_id: int) -> None:
+        # The slot of new_id holds id - count: it must be reusable and the tail moves past it.
+        old = (new_id - self.count) & ID_MASK
+        self.live = [r for r in self.live if r[0] != old]
+        if self.tail_id == old:
+            self.tail_id = (old + 1) & ID_MASK
+
+    def _push_data_tail(self, nxt: int) -> None:
+        # Records whose block starts before next - size are overwritten: reusable.
+        while self.live and (nxt - self.live[0][1]) & ((1 << 64) - 1) > self.size:
+            self.set_state(self.live[0][0], REUSABLE)
+            self.live.pop(0)
+
+    def add(
+        self,
+        text: bytes,
+        ts_nsec: int,
+        caller: int = 1,
+        state: int = FINALIZED,
+        failed: bool = False,
+    ) -> int:
+        did = (self.head_id + 1) & ID_MASK
+        self._push_desc_tail(did)
+        if failed or not text:
+            begin = nxt = FAILED_LPOS if failed else NO_LPOS
+        else:
+            blk = (8 + len(text) + 7) & ~7
+            begin = self.head_lpos
+            if begin >> self.size_bits == (begin + blk) >> self.size_bits:
+                nxt, off = begin + blk, begin % self.size
+            else:  # would cross the end: the block goes to offset 0 of the next wrap
+                nxt, off = ((begin + blk) & ~(self.size - 1)) + blk, 0
+            nxt &= (1 << 64) - 1
+            self._push_data_tail(nxt)
+            struct.pack_into("<Q", self.data, off, did)
+            self.data[off + 8 : off + 8 + len(text)] = text
+            self.head_lpos = nxt
+            self.live.append((did, begin, nxt))
+        self._set_desc(did, state, begin, nxt)
+        struct.pack_into(
+            "<QQHxxI", self.infos, (did % self.count) * 88, self.seq, ts_nsec, len(text), caller
+        )
+        self.head_id = did
+        self.seq += 1
+        return did
+
+    def memory(self, vmcoreinfo=None) -> Memory:
+        mem = Memory()
+        mem.put(PRB_VA, struct.pack("<Q", RB_VA))
+        rb = bytearray(88)
+        struct.pack_into(
+            "<IxxxxQQQQ", rb, 0, self.count_bits, DESCS_VA, INFOS_VA, self.head_id, self.tail_id
+        )
+        struct.pack_into("<IxxxxQQQ", rb, 48, self.size_bits, DATA_VA, self.head_lpos, 0)
+        mem.put(RB_VA, rb)
+        mem.put(DESCS_VA, self.descs)
+        mem.put(INFOS_VA, self.infos)
+        mem.put(DATA_VA, self.data)
+        return mem
+
+
+def read(ring: Ring, info=VMCOREINFO_61) -> dmesg.Log:
+    return dmesg.read_log(ring.memory().read, info)
+
+
+def test_records_print_with_kernel_timestamp_prefix_in_order():
+    ring = Ring()
+    ring.add(b"Linux version 6.1.0-56-amd64", 0)
+    ring.add(b"Command line: console=ttyS0", 1_234_567_890)
+    ring.add(b"sysrq: Trigger a crash", 61_000_001_000, state=COMMITTED)
+    out = dmesg.format_records(read(ring).records)
+    assert out == (
+        b"[    0.000000] Linux version 6.1.0-56-amd64\n"
+        b"[    1.234567] Command line: console=ttyS0\n"
+        b"[   61.000001] sysrq: Trigger a crash\n"
+    )
+
+
+def test_multiline_record_repeats_prefix_on_continuation_lines():
+    ring = Ring()
+    ring.add(b"Kernel panic - not syncing: sysrq triggered crash\nCPU: 0 PID: 1\n", 5 * 10**9)
+    out = dmesg.format_records(read(ring).records)
+    assert out.splitlines() == [
+        b"[    5.000000] Kernel panic - not syncing: sysrq triggered crash",
+        b"[    5.000000] CPU: 0 PID: 1",
+        b"[    5.000000] ",
+    ]
+
+
+def test_empty_text_record_is_a_bare_prefix_line():
+    ring = Ring()
+    ring.add(b"before", 1000)
+    ring.add(b"", 2000)
+    ring.add(b"after", 3000)
+    assert [r.text for r in read(ring).records] == [b"before", b"", b"after"]
+
+
+def test_control_bytes_are_escaped_but_utf8_kept():
+    ring = Ring()
+    ring.add("bell\x07 tab\t café".encode(), 0)
+    assert dmesg.format_records(read(ring).records) == (
+        "[    0.000000] bell\\x07 tab\t café\n".encode()
+    )
+
+
+def test_caller_id_prefix_marks_tasks_and_cpus():
+    ring = Ring()
+    ring.add(b"from task", 0, caller=1)
+    ring.add(b"from cpu", 0, caller=0x80000000 | 3)
+    out = dmesg.format_records(read(ring).records, caller=True)
+    assert out == (b"[    0.000000][    T1] from task\n[    0.000000][    C3] from cpu\n")
+
+
+def test_wrapped_rings_keep_exactly_the_records_not_overwritten():
+    ring = Ring(count_bits=4, size_bits=9)
+    rng = np.random.default_rng(7)
+    texts = []
+    for i in range(500):  # many laps of both the 16-slot descriptor ring and the 512-byte text
+        text = f"message {i} ".encode() + b"x" * int(rng.integers(0, 60))
+        texts.append(text)
+        ring.add(text, i * 1000)
+    live_ids = {r[0] for r in ring.live}
+    log = read(ring)
+    got = [r.text for r in log.records]
+    assert len(got) == len(live_ids) >= 3
+    assert got == texts[-len(got) :]
+    assert [r.seq for r in log.records] == list(range(500 - len(got), 500))
+
+
+def test_ids_crossing_the_2_pow_62_wrap_are_followed():
+    ring = Ring(count_bits=3, size_bits=10)
+    for i in range(12):  # DESC0_ID is 2**62 - 9: the ids wrap to 0 within these records
+        ring.add(f"r{i}".encode(), i)
+    assert ring.head_id < ring.tail_id  # the walk crosses the wrap
+    assert [r.text for r in read(ring).records] == [f"r{i}".encode() for i in range(4, 12)]
+
+
+def test_block_wrapping_to_ring_start_is_read_from_offset_zero():
+    ring = Ring(count_bits=5, size_bits=8)
+    ring.add(b"a" * 100, 0)
+    ring.add(b"b" * 100, 1)  # 224 bytes used of 256: the next block does not fit at the end
+    did = ring.add(b"c" * 60, 2)
+    begin, nxt = [(b, n) for i, b, n in ring.live if i == did][0]
+    assert begin % 256 != 0 and nxt % 256 == 72  # stored at offset 0 of the next wrap
+    assert [r.text for r in read(ring).records][-1] == b"c" * 60
+
+
+def test_reserved_reusable_and_failed_records_are_skipped():
+    ring = Ring(count_bits=5, size_bits=10)
+    ring.add(b"good 1", 1)
+    bad = ring.add(b"overwritten", 2)
+    ring.set_state(bad, REUSABLE)
+    ring.add(b"lost text", 3, failed=True)
+    ring.add(b"good 2", 4)
+    ring.add(b"being written", 5, state=RESERVED)
+    log = read(ring)
+    assert [r.text for r in log.records] == [b"good 1", b"good 2"]
+    assert log.skipped == 4  # the initial DESC0 slot, reusable, failed, reserved
+
+
+def test_descriptor_with_stale_id_is_skipped():
+    ring = Ring(count_bits=4, size_bits=10)
+    ring.add(b"one", 1)
+    did = ring.add(b"two", 2)
+    off = (did % ring.count) * 24
+    struct.pack_into("<Q", ring.descs, off, (FINALIZED << 62) | ((did - 16) & ID_MASK))
+    assert [r.text for r in read(ring).records] == [b"one"]
+
+
+def test_text_len_longer_than_block_is_clamped_to_the_block():
+    ring = Ring(count_bits=4, size_bits=10)
+    did = ring.add(b"short", 1)
+    struct.pack_into("<H", ring.infos, (did % ring.count) * 88 + 16, 60000)
+    (rec,) = read(ring).records
+    assert rec.text.startswith(b"short") and len(rec.text) == 8  # 16-byte block minus its id
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (0, 0, "count_bits=0"),  # count_bits
+        (0, 40, "count_bits=40"),
+        (48, 0, "size_bits=0"),  # text ring size_bits
+        (32, 5, "records behind head"),  # tail id far from head
+    ],
+)
+def test_corrupt_ring_metadata_is_one_line_dumperror(field, value, message):
+    ring = Ring()
+    ring.add(b"x", 0)
+    mem = ring.memory()
+    struct.pack_into("<Q" if field == 32 else "<I", mem.regions[RB_VA], field, value)
+    with pytest.raises(DumpError, match=message) as e:
+        dmesg.read_log(mem.read, VMCOREINFO_61)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_vmcoreinfo_key_names_the_key():
+    info = dict(VMCOREINFO_61)
+    del info["OFFSET(prb_desc_ring.infos)"]
+    with pytest.raises(DumpError, match=r"OFFSET\(prb_desc_ring.infos\)"):
+        read(Ring(), info)
+
+
+def test_no_log_symbols_at_all_is_dumperror():
+    with pytest.raises(DumpError, match="SYMBOL"):
+        dmesg.read_log(Memory().read, {"OSRELEASE": "6.1.0"})
+
+
+def test_unmapped_ring_pointer_is_dumperror():
+    ring = Ring()
+    ring.add(b"x", 0)
+    mem = ring.memory()
+    del mem.regions[DATA_VA]
+    with pytest.raises(DumpError, match="not mapped"):
+        dmesg.read_log(mem.read, VMCOREINFO_61)
+
+
+def test_random_garbage_ring_ends_quickly_with_error_or_text():
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        ring = Ring(count_bits=6, size_bits=12)
+        for i in range(int(rng.integers(1, 80))):
+            ring.add(b"m" * int(rng.integers(0, 90)), i)
+        mem = ring.memory()
+        for base in (DESCS_VA, INFOS_VA, DATA_VA):
+            buf = mem.regions[base]
+            n = int(rng.integers(1, 64))
+            pos = rng.integers(0, len(buf), n)
+            buf_np = np.frombuffer(buf, dtype=np.uint8).copy()
+            buf_np[pos] = rng.integers(0, 256, n, dtype=np.uint8)
+            mem.regions[base] = bytearray(buf_np.tobytes())
+        if trial % 3 == 0:  # head id anywhere, including far away
+            struct.pack_into("<Q", mem.regions[RB_VA], 24, int(rng.integers(0, 1 << 62)))
+        t0 = time.monotonic()
+        try:
+            log = dmesg.read_log(mem.read, VMCOREINFO_61)
+            dmesg.format_records(log.records)
+        except DumpError as e:
+            assert "\n" not in str(e)
+        assert time.monotonic() - t0 < 1.0
+
+
+# --- legacy (3.5 .. 5.9) structured log_buf -------------------------------------------------
+
+LOG_BUF_PTR, LOG_BUF_LEN, FIRST_IDX, NEXT_IDX = (0xFFFFFFFF81F00000 + 0x100 * i for i in range(4))
+LOG_BUF_VA = 0xFFFF888003000000
+VMCOREINFO_LEGACY = {
+    "SYMBOL(log_buf)": f"{LOG_BUF_PTR:x}",
+    "SYMBOL(log_buf_len)": f"{LOG_BUF_LEN:x}",
+    "SYMBOL(log_first_idx)": f"{FIRST_IDX:x}",
+    "SYMBOL(clear_idx)": "ffffffff81f00400",
+    "SYMBOL(log_next_idx)": f"{NEXT_IDX:x}",
+    "SIZE(printk_log)": "16",
+    "OFFSET(printk_log.ts_nsec)": "0",
+    "OFFSET(printk_log.len)": "8",
+    "OFFSET(printk_log.text_len)": "10",
+    "OFFSET(printk_log.dict_len)": "12",
+}
+
+
+def legacy_memory(texts: list[bytes], buf_len: int = 256) -> tuple[Memory, list[bytes]]:
+    """Store records like log_store(): drop the oldest until there is room, 8-aligned records,
+    and a zeroed header where the writer wraps to index 0."""
+    buf = bytearray(buf_len)
+    live: list[tuple[int, bytes]] = []  # (idx, text), oldest first
+    first = nxt = 0
+    for i, text in enumerate(texts):
+        size = (16 + len(text) + 7) & ~7
+
+        def has_space(nxt: int = nxt, first: int = first, size: int = size) -> bool:
+            free = max(buf_len - nxt, first) if not live or nxt > first else first - nxt
+            return free >= size + 16
+
+        while live and not has_space(nxt, first):
+            live.pop(0)
+            first = live[0][0] if live else nxt
+        if nxt + size + 16 > buf_len:
+            buf[nxt : nxt + 16] = bytes(16)
+            nxt = 0
+        struct.pack_into("<QHHH", buf, nxt, i * 1000, size, len(text), 0)
+        buf[nxt + 16 : nxt + 16 + len(text)] = text
+        live.append((nxt, text))
+        if len(live) == 1:
+            first = nxt
+        nxt += size
+    mem = Memory()
+    mem.put(LOG_BUF_PTR, struct.pack("<Q", LOG_BUF_VA))
+    mem.put(LOG_BUF_LEN, struct.pack("<I", buf_len))
+    mem.put(FIRST_IDX, struct.pack("<I", first))
+    mem.put(NEXT_IDX, struct.pack("<I", nxt))
+    mem.put(LOG_BUF_VA, buf)
+    return mem, [t for _, t in live]
+
+
+def test_legacy_log_buf_records_across_the_wrap():
+    texts = [f"legacy line {i}".encode() for i in range(30)]
+    mem, kept = legacy_memory(texts)
+    log = dmesg.read_log(mem.read, VMCOREINFO_LEGACY)
+    assert log.kind == "legacy"
+    assert [r.text for r in log.records] == kept
+    assert 3 <= len(kept) < 30 and kept[-1] == b"legacy line 29"
+    assert dmesg.format_records(log.records).endswith(b"] legacy line 29\n")
+
+
+def test_legacy_broken_chain_is_dumperror_not_a_hang():
+    mem, _ = legacy_memory([f"l{i}".encode() for i in range(30)])
+    mem.regions[NEXT_IDX][:] = struct.pack("<I", 4)  # never reached: records are 8-aligned
+    with pytest.raises(DumpError, match="log_next_idx"):
+        dmesg.read_log(mem.read, VMCOREINFO_LEGACY)
+
+
+# --- output file -------------------------------------------------------------------------
+
+
+def test_output_file_is_not_overwritten_without_force(tmp_path):
+    target = tmp_path / "dmesg.txt"
+    target.write_bytes(b"old")
+    with pytest.raises(DumpError, match="exists"):
+        dmesg._write_file(str(target), b"new", force=False)
+    assert target.read_bytes() == b"old"
+    dmesg._write_file(str(target), b"new", force=True)
+    assert target.read_bytes() == b"new"
+    assert os.listdir(tmp_path) == ["dmesg.txt"]  # no temporary file left behind
