@@ -1,0 +1,110 @@
+#!/bin/sh
+# PID 1 of both kernels of a dumpfilter kdump cycle (qemu-tests/kdumpvm.py drives it).
+#
+# Two layouts, one script:
+#  - initramfs (stock Debian kernels: virtio/9p are modules): busybox + modules in the
+#    initramfs; the host root is mounted read-only on /host and commands run in `chroot /host`.
+#  - 9p root (self-built kernels with 9p built in): the host root *is* /, read-only; no chroot.
+# Either way the read-write results share is /tmp/work as the commands see it, and the cycle's
+# parameters come from /tmp/work/cycle.env (written by the host).
+# The same script runs again in the capture kernel: /proc/vmcore exists only there.
+# PID 1 must never exit ("Attempted to kill init" would panic, and with a capture kernel loaded
+# that makes a dump for the wrong reason): every path ends in `poweroff -f`.
+
+BB=/bin/busybox
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+off() {
+    sync
+    echo "STAGE: power-off $*"
+    $BB poweroff -f
+    sleep 5
+    echo c > /proc/sysrq-trigger   # unreachable unless poweroff failed
+}
+
+up() { cut -d' ' -f1 /proc/uptime; }
+
+# Mount our own /proc first: over a 9p root the host's /proc would be visible until then.
+mount -t proc proc /proc 2>/dev/null || $BB mount -t proc proc /proc
+if [ -e /initramfs-dumpfilter ]; then
+    MODE=initramfs
+    $BB --install -s /bin
+else
+    MODE=9proot
+fi
+mount -t sysfs sys /sys 2>/dev/null
+mount -t devtmpfs dev /dev 2>/dev/null
+dmesg -n 1 2>/dev/null || $BB dmesg -n 1
+echo "STAGE: init start mode=$MODE t=$(up)"
+
+O=trans=virtio,version=9p2000.L,msize=512000
+if [ $MODE = initramfs ]; then
+    # Dependency order, computed on the host from modules.dep (kdumpvm.initramfs_modules).
+    for m in $(cat /modules.order); do
+        insmod /lib/modules/$m.ko || echo "STAGE: insmod $m failed"
+    done
+    mkdir -p /host /work
+    mount -t 9p -o ro,$O hostroot /host || { echo "STAGE: error mount hostroot"; off; }
+    mount -t 9p -o rw,$O work /work || { echo "STAGE: error mount work"; off; }
+    for d in proc sys dev; do mount --bind /$d /host/$d; done
+    mount -t tmpfs tmp /host/tmp
+    mkdir -p /host/tmp/work && mount --bind /work /host/tmp/work
+    ROOT=/host
+    CHROOT="chroot /host"
+else
+    mount -t tmpfs tmp /tmp
+    mkdir -p /tmp/work
+    mount -t 9p -o rw,$O work /tmp/work || { echo "STAGE: error mount work"; off; }
+    ROOT=
+    CHROOT=
+fi
+W=$ROOT/tmp/work
+[ -r $W/cycle.env ] || { echo "STAGE: error no cycle.env"; off; }
+. $W/cycle.env
+
+if [ -e /proc/vmcore ]; then
+    echo "STAGE: capture kernel up t=$(up) vmcore=$(stat -c %s /proc/vmcore)"
+    grep -E 'MemTotal|MemFree' /proc/meminfo | tr -s ' ' | tr '\n' ' '; echo
+    $CHROOT /bin/sh /tmp/work/capture.sh
+    echo "STAGE: capture done rc=$? t=$(up)"
+    sync
+    off capture
+fi
+
+echo "STAGE: first kernel up t=$(up) crash=$(grep -i 'crash kernel' /proc/iomem | tr -d ' ')" \
+    "size=$(cat /sys/kernel/kexec_crash_size)"
+if [ "$KEXEC" = skip ]; then
+    echo "STAGE: kexec skipped (fault injection)"
+else
+    # shellcheck disable=SC2086
+    $CHROOT /usr/sbin/kexec $KEXEC_FLAGS -p "$CAPTURE_KERNEL" $CAPTURE_INITRD_ARG \
+        --reuse-cmdline --append="$CAPTURE_APPEND"
+    echo "STAGE: kexec rc=$? t=$(up)"
+fi
+echo "STAGE: kexec state loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+
+# The workload stays resident (its memory must be mapped at the crash); it creates
+# workload.ready on the share when every region is populated.
+# shellcheck disable=SC2086
+$CHROOT $PYTHON -B $REPO/qemu-tests/guest/workload.py --out /tmp/work $WORKLOAD_ARGS \
+    > $W/workload.log 2>&1 &
+WPID=$!
+n=0
+while [ ! -e $W/workload.ready ]; do
+    if ! kill -0 $WPID 2>/dev/null; then
+        wait $WPID; echo "STAGE: workload failed rc=$?"; tail -n 5 $W/workload.log; off workload
+    fi
+    n=$((n + 1)); [ $n -gt $WORKLOAD_WAIT ] && { echo "STAGE: workload timeout"; off workload; }
+    sleep 1
+done
+echo "STAGE: workload ready t=$(up)"
+# Snapshot page flags as late as possible, with busybox (no Python start) so little changes
+# between the snapshot and the crash.
+cat /proc/meminfo > $W/meminfo
+cat /proc/kpageflags > $W/kpageflags
+sync
+echo "STAGE: crashing t=$(up)"
+echo c > /proc/sysrq-trigger
+echo "STAGE: error still alive after sysrq-c"
+off crash
