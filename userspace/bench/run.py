@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""`make bench`: dumpfilter side by side with makedumpfile on the same vmcores.
+
+Everything is reported as a ratio dumpfilter / makedumpfile (plus the raw numbers), never as a
+pass/fail threshold: timings on a shared machine only mean something relative to each other.
+
+Inputs (all under $DUMPFILTER_CACHE, default ~/.cache/dumpfilter):
+* synthetic ELF vmcores made with userspace/tests/synthvmcore.py, a ~1 GiB and a >= 4 GiB one,
+  with a realistic mix of zero, text and random pages, kept in bench/ and only made if missing;
+* every real ELF vmcore found elsewhere in the cache (the QEMU kdump harness puts them there).
+
+Measured per vmcore:
+* the floor: ``cat vmcore > /dev/null`` (the input is read once before, so all runs see a warm
+  page cache);
+* scan rate, GiB of RAM classified per second of the scan step: makedumpfile's
+  ``STEP [Excluding unnecessary pages]`` times (printed with ``--message-level 23``, one per
+  cycle, summed) vs dumpfilter's ``--stats-json`` ``seconds.scan``; and the whole ``--dry-run``
+  process time of both (Python start-up included);
+* writing at ``-d 31`` and ``-d 1``, with no compression, ``-c`` and ``-l``, single-threaded
+  and with ``--num-threads`` = CPUs: wall time, output size and peak RSS (``ru_maxrss`` of the
+  child from ``os.wait4``) of each; dumpfilter alone for ``-z`` and ``-p`` (Debian's
+  makedumpfile 1.7.2 is built with zlib and lzo only).
+
+A command that fails shows as ``failed: <reason>`` in its cell; the bench itself keeps going.
+Results: a markdown table on stdout and in bench/results.md, raw numbers in bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+USERSPACE = HERE.parent
+GIB = 1 << 30
+MAKEDUMPFILE = "/usr/bin/makedumpfile"
+# makedumpfile prints one line per cycle: "STEP [Excluding unnecessary pages] : 0.123 seconds".
+_MDF_STEP = re.compile(r"STEP \[(Excluding [^\]]*)\] : ([0-9.]+) seconds")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
+
+
+# --- running one command ---------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured process: wall seconds, peak RSS, output size, or why it failed."""
+
+    cmd: list[str]
+    seconds: float | None = None
+    maxrss_kib: int | None = None
+    out_bytes: int | None = None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+    stdout: str = ""  # kept for parsing, dropped from the JSON
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run(cmd: list[str], out: Path | None, timeout: float, env: dict | None = None) -> Run:
+    """Run ``cmd`` (stdin closed, output captured to files), timing it and its peak RSS.
+
+    ``os.wait4`` gives the rusage of exactly this child; ``ru_maxrss`` is in KiB on Linux.
+    The process gets its own session so a timeout kills it and everything it started.
+    """
+    r = Run(cmd)
+    if out is not None and out.exists():
+        out.unlink()
+    logdir = cache_dir() / "bench" / "logs"
+    logdir.mkdir(parents=True, exist_ok=True)
+    so, se = logdir / "stdout", logdir / "stderr"
+    try:
+        with open(so, "wb") as fo, open(se, "wb") as fe:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, start_new_session=True, env=env
+            )
+            timed_out = threading.Event()
+
+            def kill() -> None:
+                timed_out.set()
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+            timer = threading.Timer(timeout, kill)
+            timer.start()
+            try:
+                _, status, usage = os.wait4(p.pid, 0)
+            finally:
+                timer.cancel()
+            elapsed = time.perf_counter() - t0
+            p.returncode = os.waitstatus_to_exitcode(status)
+    except OSError as e:
+        r.error = f"failed: cannot run {cmd[0]}: {e.strerror}"
+        return r
+    r.stdout = so.read_text(errors="replace") + "\n" + se.read_text(errors="replace")
+    if timed_out.is_set():
+        r.error = f"failed: timeout after {timeout:.0f} s"
+    elif p.returncode != 0:
+        lines = [ln.strip() for ln in re.split(r"[\r\n]", r.stdout) if ln.strip()]
+        reason = lines[-1] if lines else f"exit status {p.returncode}"
+        r.error = f"failed: {reason[:120]}"
+    elif out is not None and not out.exists():
+        r.error = "failed: no output file"
+    else:
+        r.seconds = elapsed
+        r.maxrss_kib = usage.ru_maxrss
+        if out is not None:
+            r.out_bytes = out.stat().st_size
+    if out is not None and out.exists():
+        out.unlink()
+    return r
+
+
+def dumpfilter_cmd() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).with_name("dumpfilter")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from dumpfilter.cli import main; sys.exit(main())"]
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def elf_ram_bytes(path: Path) -> int | None:
+    """Sum of PT_LOAD p_memsz of an ELF64 core (the RAM the dump describes), else None."""
+    try:
+        with open(path, "rb") as f:
+            eh = f.read(64)
+            if len(eh) < 64 or eh[:4] != b"\x7fELF" or eh[4] != 2:
+                return None
+            e_type = struct.unpack_from("<H", eh, 16)[0]
+            phoff = struct.unpack_from("<Q", eh, 32)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+            if e_type != 4 or phentsize < 56 or phnum == 0:
+                return None
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+    except OSError:
+        return None
+    total = 0
+    for i in range(min(phnum, len(ph) // phentsize)):
+        p_type = struct.unpack_from("<I", ph, i * phentsize)[0]
+        if p_type == 1:
+            total += struct.unpack_from("<Q", ph, i * phentsize + 40)[0]
+    return total
+
+
+def synthetic(name: str, ram_gib: float, say) -> Path | str:
+    """Path of the synthetic vmcore ``name`` (made now if missing), or why it cannot be made."""
+    path = cache_dir() / "bench" / f"{name}.vmcore"
+    if path.exists() and elf_ram_bytes(path):
+        return path
+    sys.path.insert(0, str(USERSPACE / "tests"))
+    try:
+        import synthvmcore  # userspace/tests/synthvmcore.py
+    except ImportError as e:
+        return f"synthetic vmcore generator unavailable ({e})"
+    finally:
+        sys.path.pop(0)
+    maker = getattr(synthvmcore, "write_bench_vmcore", None)
+    if maker is None:
+        return "synthvmcore.write_bench_vmcore() not found"
+    say(f"generating {path} ({ram_gib:g} GiB of RAM) ...")
+    tmp = path.with_suffix(".tmp")
+    t0 = time.perf_counter()
+    try:
+        maker(str(tmp), int(ram_gib * GIB))
+        tmp.rename(path)
+    except Exception as e:  # a generator bug must not stop the rest of the bench
+        tmp.unlink(missing_ok=True)
+        return f"generation failed: {type(e).__name__}: {e}"
+    say(f"  made in {time.perf_counter() - t0:.1f} s")
+    return path
+
+
+def real_vmcores() -> list[Path]:
+    """ELF cores anywhere in the cache except the bench's own directory."""
+    found = []
+    root = cache_dir()
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != "bench"]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for fn in filenames:
+            p = Path(dirpath) / fn
+            if "vmcore" in fn and p.is_file() and elf_ram_bytes(p):
+                found.append(p)
+    return sorted(found)
+
+
+# --- the measurements ------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    """One row: the same options given to both tools (dumpfilter only when mdf is None)."""
+
+    label: str
+    mdf: Run | None
+    df: Run | None
+    kind: str = "write"  # "write", "dry-run", "scan"
+    mdf_value: float | None = None  # for "scan": GiB/s
+    df_value: float | None = None
+
+
+def measure(vmcore: Path, quick: bool, timeout: float, say) -> dict:
+    ram = elf_ram_bytes(vmcore) or vmcore.stat().st_size
+    work = cache_dir() / "bench" / "out"
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "dump"
+    jpath = work / "stats.json"
+    ncpu = os.cpu_count() or 1
+    df = dumpfilter_cmd()
+    cases: list[Case] = []
+
+    say(f"== {vmcore} ({ram / GIB:.2f} GiB RAM)")
+    run(["cat", str(vmcore)], None, timeout)  # warm the page cache for everyone
+    floor = run(["sh", "-c", 'exec cat "$1" > /dev/null', "cat", str(vmcore)], None, timeout)
+    say(f"  floor cat: {fmt_s(floor)}")
+
+    # Scan: dry runs at -d 31.
+    mdf_dry = run(
+        [MAKEDUMPFILE, "-d", "31", "--dry-run", "--message-level", "23", str(vmcore), str(out)],
+        None,
+        timeout,
+    )
+    if mdf_dry.ok:
+        steps = [
+            float(s)
+            for name, s in _MDF_STEP.findall(mdf_dry.stdout)
+            if name.startswith("Excluding unnecessary")
+        ]
+        if steps:
+            mdf_dry.extra["scan_seconds"] = sum(steps)
+        else:
+            mdf_dry.extra["scan_error"] = "no 'STEP [Excluding unnecessary pages]' line"
+    jpath.unlink(missing_ok=True)
+    df_dry = run(
+        [*df, "-d", "31", "--dry-run", "--stats-json", str(jpath), str(vmcore)], None, timeout
+    )
+    if df_dry.ok:
+        try:
+            stats = json.loads(jpath.read_text())
+            df_dry.extra["scan_seconds"] = float(stats["seconds"]["scan"])
+            df_dry.extra["scan"] = stats.get("scan")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            df_dry.extra["scan_error"] = f"bad --stats-json: {e}"
+    cases.append(Case("dry run -d 31 (process)", mdf_dry, df_dry, kind="dry-run"))
+    scan = Case("scan step -d 31 (GiB RAM/s)", mdf_dry, df_dry, kind="scan")
+    for run_, attr in ((mdf_dry, "mdf_value"), (df_dry, "df_value")):
+        s = run_.extra.get("scan_seconds")
+        if s:
+            setattr(scan, attr, ram / GIB / s)
+    cases.append(scan)
+    say(
+        f"  scan: makedumpfile {fmt_rate(scan.mdf_value, mdf_dry)}, "
+        f"dumpfilter {fmt_rate(scan.df_value, df_dry)}"
+    )
+
+    threads = [1] if ncpu == 1 else [1, ncpu]
+    comps = [("none", []), ("-c", ["-c"]), ("-l", ["-l"])]
+    for level in ("31", "1"):
+        for cname, copt in comps:
+            for t in threads:
+                topt = [] if t == 1 else ["--num-threads", str(t)]
+                label = f"-d {level} {cname} threads={t}"
+                m = run(
+                    [
+                        MAKEDUMPFILE,
+                        *copt,
+                        "-d",
+                        level,
+                        *topt,
+                        "--message-level",
+                        "4",
+                        str(vmcore),
+                        str(out),
+                    ],
+                    out,
+                    timeout,
+                )
+                d = run(
+                    [*df, *copt, "-d", level, *topt, "--message-level", "4", str(vmcore), str(out)],
+                    out,
+                    timeout,
+                )
+                cases.append(Case(label, m, d))
+                say(f"  {label}: makedumpfile {fmt_s(m)}, dumpfilter {fmt_s(d)}")
+        for cname in ("-z", "-p"):
+            for t in threads if not quick else [1]:
+                topt = [] if t == 1 else ["--num-threads", str(t)]
+                label = f"-d {level} {cname} threads={t}"
+                d = run(
+                    [*df, cname, "-d", level, *topt, "--message-level", "4", str(vmcore), str(out)],
+                    out,
+                    timeout,
+                )
+                cases.append(Case(label, None, d))
+                say(f"  {label}: dumpfilter {fmt_s(d)}")
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "vmcore": str(vmcore),
+        "ram_bytes": ram,
+        "file_bytes": vmcore.stat().st_size,
+        "cpus": ncpu,
+        "floor": floor,
+        "cases": cases,
+    }
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+
+def fmt_s(r: Run | None) -> str:
+    if r is None:
+        return "–"
+    return cell(r.error) if not r.ok else f"{r.seconds:.2f} s"
+
+
+def cell(text: str | None) -> str:
+    """Text safe inside a markdown table cell."""
+    return (text or "failed").replace("|", "\\|").replace("\n", " ")
+
+
+def fmt_rate(v: float | None, r: Run) -> str:
+    if not r.ok:
+        return cell(r.error)
+    if v is None:
+        return cell("failed: " + r.extra.get("scan_error", "no scan time"))
+    return f"{v:.2f}"
+
+
+def fmt_size(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    """dumpfilter / makedumpfile."""
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}"
+
+
+def markdown(results: list[dict], skipped: list[str]) -> str:
+    lines = [
+        "# dumpfilter vs makedumpfile 1.7.2",
+        "",
+        f"Host: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
+        "Ratios are dumpfilter / makedumpfile: for times and sizes < 1 means dumpfilter is "
+        "faster or smaller; for the scan rate > 1 means dumpfilter classifies faster. "
+        "Times are wall seconds of the whole process; input in the page cache.",
+        "",
+    ]
+    for res in results:
+        floor = res["floor"]
+        lines += [
+            f"## {Path(res['vmcore']).name}: {res['ram_bytes'] / GIB:.2f} GiB RAM, "
+            f"file {res['file_bytes'] / GIB:.2f} GiB",
+            "",
+            f"Floor `cat vmcore > /dev/null`: {fmt_s(floor)}"
+            + (f" ({res['file_bytes'] / GIB / floor.seconds:.2f} GiB/s)" if floor.ok else ""),
+            "",
+            "| case | makedumpfile | dumpfilter | time ratio | size mdf | size df | size ratio "
+            "| RSS mdf | RSS df | RSS ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in res["cases"]:
+            m, d = c.mdf, c.df
+            if c.kind == "scan":
+                lines.append(
+                    f"| {c.label} | {fmt_rate(c.mdf_value, m)} | {fmt_rate(c.df_value, d)} "
+                    f"| {ratio(c.df_value, c.mdf_value)} (rate) | | | | | | |"
+                )
+                continue
+            mt, dt = (m.seconds if m else None), (d.seconds if d else None)
+            ms, ds = (m.out_bytes if m else None), (d.out_bytes if d else None)
+            mr, dr = (m.maxrss_kib if m else None), (d.maxrss_kib if d else None)
+            lines.append(
+                f"| {c.label} | {fmt_s(m)} | {fmt_s(d)} | {ratio(dt, mt)} "
+                f"| {fmt_size(ms)} | {fmt_size(ds)} | {ratio(ds, ms)} "
+                f"| {fmt_rss(mr)} | {fmt_rss(dr)} | {ratio(dr, mr)} |"
+            )
+        lines.append("")
+    for s in skipped:
+        lines.append(f"- skipped: {s}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def fmt_rss(kib: int | None) -> str:
+    return "–" if kib is None else f"{kib / 1024:.0f} MiB"
+
+
+def to_json(results: list[dict], skipped: list[str]) -> dict:
+    def run_dict(r: Run | None):
+        if r is None:
+            return None
+        d = asdict(r)
+        d.pop("stdout")
+        return d
+
+    out = []
+    for res in results:
+        out.append(
+            {
+                **{k: v for k, v in res.items() if k not in ("floor", "cases")},
+                "floor": run_dict(res["floor"]),
+                "cases": [
+                    {
+                        "label": c.label,
+                        "kind": c.kind,
+                        "makedumpfile": run_dict(c.mdf),
+                        "dumpfilter": run_dict(c.df),
+                        "mdf_gib_per_s": c.mdf_value,
+                        "df_gib_per_s": c.df_value,
+                    }
+                    for c in res["cases"]
+                ],
+            }
+        )
+    return {"host_cpus": os.cpu_count(), "time": time.time(), "results": out, "skipped": skipped}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the 1 GiB synthetic vmcore only")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds per command")
+    ap.add_argument("--no-real", action="store_true", help="skip real vmcores in the cache")
+    ap.add_argument("vmcores", nargs="*", type=Path, help="benchmark these instead")
+    a = ap.parse_args(argv)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    bench = cache_dir() / "bench"
+    bench.mkdir(parents=True, exist_ok=True)
+    inputs: list[Path] = []
+    skipped: list[str] = []
+    if a.vmcores:
+        inputs = a.vmcores
+    else:
+        for name, gib in [("synth-1g", 1)] + ([] if a.quick else [("synth-4g", 4.5)]):
+            p = synthetic(name, gib, say)
+            if isinstance(p, Path):
+                inputs.append(p)
+            else:
+                skipped.append(f"{name}: {p}")
+        if not a.quick and not a.no_real:
+            inputs += real_vmcores()
+    if not os.access(MAKEDUMPFILE, os.X_OK):
+        skipped.append(f"{MAKEDUMPFILE} not installed: makedumpfile columns fail")
+
+    results = [measure(v, a.quick, a.timeout, say) for v in inputs]
+    md = markdown(results, skipped)
+    (bench / "results.md").write_text(md)
+    (bench / "results.json").write_text(json.dumps(to_json(results, skipped), indent=1))
+    print(md)
+    say(f"written {bench / 'results.md'} and {bench / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
