@@ -1,0 +1,185 @@
+"""Per-page codecs and the ordered parallel batch pool.
+
+kdump-compressed files compress each page on its own (kdump-compressed-format.md §6): zlib
+level 1 *zlib-wrapped* (crash decompresses with ``uncompress()``), lzo1x_1, raw snappy, zstd
+level 1.  A page whose compressed form is not smaller than the page is stored raw, and the
+descriptor flag then says 0.  Zero pages (dump level bit 1) are found here too, from the data,
+because the scan never produces ZERO (ARCHITECTURE.md).
+
+Work is cut into batches of consecutive kept pages; batches run in worker threads (zlib, lzo and
+zstd release the GIL while compressing, and numpy releases it in the zero test, which also
+touches the mmap'ed pages so page-cache faults overlap) and come back in submission order, so the
+output stays in PFN order.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DumpError
+
+# Descriptor / header flag values (diskdump_mod.h, DUMP_DH_COMPRESSED_*).
+FLAG_ZLIB = 0x1
+FLAG_LZO = 0x2
+FLAG_SNAPPY = 0x4
+FLAG_ZSTD = 0x20
+
+CODEC_FLAGS = {"zlib": FLAG_ZLIB, "lzo": FLAG_LZO, "snappy": FLAG_SNAPPY, "zstd": FLAG_ZSTD}
+
+
+def _make_compressor(name: str) -> Callable[[memoryview], bytes]:
+    """One-page compressor for codec *name*; call it from one thread only (zstd keeps state)."""
+    if name == "zlib":
+        return lambda b: zlib.compress(b, 1)
+    if name == "lzo":
+        import lzo
+
+        # header=False: the bare lzo1x_1 stream makedumpfile writes (no python-lzo length prefix).
+        return lambda b: lzo.compress(bytes(b), 1, False)
+    if name == "snappy":
+        import snappy
+
+        return lambda b: snappy.compress(bytes(b))
+    if name == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=1).compress
+    raise DumpError(f"unknown compression {name!r}")
+
+
+def decompress(name: str, data: bytes, page_size: int) -> bytes:
+    """Inverse of the page compressor (used by tests and by re-reading our own output)."""
+    if name == "zlib":
+        return zlib.decompress(data)
+    if name == "lzo":
+        import lzo
+
+        return lzo.decompress(data, False, page_size)
+    if name == "snappy":
+        import snappy
+
+        return snappy.decompress(data)
+    if name == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=page_size)
+    raise DumpError(f"unknown compression {name!r}")
+
+
+def zero_rows(pages: np.ndarray) -> np.ndarray:
+    """Boolean per page: all bytes zero.  Works on 8-byte words (page size is a multiple of 8)."""
+    if len(pages) == 0:
+        return np.zeros(0, dtype=bool)
+    words = pages.reshape(len(pages), -1).view(np.uint64)
+    return ~words.any(axis=1)
+
+
+@dataclass
+class Batch:
+    """A run of kept pages to encode: ``pages[i]`` is the page of PFN ``pfns[i]``."""
+
+    pfns: np.ndarray  # int64 PFNs, increasing
+    pages: np.ndarray  # (n, page_size) uint8, usually a view into the mmap'ed vmcore
+    find_zero: bool  # dump level bit 1: zero pages get the shared descriptor
+    tag: object = None  # caller's bookkeeping, returned untouched
+
+
+@dataclass
+class Encoded:
+    """Result of one batch, in the batch's page order."""
+
+    batch: Batch
+    zero: np.ndarray  # bool per page: all-zero (only when find_zero)
+    sizes: np.ndarray  # int64 stored bytes per page (0 for zero pages)
+    flags: np.ndarray  # uint32 descriptor flag per page (0 = raw or zero)
+    chunks: list  # buffers to write, in order, for the non-zero pages
+
+
+class Encoder:
+    """Encodes batches (zero test + optional compression) on ``threads`` workers, in order.
+
+    ``threads`` <= 1 encodes in the calling thread.  ``window`` bounds the batches in flight
+    (and so the memory held by compressed results).
+    """
+
+    def __init__(self, codec: str | None, page_size: int, threads: int = 0):
+        self.codec = codec
+        self.page_size = page_size
+        self.flag = CODEC_FLAGS[codec] if codec else 0
+        self.threads = max(threads, 0)
+        self._local = threading.local()
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Encoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _compressor(self) -> Callable[[memoryview], bytes]:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = self._local.c = _make_compressor(self.codec)  # type: ignore[arg-type]
+        return c
+
+    def encode(self, batch: Batch) -> Encoded:
+        """Zero test, then compress each non-zero page; raw when compression does not shrink."""
+        n = len(batch.pfns)
+        ps = self.page_size
+        zero = zero_rows(batch.pages) if batch.find_zero else np.zeros(n, dtype=bool)
+        sizes = np.where(zero, 0, ps).astype(np.int64)
+        flags = np.zeros(n, dtype=np.uint32)
+        chunks: list = []
+        if self.codec is None:
+            # Raw pages: hand back views of contiguous runs, so one write covers many pages.
+            keep = np.flatnonzero(~zero)
+            if len(keep):
+                breaks = np.flatnonzero(np.diff(keep) != 1) + 1
+                starts = np.concatenate(([0], breaks))
+                ends = np.concatenate((breaks, [len(keep)]))
+                for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
+                    chunks.append(batch.pages[s:e])
+            return Encoded(batch, zero, sizes, flags, chunks)
+        comp = self._compressor()
+        pages = batch.pages
+        for i in np.flatnonzero(~zero).tolist():
+            page = pages[i]
+            data = comp(page.data)
+            if len(data) < ps:
+                sizes[i] = len(data)
+                flags[i] = self.flag
+                chunks.append(data)
+            else:
+                chunks.append(page)
+        return Encoded(batch, zero, sizes, flags, chunks)
+
+    def map(self, batches: Iterable[Batch]) -> Iterator[Encoded]:
+        """Encode *batches*, yielding results in the same order, with bounded look-ahead."""
+        if self._pool is None:
+            for b in batches:
+                yield self.encode(b)
+            return
+        pending: deque[Future[Encoded]] = deque()
+        depth = 2 * self.threads
+        try:
+            for b in batches:
+                pending.append(self._pool.submit(self.encode, b))
+                if len(pending) >= depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()

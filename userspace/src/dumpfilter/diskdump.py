@@ -1,0 +1,331 @@
+"""kdump-compressed writer: disk_dump_header v6, sub header, notes, two bitmaps, descriptors, data.
+
+Layout and field values follow kdump-compressed-format.md §1-§7 (makedumpfile 1.7.2 as observed):
+header in block 0, sub header at ``block_size``, the input PT_NOTE copied verbatim at 4200,
+block-aligned 1st (RAM) and 2nd (dumpable) bitmaps, 24-byte ``page_desc`` per set bit of the
+2nd bitmap in PFN order, then the page data (shared zero page first when dump level bit 1 is set).
+
+Two streaming passes keep memory bounded whatever the dump size: pass 1 walks the classification
+windows and writes both bitmaps while counting dumpable pages (which fixes where the data starts);
+pass 2 reads the kept pages, encodes them in parallel and writes data and descriptors, each
+sequentially, descriptors only after their data.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compress import CODEC_FLAGS, Batch, Encoder
+from .errors import DumpError
+from .output import OutputFull, Progress, keep_table
+from .pageclass import DL_ZERO, PageClass
+
+SIGNATURE = b"KDUMP   "
+HEADER_VERSION = 6
+STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE
+OFFSET_NOTE = 4096 + 104  # sub header is 104 bytes on x86_64
+WINDOW = 1 << 17  # PFNs per classification window (16 KiB of each bitmap)
+SPAN = 1024  # PFNs per encode batch: 4 MiB of source pages at most
+
+# struct disk_dump_header (diskdump_mod.h), x86_64 layout, 464 bytes.
+_HEADER = struct.Struct("<8si" + "65s" * 6 + "6x" + "qq" + "IiiII" + "IIIIi")
+# struct kdump_sub_header v6, 104 bytes.
+_SUBHDR = struct.Struct("<qiiqqqqqqqqqqq")
+DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+assert _HEADER.size == 464 and _SUBHDR.size == 104 and DESC.itemsize == 24
+
+
+def iter_notes(notes: bytes) -> Iterator[tuple[bytes, int, int, int]]:
+    """(name, type, desc_offset, desc_size) of each ELF note in a PT_NOTE segment (4-aligned)."""
+    pos = 0
+    while pos + 12 <= len(notes):
+        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
+        name_off = pos + 12
+        desc_off = name_off + ((namesz + 3) & ~3)
+        end = desc_off + ((descsz + 3) & ~3)
+        if namesz == 0 and descsz == 0 and ntype == 0:
+            break
+        if desc_off + descsz > len(notes):
+            raise DumpError("ELF note segment is truncated")
+        yield notes[name_off : name_off + namesz].rstrip(b"\0"), ntype, desc_off, descsz
+        pos = end
+
+
+def vmcoreinfo_note(notes: bytes) -> tuple[int, int]:
+    """(offset, size) of the VMCOREINFO note's descriptor inside *notes*, or (0, 0)."""
+    for name, _t, off, size in iter_notes(notes):
+        if name == b"VMCOREINFO":
+            return off, size
+    return 0, 0
+
+
+def vmcoreinfo_values(notes: bytes) -> dict[str, str]:
+    """KEY=VALUE lines of the VMCOREINFO note (the kernel's own text, vmcoreinfo.rst)."""
+    off, size = vmcoreinfo_note(notes)
+    out: dict[str, str] = {}
+    for line in notes[off : off + size].decode("ascii", "replace").splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+@dataclass
+class Geometry:
+    """Where everything goes in the file (§1)."""
+
+    page_size: int
+    max_mapnr: int
+    size_note: int
+
+    @property
+    def sub_hdr_blocks(self) -> int:
+        return -(-(104 + self.size_note) // self.page_size)
+
+    @property
+    def bitmap_len(self) -> int:  # one bitmap, block-aligned
+        ps = self.page_size
+        nbytes = (self.max_mapnr + 7) // 8
+        return (nbytes + ps - 1) // ps * ps
+
+    @property
+    def bitmap1_off(self) -> int:
+        return (1 + self.sub_hdr_blocks) * self.page_size
+
+    @property
+    def bitmap2_off(self) -> int:
+        return self.bitmap1_off + self.bitmap_len
+
+    @property
+    def desc_off(self) -> int:
+        return self.bitmap2_off + self.bitmap_len
+
+
+def _c_string(text: str | bytes, size: int = 65) -> bytes:
+    b = text.encode() if isinstance(text, str) else text
+    return b[: size - 1]
+
+
+def build_header(src, geo: Geometry, dump_level: int, status: int) -> bytes:
+    """Block 0 (header) + sub header + notes, ready to write at offset 0."""
+    info = vmcoreinfo_values(src.notes)
+    uts = getattr(src, "utsname", None) or {}
+    fields = ("sysname", "nodename", "release", "version", "machine", "domainname")
+    # libkdumpfile trusts the header's utsname (and so learns the architecture) only when no
+    # field is empty; "(none)" is what the kernel itself puts in an unset nodename/domainname.
+    defaults = {
+        "sysname": "Linux",
+        "nodename": "(none)",
+        "release": info.get("OSRELEASE", ""),
+        "version": "(unknown)",
+        "machine": "x86_64",
+        "domainname": "(none)",
+    }
+    names = [_c_string(uts.get(f) or defaults.get(f, "")) for f in fields]
+    try:
+        crashtime = int(info.get("CRASHTIME", "0"))
+    except ValueError:
+        crashtime = 0
+    try:
+        phys_base = int(info.get("NUMBER(phys_base)", "0"), 0)
+    except ValueError:
+        phys_base = 0
+    phys_base = (phys_base + (1 << 63)) % (1 << 64) - (1 << 63)  # as the signed C field
+    ps = geo.page_size
+    header = _HEADER.pack(
+        SIGNATURE,
+        HEADER_VERSION,
+        *names,
+        crashtime,
+        0,
+        status,
+        ps,
+        geo.sub_hdr_blocks,
+        2 * geo.bitmap_len // ps,
+        min(geo.max_mapnr, 0xFFFFFFFF),
+        0,
+        0,
+        0,
+        0,
+        max(src.nr_cpus, 1),
+    )
+    vi_off, vi_size = vmcoreinfo_note(src.notes)
+    sub = _SUBHDR.pack(
+        phys_base,
+        dump_level,
+        0,
+        0,
+        0,
+        OFFSET_NOTE + vi_off if vi_size else 0,
+        vi_size,
+        OFFSET_NOTE,
+        geo.size_note,
+        0,
+        0,
+        0,
+        0,
+        geo.max_mapnr,
+    )
+    return header.ljust(ps, b"\0") + sub + bytes(src.notes)
+
+
+class _BitPacker:
+    """Packs consecutive bool runs into LSB-first bytes (bit pfn%8 of byte pfn/8, §4)."""
+
+    def __init__(self) -> None:
+        self.carry = np.zeros(0, dtype=bool)
+
+    def add(self, bits: np.ndarray, final: bool = False) -> bytes:
+        if len(self.carry):
+            bits = np.concatenate((self.carry, bits))
+        n = len(bits) if final else len(bits) & ~7
+        self.carry = bits[n:].copy()
+        return np.packbits(bits[:n], bitorder="little").tobytes()
+
+
+def dumpable_windows(
+    src, classification, dump_level: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(start_pfn, ram, dumpable) bool arrays per classification window.
+
+    A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
+    """
+    keep = keep_table(dump_level)
+    for start, classes in classification.windows(WINDOW):
+        ram = classes != PageClass.HOLE
+        dumpable = keep[classes]
+        prior = src.is_dumpable(start, start + len(classes)) if src.kind != "elf" else None
+        if prior is not None:
+            dumpable &= np.asarray(prior, dtype=bool)
+        yield start, ram, dumpable
+
+
+def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
+    """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices."""
+    ranges = src.ram_ranges
+    for start, _ram, dumpable in windows:
+        end = start + len(dumpable)
+        for r0, r1 in ranges:
+            lo, hi = max(r0, start), min(r1, end)
+            if lo >= hi:
+                continue
+            for s in range(lo, hi, SPAN):
+                e = min(s + SPAN, hi)
+                idx = np.flatnonzero(dumpable[s - start : e - start])
+                if len(idx) == 0:
+                    continue
+                pages = src.read_pages(s, e - s)
+                if len(idx) < e - s:
+                    pages = pages[idx]  # copy only the kept pages
+                yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero)
+
+
+def write_kdump(src, classification, opts, stats, sink) -> None:
+    """Write the whole kdump-compressed file to *sink* (FileSink or FlatSink)."""
+    ps = src.page_size
+    max_mapnr = classification.max_pfn
+    geo = Geometry(ps, max_mapnr, len(src.notes))
+    codec = opts.compression
+    status = CODEC_FLAGS[codec] if codec else 0
+    find_zero = bool(opts.dump_level & DL_ZERO)
+
+    # Block 0 + sub header + notes.  A random-access file first says "incomplete" and is
+    # corrected at the very end; a stream cannot be corrected, so it gets the final header and
+    # is whole only with its end marker.
+    head = build_header(
+        src, geo, opts.dump_level, status | (STATUS_INCOMPLETE if sink.seekable else 0)
+    )
+    sink.write_at(0, [head])
+
+    # Pass 1: bitmaps, dumpable count.
+    p1, p2 = _BitPacker(), _BitPacker()
+    pos = 0
+    num_dumpable = 0
+    for _start, ram, dumpable in dumpable_windows(src, classification, opts.dump_level):
+        b1, b2 = p1.add(ram), p2.add(dumpable)
+        if b1:
+            sink.write_at(geo.bitmap1_off + pos, [b1])
+            sink.write_at(geo.bitmap2_off + pos, [b2])
+            pos += len(b1)
+        num_dumpable += int(np.count_nonzero(dumpable))
+    b1, b2 = p1.add(np.zeros(0, bool), final=True), p2.add(np.zeros(0, bool), final=True)
+    # Pad both bitmaps to their block-aligned length so a stream carries every byte too.
+    pad = geo.bitmap_len - pos - len(b1)
+    sink.write_at(geo.bitmap1_off + pos, [b1, bytes(pad)])
+    sink.write_at(geo.bitmap2_off + pos, [b2, bytes(pad)])
+
+    # Pass 2: page data and descriptors.
+    data_pos = geo.desc_off + DESC.itemsize * num_dumpable
+    zero_off = data_pos
+    if find_zero:
+        sink.write_at(data_pos, [bytes(ps)])
+        data_pos += ps
+    progress = Progress(opts.says(1), "Copying data", num_dumpable)
+    desc_index = 0
+    data_buf: list = []
+    data_buf_start = data_pos
+    data_buf_len = 0
+    desc_buf: list[np.ndarray] = []
+    desc_buf_n = 0
+    zero_count = 0
+    t0 = time.monotonic()
+
+    def flush() -> None:
+        nonlocal data_buf, data_buf_len, data_buf_start, desc_buf, desc_buf_n, desc_index
+        if data_buf:
+            sink.write_at(data_buf_start, data_buf)
+            data_buf_start += data_buf_len
+            data_buf, data_buf_len = [], 0
+        if desc_buf:
+            sink.write_at(geo.desc_off + DESC.itemsize * desc_index, desc_buf)
+            desc_index += desc_buf_n
+            desc_buf, desc_buf_n = [], 0
+
+    windows = dumpable_windows(src, classification, opts.dump_level)
+    with Encoder(codec, ps, opts.num_threads) as enc:
+        for res in enc.map(_batches(src, windows, find_zero)):
+            n = len(res.sizes)
+            desc = np.zeros(n, dtype=DESC)
+            ends = data_pos + np.cumsum(res.sizes)
+            desc["offset"] = np.where(res.zero, zero_off, ends - res.sizes)
+            desc["size"] = np.where(res.zero, ps, res.sizes)
+            desc["flags"] = res.flags
+            data_pos = int(ends[-1])
+            zero_count += int(np.count_nonzero(res.zero))
+            data_buf.extend(res.chunks)
+            data_buf_len += int(res.sizes.sum())
+            desc_buf.append(desc)
+            desc_buf_n += n
+            if data_buf_len >= (8 << 20) or len(data_buf) >= 1024 or desc_buf_n >= 65536:
+                flush()
+                progress.update(desc_index)
+        flush()
+    progress.finish()
+    if desc_index != num_dumpable:
+        raise DumpError(f"internal error: {desc_index} descriptors for {num_dumpable} pages")
+    if sink.seekable:
+        sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
+    _record(stats, zero_count, time.monotonic() - t0)
+
+
+def _fix_status(head: bytes, status: int) -> tuple:
+    fields = list(_HEADER.unpack_from(head, 0))
+    fields[10] = status  # signature, version, 6 names, tv_sec, tv_usec, *status*
+    return tuple(fields)
+
+
+def _record(stats, zero_count: int, seconds: float) -> None:
+    """Zero pages found from the data are excluded pages, not kept ones (makedumpfile report)."""
+    pages = getattr(stats, "pages", None)
+    if isinstance(pages, dict):
+        pages["zero"] = pages.get("zero", 0) + zero_count
+        if "kept" in pages:
+            pages["kept"] -= zero_count
+
+
+__all__ = ["write_kdump", "Geometry", "build_header", "OutputFull", "DESC", "iter_notes"]

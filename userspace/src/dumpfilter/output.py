@@ -1,0 +1,257 @@
+"""Safe output: temporary name + rename, ``-f``, ``-L SIZE``, ENOSPC, Ctrl-C, progress.
+
+A dump under its final name is either whole or says in its header that it is not (kdump
+``status |= 0x8``, ELF ``e_flags |= 1``, as makedumpfile's ``check_and_modify_kdump_headers``
+does).  The writers see a *sink*: ``write_at(offset, buffers)`` on a regular file (pwritev) or
+on a flattened stream (one record per call, kdump-compressed-format.md §10).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import stat
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from .errors import DumpError
+
+# Linux IOV_MAX: pwritev/writev take at most this many buffers per call.
+_IOV_MAX = 1024
+
+# Errors that mean "the output cannot take more data": the dump is then incomplete.
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class OutputFull(DumpError):
+    """The output stopped taking data (ENOSPC, a write error, or the ``-L`` limit)."""
+
+
+def _nbytes(buffers: Sequence) -> int:
+    return sum(memoryview(b).nbytes for b in buffers)
+
+
+def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> None:
+    """pwritev/writev every byte of *buffers* (retrying short writes); OutputFull on failure."""
+    views = [memoryview(b).cast("B") for b in buffers if memoryview(b).nbytes]
+    pos = offset
+    i = 0
+    while i < len(views):
+        group = views[i : i + _IOV_MAX]
+        try:
+            n = os.pwritev(fd, group, pos) if pos is not None else os.writev(fd, group)
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise BrokenPipeError(e.errno, e.strerror) from e
+            raise OutputFull(f"cannot write {what}: {e.strerror}") from e
+        if n == 0:
+            raise OutputFull(f"cannot write {what}: no progress")
+        if pos is not None:
+            pos += n
+        # Drop fully written views; keep the unwritten tail of a partly written one.
+        while n and i < len(views):
+            if n >= views[i].nbytes:
+                n -= views[i].nbytes
+                i += 1
+            else:
+                views[i] = views[i][n:]
+                n = 0
+
+
+class FileSink:
+    """Random-access output (a regular file).  ``limit``: ``-L`` size cap in bytes."""
+
+    seekable = True
+
+    def __init__(self, fd: int, name: str, limit: int | None = None):
+        self.fd = fd
+        self.name = name
+        self.limit = limit
+        self.end = 0  # highest byte offset written + 1
+
+    def write_at(self, offset: int, buffers: Sequence) -> None:
+        n = _nbytes(buffers)
+        if self.limit is not None and offset + n > self.limit:
+            raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
+        _write_all(self.fd, offset, buffers, self.name)
+        self.end = max(self.end, offset + n)
+
+    @property
+    def bytes_written(self) -> int:
+        return self.end
+
+
+class FlatSink:
+    """Flattened stream (``-F``): a 4096-byte makedumpfile header, then ``(offset, size)``
+    records, big-endian, ended by ``(-1, -1)`` (MDF ``write_start_flat_header``, §10).
+
+    Records never overlap: each writer writes every region once.  ``limit`` caps the stream.
+    """
+
+    seekable = False
+    SIGNATURE = b"makedumpfile\0\0\0\0"
+    TYPE = 1
+    VERSION = 1
+    HEADER_SIZE = 4096
+
+    def __init__(self, fd: int, name: str = "stdout", limit: int | None = None):
+        self.fd = fd
+        self.name = name
+        self.limit = limit
+        self.emitted = 0
+        self.end = 0
+        head = self.SIGNATURE + self.TYPE.to_bytes(8, "big") + self.VERSION.to_bytes(8, "big")
+        self._emit([head.ljust(self.HEADER_SIZE, b"\0")])
+
+    def _emit(self, buffers: Sequence) -> None:
+        n = _nbytes(buffers)
+        if self.limit is not None and self.emitted + n > self.limit:
+            raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
+        _write_all(self.fd, None, buffers, self.name)
+        self.emitted += n
+
+    def write_at(self, offset: int, buffers: Sequence) -> None:
+        n = _nbytes(buffers)
+        if n == 0:
+            return
+        rec = offset.to_bytes(8, "big", signed=True) + n.to_bytes(8, "big", signed=True)
+        self._emit([rec, *buffers])
+        self.end = max(self.end, offset + n)
+
+    def finish(self) -> None:
+        """The end marker: only a stream that got it is whole."""
+        self._emit([(-1).to_bytes(8, "big", signed=True) * 2])
+
+    @property
+    def bytes_written(self) -> int:
+        return self.emitted
+
+
+class SafeFile:
+    """Creates ``.NAME.dumpfilter-PID`` next to *path*; ``commit()`` renames it to *path*.
+
+    Anything else (an exception, Ctrl-C) removes the temporary file, so the final name never
+    holds a half-written dump.  Refuses an existing *path* unless *force*.
+    """
+
+    def __init__(self, path: str, force: bool = False):
+        self.path = path
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise DumpError(f"{path}: {e.strerror}") from e
+        if st is not None:
+            if not force:
+                raise DumpError(f"{path}: already exists (use -f to overwrite)")
+            if not stat.S_ISREG(st.st_mode):
+                raise DumpError(f"{path}: exists and is not a regular file")
+        d, base = os.path.split(os.path.abspath(path))
+        self.tmp = os.path.join(d, f".{base}.dumpfilter-{os.getpid()}")
+        try:
+            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise DumpError(f"cannot create {self.tmp}: {e.strerror}") from e
+        self.done = False
+
+    def commit(self) -> None:
+        """Close and move into place (atomic within one filesystem)."""
+        try:
+            os.close(self.fd)
+            self.fd = -1
+            os.rename(self.tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise DumpError(f"cannot rename {self.tmp} to {self.path}: {e.strerror}") from e
+        self.done = True
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        try:
+            os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> SafeFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.done:
+            self.abort()
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM/SIGHUP behave like Ctrl-C while writing, so the temporary file is removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Progress:
+    """``--message-level`` bit 0: a percentage on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool, label: str = "Copying data", total: int = 0):
+        self.on = enabled and sys.stderr.isatty()
+        self.label = label
+        self.total = total
+        self._last = 0.0
+        self._t0 = time.monotonic()
+
+    def update(self, done: int) -> None:
+        if not self.on:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2:
+            return
+        self._last = now
+        pct = 100.0 * done / self.total if self.total else 100.0
+        sys.stderr.write(f"\r{self.label:<28}: [{pct:5.1f} %] {now - self._t0:6.1f}s")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.on:
+            self._last = 0.0
+            self.update(self.total)
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def keep_table(dump_level: int):
+    """Lookup table PageClass value -> kept (bool) for *dump_level* (makedumpfile's -d bits).
+
+    Bit 2 excludes page cache without private data; bit 4 excludes all page cache (private or
+    not, as makedumpfile's ``DL_EXCLUDE_CACHE_PRI`` test does); bit 8 user pages; bit 16 free
+    pages.  hwpoison and offline pages are always left out; holes are not RAM.  Zero pages are
+    decided by the writers from the data (bit 1), so ZERO itself never reaches this table.
+    """
+    import numpy as np
+
+    from .pageclass import DL_CACHE, DL_CACHE_PRIVATE, DL_FREE, DL_USER, PageClass
+
+    t = np.ones(256, dtype=bool)
+    t[PageClass.HOLE] = False
+    t[PageClass.HWPOISON] = False
+    t[PageClass.OFFLINE] = False
+    t[PageClass.CACHE] = not dump_level & (DL_CACHE | DL_CACHE_PRIVATE)
+    t[PageClass.CACHE_PRIVATE] = not dump_level & DL_CACHE_PRIVATE
+    t[PageClass.USER] = not dump_level & DL_USER
+    t[PageClass.FREE] = not dump_level & DL_FREE
+    return t

@@ -1,0 +1,62 @@
+"""``write_dump``: pick the writer and the sink, and make failure visible.
+
+Success: the temporary file is renamed to DUMPFILE (or the flattened stream gets its end marker).
+``-L`` / ENOSPC / a write error: the dump keeps the "incomplete" mark it was written with
+(kdump ``status |= 0x8``, ELF ``e_flags |= 1``), is moved under DUMPFILE as makedumpfile leaves
+it, and the command fails (exit 1).  Anything else, Ctrl-C included, removes the temporary file.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .errors import DumpError
+from .output import FileSink, FlatSink, OutputFull, SafeFile, sigterm_as_interrupt
+
+
+def _writer(opts):
+    if opts.elf:
+        from .elfdump import write_elf
+
+        return write_elf
+    from .diskdump import write_kdump
+
+    return write_kdump
+
+
+def write_dump(src, classification, opts, stats) -> None:
+    """Write the dump that *opts* asks for; DumpError (exit 1) if it is not whole."""
+    writer = _writer(opts)
+    with sigterm_as_interrupt():
+        if opts.flatten:
+            sys.stdout.flush()
+            sink = FlatSink(1, "stdout", opts.limit)  # fd 1 itself: -F means the process stdout
+            try:
+                writer(src, classification, opts, stats, sink)
+            except OutputFull as e:
+                # A stream cannot be patched: without its end marker it is not a whole dump.
+                _written(stats, sink.bytes_written)
+                raise DumpError(f"{e}; the flattened stream is incomplete") from e
+            sink.finish()
+            _written(stats, sink.bytes_written)
+            return
+        with SafeFile(opts.dumpfile, force=opts.force) as out:
+            sink = FileSink(out.fd, opts.dumpfile, opts.limit)
+            try:
+                writer(src, classification, opts, stats, sink)
+            except OutputFull as e:
+                _written(stats, sink.bytes_written)
+                if sink.bytes_written < src.page_size:
+                    raise DumpError(f"{e}; nothing usable was written") from e
+                out.commit()
+                raise DumpError(f"{e}; {opts.dumpfile} is marked incomplete") from e
+            out.commit()
+            _written(stats, sink.bytes_written)
+
+
+def _written(stats, n: int) -> None:
+    if hasattr(stats, "bytes_written") or not hasattr(stats, "__dataclass_fields__"):
+        try:
+            stats.bytes_written = n
+        except AttributeError:
+            pass
