@@ -125,9 +125,15 @@ class FakeSource:
                 self.notes = self._mm[off : off + fs]
             elif t == 1:
                 self.loads.append(_Seg(pa, va, off, fs, ms, fl))
-        self.ram_ranges = [(s.paddr // PS, (s.paddr + s.filesz) // PS) for s in self.loads]
+        spans = sorted((s.paddr // PS, (s.paddr + s.filesz) // PS) for s in self.loads)
+        self.ram_ranges: list[tuple[int, int]] = []
+        for a, b in spans:  # merged: the kernel-text PT_LOAD lies inside a RAM one
+            if self.ram_ranges and a <= self.ram_ranges[-1][1]:
+                self.ram_ranges[-1] = (self.ram_ranges[-1][0], max(b, self.ram_ranges[-1][1]))
+            else:
+                self.ram_ranges.append((a, b))
         self.max_pfn = self.ram_ranges[-1][1]
-        self.nr_cpus = 2
+        self.nr_cpus = self.notes.count(b"CORE\0")  # NT_PRSTATUS notes are named CORE
         self.elf_class = 64
         self._buf = np.frombuffer(self._mm, dtype=np.uint8)
 

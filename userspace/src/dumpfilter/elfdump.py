@@ -55,7 +55,17 @@ def _loads(src) -> list[_Load]:
         ]
     else:
         out = [_Load(s * ps, 0, (e - s) * ps, 7) for s, e in src.ram_ranges]
-    return sorted(out, key=lambda ld: ld.paddr)
+    # The kernel-text PT_LOAD that kexec_file_load adds lies inside a RAM PT_LOAD: its pages
+    # are written once, with the RAM segment (segments here must not overlap).
+    out.sort(key=lambda ld: (ld.paddr, -ld.filesz))
+    kept: list[_Load] = []
+    for ld in out:
+        if kept and ld.paddr + ld.filesz <= kept[-1].paddr + kept[-1].filesz:
+            continue
+        if kept and ld.paddr < kept[-1].paddr + kept[-1].filesz:
+            raise DumpError("input PT_LOADs overlap partially; cannot write ELF output")
+        kept.append(ld)
+    return kept
 
 
 def _ehdr_template(src) -> bytes:
