@@ -278,13 +278,41 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
     def flush() -> None:
         nonlocal data_buf, data_buf_len, data_buf_start, desc_buf, desc_buf_n, desc_index
         if data_buf:
-            sink.write_at(data_buf_start, data_buf)
+            try:
+                sink.write_at(data_buf_start, data_buf)
+            except OutputFull:
+                if sink.limit is not None:
+                    _write_what_fits()
+                raise
             data_buf_start += data_buf_len
             data_buf, data_buf_len = [], 0
         if desc_buf:
             sink.write_at(geo.desc_off + DESC.itemsize * desc_index, desc_buf)
             desc_index += desc_buf_n
             desc_buf, desc_buf_n = [], 0
+
+    def _write_what_fits() -> None:
+        """``-L``: keep every page that fits below the limit, with its descriptor, as
+        makedumpfile does; the pages after it keep an all-zero descriptor (lost, §8)."""
+        room = sink.limit - data_buf_start
+        fit: list = []
+        for chunk in data_buf:
+            size = memoryview(chunk).nbytes
+            if size <= room:
+                fit.append(chunk)
+                room -= size
+                continue
+            if isinstance(chunk, np.ndarray) and chunk.ndim == 2 and room >= ps:
+                fit.append(chunk[: room // ps])
+            break
+        end = data_buf_start + sum(memoryview(c).nbytes for c in fit)
+        descs = np.concatenate(desc_buf) if desc_buf else np.zeros(0, DESC)
+        ok = (descs["offset"] + descs["size"] <= end) | (find_zero & (descs["offset"] == zero_off))
+        n = len(ok) if ok.all() else int(np.argmin(ok))
+        desc_at = geo.desc_off + DESC.itemsize * desc_index
+        if n and desc_at + DESC.itemsize * n <= sink.limit:
+            sink.write_at(data_buf_start, fit)
+            sink.write_at(desc_at, [descs[:n]])
 
     windows = dumpable_windows(src, classification, opts.dump_level)
     with Encoder(codec, ps, opts.num_threads) as enc:
