@@ -5,7 +5,9 @@ Follows makedumpfile's ELF output (kdump-compressed-format.md §11, MDF ``write_
 segment data back to back (not page-aligned).  Each input PT_LOAD is walked page by page: a run of
 at least 256 excluded pages ends the current segment (it becomes its ``p_memsz > p_filesz``
 tail, which readers see as absent/zero) and a new segment starts at the next dumpable page;
-shorter runs are written with their real contents.  ``PN_XNUM`` headers go into section 0.
+shorter runs are written with their real contents, except at the end of a PT_LOAD, where any
+excluded tail is left out.  The kernel-text PT_LOAD (inside a RAM one) is not repeated.
+``PN_XNUM`` headers go into section 0.
 
 With dump level bit 1 the zero pages must be known before the headers can be written, so the
 kept pages are read twice (as makedumpfile does): pass 1 counts segments, pass 2 writes.  Both
@@ -107,8 +109,10 @@ class _GapFinder:
         return out
 
     def finish(self, end: int) -> list[tuple[int, int]]:
+        """Excluded pages at the end of a PT_LOAD are never written, however few (makedumpfile's
+        ``write_elf_pages_cyclic`` ends the last segment's file data at the last dumpable page)."""
         s, self.open_start = self.open_start, None
-        return [(s, end)] if s is not None and end - s >= PFN_EXCLUDED else []
+        return [(s, end)] if s is not None else []
 
 
 def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tuple]:

@@ -1,0 +1,102 @@
+"""ELF writer (-E): makedumpfile 1.7.2's segmentation (runs of >= 256 excluded pages become
+p_memsz > p_filesz tails, a PT_LOAD's excluded tail is dropped), PT_NOTE first and verbatim, and
+the same page data as makedumpfile writes."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MAKEDUMPFILE
+from test_readback import FakeClassification, FakeSource, FakeStats, Opts
+
+from dumpfilter import elfdump
+from dumpfilter import write as w
+
+
+def phdrs(path: Path) -> tuple[bytes, list[tuple]]:
+    raw = path.read_bytes()
+    (phoff,) = struct.unpack_from("<Q", raw, 32)
+    (phnum,) = struct.unpack_from("<H", raw, 56)
+    out = [struct.unpack_from("<IIQQQQQQ", raw, phoff + 56 * i) for i in range(phnum)]
+    return raw, out
+
+
+def _ours(synth, out: Path, level: int, **kw) -> None:
+    with FakeSource(Path(synth.path)) as src:
+        w.write_dump(
+            src,
+            FakeClassification(synth.expected_classes(level)),
+            Opts(dumpfile=str(out), dump_level=level, elf=True, **kw),
+            FakeStats(),
+        )
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    import synthvmcore
+
+    p = tmp_path_factory.mktemp("synth") / "vmcore"
+    return synthvmcore.make_vmcore(p, image_trap=False, seed=3, ram=[(1, 0x9F), (0x100, 0x6000)])
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None, reason="makedumpfile not installed")
+@pytest.mark.parametrize("level", [31, 1, 0])
+def test_segments_and_data_match_makedumpfile(synth, tmp_path, level):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    _ours(synth, ours, level, num_threads=2)
+    r = subprocess.run(
+        [MAKEDUMPFILE, "-E", "-d", str(level), synth.path, str(theirs)],
+        capture_output=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    a_raw, a = phdrs(ours)
+    b_raw, b = phdrs(theirs)
+    assert a[0][0] == b[0][0] == elfdump.PT_NOTE
+    note = lambda raw, ph: raw[ph[2] : ph[2] + ph[5]]  # noqa: E731
+    assert note(a_raw, a[0]) == note(b_raw, b[0])
+    # makedumpfile also writes the kernel-text PT_LOAD (a second copy of RAM pages); we don't.
+    b = [p for p in b if not (p[0] == elfdump.PT_LOAD and p[3] >= 0xFFFFFFFF80000000)]
+    assert [p[3:7] for p in a[1:]] == [p[3:7] for p in b[1:]]
+    for pa, pb in zip(a[1:], b[1:], strict=True):
+        assert a_raw[pa[2] : pa[2] + pa[5]] == b_raw[pb[2] : pb[2] + pb[5]]
+    assert not struct.unpack_from("<I", a_raw, 48)[0] & elfdump.DUMP_ELF_INCOMPLETE
+
+
+def test_gap_finder_carries_runs_across_windows():
+    keep = np.ones(3000, bool)
+    keep[100:400] = False  # long: a gap
+    keep[1000:1200] = False  # short: written
+    keep[1990:2300] = False  # long, crosses window borders
+    keep[2900:] = False  # tail: dropped whatever its length
+    g = elfdump._GapFinder()
+    gaps = []
+    for s in range(0, 3000, 250):
+        gaps += g.feed(s, keep[s : s + 250])
+    gaps += g.finish(3000)
+    assert gaps == [(100, 400), (1990, 2300), (2900, 3000)]
+
+
+def test_each_long_excluded_run_starts_a_new_segment(tmp_path):
+    from test_readback import build_vmcore
+
+    ranges = [(0, 256 * 2 * 70)]
+    vm = tmp_path / "vm"
+    build_vmcore(vm, ranges)
+    classes = np.zeros(ranges[0][1], np.uint8)
+    classes.reshape(-1, 512)[:, 256:] = 4  # 256 kept, 256 free, 70 times
+    out = tmp_path / "out"
+    with FakeSource(vm) as src:
+        w.write_dump(
+            src,
+            FakeClassification(classes),
+            Opts(dumpfile=str(out), dump_level=16, elf=True),
+            FakeStats(),
+        )
+    _, ph = phdrs(out)
+    assert len(ph) == 1 + 70
+    assert all(p[5] == 256 * 4096 and p[6] == 512 * 4096 for p in ph[1:])
