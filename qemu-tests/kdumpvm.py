@@ -77,6 +77,8 @@ NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
 # reservation failures of a randomised capture kernel (drgn vmtest). nr_cpus=1: TCG + SMP
 # capture kernels sporadically trip a QEMU assertion (drgn commit 32a968de).
 CAPTURE_APPEND = "nr_cpus=1 irqpoll reset_devices nokaslr"
+# Lines guest/init.sh prints when something it needs fails (any step).
+ERR = r"STAGE: (error [^\r\n]*|insmod \S+ failed)"
 STEPS = ("boot", "kexec load", "workload", "panic", "capture boot", "filter", "power-off")
 
 
@@ -150,14 +152,18 @@ def stock_kernel(which: str) -> Kernel:
     return Kernel(image=image, release=rel, modules=mods)
 
 
-def custom_kernel(image: str | Path, *, vmlinux: str | Path | None = None,
-                  modules: str | Path | None = None) -> Kernel:
+def custom_kernel(
+    image: str | Path, *, vmlinux: str | Path | None = None, modules: str | Path | None = None
+) -> Kernel:
     """A given bzImage. Without ``modules`` it must have virtio-pci and 9p built in (it boots
     with the host root over 9p as /, recipe B); with ``modules`` an initramfs is built."""
     image = Path(image).resolve()
-    return Kernel(image=image, release=bzimage_release(image),
-                  modules=Path(modules).resolve() if modules else None,
-                  vmlinux=Path(vmlinux).resolve() if vmlinux else None)
+    return Kernel(
+        image=image,
+        release=bzimage_release(image),
+        modules=Path(modules).resolve() if modules else None,
+        vmlinux=Path(vmlinux).resolve() if vmlinux else None,
+    )
 
 
 # --------------------------------------------------------------------------- initramfs
@@ -305,8 +311,10 @@ class CycleResult:
     def check(self, i: int) -> None:
         """Raise AssertionError with the command's output unless command ``i`` exited 0."""
         if self.rc(i) != 0:
-            raise AssertionError(f"capture command {i} ({self.cmds[i]!r}) exited {self.rc(i)}:\n"
-                                 + self.log(i)[-3000:])
+            raise AssertionError(
+                f"capture command {i} ({self.cmds[i]!r}) exited {self.rc(i)}:\n"
+                + self.log(i)[-3000:]
+            )
 
 
 @dataclass(frozen=True)
@@ -324,7 +332,7 @@ class _Timeouts:
         return _Timeouts(**{f: getattr(self, f) * k for f in self.__dataclass_fields__})
 
 
-RAW_CMD = "cp /proc/vmcore \"$OUT/vmcore\""
+RAW_CMD = 'cp /proc/vmcore "$OUT/vmcore"'
 
 
 def _source_digest() -> str:
@@ -365,10 +373,19 @@ def run_kdump_cycle(
     is detected). ``tag``: a name fragment for the cycle directory.
     """
     cmds = list(capture_cmds) + ([RAW_CMD] if save_raw else [])
-    opts = dict(kernel=_file_digest(kernel.image), release=kernel.release,
-                modules=str(kernel.modules), cmds=cmds, memory=memory, crashkernel=crashkernel,
-                kexec_flags=kexec_flags, workload=list(workload), capture_append=capture_append,
-                fault=fault, src=_source_digest())
+    opts = dict(
+        kernel=_file_digest(kernel.image),
+        release=kernel.release,
+        modules=str(kernel.modules),
+        cmds=cmds,
+        memory=memory,
+        crashkernel=crashkernel,
+        kexec_flags=kexec_flags,
+        workload=list(workload),
+        capture_append=capture_append,
+        fault=fault,
+        src=_source_digest(),
+    )
     key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:16]
     cdir = cache_dir() / "cycles" / f"{kernel.short}{'-' + tag if tag else ''}-{key}"
     cdir.parent.mkdir(parents=True, exist_ok=True)
@@ -382,10 +399,18 @@ def run_kdump_cycle(
         if cdir.exists():
             shutil.rmtree(cdir)
         cdir.mkdir()
-        meta = _run(kernel, cdir, cmds, memory=memory, crashkernel=crashkernel,
-                    kexec_flags=kexec_flags, workload=list(workload),
-                    capture_append=capture_append, fault=fault,
-                    t=(timeouts or _Timeouts()).scaled(timeout_scale()))
+        meta = _run(
+            kernel,
+            cdir,
+            cmds,
+            memory=memory,
+            crashkernel=crashkernel,
+            kexec_flags=kexec_flags,
+            workload=list(workload),
+            capture_append=capture_append,
+            fault=fault,
+            t=(timeouts or _Timeouts()).scaled(timeout_scale()),
+        )
         meta["options"] = opts
         done.write_text(json.dumps(meta, indent=1))
         return _result(cdir, kernel, cmds, meta, cached=False)
@@ -393,9 +418,16 @@ def run_kdump_cycle(
 
 def _result(cdir: Path, kernel: Kernel, cmds: list[str], meta: dict, cached: bool) -> CycleResult:
     files = {p.name: p for p in sorted(cdir.iterdir()) if p.is_file()}
-    return CycleResult(dir=cdir, console=cdir / "console.log", files=files,
-                       release=kernel.release, timings=meta["timings"], cmds=cmds,
-                       cached=cached, meta=meta)
+    return CycleResult(
+        dir=cdir,
+        console=cdir / "console.log",
+        files=files,
+        release=kernel.release,
+        timings=meta["timings"],
+        cmds=cmds,
+        cached=cached,
+        meta=meta,
+    )
 
 
 def _capture_script(cmds: list[str]) -> str:
@@ -420,35 +452,70 @@ def _capture_script(cmds: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _qemu_argv(kernel: Kernel, cdir: Path, initrd: Path | None, memory: str,
-               crashkernel: str) -> list[str]:
+def _qemu_argv(
+    kernel: Kernel, cdir: Path, initrd: Path | None, memory: str, crashkernel: str
+) -> list[str]:
     append = [
-        "console=ttyS0,115200", f"crashkernel={crashkernel}", "panic=-1", "oops=panic",
-        "loglevel=4", "no_timer_check",
+        "console=ttyS0,115200",
+        f"crashkernel={crashkernel}",
+        "panic=-1",
+        "oops=panic",
+        "loglevel=4",
+        "no_timer_check",
     ]
     virtfs_root = "hostroot"
     if initrd is None:  # recipe B: the host root over 9p is the root fs; init is our script
         virtfs_root = "/dev/root"
-        append += ["root=/dev/root", "rootfstype=9p", f"rootflags={NINEP_OPTS}", "ro",
-                   f"init={GUEST / 'init.sh'}"]
+        append += [
+            "root=/dev/root",
+            "rootfstype=9p",
+            f"rootflags={NINEP_OPTS}",
+            "ro",
+            f"init={GUEST / 'init.sh'}",
+        ]
     argv = ["qemu-system-x86_64"]
     if accel() == "kvm":
         argv += ["-accel", "kvm", "-cpu", "host,-arch-capabilities", "-smp", "2"]
     else:
         argv += ["-accel", "tcg", "-cpu", "max", "-smp", "1"]
-    argv += ["-m", memory, "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
-             "-serial", "stdio", "-kernel", str(kernel.image), "-append", " ".join(append),
-             "-virtfs", f"local,path=/,mount_tag={virtfs_root},security_model=none,"
-             "readonly=on,multidevs=remap",
-             "-virtfs", f"local,path={cdir},mount_tag=work,security_model=none,multidevs=remap"]
+    argv += [
+        "-m",
+        memory,
+        "-nodefaults",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-no-reboot",
+        "-serial",
+        "stdio",
+        "-kernel",
+        str(kernel.image),
+        "-append",
+        " ".join(append),
+        "-virtfs",
+        f"local,path=/,mount_tag={virtfs_root},security_model=none,readonly=on,multidevs=remap",
+        "-virtfs",
+        f"local,path={cdir},mount_tag=work,security_model=none,multidevs=remap",
+    ]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]
     return argv
 
 
-def _run(kernel: Kernel, cdir: Path, cmds: list[str], *, memory: str, crashkernel: str,
-         kexec_flags: str, workload: list[str], capture_append: str, fault: str | None,
-         t: _Timeouts) -> dict:
+def _run(
+    kernel: Kernel,
+    cdir: Path,
+    cmds: list[str],
+    *,
+    memory: str,
+    crashkernel: str,
+    kexec_flags: str,
+    workload: list[str],
+    capture_append: str,
+    fault: str | None,
+    t: _Timeouts,
+) -> dict:
     initrd = build_initramfs(kernel) if kernel.modules else None
     env = {
         "REPO": str(REPO),
@@ -470,8 +537,16 @@ def _run(kernel: Kernel, cdir: Path, cmds: list[str], *, memory: str, crashkerne
     t0 = time.monotonic()
     deadline = t0 + t.overall
     timings: dict[str, float] = {}
-    child = pexpect.spawn(argv[0], argv[1:], encoding="utf-8", codec_errors="replace",
-                          timeout=None, maxread=65536, searchwindowsize=None)
+    panic_msg = ""
+    child = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=None,
+        maxread=65536,
+        searchwindowsize=None,
+    )
     child.logfile_read = log
 
     def tail() -> str:
@@ -487,35 +562,33 @@ def _run(kernel: Kernel, cdir: Path, cmds: list[str], *, memory: str, crashkerne
         left = deadline - time.monotonic()
         if left <= 0:
             raise fail(step, f"overall timeout {t.overall:.0f}s exceeded")
-        i = child.expect(patterns + [pexpect.EOF, pexpect.TIMEOUT], timeout=min(timeout, left))
-        if i == len(patterns):
-            raise fail(step, "QEMU exited (EOF) " + _eof_hint(step, child.before or ""))
-        if i == len(patterns) + 1:
+        n = len(patterns)
+        i = child.expect(patterns + [ERR, pexpect.EOF, pexpect.TIMEOUT], timeout=min(timeout, left))
+        if i == n:
+            raise fail(step, f"guest reported {child.match.group(0).strip()!r}")
+        if i == n + 1:
+            raise fail(step, "QEMU exited (EOF) " + _eof_hint(step))
+        if i == n + 2:
             raise fail(step, f"no progress within {min(timeout, left):.0f}s (timeout)")
         timings[step] = round(time.monotonic() - t0, 2)
         return i
 
     try:
-        err = r"STAGE: (error [^\r\n]*|insmod \S+ failed)"
         expect("boot", [r"STAGE: first kernel up"], t.boot)
-        if fault != "no-kexec":
-            i = expect("kexec load", [r"STAGE: kexec rc=(\d+)", err], t.kexec)
-            if i == 1 or child.match.group(1) != "0":
-                raise fail("kexec load", f"kexec failed: {child.match.group(0).strip()}")
-        i = expect("kexec load", [r"STAGE: kexec state loaded=(\d)"], t.kexec)
-        loaded = child.match.group(1) == "1"
-        if not loaded and fault != "no-kexec":
+        expect("kexec load", [r"STAGE: kexec (rc=(\d+)|skipped)"], t.kexec)
+        if child.match.group(2) not in (None, "0"):
+            raise fail("kexec load", f"kexec failed: {child.match.group(0).strip()}")
+        expect("kexec load", [r"STAGE: kexec state loaded=(\d)"], t.kexec)
+        if child.match.group(1) != "1":
+            # Crashing now would end the VM without a dump (panic=-1, -no-reboot).
             raise fail("kexec load", "no capture kernel loaded (kexec_crash_loaded=0)")
-        expect("workload", [r"STAGE: workload ready", r"STAGE: workload (failed|timeout)[^\r\n]*"],
-               t.workload)
-        if "ready" not in child.match.group(0):
+        i = expect(
+            "workload", [r"STAGE: workload ready", r"STAGE: workload \w+[^\r\n]*"], t.workload
+        )
+        if i == 1:
             raise fail("workload", child.match.group(0).strip())
-        expect("panic", [r"Kernel panic - not syncing"], t.panic)
-        if not loaded:
-            # panic=-1 + -no-reboot: QEMU exits at once; this is a failed cycle, not a dump.
-            child.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=min(30, t.panic))
-            raise fail("capture boot", "no capture kernel loaded (kexec_crash_loaded=0): the "
-                       "panic ended the VM without a dump")
+        expect("panic", [r"Kernel panic - not syncing[^\r\n]*"], t.panic)
+        panic_msg = child.match.group(0).strip()
         expect("capture boot", [r"STAGE: capture kernel up"], t.capture)
         for i in range(len(cmds)):
             expect("filter", [rf"STAGE: cmd {i} rc=(-?\d+)"], t.cmd)
@@ -532,16 +605,22 @@ def _run(kernel: Kernel, cdir: Path, cmds: list[str], *, memory: str, crashkerne
         child.close()
         log.close()
     m = re.search(r"capture kernel up t=\S+ vmcore=(\d+)", console.read_text(errors="replace"))
-    return {"timings": timings, "release": kernel.release, "accel": accel(),
-            "vmcore_size": int(m.group(1)) if m else None, "initrd": str(initrd or ""),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "timings": timings,
+        "release": kernel.release,
+        "accel": accel(),
+        "panic": panic_msg,
+        "vmcore_size": int(m.group(1)) if m else None,
+        "initrd": str(initrd or ""),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
-def _eof_hint(step: str, before: str) -> str:
-    if "Kernel panic" in before and step in ("capture boot", "filter"):
-        return "after a panic: the capture kernel died or never came up"
+def _eof_hint(step: str) -> str:
     if step == "capture boot":
-        return "before the capture kernel came up"
+        return "after the panic: the capture kernel never came up"
+    if step in ("filter", "power-off"):
+        return "in the capture kernel before its commands finished"
     return "unexpectedly"
 
 
@@ -565,14 +644,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         k = stock_kernel(a.kernel)
     try:
-        r = run_kdump_cycle(k, capture_cmds=a.cmd, save_raw=a.raw, memory=a.memory,
-                            crashkernel=a.crashkernel, kexec_flags=a.kexec_flags,
-                            fault=a.fault, use_cache=not a.no_cache)
+        r = run_kdump_cycle(
+            k,
+            capture_cmds=a.cmd,
+            save_raw=a.raw,
+            memory=a.memory,
+            crashkernel=a.crashkernel,
+            kexec_flags=a.kexec_flags,
+            fault=a.fault,
+            use_cache=not a.no_cache,
+        )
     except CycleError as e:
         print(e, file=sys.stderr)
         return 1
-    print(json.dumps({"dir": str(r.dir), "cached": r.cached, "timings": r.timings,
-                      "rcs": [r.rc(i) for i in range(len(r.cmds))]}, indent=1))
+    print(
+        json.dumps(
+            {
+                "dir": str(r.dir),
+                "cached": r.cached,
+                "timings": r.timings,
+                "rcs": [r.rc(i) for i in range(len(r.cmds))],
+            },
+            indent=1,
+        )
+    )
     return 0
 
 

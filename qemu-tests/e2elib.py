@@ -1,0 +1,127 @@
+"""Independent readers the end-to-end tests use as oracles (nothing here imports dumpfilter).
+
+- ``RawVmcore``: the raw /proc/vmcore copy, an ELF64 core: pages by PFN through its PT_LOADs.
+- ``kdump_bitmap2``: the 2nd ("dumpable") bitmap of a kdump-compressed file, as a bool array;
+  layout from reference/kdump-compressed-format.md (header block, sub header blocks, then the
+  1st and 2nd bitmaps of equal size, bit ``pfn % 8`` of byte ``pfn // 8``).
+- ``KPF``: /proc/kpageflags bit numbers (include/uapi/linux/kernel-page-flags.h).
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+PAGE = 4096
+
+
+class KPF:
+    """Bit numbers of /proc/kpageflags (uapi kernel-page-flags.h; stable ABI)."""
+
+    LRU = 5
+    SLAB = 7
+    BUDDY = 10
+    ANON = 12
+    SWAPCACHE = 13
+    COMPOUND_HEAD = 15
+    COMPOUND_TAIL = 16
+    HUGE = 17
+    NOPAGE = 20
+    THP = 22
+    OFFLINE = 23
+
+
+def kpageflags(path: Path) -> np.ndarray:
+    """One uint64 of flags per PFN, index = PFN."""
+    return np.fromfile(path, dtype="<u8")
+
+
+def has(flags: np.ndarray, bit: int) -> np.ndarray:
+    return (flags >> np.uint64(bit)) & np.uint64(1) == 1
+
+
+class RawVmcore:
+    """Read-only view of an ELF64 vmcore: PT_LOAD segments mapped with numpy.memmap."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        with open(path, "rb") as f:
+            eh = f.read(64)
+            if eh[:4] != b"\x7fELF" or eh[4] != 2:
+                raise ValueError(f"{path}: not an ELF64 core")
+            phoff, = struct.unpack_from("<Q", eh, 32)
+            phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+        self.mm = np.memmap(path, dtype=np.uint8, mode="r")
+        self.loads: list[tuple[int, int, int]] = []  # (start_pfn, end_pfn, file offset)
+        for i in range(phnum):
+            p_type, _fl, off, _va, pa, filesz, _memsz, _al = struct.unpack_from(
+                "<IIQQQQQQ", ph, i * phentsize
+            )
+            if p_type == 1 and filesz:
+                self.loads.append((pa // PAGE, (pa + filesz) // PAGE, off - pa % PAGE))
+        self.max_pfn = max(e for _s, e, _o in self.loads)
+
+    def ram(self) -> np.ndarray:
+        """Bool per PFN in [0, max_pfn): inside some PT_LOAD."""
+        r = np.zeros(self.max_pfn, dtype=bool)
+        for s, e, _o in self.loads:
+            r[s:e] = True
+        return r
+
+    def pages(self, pfn: int, count: int) -> np.ndarray:
+        """(count, PAGE) view of contiguous RAM pages (must lie in one PT_LOAD)."""
+        for s, e, off in self.loads:
+            if s <= pfn and pfn + count <= e:
+                base = off + (pfn - s) * PAGE
+                return self.mm[base : base + count * PAGE].reshape(count, PAGE)
+        raise ValueError(f"pfns {pfn}+{count} not inside one PT_LOAD")
+
+    def runs(self, mask: np.ndarray) -> list[tuple[int, int]]:
+        """(pfn, count) runs of True in ``mask``, split at PT_LOAD boundaries."""
+        cuts = np.zeros(len(mask), dtype=bool)
+        for s, _e, _o in self.loads:
+            if s < len(mask):
+                cuts[s] = True
+        m = mask.astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], m, [0]))) != 0)
+        out = []
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            inner = np.flatnonzero(cuts[a + 1 : b]) + a + 1
+            bounds = [a, *inner.tolist(), b]
+            out += [(int(x), int(y - x)) for x, y in zip(bounds, bounds[1:], strict=False)]
+        return out
+
+
+def kdump_header(path: Path) -> dict:
+    """The fields of struct disk_dump_header / kdump_sub_header the tests need."""
+    with open(path, "rb") as f:
+        h = f.read(464)
+        f.seek(4096)
+        sub = f.read(104)
+    if h[:8] != b"KDUMP   ":
+        raise ValueError(f"{path}: no KDUMP signature")
+    version, = struct.unpack_from("<i", h, 8)
+    release = h[12 + 2 * 65 : 12 + 3 * 65].split(b"\0")[0].decode()
+    status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr = struct.unpack_from(
+        "<IiiII", h, 424
+    )
+    dump_level, = struct.unpack_from("<I", sub, 8)
+    if version >= 6:
+        max_mapnr, = struct.unpack_from("<Q", sub, 96)  # max_mapnr_64 (header v6)
+    return {"version": version, "release": release, "status": status, "block_size": block_size,
+            "sub_hdr_size": sub_hdr_size, "bitmap_blocks": bitmap_blocks,
+            "max_mapnr": max_mapnr, "dump_level": dump_level}
+
+
+def kdump_bitmap2(path: Path) -> np.ndarray:
+    """The 2nd bitmap (pages present in the file) as bool per PFN in [0, max_mapnr)."""
+    h = kdump_header(path)
+    bs = h["block_size"]
+    half = h["bitmap_blocks"] * bs // 2
+    start = (1 + h["sub_hdr_size"]) * bs + half
+    raw = np.fromfile(path, dtype=np.uint8, count=half, offset=start)
+    return np.unpackbits(raw, bitorder="little")[: h["max_mapnr"]].astype(bool)
