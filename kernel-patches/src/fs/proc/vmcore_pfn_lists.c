@@ -33,6 +33,7 @@
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -41,8 +42,8 @@
 
 /* Bounds on what the ELF core header may make us allocate or map. */
 #define VPL_MAX_PHDRS		8192
-#define VPL_MAX_NOTE_BYTES	(1U << 20)
-#define VPL_MAX_INFO_BYTES	(16U << 10)
+#define VPL_MAX_NOTE_BYTES	SZ_1M
+#define VPL_MAX_INFO_BYTES	SZ_16K
 /* Runs are reported with a 32-bit count: larger compound orders are kept. */
 #define VPL_MAX_ORDER		31
 /* Runs staged on the stack before copy_to_user(). */
@@ -78,7 +79,14 @@ static const char * const vpl_key_prefixes[] = {
 	"OFFSET(page.",
 	"OFFSET(folio.",
 	"NUMBER(PG_",
-	"NUMBER(PAGE_",
+	"NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=",
+	"NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=",
+	"NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)=",
+	"NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)=",
+	"NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)=",
+	"NUMBER(PAGE_MAPPING_ANON)=",
+	"NUMBER(PAGE_TYPE_",
+	"NUMBER(PAGE_MAPCOUNT_RESERVE)=",
 	"NUMBER(HUGETLB_PAGE_DTOR)=",
 	"LENGTH(zone.free_area)=",
 };
@@ -189,7 +197,7 @@ static char *vpl_find_vmcoreinfo(const void *notes, size_t size, size_t *out_siz
 {
 	static const char name[] = VMCOREINFO_NOTE_NAME;
 	size_t off = 0, namesz, descsz, step;
-	const Elf64_Nhdr *nh;
+	const struct elf64_note *nh;
 	char *copy;
 
 	while (off + sizeof(*nh) <= size) {
@@ -249,8 +257,8 @@ static void vpl_merge_ranges(void)
  */
 static int vpl_read_elfcorehdr(char **info, size_t *info_size)
 {
-	const Elf64_Ehdr *eh;
-	const Elf64_Phdr *ph;
+	const struct elf64_hdr *eh;
+	const struct elf64_phdr *ph;
 	unsigned int i, nr_loads = 0;
 	u16 phnum;
 	u64 phoff;
@@ -262,7 +270,7 @@ static int vpl_read_elfcorehdr(char **info, size_t *info_size)
 		return -ENOMEM;
 	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
 	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh->e_phentsize != sizeof(Elf64_Phdr) ||
+	    eh->e_phentsize != sizeof(struct elf64_phdr) ||
 	    !eh->e_phnum || eh->e_phnum > VPL_MAX_PHDRS) {
 		memunmap((void *)eh);
 		snprintf(vpl_reason, sizeof(vpl_reason),

@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Regenerate kernel-patches/v6.1/ and v6.12/ from the canonical sources.
+
+The new files of the series (the /proc/vmcore_pfn_lists source, its UAPI header and its
+documentation) live once, in kernel-patches/src/, which the out-of-tree module also builds
+from.  The edits to existing kernel files are described here, per tree, as anchored
+insertions: an anchor that is missing or not unique stops the script, so a tree the series
+does not fit is caught here rather than by `git am`.
+
+    mkseries.py [--check] [--tree 6.1|6.12] [--src-root DIR]
+
+The pristine Debian trees come from $DUMPFILTER_CACHE/kernels/src/linux-source-<ver>
+(unpacked from /usr/src/linux-source-<ver>.tar.xz if missing).  Only the files the series
+touches are copied into a scratch git repository, so this runs in seconds; `git am` works
+on the full tree because the blobs are identical.  --check regenerates into a temporary
+directory and fails if the committed patches differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE / "src"
+AUTHOR = "dumpfilter developers <dumpfilter@example.org>"
+DATE = "Thu, 26 Nov 2026 06:00:00 +0000"
+NEW_FILES = [
+    "fs/proc/vmcore_pfn_lists.c",
+    "include/uapi/linux/vmcore_pfn_lists.h",
+    "Documentation/admin-guide/kdump/vmcore_pfn_lists.rst",
+]
+TREES = {"6.1": "6.1.192", "6.12": "6.12.117"}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("DUMPFILTER_CACHE") or str(Path.home() / ".cache" / "dumpfilter")
+    return Path(base) / "kernels"
+
+
+def pristine_tree(tree: str) -> Path:
+    """The unpacked Debian source; unpacked on first use, never modified."""
+    root = cache_dir() / "src"
+    path = root / f"linux-source-{tree}"
+    if not path.is_dir():
+        tarball = Path(f"/usr/src/linux-source-{tree}.tar.xz")
+        if not tarball.is_file():
+            sys.exit(f"mkseries: {tarball} missing (apt-get install linux-source-{tree})")
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["tar", "xJf", str(tarball), "-C", str(root)], check=True)
+    return path
+
+
+class Edit:
+    """Anchored text insertions into one file of a scratch tree."""
+
+    def __init__(self, root: Path, rel: str):
+        self.path = root / rel
+        self.rel = rel
+        self.text = self.path.read_text()
+
+    def _find(self, anchor: str) -> int:
+        n = self.text.count(anchor)
+        if n != 1:
+            sys.exit(f"mkseries: {self.rel}: anchor found {n} times: {anchor!r}")
+        return self.text.index(anchor)
+
+    def after(self, anchor: str, new: str) -> Edit:
+        i = self._find(anchor) + len(anchor)
+        self.text = self.text[:i] + new + self.text[i:]
+        return self
+
+    def before(self, anchor: str, new: str) -> Edit:
+        i = self._find(anchor)
+        self.text = self.text[:i] + new + self.text[i:]
+        return self
+
+    def replace(self, old: str, new: str) -> Edit:
+        i = self._find(old)
+        self.text = self.text[:i] + new + self.text[i + len(old) :]
+        return self
+
+    def save(self) -> None:
+        self.path.write_text(self.text)
+
+
+def git(repo: Path, *args: str) -> str:
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="dumpfilter developers",
+        GIT_AUTHOR_EMAIL="dumpfilter@example.org",
+        GIT_COMMITTER_NAME="dumpfilter developers",
+        GIT_COMMITTER_EMAIL="dumpfilter@example.org",
+        GIT_AUTHOR_DATE=DATE,
+        GIT_COMMITTER_DATE=DATE,
+    )
+    r = subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
+                       capture_output=True, text=True)
+    return r.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# Patch 1: VMCOREINFO exports
+
+DOC_COMMON = """\
+PAGE_MAPPING_ANON
+-----------------
+
+The bit set in page->mapping of an anonymous page (the rest of the word
+points to its anon_vma). Dump filters use it to recognise user data
+without assuming its value.
+
+SECTION_MAP_LAST_BIT
+--------------------
+
+The number of flag bits at the bottom of mem_section.section_mem_map.
+The mem_map address of a section is the value with these bits cleared;
+the number of flags grows over time, so it is exported rather than
+assumed.
+
+"""
+
+DOC_61 = """\
+PAGE_TYPE_BASE|PAGE_MAPCOUNT_RESERVE
+------------------------------------
+
+The page type encoding of page->page_type, which shares its word with
+page->_mapcount. A page has the type PG_x when ``(page_type &
+(PAGE_TYPE_BASE | PG_x)) == PAGE_TYPE_BASE``; a page_type below
+PAGE_MAPCOUNT_RESERVE (as a signed int) holds a type, not a map count.
+PAGE_OFFLINE_MAPCOUNT_VALUE is exported whether or not CONFIG_HUGETLB_PAGE
+is set, so that logically offline pages can always be excluded.
+
+vmemmap
+-------
+
+With CONFIG_SPARSEMEM_VMEMMAP, the virtual address of the struct page of
+page frame 0: the struct page of page frame N is at vmemmap + N. It is
+randomised by CONFIG_RANDOMIZE_MEMORY.
+
+VMALLOC_START
+-------------
+
+The start of the vmalloc area, needed to translate vmalloc addresses. It
+is randomised by CONFIG_RANDOMIZE_MEMORY.
+
+"""
+
+DOC_612 = """\
+PAGE_TYPE_SHIFT
+---------------
+
+The page type is stored as a value in the top byte of page->page_type,
+which shares its word with page->_mapcount: a page has the type whose
+PAGE_*_MAPCOUNT_VALUE is v when ``page_type >> PAGE_TYPE_SHIFT == v >>
+PAGE_TYPE_SHIFT``. The lower bits may be used by the owner of the type.
+
+"""
+
+DOC_X86 = """\
+page_offset_base
+----------------
+
+The virtual address where the direct mapping of all physical memory
+starts (PAGE_OFFSET), printed in hexadecimal. It is randomised by
+CONFIG_RANDOMIZE_MEMORY; dump filters otherwise have to derive it from the
+ELF program headers of the dump.
+
+"""
+
+X86_CODE = """\
+	vmcoreinfo_append_str("NUMBER(page_offset_base)=0x%lx\\n",
+			      (unsigned long)PAGE_OFFSET);
+"""
+
+MSG1 = {
+    "6.1": """\
+crash_core: export the values a dump filter needs to classify pages
+
+A dump filter reading /proc/vmcore decides which page frames to drop
+from the struct pages of the crashed kernel.  Some of the values it
+needs are not in VMCOREINFO, so filters hard-code them, and the dumps
+go wrong silently when the kernel changes them.  Export them:
+
+  NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)  now also without
+                                       CONFIG_HUGETLB_PAGE, so that
+                                       logically offline pages can be
+                                       excluded on every configuration
+  NUMBER(PAGE_TYPE_BASE)               the page type encoding of
+  NUMBER(PAGE_MAPCOUNT_RESERVE)        page->page_type
+  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
+                                       page->mapping
+  NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
+                                       mem_section.section_mem_map
+  SYMBOL(vmemmap)                      the struct page array base
+                                       (CONFIG_SPARSEMEM_VMEMMAP)
+  NUMBER(VMALLOC_START)                the vmalloc area base
+  NUMBER(page_offset_base) (x86_64)    the direct mapping base
+
+SYMBOL(vmemmap) and NUMBER(VMALLOC_START) use the names and formats
+later kernels export, so a filter reads them the same way on both.
+Each value is documented in vmcoreinfo.rst.
+
+This continues the v3.9 change "kexec: add the values related to buddy
+system for filtering free pages", which exported the buddy values for
+the same purpose.
+""",
+    "6.12": """\
+vmcore_info: export the values a dump filter needs to classify pages
+
+A dump filter reading /proc/vmcore decides which page frames to drop
+from the struct pages of the crashed kernel.  Some of the values it
+needs are not in VMCOREINFO, so filters hard-code them, and the dumps
+go wrong silently when the kernel changes them.  Export them:
+
+  NUMBER(PAGE_TYPE_SHIFT)              the page type is the top byte
+                                       of page->page_type
+  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
+                                       page->mapping
+  NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
+                                       mem_section.section_mem_map
+  NUMBER(page_offset_base) (x86_64)    the direct mapping base
+
+The PAGE_*_MAPCOUNT_VALUE definitions now use PAGE_TYPE_SHIFT instead of
+a literal 24.  Each value is documented in vmcoreinfo.rst.
+
+This continues the v3.9 change "kexec: add the values related to buddy
+system for filtering free pages", which exported the buddy values for
+the same purpose.
+""",
+}
+
+
+def patch1(root: Path, tree: str) -> list[str]:
+    if tree == "6.1":
+        core, arch = "kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"
+        e = Edit(root, core)
+        e.after("\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
+                "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n")
+        e.after("\tVMCOREINFO_SYMBOL(vmap_area_list);\n",
+                '\tvmcoreinfo_append_str("NUMBER(VMALLOC_START)=0x%lx\\n",\n'
+                "\t\t\t      (unsigned long)VMALLOC_START);\n")
+        e.after("\tVMCOREINFO_SYMBOL(contig_page_data);\n#endif\n",
+                "#ifdef CONFIG_SPARSEMEM_VMEMMAP\n\tVMCOREINFO_SYMBOL_ARRAY(vmemmap);\n#endif\n")
+        e.replace(
+            "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
+            "#ifdef CONFIG_HUGETLB_PAGE\n"
+            "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
+            "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
+            "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
+            "#endif\n",
+            "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
+            "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
+            "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
+            "\tVMCOREINFO_NUMBER(PAGE_TYPE_BASE);\n"
+            "\tVMCOREINFO_NUMBER(PAGE_MAPCOUNT_RESERVE);\n"
+            "#ifdef CONFIG_HUGETLB_PAGE\n"
+            "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
+            "#endif\n",
+        )
+        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        e.save()
+        doc_generic = DOC_COMMON + DOC_61
+    else:
+        core, arch = "kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"
+        e = Edit(root, core)
+        e.after("\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
+                "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n")
+        e.after("\tVMCOREINFO_NUMBER(PG_swapbacked);\n",
+                "#define PAGE_TYPE_SHIFT\t\t\t24\n\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n")
+        for t in ("slab", "buddy", "hugetlb", "offline"):
+            e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
+        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        e.save()
+        doc_generic = DOC_COMMON + DOC_612
+    a = Edit(root, arch)
+    a.after("\tVMCOREINFO_NUMBER(KERNEL_IMAGE_SIZE);\n", X86_CODE)
+    a.save()
+    d = Edit(root, "Documentation/admin-guide/kdump/vmcoreinfo.rst")
+    d.before("x86_64\n======\n", doc_generic)
+    d.before("KERNEL_IMAGE_SIZE\n-----------------\n", DOC_X86)
+    d.save()
+    return [core, arch, "Documentation/admin-guide/kdump/vmcoreinfo.rst"]
+
+
+# ---------------------------------------------------------------------------------------
+# Patch 2: /proc/vmcore_pfn_lists
+
+KCONFIG = """
+config PROC_VMCORE_PFN_LISTS
+	tristate "/proc/vmcore_pfn_lists: page classification for dump filters"
+	depends on PROC_VMCORE && {core} && 64BIT
+	help
+	  In a kdump capture kernel, let a dump filter such as makedumpfile
+	  ask this kernel to classify the crashed kernel's pages (free,
+	  page cache, user data, hwpoison, offline) with its own page flag
+	  helpers, instead of re-implementing them from VMCOREINFO values.
+	  The file refuses to work unless the crashed kernel is this same
+	  kernel, and adds nothing to the crashing kernel.
+
+	  See <file:Documentation/admin-guide/kdump/vmcore_pfn_lists.rst>.
+
+	  If unsure, say N.
+"""
+
+MSG2 = """\
+proc/vmcore: add /proc/vmcore_pfn_lists for in-kernel page classification
+
+A dump filter drops free pages, page cache and user data from a kdump
+by decoding the crashed kernel's struct pages in userspace, with copies
+of PageBuddy(), PageSlab(), the compound and hugetlb rules and the page
+type encoding rebuilt from VMCOREINFO values.  Those copies break
+whenever mm changes them: 6.3, 6.6, 6.9, 6.10 and 6.12 each needed a
+makedumpfile update, and a stale filter silently keeps every page.
+
+Add /proc/vmcore_pfn_lists to the capture kernel.  The filter passes the
+crashed kernel's mem_map chunk table (page frame range and physical
+address of the struct pages), a makedumpfile dump level and a buffer;
+VMCORE_PFN_IOC_SCAN returns (pfn, count, class) runs to exclude and
+per-class counts, with a resume cursor kept by the caller, so the
+kernel holds no per-scan state.  VMCORE_PFN_IOC_INFO says whether scans
+are possible and, if not, why.
+
+This revisits the 2012 /proc/vmcore_pfn_lists proposal and answers the
+objections that stopped it:
+
+ - Version skew: the capture kernel classifies with its own helpers
+   only when the crashed kernel's VMCOREINFO shows the same build id,
+   release, struct page layout and page flag and type values as its
+   own; otherwise every scan fails with -EXDEV and the filter uses its
+   own scan.
+ - Panic path: nothing runs in the crashing kernel; everything happens
+   in the capture kernel, on request.
+ - Memory: the old-memory ranges from the ELF core header, one mapping
+   of one mem_map chunk at a time (at most 16 MiB) and a small staging
+   buffer; the chunk table and the runs are in the caller's memory.
+ - I/O: each chunk is mapped once; the speed of the I/O path is not
+   what this is about, mmap() of /proc/vmcore already fixed that.
+ - Safety: every chunk must lie inside the crashed kernel's memory, the
+   whole request is validated before any page is read, no pointer
+   stored in an old struct page is followed and no reference is taken.
+
+The file exists only in a kdump kernel, is root only and is built with
+CONFIG_PROC_VMCORE_PFN_LISTS (tristate).  The same source builds out of
+tree as a module for distribution kernels.
+"""
+
+
+def patch2(root: Path, tree: str) -> list[str]:
+    for rel in NEW_FILES:
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes((SRC / rel).read_bytes())
+    core = "CRASH_CORE" if tree == "6.1" else "VMCORE_INFO"
+    k = Edit(root, "fs/proc/Kconfig")
+    k.after("\t  Exports the dump image of crashed kernel in ELF format.\n",
+            KCONFIG.format(core=core))
+    k.save()
+    m = Edit(root, "fs/proc/Makefile")
+    m.after("proc-$(CONFIG_PROC_VMCORE)\t+= vmcore.o\n",
+            "obj-$(CONFIG_PROC_VMCORE_PFN_LISTS) += vmcore_pfn_lists.o\n")
+    m.save()
+    i = Edit(root, "Documentation/admin-guide/kdump/index.rst")
+    i.after("    vmcoreinfo\n", "    vmcore_pfn_lists\n")
+    i.save()
+    n = Edit(root, "Documentation/userspace-api/ioctl/ioctl-number.rst")
+    n.before("0xC0  00-0F  linux/usb/iowarrior.h\n",
+             "0xB9  01-02  uapi/linux/vmcore_pfn_lists.h" + " " * 30
+             + "<mailto:kexec@lists.infradead.org>\n")
+    n.save()
+    mt = Edit(root, "MAINTAINERS")
+    mt.after("F:\tfs/proc/vmcore.c\n", "F:\tfs/proc/vmcore_pfn_lists.c\n")
+    mt.after("F:\tinclude/uapi/linux/vmcore.h\n", "F:\tinclude/uapi/linux/vmcore_pfn_lists.h\n")
+    mt.save()
+    return NEW_FILES + ["fs/proc/Kconfig", "fs/proc/Makefile",
+                        "Documentation/admin-guide/kdump/index.rst",
+                        "Documentation/userspace-api/ioctl/ioctl-number.rst", "MAINTAINERS"]
+
+
+TOUCHED = {
+    "6.1": ["kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"],
+    "6.12": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
+}
+COMMON = ["Documentation/admin-guide/kdump/vmcoreinfo.rst", "fs/proc/Kconfig", "fs/proc/Makefile",
+          "Documentation/admin-guide/kdump/index.rst",
+          "Documentation/userspace-api/ioctl/ioctl-number.rst", "MAINTAINERS"]
+
+
+def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
+    """Write the series for one tree into `out`; return the patch files."""
+    pristine = src_root or pristine_tree(tree)
+    with tempfile.TemporaryDirectory(prefix="mkseries-") as tmp:
+        repo = Path(tmp)
+        git(repo, "init", "-q")
+        for rel in TOUCHED[tree] + COMMON:
+            dst = repo / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes((pristine / rel).read_bytes())
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", f"Debian linux-source-{tree} ({TREES[tree]})")
+        base = git(repo, "rev-parse", "HEAD").strip()
+        for fn, msg in ((patch1, MSG1[tree]), (patch2, MSG2)):
+            files = fn(repo, tree)
+            git(repo, "add", *files)
+            body = msg + f"\nSigned-off-by: {AUTHOR}\n"
+            (repo / ".msg").write_text(body)
+            git(repo, "commit", "-q", "-F", str(repo / ".msg"))
+        out.mkdir(parents=True, exist_ok=True)
+        for old in out.glob("*.patch"):
+            old.unlink()
+        names = git(repo, "format-patch", "-q", "--zero-commit", "--no-signature", "-o",
+                    str(out), f"{base}..HEAD")
+        return [Path(p) for p in names.split()] or sorted(out.glob("*.patch"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail if committed patches differ")
+    ap.add_argument("--tree", choices=sorted(TREES), action="append")
+    ap.add_argument("--src-root", type=Path, help="pristine tree (default: the Debian one)")
+    a = ap.parse_args()
+    rc = 0
+    for tree in a.tree or sorted(TREES):
+        dest = HERE / f"v{tree}"
+        if not a.check:
+            for p in generate(tree, dest, a.src_root):
+                print(p.relative_to(HERE.parent))
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            generate(tree, Path(tmp), a.src_root)
+            new = sorted(p.name for p in Path(tmp).glob("*.patch"))
+            old = sorted(p.name for p in dest.glob("*.patch"))
+            _, diff, _ = filecmp.cmpfiles(tmp, dest, new, shallow=False)
+            if new != old or diff:
+                print(f"mkseries: kernel-patches/v{tree} is stale (run kernel-patches/mkseries.py)",
+                      file=sys.stderr)
+                rc = 1
+            else:
+                print(f"kernel-patches/v{tree}: up to date")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
