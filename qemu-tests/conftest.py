@@ -40,34 +40,39 @@ def main_cycle(kernel: str) -> kdumpvm.CycleResult:
     if kernel not in _cycles:
         cmds, flags = CONFIG[kernel]
         _cycles[kernel] = kdumpvm.run_kdump_cycle(
-            kdumpvm.stock_kernel(kernel), capture_cmds=cmds, save_raw=True, kexec_flags=flags,
+            kdumpvm.stock_kernel(kernel),
+            capture_cmds=cmds,
+            save_raw=True,
+            kexec_flags=flags,
             tag="e2e",
         )
     return _cycles[kernel]
 
 
-def host_classes(kernel: str) -> np.ndarray:
-    """dumpfilter's per-PFN PageClass for the raw vmcore of ``kernel``'s cycle (host side),
-    through the documented Python API: scan.userspace_scan(src, level).windows()."""
-    if kernel not in _classes:
+def host_classes(r: kdumpvm.CycleResult) -> np.ndarray:
+    """dumpfilter's per-PFN PageClass for the raw vmcore of cycle ``r`` (host side), through
+    the documented Python API: scan.userspace_scan(src, level).windows()."""
+    key = str(r.dir)
+    if key not in _classes:
         from dumpfilter import scan, source
 
-        r = main_cycle(kernel)
         with source.open_source(str(r.path("vmcore"))) as src:
             c = scan.userspace_scan(src, 31)
             out = np.empty(c.max_pfn, dtype=np.uint8)
             for start, cls in c.windows():
                 out[start : start + len(cls)] = cls
-        _classes[kernel] = out
-    return _classes[kernel]
+        _classes[key] = out
+    return _classes[key]
 
 
 def run_dumpfilter(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """The dumpfilter CLI on the host, as a user would run it."""
     p = subprocess.run([*DUMPFILTER, *args], capture_output=True, text=True, timeout=900)
     if check and p.returncode != 0:
-        raise AssertionError(f"dumpfilter {' '.join(args)} exited {p.returncode}:\n"
-                             f"{p.stdout[-2000:]}{p.stderr[-3000:]}")
+        raise AssertionError(
+            f"dumpfilter {' '.join(args)} exited {p.returncode}:\n"
+            f"{p.stdout[-2000:]}{p.stderr[-3000:]}"
+        )
     return p
 
 

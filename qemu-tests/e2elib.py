@@ -51,7 +51,7 @@ class RawVmcore:
             eh = f.read(64)
             if eh[:4] != b"\x7fELF" or eh[4] != 2:
                 raise ValueError(f"{path}: not an ELF64 core")
-            phoff, = struct.unpack_from("<Q", eh, 32)
+            (phoff,) = struct.unpack_from("<Q", eh, 32)
             phentsize, phnum = struct.unpack_from("<HH", eh, 54)
             f.seek(phoff)
             ph = f.read(phentsize * phnum)
@@ -104,17 +104,24 @@ def kdump_header(path: Path) -> dict:
         sub = f.read(104)
     if h[:8] != b"KDUMP   ":
         raise ValueError(f"{path}: no KDUMP signature")
-    version, = struct.unpack_from("<i", h, 8)
+    (version,) = struct.unpack_from("<i", h, 8)
     release = h[12 + 2 * 65 : 12 + 3 * 65].split(b"\0")[0].decode()
     status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr = struct.unpack_from(
         "<IiiII", h, 424
     )
-    dump_level, = struct.unpack_from("<I", sub, 8)
+    (dump_level,) = struct.unpack_from("<I", sub, 8)
     if version >= 6:
-        max_mapnr, = struct.unpack_from("<Q", sub, 96)  # max_mapnr_64 (header v6)
-    return {"version": version, "release": release, "status": status, "block_size": block_size,
-            "sub_hdr_size": sub_hdr_size, "bitmap_blocks": bitmap_blocks,
-            "max_mapnr": max_mapnr, "dump_level": dump_level}
+        (max_mapnr,) = struct.unpack_from("<Q", sub, 96)  # max_mapnr_64 (header v6)
+    return {
+        "version": version,
+        "release": release,
+        "status": status,
+        "block_size": block_size,
+        "sub_hdr_size": sub_hdr_size,
+        "bitmap_blocks": bitmap_blocks,
+        "max_mapnr": max_mapnr,
+        "dump_level": dump_level,
+    }
 
 
 def kdump_bitmap2(path: Path) -> np.ndarray:

@@ -40,8 +40,13 @@ def main():
     runs = json.load(open(runs_json))
     segs = loads(raw)
     k = kdumpfile.kdumpfile(dump)
-    res = {"format": k.attr["file.format"], "kept_pages": 0, "bad_kept": [],
-           "excluded_checked": 0, "excluded_present": []}
+    res = {
+        "format": k.attr["file.format"],
+        "kept_pages": 0,
+        "bad_kept": [],
+        "excluded_checked": 0,
+        "excluded_present": [],
+    }
     with open(raw, "rb") as f:
         for pfn, count in runs["kept"]:
             pa = pfn * PAGE
