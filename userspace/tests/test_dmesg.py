@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 import time
 
 import numpy as np
@@ -272,7 +273,7 @@ def test_reserved_reusable_and_failed_records_are_skipped():
     ring.add(b"being written", 5, state=RESERVED)
     log = read(ring)
     assert [r.text for r in log.records] == [b"good 1", b"good 2"]
-    assert log.skipped == 4  # the initial DESC0 slot, reusable, failed, reserved
+    assert log.skipped == 1  # only the failed text; reusable/reserved slots are normal
 
 
 def test_descriptor_with_stale_id_is_skipped():
@@ -438,3 +439,32 @@ def test_output_file_is_not_overwritten_without_force(tmp_path):
     dmesg._write_file(str(target), b"new", force=True)
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == ["dmesg.txt"]  # no temporary file left behind
+
+
+# --- real vmcores from the QEMU kdump harness, when cached ----------------------------------
+
+
+def _cached_vmcores() -> list[str]:
+    root = os.environ.get("DUMPFILTER_CACHE") or os.path.expanduser("~/.cache/dumpfilter")
+    cycles = os.path.join(root, "cycles")
+    if not os.path.isdir(cycles):
+        return []
+    found = [os.path.join(cycles, d, "vmcore") for d in sorted(os.listdir(cycles))]
+    return [p for p in found if os.path.isfile(p) and os.access(p, os.R_OK)]
+
+
+@pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")
+@pytest.mark.parametrize("vmcore", _cached_vmcores())
+def test_real_vmcore_log_matches_makedumpfile_and_has_the_panic(vmcore, tmp_path):
+    from dumpfilter.elfcore import ElfVmcore
+
+    out = tmp_path / "dmesg.txt"
+    with ElfVmcore(vmcore) as src:
+        assert dmesg.dump_dmesg(src, str(out)) > 100
+    text = out.read_bytes()
+    assert b"Kernel panic - not syncing: sysrq triggered crash" in text
+    mdf = "/usr/bin/makedumpfile"
+    if os.access(mdf, os.X_OK):  # an oracle we did not write: the same bytes
+        ref = tmp_path / "mdf.txt"
+        subprocess.run([mdf, "--dump-dmesg", vmcore, str(ref)], check=True, capture_output=True)
+        assert text == ref.read_bytes()

@@ -62,7 +62,8 @@ class Record:
 
 @dataclass
 class Log:
-    """All readable records in sequence order, and how many descriptors were unusable."""
+    """All readable records in sequence order, and how many committed records had no
+    readable text (reusable, reserved or recycled descriptors are normal and not counted)."""
 
     records: list[Record]
     skipped: int
@@ -183,7 +184,7 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     )
 
     records: list[Record] = []
-    skipped = int(n - np.count_nonzero(ok))
+    skipped = 0
     for i in idx[ok].tolist():
         text = _block_text(data, size_bits, int(begin[i]), int(nxt[i]), int(text_len[i]))
         if text is None:
@@ -341,7 +342,7 @@ def dump_dmesg(src, path: str | None, force: bool = False, caller: bool = False)
     log = read_log(_virt_reader(src), _vmcoreinfo_mapping(src))
     text = format_records(log.records, caller=caller)
     if log.skipped:
-        print(f"dumpfilter: skipped {log.skipped} unreadable log record(s)", file=sys.stderr)
+        print(f"dumpfilter: {log.skipped} log record(s) without readable text", file=sys.stderr)
     if path is None:
         sys.stdout.buffer.write(text)
         sys.stdout.buffer.flush()
