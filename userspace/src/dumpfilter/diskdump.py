@@ -111,11 +111,31 @@ def _c_string(text: str | bytes, size: int = 65) -> bytes:
     return b[: size - 1]
 
 
+_UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
+
+
+def read_utsname(src, info: dict[str, str]) -> dict[str, bytes]:
+    """The crashed kernel's ``init_uts_ns.name`` (6 x char[65]), as makedumpfile copies it into
+    the header (``check_release``), found through SYMBOL(init_uts_ns) + OFFSET(uts_namespace.
+    name) and the page tables.  Empty when the dump does not allow it (the header then falls
+    back to VMCOREINFO's OSRELEASE)."""
+    try:
+        va = int(info["SYMBOL(init_uts_ns)"], 16) + int(info["OFFSET(uts_namespace.name)"])
+        from .x86_64 import virt_reader
+
+        raw = virt_reader(src)(va, 6 * 65)
+    except Exception:  # any failure here only costs the nicer header text
+        return {}
+    out = {f: raw[65 * i : 65 * (i + 1)].split(b"\0")[0] for i, f in enumerate(_UTS_FIELDS)}
+    if out["release"].decode(errors="replace") != info.get("OSRELEASE", ""):
+        return {}  # not the kernel VMCOREINFO describes: do not trust it
+    return out
+
+
 def build_header(src, geo: Geometry, dump_level: int, status: int) -> bytes:
     """Block 0 (header) + sub header + notes, ready to write at offset 0."""
     info = vmcoreinfo_values(src.notes)
-    uts = getattr(src, "utsname", None) or {}
-    fields = ("sysname", "nodename", "release", "version", "machine", "domainname")
+    uts = read_utsname(src, info)
     # libkdumpfile trusts the header's utsname (and so learns the architecture) only when no
     # field is empty; "(none)" is what the kernel itself puts in an unset nodename/domainname.
     defaults = {
@@ -126,7 +146,7 @@ def build_header(src, geo: Geometry, dump_level: int, status: int) -> bytes:
         "machine": "x86_64",
         "domainname": "(none)",
     }
-    names = [_c_string(uts.get(f) or defaults.get(f, "")) for f in fields]
+    names = [_c_string(uts.get(f) or defaults.get(f, "")) for f in _UTS_FIELDS]
     try:
         crashtime = int(info.get("CRASHTIME", "0"))
     except ValueError:
