@@ -43,7 +43,7 @@ if ! git -C "$tree" rev-parse -q --verify debian-base >/dev/null 2>&1; then
 	rm -rf "$tree" && mkdir -p "$tree"
 	tar xJf "$tarball" -C "$tree" --strip-components=1
 	git -C "$tree" init -q
-	git -C "$tree" add -A
+	git -C "$tree" add -A -f  # Debian's tarball ships a .gitignore ignoring "/*"
 	git -C "$tree" -c user.name=dumpfilter -c user.email=dumpfilter@example.org \
 		commit -q -m "Debian linux-source-$ver"
 	git -C "$tree" tag debian-base

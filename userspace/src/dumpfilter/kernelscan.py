@@ -1,0 +1,341 @@
+"""Client of ``/proc/vmcore_pfn_lists``: let the capture kernel classify the pages.
+
+The kernel side (kernel-patches/src/fs/proc/vmcore_pfn_lists.c, UAPI
+``include/uapi/linux/vmcore_pfn_lists.h``) takes the mem_map chunk table the userspace scan
+builds (memmap.py: ``(start_pfn, nr_pages, struct_page_paddr)``), a makedumpfile dump level
+and a run buffer, and answers ``(pfn, count, class)`` runs to exclude, classified by its own
+``PageBuddy()``/``PageLRU()``/... helpers.  It refuses with ``EXDEV`` unless the crashed
+kernel's VMCOREINFO shows the running kernel (build id, struct page layout, page flag and
+type values), because only then do its helpers read the old struct pages correctly
+(in-kernel-scan-history.md, objection 2).  Class numbers are ``PageClass``.
+
+``try_kernel_scan`` returns a ``Classification`` or, in ``auto`` mode, ``None`` after one
+line saying why the userspace scan has to run instead; ``require`` raises ``DumpError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import DumpError
+from .pageclass import DL_CACHE, DL_CACHE_PRIVATE, DL_FREE, DL_USER, PageClass
+
+DEVICE = "/proc/vmcore_pfn_lists"
+PROC_VMCORE = "/proc/vmcore"
+
+ABI = 1
+NR_CLASSES = 8
+DL_MASK = 0x1F
+
+# struct vmcore_pfn_info / vmcore_pfn_scan, little-endian x86_64 layout (no padding: every
+# u64 is 8-aligned in the C struct).
+INFO = struct.Struct("<IIiIIIII128s")
+SCAN = struct.Struct("<IIIIQQIIIIQ8Q")
+CHUNK_DTYPE = np.dtype([("start_pfn", "<u8"), ("nr_pages", "<u8"), ("paddr", "<u8")])
+RUN_DTYPE = np.dtype([("pfn", "<u8"), ("count", "<u4"), ("cls", "<u4")])
+assert INFO.size == 160 and SCAN.size == 120
+assert CHUNK_DTYPE.itemsize == 24 and RUN_DTYPE.itemsize == 16
+
+_IOC_MAGIC = 0xB9
+
+
+def _ioc(direction: int, nr: int, size: int) -> int:
+    """Linux _IOC() on x86_64: dir(2) | size(14) | type(8) | nr(8)."""
+    return (direction << 30) | (size << 16) | (_IOC_MAGIC << 8) | nr
+
+
+IOC_INFO = _ioc(2, 1, INFO.size)  # _IOR
+IOC_SCAN = _ioc(3, 2, SCAN.size)  # _IOWR
+
+# Runs per ioctl: 1 MiB of buffer; the cursor protocol makes the size a speed knob only.
+RUNS_PER_CALL = 1 << 16
+# The kernel's VMCORE_PFN_MAX_CHUNK_PAGES; chunks are split at multiples of it (a power of
+# two, so no compound head is separated from page[1]).
+MAX_CHUNK_PAGES = 1 << 18
+
+# The kernel's classes are PageClass values (the ABI shares the numbering).
+_EXCLUDABLE = {
+    PageClass.CACHE,
+    PageClass.CACHE_PRIVATE,
+    PageClass.USER,
+    PageClass.FREE,
+    PageClass.HWPOISON,
+    PageClass.OFFLINE,
+}
+_ALLOWED_CLASSES = np.array(sorted(int(c) for c in _EXCLUDABLE), np.uint32)
+
+IoctlFn = Callable[[int, int, bytearray], int]
+
+
+class KernelScanUnavailable(Exception):
+    """The interface cannot be used; ``reason`` says why, in one line."""
+
+
+@dataclass
+class KernelInfo:
+    abi: int
+    status: int  # 0 or a negative errno
+    struct_page_size: int
+    max_chunks: int
+    max_chunk_pages: int
+    nr_old_ranges: int
+    reason: str
+
+    @classmethod
+    def unpack(cls, buf: bytes) -> KernelInfo:
+        size, abi, status, spage, mchunks, mpages, nranges, _, reason = INFO.unpack(buf)
+        if size != INFO.size:
+            raise KernelScanUnavailable(f"kernel reports info size {size}, expected {INFO.size}")
+        text = reason.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return cls(abi, status, spage, mchunks, mpages, nranges, text)
+
+
+@dataclass
+class ScanResult:
+    """Runs in PFN order and the per-class page counts the kernel reported."""
+
+    pfn: np.ndarray  # uint64
+    count: np.ndarray  # uint64
+    cls: np.ndarray  # uint8
+    counts: list[int] = field(default_factory=lambda: [0] * NR_CLASSES)
+    calls: int = 0
+
+
+def pack_chunks(
+    chunks: Sequence[tuple[int, int, int]], spage: int, max_pages: int = MAX_CHUNK_PAGES
+) -> np.ndarray:
+    """The chunk table as the kernel wants it: sorted, split at multiples of ``max_pages``.
+
+    memmap.py merges physically adjacent sections, so a chunk may cover many GiB; the kernel
+    maps one chunk at a time and caps its size.  ``spage`` is SIZE(page): the split moves the
+    struct page address along with the PFN.
+    """
+    rows: list[tuple[int, int, int]] = []
+    for start, nr, paddr in sorted((int(a), int(b), int(c)) for a, b, c in chunks):
+        pfn, end = start, start + nr
+        while pfn < end:
+            stop = min(end, (pfn // max_pages + 1) * max_pages)
+            rows.append((pfn, stop - pfn, paddr + (pfn - start) * spage))
+            pfn = stop
+    return np.array(rows, CHUNK_DTYPE)
+
+
+def _check_runs(runs: np.ndarray) -> None:
+    if len(runs) and not np.isin(runs["cls"], _ALLOWED_CLASSES).all():
+        bad = int(runs["cls"][~np.isin(runs["cls"], _ALLOWED_CLASSES)][0])
+        raise KernelScanUnavailable(f"kernel returned unknown page class {bad}")
+    if len(runs) and (runs["count"] == 0).any():
+        raise KernelScanUnavailable("kernel returned an empty run")
+
+
+class KernelScanner:
+    """One open ``/proc/vmcore_pfn_lists``; ``ioctl`` is injectable for tests."""
+
+    def __init__(self, path: str = DEVICE, ioctl: IoctlFn | None = None):
+        self._ioctl = ioctl or fcntl.ioctl
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise KernelScanUnavailable(
+                f"{path} is absent (capture kernel without CONFIG_PROC_VMCORE_PFN_LISTS "
+                "and no vmcore_pfn_lists module loaded)"
+            ) from None
+        except OSError as e:
+            raise KernelScanUnavailable(f"cannot open {path}: {e.strerror}") from None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> KernelScanner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, request: int, buf: bytearray) -> None:
+        try:
+            self._ioctl(self.fd, request, buf)
+        except OSError as e:
+            raise _errno_reason(e) from None
+
+    def info(self) -> KernelInfo:
+        buf = bytearray(INFO.size)
+        self._call(IOC_INFO, buf)
+        return KernelInfo.unpack(bytes(buf))
+
+    def scan(self, chunks: np.ndarray, dump_level: int, runs_per_call: int | None = None):
+        """All exclusion runs for ``chunks`` (CHUNK_DTYPE) at ``dump_level``, resuming until
+        the kernel says done."""
+        if not len(chunks):
+            raise KernelScanUnavailable("no mem_map chunks to scan")
+        chunks = np.ascontiguousarray(chunks, CHUNK_DTYPE)
+        runs = np.zeros(runs_per_call or RUNS_PER_CALL, RUN_DTYPE)
+        parts: list[np.ndarray] = []
+        counts = [0] * NR_CLASSES
+        next_chunk, next_pfn, calls = 0, 0, 0
+        while True:
+            buf = bytearray(
+                SCAN.pack(
+                    SCAN.size, 0, dump_level & DL_MASK, len(chunks),
+                    chunks.ctypes.data, runs.ctypes.data, len(runs), 0,
+                    next_chunk, 0, next_pfn, *([0] * NR_CLASSES),
+                )
+            )  # fmt: skip
+            self._call(IOC_SCAN, buf)
+            calls += 1
+            f = SCAN.unpack(bytes(buf))
+            nr_runs, new_chunk, done, new_pfn = f[7], f[8], f[9], f[10]
+            if nr_runs > len(runs) or new_chunk > len(chunks):
+                raise KernelScanUnavailable("kernel returned an inconsistent cursor")
+            got = runs[:nr_runs].copy()
+            _check_runs(got)
+            parts.append(got)
+            for i, n in enumerate(f[11:]):
+                counts[i] += n
+            if done:
+                break
+            if (new_chunk, new_pfn) <= (next_chunk, next_pfn) and not nr_runs:
+                raise KernelScanUnavailable("kernel made no progress")
+            next_chunk, next_pfn = new_chunk, new_pfn
+        allruns = np.concatenate(parts) if parts else np.zeros(0, RUN_DTYPE)
+        return ScanResult(
+            pfn=allruns["pfn"].astype(np.uint64),
+            count=allruns["count"].astype(np.uint64),
+            cls=allruns["cls"].astype(np.uint8),
+            counts=counts,
+            calls=calls,
+        )
+
+
+def _errno_reason(e: OSError) -> KernelScanUnavailable:
+    what = {
+        errno.EXDEV: "refused: the crashed kernel is not the running kernel",
+        errno.ENODATA: "refused: no usable ELF core header or VMCOREINFO",
+        errno.ERANGE: "error: a mem_map chunk lies outside the crashed kernel's memory",
+        errno.E2BIG: "error: request too large",
+        errno.EINVAL: "error: request rejected as invalid",
+        errno.EPERM: "error: permission denied (needs CAP_SYS_ADMIN)",
+        errno.ENOTTY: "error: not the vmcore_pfn_lists interface (ioctl unknown)",
+    }.get(e.errno, f"error: {e.strerror or e}")
+    return KernelScanUnavailable(what)
+
+
+class KernelClassification:
+    """``Classification`` built from the kernel's runs: KEEP in RAM, HOLE outside it."""
+
+    scan = "kernel"
+
+    def __init__(
+        self, max_pfn: int, ram_ranges: Sequence[tuple[int, int]], result: ScanResult,
+        window: int = 1 << 20,
+    ):  # fmt: skip
+        self.max_pfn = max_pfn
+        self.ram_ranges = [(int(a), int(b)) for a, b in ram_ranges]
+        self.window = window
+        self.result = result
+        order = np.argsort(result.pfn, kind="stable")
+        self._pfn = result.pfn[order].astype(np.int64)
+        self._end = (result.pfn[order] + result.count[order]).astype(np.int64)
+        self._cls = result.cls[order]
+
+    def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        size = size or self.window
+        for start in range(0, self.max_pfn, size):
+            stop = min(self.max_pfn, start + size)
+            out = np.full(stop - start, PageClass.HOLE, np.uint8)
+            for a, b in self.ram_ranges:
+                lo, hi = max(a, start), min(b, stop)
+                if lo < hi:
+                    out[lo - start : hi - start] = PageClass.KEEP
+            ram = out != PageClass.HOLE
+            # runs overlapping [start, stop): searchsorted on ends, then paint each run
+            i = int(np.searchsorted(self._end, start, side="right"))
+            j = int(np.searchsorted(self._pfn, stop, side="left"))
+            for k in range(i, j):
+                lo = max(int(self._pfn[k]), start) - start
+                hi = min(int(self._end[k]), stop) - start
+                if lo < hi:
+                    out[lo:hi] = self._cls[k]
+            out[~ram] = PageClass.HOLE
+            yield start, out
+
+
+def _is_proc_vmcore(src) -> bool:
+    path = getattr(src, "path", None)
+    if not path or getattr(src, "kind", "elf") != "elf":
+        return False
+    try:
+        return os.path.samefile(path, PROC_VMCORE)
+    except OSError:
+        return False
+
+
+def _chunks_for(src) -> np.ndarray:
+    from . import memmap
+
+    return pack_chunks(memmap.mem_map_chunks(src), src.vmcoreinfo.size("page"))
+
+
+def kernel_scan(
+    src, dump_level: int, *, device: str = DEVICE, ioctl: IoctlFn | None = None,
+    chunks: np.ndarray | None = None,
+) -> KernelClassification:  # fmt: skip
+    """Run the kernel scan or raise ``KernelScanUnavailable`` saying why it cannot."""
+    with KernelScanner(device, ioctl) as ks:
+        info = ks.info()
+        if info.abi != ABI:
+            raise KernelScanUnavailable(f"kernel interface ABI {info.abi}, this client knows {ABI}")
+        if info.status:
+            why = _errno_reason(OSError(-info.status, os.strerror(-info.status)))
+            raise KernelScanUnavailable(f"{why}: {info.reason}" if info.reason else str(why))
+        spage = src.vmcoreinfo.size("page")
+        if info.struct_page_size != spage:
+            raise KernelScanUnavailable(
+                f"refused: struct page is {info.struct_page_size} bytes here, {spage} in the dump"
+            )
+        if chunks is None:
+            chunks = _chunks_for(src)
+        if len(chunks) > info.max_chunks:
+            raise KernelScanUnavailable(
+                f"error: {len(chunks)} chunks, kernel takes at most {info.max_chunks}"
+            )
+        result = ks.scan(chunks, dump_level)
+    return KernelClassification(src.max_pfn, src.ram_ranges, result)
+
+
+def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None], **kw):
+    """``Classification`` from the kernel, or ``None`` (auto) / ``DumpError`` (require).
+
+    Only the running capture kernel's own /proc/vmcore can be classified by it: a saved dump
+    file belongs to some other crash.
+    """
+    if mode not in ("auto", "require"):
+        raise DumpError(f"--kernel-scan={mode}: expected auto or require")
+    levels = DL_CACHE | DL_CACHE_PRIVATE | DL_USER | DL_FREE
+    try:
+        if not kw.pop("assume_proc_vmcore", False) and not _is_proc_vmcore(src):
+            raise KernelScanUnavailable(
+                f"absent: the input is not this capture kernel's {PROC_VMCORE}"
+            )
+        c = kernel_scan(src, dump_level & (levels | 0x1), **kw)
+    except KernelScanUnavailable as e:
+        if mode == "require":
+            raise DumpError(f"kernel scan unavailable: {e}") from None
+        say(f"kernel scan not used ({e}); using the userspace scan")
+        return None
+    except DumpError as e:
+        if mode == "require":
+            raise
+        say(f"kernel scan not used (error: {e}); using the userspace scan")
+        return None
+    say(f"kernel scan: {len(c.result.pfn)} runs in {c.result.calls} calls")
+    return c
