@@ -39,5 +39,10 @@ demo: setup
 bench: setup
 	$(PY) userspace/bench/run.py
 
+# Patched 6.1 and 6.12 kernels for the QEMU tests, cached by series hash (kernel-patches/README.md).
+kernels:
+	kernel-patches/build-kernel.sh 6.1
+	kernel-patches/build-kernel.sh 6.12
+
 clean:
 	rm -rf $(VENV)
