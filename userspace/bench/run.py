@@ -177,14 +177,17 @@ def synthetic(name: str, ram_gib: float, say) -> Path | str:
         return f"synthetic vmcore generator unavailable ({e})"
     finally:
         sys.path.pop(0)
-    maker = getattr(synthvmcore, "write_bench_vmcore", None)
-    if maker is None:
-        return "synthvmcore.write_bench_vmcore() not found"
+    pages = int(ram_gib * GIB) // 4096
+    # PC-like layout: the legacy hole below 1 MiB and, above 3 GiB, the PCI hole up to 4 GiB.
+    if pages <= 0xC0000:
+        ram = [(1, 0x9F), (0x100, pages)]
+    else:
+        ram = [(1, 0x9F), (0x100, 0xC0000), (0x100000, 0x100000 + pages - 0xC0000)]
     say(f"generating {path} ({ram_gib:g} GiB of RAM) ...")
     tmp = path.with_suffix(".tmp")
     t0 = time.perf_counter()
     try:
-        maker(str(tmp), int(ram_gib * GIB))
+        synthvmcore.make_vmcore(tmp, kernel="6.1", ram=ram, content="mixed", seed=1)
         tmp.rename(path)
     except Exception as e:  # a generator bug must not stop the rest of the bench
         tmp.unlink(missing_ok=True)
