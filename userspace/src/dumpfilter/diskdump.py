@@ -225,6 +225,28 @@ def dumpable_windows(
         yield start, ram, dumpable
 
 
+def read_span(src, pfn: int, count: int) -> np.ndarray:
+    """``src.read_pages``, except that a page only partly inside the dump (a PT_LOAD of
+    /proc/vmcore may end mid-page, e.g. at 0x9fc00 below the legacy hole) reads as zeros beyond
+    the loaded bytes, as makedumpfile's ``read_pfn`` does.  Such pages are rare (range edges),
+    so the slow path costs nothing in practice."""
+    try:
+        return src.read_pages(pfn, count)
+    except DumpError:
+        loads = getattr(src, "loads", None)
+        if not loads:
+            raise
+    ps = src.page_size
+    out = np.zeros((count, ps), dtype=np.uint8)
+    flat = out.reshape(-1)
+    lo, hi = pfn * ps, (pfn + count) * ps
+    for ld in loads:
+        a, b = max(lo, int(ld.paddr)), min(hi, int(ld.paddr) + int(ld.filesz))
+        if a < b:
+            flat[a - lo : b - lo] = np.frombuffer(src.read_phys(a, b - a), np.uint8)
+    return out
+
+
 def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
     """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices."""
     ranges = src.ram_ranges
@@ -239,7 +261,7 @@ def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
                 idx = np.flatnonzero(dumpable[s - start : e - start])
                 if len(idx) == 0:
                     continue
-                pages = src.read_pages(s, e - s)
+                pages = read_span(src, s, e - s)
                 if len(idx) < e - s:
                     pages = pages[idx]  # copy only the kept pages
                 yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero)

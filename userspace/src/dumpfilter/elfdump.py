@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compress import Batch, Encoder
-from .diskdump import SPAN, dumpable_windows
+from .diskdump import SPAN, dumpable_windows, read_span
 from .errors import DumpError
 from .output import Progress
 from .pageclass import DL_ZERO
@@ -175,7 +175,7 @@ def _zero_batches(src, start: int, dumpable: np.ndarray) -> Iterator[Batch]:
             e = min(s + SPAN, hi)
             idx = np.flatnonzero(dumpable[s - start : e - start])
             if len(idx):
-                pages = src.read_pages(s, e - s)
+                pages = read_span(src, s, e - s)
                 yield Batch(
                     pfns=s + idx, pages=pages if len(idx) == e - s else pages[idx], find_zero=True
                 )
@@ -230,7 +230,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
             off = pos if filesz else 0
             for p in range(s, fe, SPAN):
                 q = min(p + SPAN, fe)
-                view = src.read_pages(p, q - p).reshape(-1)
+                view = read_span(src, p, q - p).reshape(-1)
                 lo = max(seg_lo - p * ps, 0)
                 hi = min(file_hi - p * ps, (q - p) * ps)
                 sink.write_at(pos, [view[lo:hi]])
