@@ -293,3 +293,13 @@ def test_committed_patch_series_match_the_canonical_sources():
         capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+
+
+def test_kernel_image_pfns_are_kept_even_when_the_kernel_reports_them(tmp_path, device):
+    truth = np.zeros(4096, np.uint8)
+    truth[0:600] = PageClass.CACHE  # e.g. BSS pages with PG_lru and a mapping (issue 21)
+    chunks = ks.pack_chunks([(0, 4096, 0x100000)], 64)
+    c = _scan(_src(tmp_path), device, FakeKernel(truth), chunks, image=[(512, 1024)])
+    got = _as_array(c)
+    assert (got[:512] == PageClass.CACHE).all()
+    assert (got[512:1024] == PageClass.KEEP).all()

@@ -236,10 +236,11 @@ class KernelClassification:
 
     def __init__(
         self, max_pfn: int, ram_ranges: Sequence[tuple[int, int]], result: ScanResult,
-        window: int = 1 << 20,
+        image: Sequence[tuple[int, int]] = (), window: int = 1 << 20,
     ):  # fmt: skip
         self.max_pfn = max_pfn
         self.ram_ranges = [(int(a), int(b)) for a, b in ram_ranges]
+        self.image = [(int(a), int(b)) for a, b in image]
         self.window = window
         self.result = result
         order = np.argsort(result.pfn, kind="stable")
@@ -265,6 +266,12 @@ class KernelClassification:
                 hi = min(int(self._end[k]), stop) - start
                 if lo < hi:
                     out[lo:hi] = self._cls[k]
+            # The kernel image is always kept, as by the userspace scan (scan.py; makedumpfile
+            # issue 21: BSS pages with PG_lru and a mapping must not be excluded).
+            for a, b in self.image:
+                lo, hi = max(a, start), min(b, stop)
+                if lo < hi:
+                    out[lo - start : hi - start] = PageClass.KEEP
             out[~ram] = PageClass.HOLE
             yield start, out
 
@@ -279,15 +286,19 @@ def _is_proc_vmcore(src) -> bool:
         return False
 
 
-def _chunks_for(src) -> np.ndarray:
+def _layout_for(src) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The chunk table and kernel-image PFN ranges, exactly as the userspace scan finds them."""
     from . import memmap
+    from .x86_64 import AddressSpace
 
-    return pack_chunks(memmap.mem_map_chunks(src), src.vmcoreinfo.size("page"))
+    asp = AddressSpace(src)
+    chunks = pack_chunks(memmap.mem_map_chunks(src, asp), src.vmcoreinfo.size("page"))
+    return chunks, asp.kernel_image_pfns()
 
 
 def kernel_scan(
     src, dump_level: int, *, device: str = DEVICE, ioctl: IoctlFn | None = None,
-    chunks: np.ndarray | None = None,
+    chunks: np.ndarray | None = None, image: Sequence[tuple[int, int]] = (),
 ) -> KernelClassification:  # fmt: skip
     """Run the kernel scan or raise ``KernelScanUnavailable`` saying why it cannot."""
     with KernelScanner(device, ioctl) as ks:
@@ -303,13 +314,13 @@ def kernel_scan(
                 f"refused: struct page is {info.struct_page_size} bytes here, {spage} in the dump"
             )
         if chunks is None:
-            chunks = _chunks_for(src)
+            chunks, image = _layout_for(src)
         if len(chunks) > info.max_chunks:
             raise KernelScanUnavailable(
                 f"error: {len(chunks)} chunks, kernel takes at most {info.max_chunks}"
             )
         result = ks.scan(chunks, dump_level)
-    return KernelClassification(src.max_pfn, src.ram_ranges, result)
+    return KernelClassification(src.max_pfn, src.ram_ranges, result, image)
 
 
 def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None], **kw):
