@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Exercise /proc/vmcore_pfn_lists inside a kdump capture kernel and record what happened.
+
+Run by qemu-tests/test_kernel_scan.py as a capture command (cwd = the cycle directory):
+
+    $PYTHON -B kernel-patches/tests/vpl_probe.py [--insmod MODULE.ko]
+
+Writes, in the current directory:
+- ``vpl_probe.json``: the INFO answer, per-level scan statistics and times, the timing of the
+  kernel scan against the userspace scan on this same /proc/vmcore, the errno of every hostile
+  request, and any oops/BUG/WARNING lines the kernel logged meanwhile;
+- ``vpl_runs.npz``: the kernel's runs for dump levels 0..31 (``l<N>_pfn/_count/_cls``).
+The host compares the runs with the userspace scan of the raw vmcore saved by the same cycle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import errno
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+from dumpfilter import kernelscan as ks
+from dumpfilter import memmap, scan, source
+from dumpfilter.x86_64 import AddressSpace
+
+
+def materialize(c) -> np.ndarray:
+    out = np.empty(c.max_pfn, np.uint8)
+    for w0, arr in c.windows():
+        out[w0 : w0 + len(arr)] = arr
+    return out
+
+
+def raw_scan(fd: int, *, chunks_ptr: int, nr_chunks: int, runs_ptr: int, max_runs: int,
+             level: int = 31, size: int = ks.SCAN.size, flags: int = 0, next_chunk: int = 0,
+             next_pfn: int = 0, ioctl_nr: int = ks.IOC_SCAN) -> tuple[int, tuple]:  # fmt: skip
+    """One VMCORE_PFN_IOC_SCAN with arbitrary fields: (errno or 0, fields written back)."""
+    import fcntl
+
+    buf = bytearray(
+        ks.SCAN.pack(size, flags, level, nr_chunks, chunks_ptr, runs_ptr, max_runs, 0,
+                     next_chunk, 0, next_pfn, *([0] * ks.NR_CLASSES))
+    )  # fmt: skip
+    try:
+        fcntl.ioctl(fd, ioctl_nr, buf)
+    except OSError as e:
+        return e.errno, ()
+    return 0, ks.SCAN.unpack(bytes(buf))
+
+
+def capture_ram() -> list[tuple[int, int]]:
+    """This (capture) kernel's own System RAM ranges, from /proc/iomem."""
+    out = []
+    for line in Path("/proc/iomem").read_text().splitlines():
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) : System RAM$", line.strip())
+        if m and not line.startswith(" "):
+            out.append((int(m.group(1), 16), int(m.group(2), 16) + 1))
+    return out
+
+
+def hostile(fd: int, chunks: np.ndarray, spage: int) -> dict[str, dict]:
+    """Requests a buggy or hostile client could make; each must fail cleanly (or, for garbage
+    struct pages, succeed without harm)."""
+    runs = np.zeros(4096, ks.RUN_DTYPE)
+    rp, cp = runs.ctypes.data, chunks.ctypes.data
+    res: dict[str, dict] = {}
+
+    def case(name: str, expect: int, table: np.ndarray | None = None, **kw) -> None:
+        t = chunks if table is None else np.ascontiguousarray(table, ks.CHUNK_DTYPE)
+        args = {
+            "chunks_ptr": t.ctypes.data,
+            "nr_chunks": len(t),
+            "runs_ptr": rp,
+            "max_runs": len(runs),
+        }
+        args.update(kw)
+        err, _ = raw_scan(fd, **args)
+        res[name] = {
+            "errno": err,
+            "expected": expect,
+            "name": errno.errorcode.get(err, "0"),
+        }
+
+    def table(*rows) -> np.ndarray:
+        return np.array(rows, ks.CHUNK_DTYPE)
+
+    c0 = tuple(int(x) for x in chunks[0])
+    case("chunk_outside_old_memory", errno.ERANGE, table((c0[0], c0[1], 1 << 45)))
+    own = [r for r in capture_ram() if r[1] - r[0] >= 1 << 24]
+    if own:
+        case(
+            "chunk_in_capture_kernel_ram",
+            errno.ERANGE,
+            table((c0[0], 4096, own[-1][0])),
+        )
+    case("overlapping_chunks", errno.EINVAL,
+         table((c0[0], 4096, c0[2]), (c0[0] + 4095, 4096, c0[2] + 4095 * spage)))  # fmt: skip
+    case("unsorted_chunks", errno.EINVAL,
+         table((c0[0] + 8192, 4096, c0[2] + 8192 * spage), (c0[0], 4096, c0[2])))  # fmt: skip
+    case("empty_chunk", errno.EINVAL, table((c0[0], 0, c0[2])))
+    case("huge_chunk", errno.E2BIG, table((0, 1 << 30, c0[2])))
+    case("pfn_range_overflow", errno.EINVAL, table(((1 << 64) - 8, 16, c0[2])))
+    case("paddr_overflow", errno.ERANGE, table((c0[0], 4, (1 << 64) - 64)))
+    case("misaligned_struct_page_address", errno.EINVAL, table((c0[0], 16, c0[2] + 4)))
+    case("too_many_chunks", errno.E2BIG, nr_chunks=(1 << 20) + 1)
+    case("no_chunks", errno.EINVAL, nr_chunks=0)
+    case("bad_struct_size", errno.EINVAL, size=ks.SCAN.size - 8)
+    case("unknown_flags", errno.EINVAL, flags=1)
+    case("unknown_dump_level_bits", errno.EINVAL, level=0x20)
+    case("no_room_for_runs", errno.EINVAL, max_runs=0)
+    case("misaligned_run_buffer", errno.EINVAL, runs_ptr=rp + 4)
+    case("misaligned_chunk_table", errno.EINVAL, chunks_ptr=cp + 4)
+    case("unmapped_run_buffer", errno.EFAULT, runs_ptr=4096)
+    case("unmapped_chunk_table", errno.EFAULT, chunks_ptr=4096)
+    case("cursor_past_table", errno.EINVAL, next_chunk=len(chunks) + 1)
+    case("cursor_far_beyond_pfns", 0, next_pfn=(1 << 62))
+    case("unknown_ioctl", errno.ENOTTY, ioctl_nr=ks.IOC_SCAN + 1)
+    # struct pages that are not struct pages: the first 32768*spage bytes of the chunk's own
+    # RAM range interpreted at a wrong offset; must not oops (wrong runs are acceptable).
+    case("garbage_struct_pages", 0, table((c0[0], 32768, c0[2] + 8)))
+    # A run buffer of one entry: thousands of resumed calls must cover the same pages.
+    res["one_run_per_call"] = one_run_per_call(fd, np.ascontiguousarray(chunks[:2]))
+    res["unprivileged_open"] = unprivileged_open()
+    return res
+
+
+def one_run_per_call(fd: int, chunks: np.ndarray) -> dict:
+    runs = np.zeros(1, ks.RUN_DTYPE)
+    got: list[tuple[int, int, int]] = []
+    nc, npfn, calls = 0, 0, 0
+    while calls < 1_000_000:
+        err, f = raw_scan(fd, chunks_ptr=chunks.ctypes.data, nr_chunks=len(chunks),
+                          runs_ptr=runs.ctypes.data, max_runs=1, next_chunk=nc, next_pfn=npfn)  # fmt: skip
+        calls += 1
+        if err:
+            return {"errno": err, "calls": calls}
+        if f[7]:
+            got.append(
+                (int(runs[0]["pfn"]), int(runs[0]["count"]), int(runs[0]["cls"]))
+            )
+        if f[9]:
+            break
+        nc, npfn = f[8], f[10]
+    arr = np.array(got, ks.RUN_DTYPE)
+    np.save("vpl_one_run_per_call.npy", arr)
+    return {"errno": 0, "calls": calls, "runs": len(got)}
+
+
+def unprivileged_open() -> dict:
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.close(os.open(ks.DEVICE, os.O_RDONLY))
+        except OSError as e:
+            code = e.errno
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    err = os.waitstatus_to_exitcode(status)
+    return {
+        "errno": err,
+        "name": errno.errorcode.get(err, "0"),
+        "expected": "EACCES or EPERM",
+    }
+
+
+def kernel_log_problems() -> list[str]:
+    try:
+        log = subprocess.run(
+            ["dmesg"], check=False, capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return [f"dmesg failed: {e}"]
+    bad = re.compile(
+        r"Oops|BUG:|WARNING:|general protection|Call Trace|vmcore_pfn_lists"
+    )
+    return [ln for ln in log.splitlines() if bad.search(ln)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--insmod", help="load this module first (stock kernels)")
+    a = ap.parse_args()
+    res: dict = {}
+    if a.insmod:
+        p = subprocess.run(
+            ["insmod", a.insmod], check=False, capture_output=True, text=True
+        )
+        res["insmod"] = {"rc": p.returncode, "stderr": p.stderr.strip()}
+    res["present"] = os.path.exists(ks.DEVICE)
+    if not res["present"]:
+        Path("vpl_probe.json").write_text(json.dumps(res, indent=1))
+        return 0
+    with ks.KernelScanner() as k:
+        res["info"] = dataclasses.asdict(k.info())
+    if res["info"]["status"]:
+        res["log"] = kernel_log_problems()
+        Path("vpl_probe.json").write_text(json.dumps(res, indent=1))
+        return 0
+
+    with source.open_source(ks.PROC_VMCORE) as src:
+        spage = src.vmcoreinfo.size("page")
+        t0 = time.monotonic()
+        asp = AddressSpace(src)
+        chunks = ks.pack_chunks(memmap.mem_map_chunks(src, asp), spage)
+        res["layout_seconds"] = time.monotonic() - t0
+        res["nr_chunks"] = len(chunks)
+        np.save("vpl_chunks.npy", chunks)
+
+        runs: dict[str, np.ndarray] = {}
+        res["levels"] = {}
+        with ks.KernelScanner() as k:
+            for level in range(32):
+                t0 = time.monotonic()
+                r = k.scan(chunks, level)
+                dt = time.monotonic() - t0
+                runs[f"l{level}_pfn"], runs[f"l{level}_count"] = r.pfn, r.count
+                runs[f"l{level}_cls"] = r.cls
+                res["levels"][level] = {"seconds": dt, "calls": r.calls, "runs": len(r.pfn),
+                                        "counts": r.counts}  # fmt: skip
+            np.savez("vpl_runs.npz", **runs)
+
+            # Speed, same dump, same run: full PageClass arrays both ways (best of 3 each).
+            kt, ut = [], []
+            for _ in range(3):
+                t0 = time.monotonic()
+                kc = ks.kernel_scan(src, 31)
+                karr = materialize(kc)
+                kt.append(time.monotonic() - t0)
+                t0 = time.monotonic()
+                uc = scan.userspace_scan(src, 31)
+                uarr = materialize(uc)
+                ut.append(time.monotonic() - t0)
+            res["bench"] = {
+                "kernel_seconds": min(kt), "userspace_seconds": min(ut),
+                "ratio_userspace_over_kernel": min(ut) / min(kt),
+                "pages": int(src.max_pfn), "level31_equal": bool(np.array_equal(karr, uarr)),
+                "level31_differing_pfns": int((karr != uarr).sum()),
+            }  # fmt: skip
+            res["hostile"] = hostile(k.fd, chunks, spage)
+        with ks.KernelScanner() as k:
+            res["info_after"] = dataclasses.asdict(k.info())
+    res["log"] = kernel_log_problems()
+    Path("vpl_probe.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""/proc/vmcore_pfn_lists end to end: patched kernels, and stock kernels with the module.
+
+One kdump cycle per kernel runs kernel-patches/tests/vpl_probe.py in the capture kernel
+(kernel-scan runs for dump levels 0..31, hostile requests, timing against the userspace scan
+on the same /proc/vmcore) and ``dumpfilter --kernel-scan=require``; the host then compares the
+kernel's runs with the userspace scan of the raw vmcore saved by the same cycle.
+
+Patched kernels come from kernel-patches/build-kernel.sh (cached by series hash; ~10 min per
+kernel when not cached).  DUMPFILTER_SKIP_KERNEL_BUILD=1 skips the patched-kernel cycles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import e2elib
+import kdumpvm
+
+REPO = Path(__file__).resolve().parent.parent
+PROBE = f"$PYTHON -B {REPO}/kernel-patches/tests/vpl_probe.py"
+DFK = "$DUMPFILTER -d 31 -c --kernel-scan=require --stats-json dfk.json $VMCORE dfk.kdump"
+DFU = "$DUMPFILTER -d 31 -c --stats-json dfu.json $VMCORE dfu.kdump"
+LEVELS = range(1, 32)
+VARIANTS = ("patched-6.1", "patched-6.12", "module-6.1", "module-6.12")
+_cycles: dict[str, kdumpvm.CycleResult] = {}
+
+
+def _patched(ver: str) -> kdumpvm.Kernel:
+    if os.environ.get("DUMPFILTER_SKIP_KERNEL_BUILD") == "1":
+        pytest.skip("DUMPFILTER_SKIP_KERNEL_BUILD=1")
+    p = subprocess.run(
+        [str(REPO / "kernel-patches/build-kernel.sh"), ver],
+        capture_output=True, text=True, timeout=7200, check=False,
+    )  # fmt: skip
+    if p.returncode:
+        raise AssertionError(f"build-kernel.sh {ver} failed:\n{p.stderr[-3000:]}")
+    out = Path(p.stdout.strip().splitlines()[-1])
+    return kdumpvm.custom_kernel(out / "bzImage", vmlinux=out / "vmlinux")
+
+
+def _module(rel: str) -> Path:
+    p = subprocess.run(
+        ["make", "-s", "-C", str(REPO / "kernel-patches/module"), f"KVER={rel}"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if p.returncode:
+        raise AssertionError(f"module build for {rel} failed:\n{p.stderr[-3000:]}")
+    return Path(p.stdout.strip().splitlines()[-1].split("module: ", 1)[1])
+
+
+def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
+    if variant not in _cycles:
+        kind, ver = variant.split("-")
+        flags = "-s" if ver == "6.12" else ""
+        if kind == "patched":
+            kernel, probe = _patched(ver), PROBE
+        else:
+            kernel = kdumpvm.stock_kernel(ver)
+            probe = f"{PROBE} --insmod {_module(kdumpvm.STOCK[ver])}"
+        _cycles[variant] = kdumpvm.run_kdump_cycle(
+            kernel, capture_cmds=[probe, DFK, DFU], save_raw=True, kexec_flags=flags,
+            tag="vpl",
+        )  # fmt: skip
+    return _cycles[variant]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def vcycle(request) -> kdumpvm.CycleResult:
+    return vpl_cycle(request.param)
+
+
+def _probe(r: kdumpvm.CycleResult) -> dict:
+    assert r.rc(0) == 0, r.log(0)
+    res = json.loads(r.path("vpl_probe.json").read_text())
+    assert res.get("insmod", {"rc": 0})["rc"] == 0, res["insmod"]
+    assert res["present"], "no /proc/vmcore_pfn_lists in the capture kernel"
+    assert res["info"]["status"] == 0, res["info"]["reason"]
+    return res
+
+
+def _host_layout(r: kdumpvm.CycleResult):
+    from dumpfilter import source
+    from dumpfilter.x86_64 import AddressSpace
+
+    src = source.open_source(str(r.path("vmcore")))
+    return src, AddressSpace(src).kernel_image_pfns()
+
+
+def _as_array(c) -> np.ndarray:
+    out = np.empty(c.max_pfn, np.uint8)
+    for w0, arr in c.windows():
+        out[w0 : w0 + len(arr)] = arr
+    return out
+
+
+def test_kernel_scan_equals_userspace_scan_at_every_dump_level(vcycle):
+    from dumpfilter import kernelscan as ks
+    from dumpfilter import scan
+    from dumpfilter.pageclass import PageClass
+
+    _probe(vcycle)
+    runs = np.load(vcycle.path("vpl_runs.npz"))
+    src, image = _host_layout(vcycle)
+    with src:
+        bad = []
+        for level in LEVELS:
+            res = ks.ScanResult(
+                runs[f"l{level}_pfn"], runs[f"l{level}_count"], runs[f"l{level}_cls"]
+            )
+            karr = _as_array(ks.KernelClassification(src.max_pfn, src.ram_ranges, res, image))
+            uarr = _as_array(scan.userspace_scan(src, level))
+            kx = (karr != PageClass.KEEP) & (karr != PageClass.HOLE)
+            ux = (uarr != PageClass.KEEP) & (uarr != PageClass.HOLE)
+            if not np.array_equal(kx, ux) or not np.array_equal(karr, uarr):
+                d = np.flatnonzero(karr != uarr)
+                bad.append((level, len(d), [(int(p), int(karr[p]), int(uarr[p])) for p in d[:5]]))
+        assert not bad, f"kernel vs userspace (level, #pfns, [(pfn, kernel, user)]): {bad}"
+
+
+def test_hostile_requests_get_errors_and_never_an_oops(vcycle):
+    res = _probe(vcycle)
+    checked = {k: v for k, v in res["hostile"].items() if isinstance(v.get("expected"), int)}
+    wrong = {k: v for k, v in checked.items() if v["errno"] != v["expected"]}
+    assert len(checked) >= 20, sorted(checked)
+    assert not wrong, wrong
+    assert res["hostile"]["unprivileged_open"]["name"] in ("EACCES", "EPERM")
+    assert res["info_after"]["status"] == 0
+    assert not res["log"], res["log"]
+    console = vcycle.console.read_text(errors="replace")
+    for marker in ("Oops", "BUG:", "general protection fault", "Kernel panic - not syncing: Fatal"):
+        assert marker not in console.split("STAGE: capture kernel up")[-1], marker
+
+
+def test_one_run_per_call_resumes_to_the_same_pages(vcycle):
+    from dumpfilter import kernelscan as ks
+
+    res = _probe(vcycle)
+    assert res["hostile"]["one_run_per_call"]["errno"] == 0
+    small = np.load(vcycle.path("vpl_one_run_per_call.npy"))
+    chunks = np.load(vcycle.path("vpl_chunks.npy"))[:2]
+    runs = np.load(vcycle.path("vpl_runs.npz"))
+    lo = int(chunks[0]["start_pfn"])
+    hi = int(chunks[-1]["start_pfn"] + chunks[-1]["nr_pages"])
+
+    def expand(pfn, count, cls):
+        out = np.zeros(hi - lo + (1 << 20), np.uint8)
+        for p, n, c in zip(pfn, count, cls, strict=True):
+            if lo <= p < hi:
+                out[p - lo : p - lo + n] = c
+        return out
+
+    whole = expand(runs["l31_pfn"], runs["l31_count"], runs["l31_cls"])
+    one = expand(small["pfn"], small["count"], small["cls"])
+    assert len(small) == res["hostile"]["one_run_per_call"]["runs"] > 0
+    assert np.array_equal(whole, one)
+    assert res["hostile"]["one_run_per_call"]["calls"] >= len(small)
+    assert ks.RUN_DTYPE == small.dtype
+
+
+def test_dumpfilter_kernel_scan_require_writes_the_same_dump(vcycle):
+    _probe(vcycle)
+    assert vcycle.rc(1) == 0, vcycle.log(1)
+    assert vcycle.rc(2) == 0, vcycle.log(2)
+    k = json.loads(vcycle.path("dfk.json").read_text())
+    u = json.loads(vcycle.path("dfu.json").read_text())
+    assert k["scan"] == "kernel" and u["scan"] == "userspace"
+    assert k["pages"] == u["pages"]
+    assert np.array_equal(
+        e2elib.kdump_bitmap2(vcycle.path("dfk.kdump")),
+        e2elib.kdump_bitmap2(vcycle.path("dfu.kdump")),
+    )
+
+
+def test_speed_is_measured_in_the_capture_kernel(vcycle, record_property):
+    res = _probe(vcycle)
+    b = res["bench"]
+    record_property("kernel_scan_seconds", b["kernel_seconds"])
+    record_property("userspace_scan_seconds", b["userspace_seconds"])
+    print(
+        f"\n{vcycle.release}: {b['pages']} pages, kernel scan {b['kernel_seconds']:.3f} s, "
+        f"userspace scan {b['userspace_seconds']:.3f} s, "
+        f"ratio {b['ratio_userspace_over_kernel']:.2f}x"
+    )
+    assert b["level31_equal"], b
