@@ -56,34 +56,45 @@ class RawVmcore:
             f.seek(phoff)
             ph = f.read(phentsize * phnum)
         self.mm = np.memmap(path, dtype=np.uint8, mode="r")
-        self.loads: list[tuple[int, int, int]] = []  # (start_pfn, end_pfn, file offset)
+        # (start_pfn, end_pfn, file offset of start_pfn's first byte, paddr start, paddr end).
+        # A PT_LOAD may start or end inside a page (e.g. 6.1's 0x1000-0x9fc00): that page is
+        # RAM too and its bytes outside the segment read as zeros, as the dump writers do.
+        self.loads: list[tuple[int, int, int, int, int]] = []
         for i in range(phnum):
             p_type, _fl, off, _va, pa, filesz, _memsz, _al = struct.unpack_from(
                 "<IIQQQQQQ", ph, i * phentsize
             )
             if p_type == 1 and filesz:
-                self.loads.append((pa // PAGE, (pa + filesz) // PAGE, off - pa % PAGE))
-        self.max_pfn = max(e for _s, e, _o in self.loads)
+                end = pa + filesz
+                self.loads.append((pa // PAGE, -(-end // PAGE), off - pa % PAGE, pa, end))
+        self.max_pfn = max(e for _s, e, *_ in self.loads)
 
     def ram(self) -> np.ndarray:
         """Bool per PFN in [0, max_pfn): inside some PT_LOAD."""
         r = np.zeros(self.max_pfn, dtype=bool)
-        for s, e, _o in self.loads:
+        for s, e, *_ in self.loads:
             r[s:e] = True
         return r
 
     def pages(self, pfn: int, count: int) -> np.ndarray:
-        """(count, PAGE) view of contiguous RAM pages (must lie in one PT_LOAD)."""
-        for s, e, off in self.loads:
+        """(count, PAGE) contents of contiguous RAM pages (must lie in one PT_LOAD); a view
+        unless the range touches a partial page at a segment edge."""
+        for s, e, off, pa0, pa1 in self.loads:
             if s <= pfn and pfn + count <= e:
                 base = off + (pfn - s) * PAGE
-                return self.mm[base : base + count * PAGE].reshape(count, PAGE)
+                lo, hi = pfn * PAGE, (pfn + count) * PAGE
+                if pa0 <= lo and hi <= pa1:
+                    return self.mm[base : base + count * PAGE].reshape(count, PAGE)
+                out = np.zeros(count * PAGE, dtype=np.uint8)
+                a, b = max(lo, pa0), min(hi, pa1)
+                out[a - lo : b - lo] = self.mm[base + a - lo : base + b - lo]
+                return out.reshape(count, PAGE)
         raise ValueError(f"pfns {pfn}+{count} not inside one PT_LOAD")
 
     def runs(self, mask: np.ndarray) -> list[tuple[int, int]]:
         """(pfn, count) runs of True in ``mask``, split at PT_LOAD boundaries."""
         cuts = np.zeros(len(mask), dtype=bool)
-        for s, _e, _o in self.loads:
+        for s, *_ in self.loads:
             if s < len(mask):
                 cuts[s] = True
         m = mask.astype(np.int8)

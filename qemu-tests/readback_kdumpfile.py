@@ -35,6 +35,18 @@ def loads(path):
     return out
 
 
+def read_raw(f, segs, pa, size):
+    """Bytes [pa, pa+size) of the raw vmcore; bytes outside every PT_LOAD (a partial page at a
+    segment edge) read as zeros, as dump writers store them."""
+    out = bytearray(size)
+    for lo, hi, off in segs:
+        a, b = max(lo, pa), min(hi, pa + size)
+        if a < b:
+            f.seek(off + a - lo)
+            out[a - pa : b - pa] = f.read(b - a)
+    return bytes(out)
+
+
 def main():
     dump, raw, runs_json = sys.argv[1:4]
     runs = json.load(open(runs_json))
@@ -50,9 +62,7 @@ def main():
     with open(raw, "rb") as f:
         for pfn, count in runs["kept"]:
             pa = pfn * PAGE
-            seg = next(s for s in segs if s[0] <= pa and pa + count * PAGE <= s[1])
-            f.seek(seg[2] + pa - seg[0])
-            want = f.read(count * PAGE)
+            want = read_raw(f, segs, pa, count * PAGE)
             try:
                 got = bytes(k.read(kdumpfile.KDUMP_MACHPHYSADDR, pa, count * PAGE))
             except NoDataException:
