@@ -1,0 +1,273 @@
+"""ELF64 vmcore input: PT_LOADs, the PT_NOTE segment, mmap'ed bounded windows.
+
+/proc/vmcore can never be read whole (it is as large as the crashed machine's RAM) and saved
+vmcores may be larger than the capture machine's memory, so data is reached through
+``mmap(PROT_READ)`` windows of at most ``WINDOW`` bytes (makedumpfile maps 4 MiB at a time,
+makedumpfile-anchor.md §3 ``--non-mmap``), a few of them cached.  Page reads that fall inside
+one window are returned as numpy views of the mapping (no copy).
+
+The ELF structure is parsed with ``struct`` rather than pyelftools: only the Ehdr, the Phdrs
+and the notes are needed, and every malformed field must become one clear DumpError line.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DumpError
+from .vmcoreinfo import VmcoreInfo
+
+PT_LOAD, PT_NOTE = 1, 4
+EM_X86_64 = 62
+ET_CORE = 4
+NT_PRSTATUS = 1
+START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
+WINDOW = 64 << 20
+MAX_WINDOWS = 4
+_MACHINES = {3: "i386", 40: "arm", 183: "aarch64", 21: "ppc64", 22: "s390", 243: "riscv"}
+
+
+@dataclass(frozen=True)
+class Load:
+    """One PT_LOAD: physical range [paddr, paddr + memsz) at file offset ``offset``."""
+
+    paddr: int
+    vaddr: int
+    offset: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+def parse_notes(data: bytes) -> list[tuple[bytes, int, bytes]]:
+    """(name, type, desc) of every ELF note in a PT_NOTE segment (4-byte aligned fields)."""
+    out = []
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+        if namesz == 0 and descsz == 0 and ntype == 0:
+            break  # zero padding at the end of a segment
+        name_end = pos + 12 + namesz
+        desc_off = pos + 12 + ((namesz + 3) & ~3)
+        desc_end = desc_off + descsz
+        if desc_end > len(data):
+            raise DumpError("PT_NOTE segment is malformed (a note runs past its end)")
+        out.append((data[pos + 12 : name_end].rstrip(b"\0"), ntype, data[desc_off:desc_end]))
+        pos = desc_off + ((descsz + 3) & ~3)
+    return out
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if a >= b:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+class ElfVmcore:
+    """An ELF64 x86_64 vmcore (the Source protocol of ARCHITECTURE.md)."""
+
+    kind = "elf"
+    elf_class = 64
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._fd = os.open(path, os.O_RDONLY)
+        except OSError as e:
+            raise DumpError(f"cannot open {path}: {e.strerror}") from None
+        self._windows: OrderedDict[int, mmap.mmap | bytes] = OrderedDict()
+        try:
+            self._parse()
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+
+    # ---------------------------------------------------------------- parsing
+    def _pread(self, size: int, offset: int) -> bytes:
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as e:
+            raise DumpError(
+                f"{self.path}: read error at offset {offset:#x}: {e.strerror}"
+            ) from None
+        if len(data) != size:
+            raise DumpError(f"{self.path} is truncated (short read at offset {offset:#x})")
+        return data
+
+    def _parse(self) -> None:
+        eh = os.pread(self._fd, 64, 0)
+        if len(eh) < 16 or eh[:4] != b"\x7fELF":
+            raise DumpError(f"{self.path} is not an ELF vmcore (bad magic)")
+        if eh[4] != 2:
+            raise DumpError(f"{self.path}: only ELF64 vmcores are supported (x86_64)")
+        if eh[5] != 1:
+            raise DumpError(f"{self.path}: big-endian ELF; only x86_64 vmcores are supported")
+        if len(eh) < 64:
+            raise DumpError(f"{self.path} is truncated (ELF header)")
+        (e_type, e_machine, _v, _entry, e_phoff, _sh, _fl, _ehs, e_phentsize, e_phnum) = (
+            struct.unpack_from("<HHIQQQIHHH", eh, 16)
+        )
+        if e_machine != EM_X86_64:
+            name = _MACHINES.get(e_machine, f"machine {e_machine}")
+            raise DumpError(f"{self.path} is an {name} vmcore; only x86_64 is supported")
+        if e_type != ET_CORE:
+            raise DumpError(f"{self.path} is not an ELF core file (e_type {e_type})")
+        if e_phentsize != 56 or not 1 <= e_phnum <= 65535:
+            raise DumpError(f"{self.path}: bad program header table ({e_phnum} x {e_phentsize})")
+        self.ehdr = eh
+        self.file_size = os.fstat(self._fd).st_size
+        if self.file_size <= 0:
+            raise DumpError(f"{self.path}: size unknown or zero; cannot map it")
+        ph = self._pread(56 * e_phnum, e_phoff)
+        loads: list[Load] = []
+        notes = []
+        for i in range(e_phnum):
+            p_type, p_flags, off, vaddr, paddr, filesz, memsz, _al = struct.unpack_from(
+                "<IIQQQQQQ", ph, 56 * i
+            )
+            if p_type == PT_NOTE:
+                notes.append((off, filesz))
+            elif p_type == PT_LOAD:
+                if memsz == 0:
+                    continue
+                if filesz > memsz:
+                    raise DumpError(f"{self.path}: PT_LOAD {i} has filesz > memsz")
+                loads.append(Load(paddr, vaddr, off, filesz, memsz, p_flags))
+        # /proc/vmcore reports its real size; a saved copy shorter than its PT_LOADs is cut.
+        for ld in loads:
+            if ld.offset + ld.filesz > self.file_size:
+                raise DumpError(
+                    f"{self.path} is truncated: a PT_LOAD ends at byte "
+                    f"{ld.offset + ld.filesz:#x} but the file has {self.file_size:#x}"
+                )
+        if not loads:
+            raise DumpError(f"{self.path} has no PT_LOAD segments")
+        if not notes:
+            raise DumpError(f"{self.path} has no PT_NOTE segment (no VMCOREINFO)")
+        self.notes = b"".join(self._pread(sz, off) for off, sz in notes)
+        parsed = parse_notes(self.notes)
+        self.nr_cpus = sum(1 for n, t, _ in parsed if n == b"CORE" and t == NT_PRSTATUS)
+        info = [d for n, _t, d in parsed if n == b"VMCOREINFO"]
+        if not info:
+            raise DumpError(f"{self.path} has no VMCOREINFO note")
+        self.vmcoreinfo = VmcoreInfo.parse(info[0])
+        self.page_size = self.vmcoreinfo.page_size
+        self.loads = loads
+        ps = self.page_size
+        self.ram_ranges = merge_ranges(
+            [(ld.paddr // ps, (ld.paddr + ld.memsz + ps - 1) // ps) for ld in loads]
+        )
+        self.max_pfn = self.ram_ranges[-1][1]
+        # Lookup: RAM segments first (vaddr in the direct map), kernel-text ones after;
+        # both map the same physical bytes (kernel-page-types.md §4.4).
+        self._segs = sorted(loads, key=lambda ld: (ld.vaddr >= START_KERNEL_MAP, ld.paddr))
+        self._starts = np.array([ld.paddr for ld in self._segs], np.uint64)
+        self._ends = np.array([ld.paddr + ld.memsz for ld in self._segs], np.uint64)
+
+    # ---------------------------------------------------------------- physical reads
+    def _seg_for(self, paddr: int, size: int) -> Load:
+        hit = np.flatnonzero(
+            (self._starts <= np.uint64(paddr)) & (self._ends >= np.uint64(paddr + size))
+        )
+        if len(hit) == 0:
+            raise DumpError(f"physical address {paddr:#x} (+{size:#x}) is not in the dump")
+        return self._segs[int(hit[0])]
+
+    def _window(self, base: int) -> mmap.mmap | bytes:
+        w = self._windows.get(base)
+        if w is not None:
+            self._windows.move_to_end(base)
+            return w
+        length = min(WINDOW, self.file_size - base)
+        try:
+            w = mmap.mmap(self._fd, length, mmap.MAP_PRIVATE, mmap.PROT_READ, offset=base)
+        except (OSError, ValueError):
+            w = self._pread(length, base)  # no mmap (e.g. an old /proc/vmcore): plain read
+        self._windows[base] = w
+        while len(self._windows) > MAX_WINDOWS:
+            self._windows.popitem(last=False)  # views keep their mapping alive
+        return w
+
+    def _file_array(self, off: int, size: int) -> np.ndarray:
+        """Bytes [off, off+size) of the file as a uint8 array, a view when in one window."""
+        base = off - off % WINDOW
+        if off + size <= base + WINDOW:
+            w = self._window(base)
+            return np.frombuffer(w, np.uint8, size, off - base)
+        out = np.empty(size, np.uint8)
+        pos = 0
+        while pos < size:
+            b = (off + pos) - (off + pos) % WINDOW
+            n = min(size - pos, b + WINDOW - (off + pos))
+            out[pos : pos + n] = np.frombuffer(self._window(b), np.uint8, n, off + pos - b)
+            pos += n
+        return out
+
+    def phys_array(self, paddr: int, size: int) -> np.ndarray:
+        """Physical [paddr, paddr+size) as uint8, a view of the mapping when possible.
+
+        A range that is not wholly inside one PT_LOAD is assembled piecewise; any byte in a
+        hole is an error, never zeros.
+        """
+        try:
+            ld = self._seg_for(paddr, size)
+        except DumpError:
+            return self._phys_pieces(paddr, size)
+        rel = paddr - ld.paddr
+        if rel + size <= ld.filesz:
+            return self._file_array(ld.offset + rel, size)
+        out = np.zeros(size, np.uint8)  # memsz beyond filesz reads as zeros (ELF semantics)
+        n = max(0, ld.filesz - rel)
+        if n:
+            out[:n] = self._file_array(ld.offset + rel, n)
+        return out
+
+    def _phys_pieces(self, paddr: int, size: int) -> np.ndarray:
+        out = np.empty(size, np.uint8)
+        pos = 0
+        while pos < size:
+            a = paddr + pos
+            inside = np.flatnonzero((self._starts <= np.uint64(a)) & (self._ends > np.uint64(a)))
+            if len(inside) == 0:
+                raise DumpError(f"physical address {a:#x} is not in the dump (a memory hole)")
+            ld = self._segs[int(inside[0])]
+            n = min(size - pos, ld.paddr + ld.memsz - a)
+            out[pos : pos + n] = self.phys_array(a, n)
+            pos += n
+        return out
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        return self.phys_array(paddr, size).tobytes()
+
+    def read_pages(self, pfn: int, count: int) -> np.ndarray:
+        ps = self.page_size
+        return self.phys_array(pfn * ps, count * ps).reshape(count, ps)
+
+    def is_dumpable(self, start_pfn: int, end_pfn: int) -> None:
+        return None
+
+    # ---------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        self._windows.clear()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> ElfVmcore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

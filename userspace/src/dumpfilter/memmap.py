@@ -1,0 +1,138 @@
+"""mem_section -> mem_map chunks ``(start_pfn, nr_pages, struct_page_paddr)``.
+
+SPARSEMEM_EXTREME (kernel-page-types.md §4.2): ``SYMBOL(mem_section)`` is the root array of
+``LENGTH(mem_section)`` pointers; each root points at ``PAGESIZE / SIZE(mem_section)``
+sections; a present section's ``section_mem_map`` holds the mem_map address minus the
+section's first PFN, with flag bits in its low bits.  With SPARSEMEM_VMEMMAP (always on
+x86_64) that coded value is vmemmap_base, which KASLR aligns to a PUD, so clearing the low
+PFN_SECTION_SHIFT bits removes every flag, including the 6th bit makedumpfile's fixed ``~0x1f``
+mask misses.
+
+The struct pages of a section are then located physically by walking the page tables once
+per vmemmap leaf (usually 2 MiB = 32768 struct pages = one 128 MiB section), and leaves that
+are physically adjacent are merged: each chunk is one run of PFNs whose struct pages are
+physically contiguous.  This table is also the input of the kernel-scan ABI.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import DumpError
+from .x86_64 import AddressSpace
+
+SECTION_MARKED_PRESENT = 1 << 0
+SECTION_HAS_MEM_MAP = 1 << 1
+
+
+class Chunk(NamedTuple):
+    start_pfn: int
+    nr_pages: int
+    paddr: int  # physical address of the struct page of start_pfn
+
+
+def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
+    """(section number, coded mem_map address without flags) of every present section."""
+    vi = src.vmcoreinfo
+    ms_size = vi.size("mem_section")
+    nr_roots = vi.length("mem_section")
+    off_map = vi.offset("mem_section.section_mem_map")
+    ps = vi.page_size
+    section_bits = vi.number("SECTION_SIZE_BITS")
+    physmem_bits = vi.number("MAX_PHYSMEM_BITS")
+    pfn_shift = section_bits - (ps.bit_length() - 1)
+    if not (
+        ms_size >= 8
+        and 0 < pfn_shift < 40
+        and 0 < nr_roots <= 1 << 24
+        and off_map + 8 <= ms_size
+        and section_bits < physmem_bits <= 64
+    ):
+        raise DumpError("VMCOREINFO mem_section values are inconsistent")
+    per_root = ps // ms_size
+    if per_root * nr_roots < (1 << (physmem_bits - section_bits)) // 2:
+        raise DumpError("VMCOREINFO LENGTH(mem_section) is too small for MAX_PHYSMEM_BITS")
+    roots = np.frombuffer(asp.read_virt(vi.symbol("mem_section"), nr_roots * 8), "<u8")
+    flag_mask = (1 << pfn_shift) - 1
+    max_section = -(-src.max_pfn >> pfn_shift) if src.max_pfn else 0
+    out = []
+    for r in np.flatnonzero(roots):
+        first = int(r) * per_root
+        if first >= max_section:
+            break
+        try:
+            raw = asp.read_virt(int(roots[r]), per_root * ms_size)
+        except DumpError as e:
+            raise DumpError(f"mem_section root {int(r)} is unreadable: {e}") from None
+        coded = np.frombuffer(raw, np.uint8).reshape(per_root, ms_size)[:, off_map : off_map + 8]
+        coded = coded.copy().view("<u8")[:, 0]
+        mask = (coded & np.uint64(SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP)) == np.uint64(3)
+        for i in np.flatnonzero(mask):
+            sec = first + int(i)
+            if sec < max_section:
+                out.append((sec, int(coded[i]) & ~flag_mask))
+    return out
+
+
+def mem_map_chunks(src, asp: AddressSpace | None = None) -> list[Chunk]:
+    """Physically contiguous runs of struct pages for every present section, in PFN order.
+
+    Sections whose vmemmap is not mapped (e.g. a sub-section hole) are left out: their PFNs
+    have no struct page to judge and are kept.  Struct pages outside the dump are an error.
+    """
+    asp = asp or AddressSpace(src)
+    vi = src.vmcoreinfo
+    spage = vi.size("page")
+    ps = vi.page_size
+    pfn_shift = vi.number("SECTION_SIZE_BITS") - (ps.bit_length() - 1)
+    per_sec = 1 << pfn_shift
+    if not 16 <= spage <= 4096:
+        raise DumpError(f"VMCOREINFO SIZE(page)={spage} is implausible")
+    chunks: list[list[int]] = []
+    for sec, coded in present_sections(src, asp):
+        pfn = sec * per_sec
+        end = pfn + per_sec
+        while pfn < end:
+            va = (coded + pfn * spage) & ((1 << 64) - 1)
+            try:
+                pa, leaf = asp.walk(va)
+            except DumpError:
+                # not mapped: skip the rest of this leaf (at least one 4 KiB vmemmap page)
+                pfn = max(pfn + 1, pfn + (ps - va % ps) // spage)
+                continue
+            room = leaf - (va & (leaf - 1))
+            n = min(end - pfn, room // spage)
+            if n <= 0:
+                raise DumpError(
+                    f"struct page of pfn {pfn:#x} straddles a vmemmap page boundary "
+                    f"(SIZE(page)={spage}); not supported"
+                )
+            if (
+                chunks
+                and chunks[-1][0] + chunks[-1][1] == pfn
+                and (chunks[-1][2] + chunks[-1][1] * spage == pa)
+            ):
+                chunks[-1][1] += n
+            else:
+                chunks.append([pfn, n, pa])
+            pfn += n
+    out = [Chunk(*c) for c in chunks]
+    _check_in_dump(src, out, spage)
+    return out
+
+
+def _check_in_dump(src, chunks: list[Chunk], spage: int) -> None:
+    ps = src.page_size
+    ram = src.ram_ranges
+    starts = np.array([a for a, _ in ram], np.int64)
+    for c in chunks:
+        first = c.paddr // ps
+        last = (c.paddr + c.nr_pages * spage - 1) // ps
+        i = int(np.searchsorted(starts, first, side="right")) - 1
+        if i < 0 or last >= ram[i][1]:
+            raise DumpError(
+                f"mem_map for pfns {c.start_pfn:#x}-{c.start_pfn + c.nr_pages - 1:#x} lies at "
+                f"physical {c.paddr:#x}, outside the dump (corrupt mem_section or page tables)"
+            )

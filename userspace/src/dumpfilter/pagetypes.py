@@ -1,0 +1,266 @@
+"""Which page-type encoding a dump uses, chosen from which VMCOREINFO values are present.
+
+Kernel versions differ in *where* slab, hugetlb and the compound order live
+(kernel-page-types.md §2.2-§2.3, §3.4).  That is data here: ``ENCODINGS`` is a table of
+rows, each naming the keys that identify it and how to read order / hugetlb / slab; the
+first row whose required keys are present (and whose excluded keys are absent) wins.  The
+classifier reads only the resulting :class:`Encoding`; there is no ``if version`` anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import DumpError
+from .vmcoreinfo import VmcoreInfo
+
+
+@dataclass(frozen=True)
+class Row:
+    """One kernel-version family: how to recognise it, how its struct pages are read."""
+
+    name: str
+    requires: tuple[str, ...]
+    absent: tuple[str, ...]
+    order: str  # "u8:OFFSET(page.compound_order)", "folio:_folio_order", "flags1"
+    hugetlb: str  # "dtor:...", "flags1_bit", "head_type", "none"
+    slab: str  # "flag" (NUMBER(PG_slab)) or "type" (PAGE_SLAB_MAPCOUNT_VALUE)
+    types: str  # "exact" (compare the whole u32) or "top_byte" (6.12+: type in bits 24..31)
+
+
+# Order matters: most specific first.  Kernel references per row in kernel-page-types.md §2.2.
+ENCODINGS: tuple[Row, ...] = (
+    Row(
+        "6.12+ (page type in the top byte)",
+        ("NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)",),
+        (),
+        "flags1",
+        "head_type",
+        "type",
+        "top_byte",
+    ),
+    Row(
+        "6.10-6.11 (slab page type)",
+        ("NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)",),
+        (),
+        "flags1",
+        "head_type",
+        "type",
+        "exact",
+    ),
+    Row(
+        "6.9 (hugetlb page type)",
+        ("NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)", "NUMBER(PG_slab)"),
+        (),
+        "flags1",
+        "head_type",
+        "flag",
+        "exact",
+    ),
+    Row(
+        "6.6-6.8 (PG_hugetlb)",
+        ("NUMBER(PG_hugetlb)", "NUMBER(PG_slab)"),
+        (),
+        "flags1",
+        "flags1_bit",
+        "flag",
+        "exact",
+    ),
+    Row(
+        "6.3-6.5 (folio order/dtor)",
+        ("OFFSET(folio._folio_order)", "NUMBER(PG_slab)"),
+        (),
+        "folio",
+        "dtor",
+        "flag",
+        "exact",
+    ),
+    Row(
+        "4.16-6.2 (compound order/dtor)",
+        ("OFFSET(page.compound_order)", "NUMBER(PG_slab)"),
+        (),
+        "page",
+        "dtor",
+        "flag",
+        "exact",
+    ),
+    Row(
+        "6.6-6.8 without HUGETLB_PAGE",
+        ("NUMBER(PG_slab)",),
+        (
+            "OFFSET(page.compound_order)",
+            "OFFSET(folio._folio_order)",
+            "NUMBER(PAGE_HUGETLB_MAPCOUNT_VALUE)",
+            "NUMBER(PG_hugetlb)",
+        ),
+        "flags1",
+        "none",
+        "flag",
+        "exact",
+    ),
+)
+
+
+def _is_top_byte(v: int) -> bool:
+    """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (kernel-page-types.md §3.8)."""
+    return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """Everything the classifier needs, as plain numbers (None = not exported)."""
+
+    name: str
+    osrelease: str
+    page_size: int
+    struct_size: int
+    off_flags: int
+    off_mapping: int
+    off_private: int
+    off_mapcount: int
+    off_compound_head: int
+    pg_lru: int
+    pg_private: int
+    pg_swapcache: int
+    pg_swapbacked: int | None
+    pg_hwpoison: int | None
+    pg_slab: int | None
+    head_mask: int
+    buddy: int
+    slab_type: int | None
+    offline: int | None
+    hugetlb_type: int | None
+    unaccepted: int | None
+    top_byte: bool
+    order_kind: str  # "page1_u8" or "flags1"
+    order_off: int | None  # byte offset inside page[1] for "page1_u8"
+    hugetlb_kind: str  # "dtor", "flags1_bit", "head_type", "none"
+    dtor_off: int | None
+    hugetlb_dtor: int | None
+    pg_hugetlb: int | None
+    nr_orders: int  # LENGTH(zone.free_area)
+
+
+def _need(vi: VmcoreInfo, key: str, why: str) -> None:
+    if not vi.has(key):
+        raise DumpError(f"VMCOREINFO has no {key} ({why}); cannot classify pages")
+
+
+def detect(vi: VmcoreInfo) -> Encoding:
+    """The encoding of this dump, or DumpError naming what is missing or unknown."""
+    for key in (
+        "SIZE(page)",
+        "OFFSET(page.flags)",
+        "OFFSET(page.mapping)",
+        "OFFSET(page._mapcount)",
+        "OFFSET(page.private)",
+        "NUMBER(PG_lru)",
+        "NUMBER(PG_private)",
+        "NUMBER(PG_swapcache)",
+        "NUMBER(PG_head_mask)",
+        "LENGTH(zone.free_area)",
+    ):
+        _need(vi, key, "struct page layout")
+    _need(vi, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)", "free-page detection, kernel 3.9+")
+    if vi.has("OFFSET(page.compound_info)"):  # 7.1+ rename (MDF f50c015)
+        off_ch = vi.offset("page.compound_info")
+    elif vi.has("OFFSET(page.compound_head)"):
+        off_ch = vi.offset("page.compound_head")
+    else:
+        raise DumpError(
+            "VMCOREINFO has neither OFFSET(page.compound_head) nor "
+            "OFFSET(page.compound_info); cannot tell tail pages"
+        )
+    buddy = vi.number_u32("PAGE_BUDDY_MAPCOUNT_VALUE")
+    top = _is_top_byte(buddy)
+    row = None
+    for r in ENCODINGS:
+        if all(vi.has(k) for k in r.requires) and not any(vi.has(k) for k in r.absent):
+            if (r.types == "top_byte") == top:
+                row = r
+                break
+    if row is None:
+        raise DumpError(
+            f"unknown page-type encoding (kernel {vi.osrelease or '?'}: "
+            f"PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x}, no known combination of slab/hugetlb keys)"
+        )
+    # Page-type values must look like the family's scheme, or the dump is not understood.
+    if not top and buddy not in (0xFFFFFF7F, 0xBFFFFFFF):
+        raise DumpError(f"unknown page-type encoding: PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x}")
+
+    spage = vi.size("page")
+    order_off = dtor_off = None
+    if row.order == "page":
+        order_kind, order_off = "page1_u8", vi.offset("page.compound_order")
+        dtor_off = vi.opt("OFFSET", "page.compound_dtor")
+    elif row.order == "folio":  # offsets are from the folio (page[0]); page[1] starts at SIZE
+        order_kind, order_off = "page1_u8", vi.offset("folio._folio_order") - spage
+        d = vi.opt("OFFSET", "folio._folio_dtor")
+        dtor_off = None if d is None else d - spage
+    else:
+        order_kind = "flags1"
+    hugetlb_kind = row.hugetlb
+    hugetlb_dtor = vi.opt("NUMBER", "HUGETLB_PAGE_DTOR")
+    if hugetlb_kind == "dtor" and (hugetlb_dtor is None or dtor_off is None):
+        hugetlb_kind = "none"  # no CONFIG_HUGETLB_PAGE: no hugetlb pages to find
+
+    def u32(name: str) -> int | None:
+        v = vi.opt("NUMBER", name)
+        return None if v is None else v & 0xFFFFFFFF
+
+    def bit(name: str) -> int | None:
+        v = vi.opt("NUMBER", name)
+        if v is None:
+            return None
+        if not 0 <= v < 64:
+            raise DumpError(f"VMCOREINFO NUMBER({name})={v} is not a page-flag bit")
+        return v
+
+    off_flags = vi.offset("page.flags")
+    offs = [
+        off_flags,
+        vi.offset("page.mapping"),
+        vi.offset("page.private"),
+        off_ch,
+        vi.offset("page._mapcount"),
+    ]
+    for o in offs:
+        if o + 8 > spage:
+            raise DumpError(f"VMCOREINFO struct page offsets exceed SIZE(page)={spage}")
+    for o in (order_off, dtor_off):
+        if o is not None and not 0 <= o < spage:
+            raise DumpError("VMCOREINFO compound order/dtor offsets are out of range")
+    nr_orders = vi.length("zone.free_area")
+    if not 1 <= nr_orders <= 64:
+        raise DumpError(f"VMCOREINFO LENGTH(zone.free_area)={nr_orders} is implausible")
+    return Encoding(
+        name=row.name,
+        osrelease=vi.osrelease,
+        page_size=vi.page_size,
+        struct_size=spage,
+        off_flags=off_flags,
+        off_mapping=offs[1],
+        off_private=offs[2],
+        off_mapcount=offs[4],
+        off_compound_head=off_ch,
+        pg_lru=bit("PG_lru"),
+        pg_private=bit("PG_private"),
+        pg_swapcache=bit("PG_swapcache"),
+        pg_swapbacked=bit("PG_swapbacked"),
+        pg_hwpoison=bit("PG_hwpoison"),
+        pg_slab=bit("PG_slab") if row.slab == "flag" else None,
+        head_mask=vi.number("PG_head_mask") & ((1 << 64) - 1),
+        buddy=buddy,
+        slab_type=u32("PAGE_SLAB_MAPCOUNT_VALUE") if row.slab == "type" else None,
+        offline=u32("PAGE_OFFLINE_MAPCOUNT_VALUE"),
+        hugetlb_type=u32("PAGE_HUGETLB_MAPCOUNT_VALUE") if hugetlb_kind == "head_type" else None,
+        unaccepted=u32("PAGE_UNACCEPTED_MAPCOUNT_VALUE"),
+        top_byte=top,
+        order_kind=order_kind,
+        order_off=order_off,
+        hugetlb_kind=hugetlb_kind,
+        dtor_off=dtor_off,
+        hugetlb_dtor=hugetlb_dtor,
+        pg_hugetlb=bit("PG_hugetlb") if hugetlb_kind == "flags1_bit" else None,
+        nr_orders=nr_orders,
+    )

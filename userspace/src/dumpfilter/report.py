@@ -1,0 +1,172 @@
+"""Page counts per class, makedumpfile's text report, and the stable ``--stats-json``.
+
+Each page is counted once, in the class that excluded it (kernel-page-types.md §3.3).
+``zero`` is not known to a scan: writers (or ``count_zero_pages`` for ``--dry-run``) read the
+kept pages and move all-zero ones from ``kept`` to ``zero`` (§3.5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+
+from .errors import DumpError
+from .pageclass import DL_ZERO, PageClass
+
+JSON_VERSION = 1
+_COUNTED = {
+    "cache": PageClass.CACHE,
+    "cache_private": PageClass.CACHE_PRIVATE,
+    "user": PageClass.USER,
+    "free": PageClass.FREE,
+    "hwpoison": PageClass.HWPOISON,
+    "offline": PageClass.OFFLINE,
+}
+
+
+@dataclass
+class Stats:
+    dump_level: int
+    scan: str
+    pages: dict[str, int]
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"scan": 0.0, "write": 0.0, "total": 0.0}
+    )
+    page_size: int = 4096
+    written_bytes: int = 0
+
+    @classmethod
+    def from_classification(cls, c, dump_level: int) -> Stats:
+        counts = np.zeros(16, np.int64)
+        for _w0, arr in c.windows():
+            counts += np.bincount(arr, minlength=16)[:16]
+        total = int(c.max_pfn)
+        hole = int(counts[PageClass.HOLE])
+        pages = {"total": total, "ram": total - hole, "zero": int(counts[PageClass.ZERO])}
+        for name, k in _COUNTED.items():
+            pages[name] = int(counts[k])
+        pages["kept"] = int(counts[PageClass.KEEP])
+        ps = getattr(getattr(c, "src", None), "page_size", 4096)
+        return cls(dump_level=dump_level, scan=c.scan, pages=pages, page_size=ps)
+
+    def add_zero(self, n: int) -> None:
+        """Writers: ``n`` kept pages were all zero and excluded as such."""
+        self.pages["zero"] += n
+        self.pages["kept"] -= n
+
+    @property
+    def excluded(self) -> int:
+        p = self.pages
+        return p["zero"] + sum(p[k] for k in _COUNTED)
+
+    def as_json(self) -> dict:
+        return {
+            "version": JSON_VERSION,
+            "dump_level": self.dump_level,
+            "scan": self.scan,
+            "page_size": self.page_size,
+            "pages": {
+                k: int(self.pages[k])
+                for k in (
+                    "total",
+                    "ram",
+                    "zero",
+                    "cache",
+                    "cache_private",
+                    "user",
+                    "free",
+                    "hwpoison",
+                    "offline",
+                    "kept",
+                )
+            },
+            "excluded": self.excluded,
+            "seconds": {
+                k: round(float(self.seconds.get(k, 0.0)), 6) for k in ("scan", "write", "total")
+            },
+            "written_bytes": int(self.written_bytes),
+        }
+
+
+def count_zero_pages(src, c, batch: int = 4096) -> int:
+    """Kept RAM pages whose contents are all zero (``--dry-run`` with dump level bit 1)."""
+    n = 0
+    ps = src.page_size
+    for w0, arr in c.windows():
+        keep = arr == PageClass.KEEP
+        if not keep.any():
+            continue
+        for b0 in range(0, len(arr), batch):
+            k = keep[b0 : b0 + batch]
+            if not k.any():
+                continue
+            pages = src.read_pages(w0 + b0, len(k))
+            words = (
+                pages.reshape(len(k), ps // 8).view(np.uint64)
+                if pages.flags.c_contiguous
+                else np.ascontiguousarray(pages).reshape(len(k), ps // 8).view(np.uint64)
+            )
+            zero = ~words.any(axis=1)
+            n += int(np.count_nonzero(zero & k))
+    return n
+
+
+def _h(v: int) -> str:
+    return f"0x{v:016x}"
+
+
+def print_report(stats: Stats, file: IO[str]) -> None:
+    """The report makedumpfile prints with --show-stats (makedumpfile-anchor.md §4)."""
+    p = stats.pages
+    hole = p["total"] - p["ram"]
+    remaining = p["ram"] - stats.excluded
+    pct = (100.0 * remaining / p["ram"]) if p["ram"] else 0.0
+    lines = [
+        "",
+        f"Original pages  : {_h(p['ram'])}",
+        f"  Excluded pages   : {_h(stats.excluded)}",
+        f"    Pages filled with zero  : {_h(p['zero'])}",
+        f"    Non-private cache pages : {_h(p['cache'])}",
+        f"    Private cache pages     : {_h(p['cache_private'])}",
+        f"    User process data pages : {_h(p['user'])}",
+        f"    Free pages              : {_h(p['free'])}",
+        f"    Hwpoison pages          : {_h(p['hwpoison'])}",
+        f"    Offline pages           : {_h(p['offline'])}",
+        f"  Remaining pages  : {_h(remaining)}",
+        f"  (The number of pages is reduced to {pct:.0f}%.)",
+        f"Memory Hole     : {_h(hole)}",
+        "--------------------------------------------------",
+        f"Total pages     : {_h(p['total'])}",
+        f"Write bytes     : {stats.written_bytes}",
+        f"Scan            : {stats.scan}, dump level {stats.dump_level}",
+        f"Seconds         : scan {stats.seconds.get('scan', 0.0):.3f}, "
+        f"write {stats.seconds.get('write', 0.0):.3f}, "
+        f"total {stats.seconds.get('total', 0.0):.3f}",
+        "",
+    ]
+    file.write("\n".join(lines))
+    file.flush()
+
+
+def write_json(stats: Stats, path: str) -> None:
+    """Write the JSON report atomically (temporary name + rename)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(stats.as_json(), f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise DumpError(f"cannot write {path}: {e.strerror}") from None
+
+
+def needs_zero_count(stats: Stats) -> bool:
+    return bool(stats.dump_level & DL_ZERO)

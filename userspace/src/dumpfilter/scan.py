@@ -1,0 +1,120 @@
+"""``userspace_scan(source, dump_level) -> Classification``: classify every PFN from mem_map.
+
+The scan is lazy and deterministic: ``windows()`` walks the mem_map chunks in PFN order,
+classifies each run of struct pages straight from the input mapping (classify.py), and
+yields bounded windows of PageClass values.  Iterating again gives the same answer; small
+dumps keep their result so a second pass (the writer after the report) is free, large ones
+recompute it so that memory stays flat whatever the dump size.
+
+Two rules are applied on top of makedumpfile's per-page decision: PFNs outside RAM are
+HOLE, and PFNs of the kernel image are always kept (kernel-page-types.md §3.7.5: makedumpfile
+issue 21, BSS pages with PG_lru and a mapping excluded at -d 31 break crash(8)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from . import memmap, pagetypes
+from .classify import Carry, classify
+from .errors import DumpError
+from .pageclass import PageClass
+from .x86_64 import AddressSpace
+
+WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
+CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
+HOLE = np.uint8(PageClass.HOLE)
+
+
+class UserspaceClassification:
+    """The Classification contract of ARCHITECTURE.md, computed from the dump's mem_map."""
+
+    scan = "userspace"
+
+    def __init__(self, src, dump_level: int, *, window: int = WINDOW_PFNS):
+        self.src = src
+        self.dump_level = dump_level
+        self.max_pfn = src.max_pfn
+        self.window = window
+        vi = src.vmcoreinfo
+        self.encoding = pagetypes.detect(vi)
+        if self.encoding.page_size != src.page_size:
+            raise DumpError("VMCOREINFO PAGESIZE differs from the dump's page size")
+        self.asp = AddressSpace(src)
+        self.chunks = memmap.mem_map_chunks(src, self.asp)
+        if not self.chunks:
+            raise DumpError("mem_section lists no present memory section")
+        self.image = self.asp.kernel_image_pfns()
+        self._cache: list[tuple[int, np.ndarray]] | None = None
+        self._cache_size = 0
+
+    # ------------------------------------------------------------------ iteration
+    def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        size = size or self.window
+        if self._cache is not None and self._cache_size == size:
+            yield from ((w0, arr.copy()) for w0, arr in self._cache)
+            return
+        keep = self.max_pfn <= CACHE_LIMIT_PFNS
+        store: list[tuple[int, np.ndarray]] = []
+        for w0, arr in self._compute(size):
+            if keep:
+                store.append((w0, arr.copy()))
+            yield w0, arr
+        if keep:
+            self._cache, self._cache_size = store, size
+
+    def _compute(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        enc = self.encoding
+        spage = enc.struct_size
+        carry = Carry()
+        chunks = self.chunks
+        ram = self.src.ram_ranges
+        ci = 0
+        for w0 in range(0, self.max_pfn, size):
+            w1 = min(w0 + size, self.max_pfn)
+            out = np.full(w1 - w0, HOLE, np.uint8)
+            for a, b in ram:
+                if b > w0 and a < w1:
+                    out[max(a, w0) - w0 : min(b, w1) - w0] = PageClass.KEEP
+            while ci < len(chunks) and chunks[ci].start_pfn + chunks[ci].nr_pages <= w0:
+                ci += 1
+            j = ci
+            while j < len(chunks) and chunks[j].start_pfn < w1:
+                c = chunks[j]
+                c_end = c.start_pfn + c.nr_pages
+                p0, p1 = max(c.start_pfn, w0), min(c_end, w1)
+                raw = self.src.phys_array(
+                    c.paddr + (p0 - c.start_pfn) * spage, (p1 - p0) * spage
+                ).reshape(p1 - p0, spage)
+                nxt = self._next_page(j, p1, spage)
+                cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
+                seg = out[p0 - w0 : p1 - w0]
+                np.copyto(seg, cls, where=seg != HOLE)
+                j += 1
+            for a, b in self.image:
+                if b > w0 and a < w1:
+                    seg = out[max(a, w0) - w0 : min(b, w1) - w0]
+                    seg[seg != HOLE] = PageClass.KEEP
+            yield w0, out
+
+    def _next_page(self, j: int, pfn: int, spage: int) -> np.ndarray | None:
+        """The struct page of ``pfn`` (right after a classified run), if it has one."""
+        c = self.chunks[j]
+        if pfn < c.start_pfn + c.nr_pages:
+            pa = c.paddr + (pfn - c.start_pfn) * spage
+        elif j + 1 < len(self.chunks) and self.chunks[j + 1].start_pfn == pfn:
+            pa = self.chunks[j + 1].paddr
+        else:
+            return None
+        return self.src.phys_array(pa, spage).copy()
+
+    def chunk_table(self) -> list[tuple[int, int, int]]:
+        """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input."""
+        return [tuple(c) for c in self.chunks]
+
+
+def userspace_scan(src, dump_level: int) -> UserspaceClassification:
+    """Prepare the scan of ``src`` (reads VMCOREINFO, page tables, mem_section now)."""
+    return UserspaceClassification(src, dump_level)
