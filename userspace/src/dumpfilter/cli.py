@@ -179,6 +179,9 @@ def run(opts: Options) -> int:
             from . import write
 
             write.write_dump(src, classification, opts, stats)
+        elif opts.dump_level & 1:
+            # makedumpfile's dry run still reads kept pages to count the zero ones
+            stats.add_zero(report.count_zero_pages(src, classification))
         stats.seconds["write"] = time.monotonic() - t_write
         stats.seconds["total"] = time.monotonic() - t0
 
