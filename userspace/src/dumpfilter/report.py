@@ -95,23 +95,20 @@ class Stats:
 def count_zero_pages(src, c, batch: int = 4096) -> int:
     """Kept RAM pages whose contents are all zero (``--dry-run`` with dump level bit 1)."""
     n = 0
-    ps = src.page_size
     for w0, arr in c.windows():
         keep = arr == PageClass.KEEP
         if not keep.any():
             continue
-        for b0 in range(0, len(arr), batch):
-            k = keep[b0 : b0 + batch]
-            if not k.any():
-                continue
-            pages = src.read_pages(w0 + b0, len(k))
-            words = (
-                pages.reshape(len(k), ps // 8).view(np.uint64)
-                if pages.flags.c_contiguous
-                else np.ascontiguousarray(pages).reshape(len(k), ps // 8).view(np.uint64)
-            )
-            zero = ~words.any(axis=1)
-            n += int(np.count_nonzero(zero & k))
+        for a, b in src.ram_ranges:
+            lo, hi = max(a, w0), min(b, w0 + len(arr))
+            for b0 in range(lo, hi, batch):
+                b1 = min(b0 + batch, hi)
+                k = keep[b0 - w0 : b1 - w0]
+                if not k.any():
+                    continue
+                pages = np.ascontiguousarray(src.read_pages(b0, b1 - b0))
+                zero = ~pages.view(np.uint64).any(axis=1)
+                n += int(np.count_nonzero(zero & k))
     return n
 
 
