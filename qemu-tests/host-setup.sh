@@ -6,7 +6,7 @@ KVER61=${KVER61:-6.1.0-56-amd64}
 KVER612=${KVER612:-6.12.117+deb12-amd64}
 PKGS="qemu-system-x86 qemu-utils kexec-tools makedumpfile crash busybox-static
 python3-libkdumpfile liblzo2-dev cpio gzip zstd xz-utils rsync bc bison flex libelf-dev libssl-dev
-dwarves ccache build-essential
+dwarves ccache build-essential time
 linux-image-$KVER61-unsigned linux-headers-$KVER61
 linux-image-$KVER612-unsigned linux-headers-$KVER612
 linux-source-6.1 linux-source-6.12"
