@@ -11,6 +11,7 @@ kernel when not cached).  DUMPFILTER_SKIP_KERNEL_BUILD=1 skips the patched-kerne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -23,7 +24,10 @@ import e2elib
 import kdumpvm
 
 REPO = Path(__file__).resolve().parent.parent
-PROBE = f"$PYTHON -B {REPO}/kernel-patches/tests/vpl_probe.py"
+PROBE_PY = REPO / "kernel-patches/tests/vpl_probe.py"
+# The probe's digest is part of the command so that the cycle cache (keyed by the command
+# lines, the kernel image and the dumpfilter sources) notices a changed probe or module.
+PROBE = f"$PYTHON -B {PROBE_PY} --digest {hashlib.sha256(PROBE_PY.read_bytes()).hexdigest()[:12]}"
 DFK = "$DUMPFILTER -d 31 -c --kernel-scan=require --stats-json dfk.json $VMCORE dfk.kdump"
 DFU = "$DUMPFILTER -d 31 -c --stats-json dfu.json $VMCORE dfu.kdump"
 LEVELS = range(1, 32)
@@ -62,7 +66,9 @@ def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
             kernel, probe = _patched(ver), PROBE
         else:
             kernel = kdumpvm.stock_kernel(ver)
-            probe = f"{PROBE} --insmod {_module(kdumpvm.STOCK[ver])}"
+            ko = _module(kdumpvm.STOCK[ver])
+            digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
+            probe = f"{PROBE} --insmod {ko} --module-digest {digest}"
         _cycles[variant] = kdumpvm.run_kdump_cycle(
             kernel, capture_cmds=[probe, DFK, DFU], save_raw=True, kexec_flags=flags,
             tag="vpl",

@@ -186,9 +186,18 @@ def kernel_log_problems() -> list[str]:
     return [ln for ln in log.splitlines() if bad.search(ln)]
 
 
+def dmesg_tail(n: int = 80) -> list[str]:
+    p = subprocess.run(
+        ["dmesg"], check=False, capture_output=True, text=True, timeout=30
+    )
+    return p.stdout.splitlines()[-n:]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--insmod", help="load this module first (stock kernels)")
+    ap.add_argument("--digest", help="ignored: makes the host's cycle cache key change")
+    ap.add_argument("--module-digest", help="ignored: as --digest, for the module")
     a = ap.parse_args()
     res: dict = {}
     if a.insmod:
@@ -204,6 +213,9 @@ def main() -> int:
         res["info"] = dataclasses.asdict(k.info())
     if res["info"]["status"]:
         res["log"] = kernel_log_problems()
+        res["dmesg_tail"] = dmesg_tail()
+        res["iomem"] = Path("/proc/iomem").read_text().splitlines()
+        res["cmdline"] = Path("/proc/cmdline").read_text().strip()
         Path("vpl_probe.json").write_text(json.dumps(res, indent=1))
         return 0
 

@@ -11,8 +11,9 @@
  * compares the crashed kernel's VMCOREINFO with this kernel's own (build id,
  * release, struct page layout, page flag and page type values) and every
  * scan is refused with -EXDEV when they differ.  Every chunk must lie inside
- * the crashed kernel's memory as described by the ELF core header.  Nothing
- * here runs before or during the crash, only in the capture kernel.
+ * the crashed kernel's memory as /proc/vmcore describes it (the PT_LOADs of
+ * the ELF core header).  Nothing here runs before or during the crash, only
+ * in the capture kernel.
  *
  * See Documentation/admin-guide/kdump/vmcore_pfn_lists.rst.
  */
@@ -22,6 +23,7 @@
 #include <linux/capability.h>
 #include <linux/crash_dump.h>
 #include <linux/elf.h>
+#include <linux/fs.h>
 #include <linux/io.h>
 #include <linux/kernel.h>
 #include <linux/minmax.h>
@@ -250,41 +252,50 @@ static void vpl_merge_ranges(void)
 }
 
 /*
- * Read the ELF core header the crashed kernel (or kexec-tools) left for us:
- * keep its PT_LOAD ranges and return a copy of the crashed kernel's
- * VMCOREINFO.  The header and the notes are in old memory and mapped only
- * for the duration of this function.
+ * Read the ELF header that /proc/vmcore presents: its PT_LOAD ranges are the
+ * crashed kernel's memory, and its (merged) PT_NOTE holds the crashed
+ * kernel's VMCOREINFO.  vmcore_init() already validated the ELF core header
+ * and forgets its address afterwards, so this is the only place left to get
+ * them from, both built in and as a module.
  */
-static int vpl_read_elfcorehdr(char **info, size_t *info_size)
+static int vpl_read_vmcore_headers(char **info, size_t *info_size)
 {
-	const struct elf64_hdr *eh;
-	const struct elf64_phdr *ph;
+	struct elf64_phdr *ph = NULL;
+	struct elf64_hdr eh;
 	unsigned int i, nr_loads = 0;
-	u16 phnum;
-	u64 phoff;
+	struct file *file;
 	void *notes;
-	int ret = 0;
+	loff_t pos = 0;
+	int ret = -ENODATA;
 
-	eh = memremap(elfcorehdr_addr, sizeof(*eh), MEMREMAP_WB);
-	if (!eh)
-		return -ENOMEM;
-	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) ||
-	    eh->e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh->e_phentsize != sizeof(struct elf64_phdr) ||
-	    !eh->e_phnum || eh->e_phnum > VPL_MAX_PHDRS) {
-		memunmap((void *)eh);
+	file = filp_open("/proc/vmcore", O_RDONLY, 0);
+	if (IS_ERR(file)) {
 		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "unsupported ELF core header");
+			 "cannot open /proc/vmcore (%ld)", PTR_ERR(file));
 		return -ENODATA;
 	}
-	phnum = eh->e_phnum;
-	phoff = eh->e_phoff;
-	memunmap((void *)eh);
-
-	ph = memremap(elfcorehdr_addr + phoff, phnum * sizeof(*ph), MEMREMAP_WB);
-	if (!ph)
-		return -ENOMEM;
-	for (i = 0; i < phnum; i++)
+	if (kernel_read(file, &eh, sizeof(eh), &pos) != sizeof(eh) ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+	    eh.e_phentsize != sizeof(*ph) || !eh.e_phnum ||
+	    eh.e_phnum > VPL_MAX_PHDRS) {
+		snprintf(vpl_reason, sizeof(vpl_reason),
+			 "unsupported /proc/vmcore ELF header");
+		goto out;
+	}
+	ph = kvcalloc(eh.e_phnum, sizeof(*ph), GFP_KERNEL);
+	if (!ph) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	pos = eh.e_phoff;
+	if (kernel_read(file, ph, eh.e_phnum * sizeof(*ph), &pos) !=
+	    eh.e_phnum * sizeof(*ph)) {
+		snprintf(vpl_reason, sizeof(vpl_reason),
+			 "cannot read the /proc/vmcore program headers");
+		goto out;
+	}
+	for (i = 0; i < eh.e_phnum; i++)
 		if (ph[i].p_type == PT_LOAD && ph[i].p_memsz)
 			nr_loads++;
 	vpl_ranges = kcalloc(max(nr_loads, 1U), sizeof(*vpl_ranges), GFP_KERNEL);
@@ -292,10 +303,9 @@ static int vpl_read_elfcorehdr(char **info, size_t *info_size)
 		ret = -ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < phnum; i++) {
-		if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz)
-			continue;
-		if (ph[i].p_paddr + ph[i].p_memsz < ph[i].p_paddr)
+	for (i = 0; i < eh.e_phnum; i++) {
+		if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz ||
+		    ph[i].p_paddr + ph[i].p_memsz < ph[i].p_paddr)
 			continue;
 		vpl_ranges[vpl_nr_ranges].start = ph[i].p_paddr;
 		vpl_ranges[vpl_nr_ranges].end = ph[i].p_paddr + ph[i].p_memsz;
@@ -303,23 +313,28 @@ static int vpl_read_elfcorehdr(char **info, size_t *info_size)
 	}
 	vpl_merge_ranges();
 
-	for (i = 0; i < phnum && !*info; i++) {
-		if (ph[i].p_type != PT_NOTE || !ph[i].p_memsz ||
-		    ph[i].p_memsz > VPL_MAX_NOTE_BYTES)
+	for (i = 0; i < eh.e_phnum && !*info; i++) {
+		if (ph[i].p_type != PT_NOTE || !ph[i].p_filesz ||
+		    ph[i].p_filesz > VPL_MAX_NOTE_BYTES)
 			continue;
-		notes = memremap(ph[i].p_offset, ph[i].p_memsz, MEMREMAP_WB);
-		if (!notes)
-			continue;
-		*info = vpl_find_vmcoreinfo(notes, ph[i].p_memsz, info_size);
-		memunmap(notes);
+		notes = kvmalloc(ph[i].p_filesz, GFP_KERNEL);
+		if (!notes) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		pos = ph[i].p_offset;
+		if (kernel_read(file, notes, ph[i].p_filesz, &pos) == ph[i].p_filesz)
+			*info = vpl_find_vmcoreinfo(notes, ph[i].p_filesz, info_size);
+		kvfree(notes);
 	}
-	if (!*info) {
+	if (*info)
+		ret = 0;
+	else
 		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "no VMCOREINFO note from the crashed kernel");
-		ret = -ENODATA;
-	}
+			 "no VMCOREINFO note in /proc/vmcore");
 out:
-	memunmap((void *)ph);
+	kvfree(ph);
+	filp_close(file, NULL);
 	return ret;
 }
 
@@ -337,7 +352,7 @@ static void vpl_setup(void)
 	if (vpl_ready)
 		goto unlock;
 
-	vpl_status = vpl_read_elfcorehdr(&old, &old_size);
+	vpl_status = vpl_read_vmcore_headers(&old, &old_size);
 	if (vpl_status)
 		goto done;
 
@@ -352,7 +367,7 @@ static void vpl_setup(void)
 	}
 	vpl_status = vpl_compare_vmcoreinfo(old, old_size, cur, cur_size);
 done:
-	if (vpl_status == -ENOMEM)
+	if (vpl_status == -ENOMEM && !vpl_reason[0])
 		snprintf(vpl_reason, sizeof(vpl_reason), "out of memory");
 	if (vpl_status)
 		pr_info("scans refused: %s\n", vpl_reason);
