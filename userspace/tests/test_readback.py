@@ -209,8 +209,11 @@ class Opts:
 
 class FakeStats:
     def __init__(self) -> None:
-        self.pages = {"zero": 0, "kept": 0}
-        self.bytes_written = 0
+        self.zero = 0
+        self.written_bytes = 0
+
+    def add_zero(self, n: int) -> None:
+        self.zero += n
 
 
 RANGES = [(0, 160), (256, 1800)]

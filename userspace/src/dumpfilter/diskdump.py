@@ -14,7 +14,6 @@ sequentially, descriptors only after their data.
 from __future__ import annotations
 
 import struct
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -315,7 +314,6 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
     desc_buf: list[np.ndarray] = []
     desc_buf_n = 0
     zero_count = 0
-    t0 = time.monotonic()
 
     def flush() -> None:
         nonlocal data_buf, data_buf_len, data_buf_start, desc_buf, desc_buf_n, desc_index
@@ -380,7 +378,7 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
         raise DumpError(f"internal error: {desc_index} descriptors for {num_dumpable} pages")
     if sink.seekable:
         sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
-    _record(stats, zero_count, time.monotonic() - t0)
+    record_zero(stats, zero_count)
 
 
 def _fix_status(head: bytes, status: int) -> tuple:
@@ -389,13 +387,12 @@ def _fix_status(head: bytes, status: int) -> tuple:
     return tuple(fields)
 
 
-def _record(stats, zero_count: int, seconds: float) -> None:
-    """Zero pages found from the data are excluded pages, not kept ones (makedumpfile report)."""
-    pages = getattr(stats, "pages", None)
-    if isinstance(pages, dict):
-        pages["zero"] = pages.get("zero", 0) + zero_count
-        if "kept" in pages:
-            pages["kept"] -= zero_count
+def record_zero(stats, n: int) -> None:
+    """Zero pages found from the data are excluded pages, not kept ones (makedumpfile report);
+    ``report.Stats.add_zero`` books them."""
+    add = getattr(stats, "add_zero", None)
+    if add is not None:
+        add(n)
 
 
 __all__ = ["write_kdump", "Geometry", "build_header", "OutputFull", "DESC", "iter_notes"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compress import Batch, Encoder
-from .diskdump import SPAN, dumpable_windows, read_span
+from .diskdump import SPAN, dumpable_windows, read_span, record_zero
 from .errors import DumpError
 from .output import Progress
 from .pageclass import DL_ZERO
@@ -248,8 +248,4 @@ def write_elf(src, classification, opts, stats, sink) -> None:
     if sink.seekable:
         eh[7] = flags
         sink.write_at(0, [_EHDR.pack(*eh)])
-    pages = getattr(stats, "pages", None)
-    if isinstance(pages, dict):
-        pages["zero"] = pages.get("zero", 0) + zero
-        if "kept" in pages:
-            pages["kept"] -= zero
+    record_zero(stats, zero)

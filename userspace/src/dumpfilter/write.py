@@ -55,8 +55,6 @@ def write_dump(src, classification, opts, stats) -> None:
 
 
 def _written(stats, n: int) -> None:
-    if hasattr(stats, "bytes_written") or not hasattr(stats, "__dataclass_fields__"):
-        try:
-            stats.bytes_written = n
-        except AttributeError:
-            pass
+    """``report.Stats.written_bytes``: what the report prints as "Write bytes"."""
+    if hasattr(stats, "written_bytes"):
+        stats.written_bytes = n

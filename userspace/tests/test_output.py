@@ -1,0 +1,167 @@
+"""The command as users run it: kdump/ELF/flattened output and -R through the CLI, exit status
+and one-line errors, progress only on a terminal, safe-output building blocks."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import MAKEDUMPFILE
+from test_diskdump import Kdump
+from test_readback import KDUMPFILE_READER, SYS_PY, _have_kdumpfile, check_pages, read_with
+
+from dumpfilter.errors import DumpError
+from dumpfilter.output import SafeFile, keep_table
+from dumpfilter.pageclass import PageClass
+
+CMD = [sys.executable, "-m", "dumpfilter.cli"]
+# The synthetic vmcores carry no SYMBOL(swapper_pg_dir), which drgn insists on, so read-back of
+# CLI output goes through libkdumpfile (drgn is covered on test_readback's own vmcores).
+needs_kdumpfile = pytest.mark.skipif(not _have_kdumpfile(), reason="python3-libkdumpfile missing")
+
+
+def run(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, *map(str, args)], capture_output=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def synth(synth_factory):
+    return synth_factory(
+        kernel="6.1", content="mixed", image_trap=False, ram=[(1, 0x9F), (0x100, 0x8000)]
+    )
+
+
+def _pages_of(vmcore: str, pfns) -> dict[int, bytes]:
+    from dumpfilter.elfcore import ElfVmcore
+
+    with ElfVmcore(vmcore) as src:
+        return {p: src.read_pages(p, 1).tobytes() for p in pfns}
+
+
+@needs_kdumpfile
+def test_cli_kdump_output_reads_back_page_for_page(synth, tmp_path):
+    out = tmp_path / "dump"
+    r = run("-l", "-d", "31", "--num-threads", "2", synth.path, out)
+    assert r.returncode == 0, r.stderr
+    k = Kdump(out.read_bytes())
+    kept = np.flatnonzero(k.dumpable)
+    zero = kept[k.descs["offset"] == k.data_off]
+    data = np.setdiff1d(kept, zero)
+    absent = np.flatnonzero(~k.dumpable)
+    sample = sorted(set(data[::7].tolist()) | set(zero[::7].tolist()))
+    want = _pages_of(synth.path, sample)
+    res = read_with(SYS_PY, KDUMPFILE_READER, out, sample + absent[::11].tolist())
+    check_pages(res, want, set(absent[::11].tolist()))
+    # The scan's verdicts reach the file: nothing the answer key excludes is dumpable.
+    assert not (k.dumpable & ~synth.kept(31)).any()
+
+
+def test_cli_flattened_stdout_reassembles_to_the_direct_file(synth, tmp_path):
+    direct, stream, rebuilt = tmp_path / "direct", tmp_path / "stream", tmp_path / "rebuilt"
+    assert run("-c", "-d", "31", synth.path, direct).returncode == 0
+    with open(stream, "wb") as f:
+        r = subprocess.run(
+            [*CMD, "-F", "-c", "-d", "31", synth.path],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            timeout=600,
+        )
+    assert r.returncode == 0, r.stderr
+    with open(stream, "rb") as f:
+        r = subprocess.run([*CMD, "-R", str(rebuilt)], stdin=f, capture_output=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert rebuilt.read_bytes() == direct.read_bytes()
+    if MAKEDUMPFILE:
+        mdf = tmp_path / "mdf"
+        with open(stream, "rb") as f:
+            subprocess.run([MAKEDUMPFILE, "-R", str(mdf)], stdin=f, check=True, capture_output=True)
+        assert mdf.read_bytes() == direct.read_bytes()
+
+
+@needs_kdumpfile
+def test_cli_elf_output_is_an_elf_core_with_the_kept_pages(synth, tmp_path):
+    out = tmp_path / "dump"
+    r = run("-E", "-d", "31", "--num-threads", "2", synth.path, out)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:4] == b"\x7fELF"
+    kept = np.flatnonzero(synth.kept(31) & ~synth.zero_mask())[::17].tolist()
+    res = read_with(SYS_PY, KDUMPFILE_READER, out, kept)
+    check_pages(res, _pages_of(synth.path, kept), set())
+
+
+def test_cli_refuses_existing_output_with_one_line_and_exit_1(synth, tmp_path):
+    out = tmp_path / "dump"
+    out.write_text("old")
+    r = run("-d", "31", synth.path, out)
+    assert r.returncode == 1
+    assert r.stderr.decode().strip().count("\n") == 0 and "-f" in r.stderr.decode()
+    assert out.read_text() == "old"
+    assert run("-f", "-d", "31", synth.path, out).returncode == 0
+
+
+def test_cli_size_limit_exits_1_and_marks_incomplete(synth, tmp_path):
+    out = tmp_path / "dump"
+    r = run("-d", "0", "-L", "1M", synth.path, out)
+    assert r.returncode == 1 and b"incomplete" in r.stderr
+    assert Kdump(out.read_bytes().ljust(1 << 22, b"\0")).status & 0x8
+
+
+def _run_on_pty(args) -> tuple[int, bytes]:
+    """Run with stderr on a pseudo-terminal (stdout to /dev/null); return status, stderr."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([*CMD, *map(str, args)], stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    os.close(master)
+    return p.wait(timeout=600), b"".join(chunks)
+
+
+def test_progress_shows_on_a_terminal_and_not_otherwise(synth, tmp_path):
+    rc, err = _run_on_pty(["-d", "1", "--message-level", "1", synth.path, tmp_path / "a"])
+    assert rc == 0 and b"Copying data" in err and b"100.0 %" in err
+    r = run("-d", "1", "--message-level", "1", synth.path, tmp_path / "b")
+    assert r.returncode == 0 and b"Copying data" not in r.stderr
+    rc, err = _run_on_pty(["-d", "1", "--message-level", "0", synth.path, tmp_path / "c"])
+    assert rc == 0 and b"Copying data" not in err
+
+
+def test_keep_table_follows_the_dump_level_bits():
+    t = keep_table(0)
+    assert t[PageClass.KEEP] and t[PageClass.FREE] and t[PageClass.CACHE]
+    assert not t[PageClass.HOLE] and not t[PageClass.HWPOISON] and not t[PageClass.OFFLINE]
+    t = keep_table(4)  # private-cache bit excludes all page cache, as makedumpfile does
+    assert not t[PageClass.CACHE] and not t[PageClass.CACHE_PRIVATE]
+    t = keep_table(2)
+    assert not t[PageClass.CACHE] and t[PageClass.CACHE_PRIVATE]
+    t = keep_table(31)
+    assert t[PageClass.KEEP] and not t[[1, 2, 3, 4, 5, 6, 7]].any()
+
+
+def test_safe_file_appears_only_on_commit(tmp_path):
+    path = tmp_path / "out"
+    with SafeFile(str(path)) as f:
+        os.write(f.fd, b"data")
+        assert not path.exists() and len(os.listdir(tmp_path)) == 1
+        f.commit()
+    assert path.read_bytes() == b"data" and os.listdir(tmp_path) == ["out"]
+    with pytest.raises(RuntimeError), SafeFile(str(tmp_path / "x")) as f:
+        os.write(f.fd, b"half")
+        raise RuntimeError
+    assert os.listdir(tmp_path) == ["out"]
+
+
+def test_safe_file_refuses_a_non_regular_target_even_with_force(tmp_path):
+    with pytest.raises(DumpError, match="not a regular file"):
+        SafeFile(str(tmp_path), force=True)
