@@ -815,6 +815,15 @@ def make_vmcore(
         choice[choice == 2] = 5
     if not unaccepted:
         choice[choice == 4] = 0
+    else:  # whole MAX_ORDER (1024-page) blocks: pairs of free 512-page blocks
+        ids = set(blk_ids.tolist())
+        pairs = np.array([b for b in blk_ids if b % 2 == 0 and b + 1 in ids], np.int64)
+        pick = pairs[rng.random(len(pairs)) < 0.08] if len(pairs) else pairs
+        if len(pairs) and not len(pick):
+            pick = pairs[:1]
+        pos = np.searchsorted(blk_ids, pick)
+        choice[pos] = 4
+        choice[pos + 1] = 4
 
     def set_compound(
         heads: np.ndarray,

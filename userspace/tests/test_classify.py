@@ -1,0 +1,251 @@
+"""classify(): makedumpfile's per-page rules on hand-built struct pages, per encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import synthvmcore as sv
+
+from dumpfilter.classify import Carry, classify
+from dumpfilter.pageclass import PageClass as C
+from dumpfilter.pagetypes import detect
+from dumpfilter.vmcoreinfo import VmcoreInfo
+
+VMEMMAP = 0xFFFFEA0000000000
+
+
+def enc_for(kernel: str, **kw):
+    fam = sv.family(kernel)
+    s = dict(
+        fam=fam,
+        uts_va=0xFFFFFFFF82000000,
+        stext=0xFFFFFFFF81000000,
+        vmalloc=0,
+        vmemmap=VMEMMAP,
+        mem_section=0xFFFF888000100000,
+        nr_roots=2048,
+        section_bits=27,
+        five=False,
+        hwpoison=True,
+        hugetlb=True,
+        unaccepted=fam.unaccepted,
+        phys_base=0,
+        init_top_pgt=0xFFFFFFFF82000000,
+        kernel_offset=0,
+        sme_mask=0,
+    )
+    s.update(kw)
+    return detect(VmcoreInfo.parse(sv._vmcoreinfo(s))), fam
+
+
+class Pages:
+    """A (n, 64) struct page array written through the family's encoding."""
+
+    def __init__(self, kernel: str, n: int = 64, **kw):
+        self.enc, self.fam = enc_for(kernel, **kw)
+        self.raw = np.zeros((n, 64), np.uint8)
+        self.u64 = self.raw.view(np.uint64)
+        self.u32 = self.raw.view(np.uint32)
+        self.u32[:, 12] = 0xFFFFFFFF  # _mapcount -1
+
+    def flag(self, i, *names):
+        for nm in names:
+            self.u64[i, 0] |= np.uint64(1 << self.fam.pg[nm])
+
+    def buddy(self, i, order):
+        self.u32[i, 12] = self.fam.buddy
+        self.u64[i, 5] = order
+
+    def compound(self, head, order, *, huge=False, dtor=1):
+        for t in range(head + 1, head + (1 << order)):
+            self.u64[t, 1] = (VMEMMAP + head * 64) | 1
+        self.flag(head, "head")
+        if self.fam.order_in_flags:
+            self.u64[head + 1, 0] = order | (
+                (1 << self.fam.pg["hugetlb"]) if huge and self.fam.pg_hugetlb else 0
+            )
+        else:
+            self.raw[head + 1, 16] = sv.HUGETLB_DTOR if huge else dtor
+            self.raw[head + 1, 17] = order
+        if huge and self.fam.hugetlb_type is not None:
+            self.u32[head, 12] = self.fam.hugetlb_type
+
+    def run(self, level, start_pfn=0, carry=None, next_page=None):
+        return classify(self.enc, self.raw, start_pfn, level, carry or Carry(), next_page)
+
+
+ALL = sv.KERNELS
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_buddy_page_excluded_with_its_order(kernel):
+    p = Pages(kernel)
+    p.buddy(8, 3)
+    got = p.run(16)
+    assert (got[8:16] == C.FREE).all() and (got[:8] == C.KEEP).all() and got[16] == C.KEEP
+    assert (p.run(31 & ~16)[8:16] == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_buddy_order_beyond_free_area_is_not_trusted(kernel):
+    p = Pages(kernel)
+    p.buddy(0, 11)  # LENGTH(zone.free_area) = 11: orders 0..10
+    assert (p.run(31) == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.3", "6.6", "6.9"])
+def test_slab_flag_wins_over_a_buddy_looking_mapcount(kernel):
+    p = Pages(kernel)
+    p.buddy(4, 2)
+    p.flag(4, "slab")
+    assert (p.run(31) == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ["6.10", "6.12", "7.1"])
+def test_slab_type_head_and_tails_are_kept(kernel):
+    p = Pages(kernel)
+    p.compound(8, 3)
+    p.u32[8, 12] = p.fam.slab_type
+    p.u64[8, 3] = 7  # slab.slabs overlays mapping: odd, but slab is never anon
+    assert (p.run(31) == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_tails_follow_their_head(kernel):
+    p = Pages(kernel)
+    p.compound(16, 4)
+    p.flag(16, "lru", "swapbacked")
+    p.u64[16, 3] = 0xFFFF888001234561  # anon_vma | PAGE_MAPPING_ANON
+    got = p.run(8)
+    assert (got[16:32] == C.USER).all() and (got[:16] == C.KEEP).all() and got[32] == C.KEEP
+    # the same tails without an excluded head are kept, never judged alone
+    p.u64[16, 3] = 0
+    p.u64[16, 0] = 0
+    p.flag(16, "head")
+    p.u64[17:32, 3] = 0xFFFF888001234561
+    assert (p.run(31)[16:32] == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_hugetlb_is_user_data_in_each_encoding(kernel):
+    p = Pages(kernel, n=1024)
+    p.compound(512, 9, huge=True)
+    got = p.run(8)
+    assert (got[512:] == C.USER).all() and (got[:512] == C.KEEP).all()
+    assert (p.run(31 & ~8)[512:] == C.KEEP).all()
+
+
+def test_hugetlb_dtor_not_exported_means_no_hugetlb():
+    p = Pages("6.1", n=1024, hugetlb=False)
+    p.compound(512, 9, huge=True)
+    assert (p.run(31) == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_cache_private_and_order_of_tests(kernel):
+    p = Pages(kernel)
+    p.flag(1, "lru")  # plain cache
+    p.flag(2, "lru", "private")  # cache with private data
+    p.flag(3, "swapcache", "swapbacked")  # swap cache, off the LRU
+    p.flag(4, "swapcache")  # PG_owner_priv_1 alone: not cache
+    p.flag(5, "lru", "hwpoison")  # cache wins over hwpoison when CACHE is asked for
+    got2, got4, got0 = p.run(2), p.run(4), p.run(0)
+    assert list(got2[1:6]) == [C.CACHE, C.KEEP, C.CACHE, C.KEEP, C.CACHE]
+    assert list(got4[1:6]) == [C.CACHE, C.CACHE_PRIVATE, C.CACHE, C.KEEP, C.CACHE]
+    assert list(got0[1:6]) == [C.KEEP, C.KEEP, C.KEEP, C.KEEP, C.HWPOISON]
+
+
+@pytest.mark.parametrize("kernel", ALL)
+def test_offline_always_excluded_when_exported(kernel):
+    p = Pages(kernel)
+    p.u32[7, 12] = p.fam.offline
+    assert p.run(0)[7] == C.OFFLINE
+
+
+def test_offline_not_detectable_on_6_1_without_hugetlb_page():
+    p = Pages("6.1", hugetlb=False)
+    p.u32[7, 12] = p.fam.offline
+    assert p.run(31)[7] == C.KEEP
+
+
+def test_fake_head_with_misaligned_order_excludes_one_page():
+    p = Pages("6.12")
+    p.flag(5, "head", "lru")
+    p.u64[6, 0] = 2  # page[1] claims order 2, but pfn 5 is not 4-aligned
+    got = p.run(2)
+    assert got[5] == C.CACHE and (got[6:9] == C.KEEP).all()
+
+
+def test_head_in_last_slot_of_a_512_block_is_order_zero():
+    p = Pages("6.1", n=1024)
+    p.flag(511, "head", "lru")
+    p.raw[512, 17] = 1  # page[1] is in the next 512-entry block: makedumpfile never reads it
+    got = p.run(2)
+    assert got[511] == C.CACHE and got[512] == C.KEEP
+
+
+def test_range_runs_on_into_the_next_chunk():
+    p = Pages("6.12", n=64)
+    p.buddy(32, 7)  # 128 pages from pfn 32: 32 in this chunk, 96 in the next
+    carry = Carry()
+    a = p.run(16, start_pfn=1024 + 0, carry=carry)
+    assert (a[32:] == C.FREE).all() and carry.end_pfn == 1024 + 32 + 128
+    q = Pages("6.12", n=128)
+    q.buddy(10, 0)  # inside the carried range: not tested on its own
+    q.flag(100, "lru")
+    b = q.run(31, start_pfn=1024 + 64, carry=carry)
+    assert (b[:96] == C.FREE).all() and b[100] == C.CACHE and b[96] == C.KEEP
+    assert carry.end_pfn == 0
+
+
+def test_head_at_chunk_end_reads_page1_from_next_page():
+    nxt = np.zeros(64, np.uint8)
+    nxt.view(np.uint64)[0] = 1  # page[1].flags: order 1
+    p = Pages("6.9", n=8)
+    p.flag(6, "head", "lru")  # order 1 at pfn 6 (aligned): pages 6 and 7
+    p.u64[7, 0] = 1
+    assert (p.run(2)[6:8] == C.CACHE).all()
+    q = Pages("6.9", n=8)
+    q.flag(7, "head", "lru")  # pfn 7: page[1] is the next chunk's first struct page
+    carry = Carry()
+    got = q.run(2, start_pfn=8, carry=carry, next_page=nxt)  # pfn 15: order 1 misaligned
+    assert got[7] == C.CACHE and carry.end_pfn == 0
+    got = q.run(2, start_pfn=8 - 7 + 6, carry=carry, next_page=nxt)  # head at pfn 14: aligned
+    assert got[7] == C.CACHE and carry.end_pfn == 16 and carry.cls == C.CACHE
+
+
+def test_crossing_ranges_in_corrupt_data_use_sequential_semantics():
+    p = Pages("6.1", n=64)
+    p.buddy(0, 2)  # covers 0..3
+    p.buddy(2, 3)  # starts inside the first range: skipped, so 4..9 are judged alone
+    p.flag(5, "lru")
+    got = p.run(16 | 2)
+    assert (got[0:4] == C.FREE).all() and got[4] == C.KEEP and got[5] == C.CACHE
+    assert (got[6:10] == C.KEEP).all()
+
+
+@pytest.mark.parametrize("kernel", ["6.16", "7.1"])
+def test_unaccepted_memory_is_free_as_a_max_order_block(kernel):
+    p = Pages(kernel, n=2048)
+    p.u32[1024, 12] = 0xF7000000
+    got = p.run(16)
+    assert (got[1024:] == C.FREE).all() and (got[:1024] == C.KEEP).all()
+    assert (p.run(15) == C.KEEP).all()
+
+
+def test_top_byte_types_tolerate_low_bits_in_use():
+    p = Pages("6.12")
+    p.u32[3, 12] = p.fam.buddy | 0x1234  # an owner reusing the low 24 bits
+    p.u64[3, 5] = 0
+    assert p.run(16)[3] == C.FREE
+
+
+def test_swapcache_without_swapbacked_export_counts_as_cache():
+    enc, fam = enc_for("6.1")
+    from dataclasses import replace
+
+    enc = replace(enc, pg_swapbacked=None)
+    raw = np.zeros((4, 64), np.uint8)
+    raw.view(np.uint32)[:, 12] = 0xFFFFFFFF
+    raw.view(np.uint64)[1, 0] = 1 << fam.pg["swapcache"]
+    assert classify(enc, raw, 0, 2, Carry())[1] == C.CACHE

@@ -1,0 +1,65 @@
+"""ELF vmcore input: segments, notes, windowed mmap reads, holes are errors."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from dumpfilter import elfcore
+from dumpfilter.elfcore import ElfVmcore
+from dumpfilter.errors import DumpError
+
+
+def test_segments_notes_and_ram(synth61):
+    with ElfVmcore(synth61.path) as src:
+        assert src.kind == "elf" and src.page_size == 4096
+        assert src.ram_ranges == synth61.ram and src.max_pfn == synth61.max_pfn
+        assert src.nr_cpus == synth61.nr_cpus
+        assert src.vmcoreinfo.osrelease == synth61.family.osrelease
+        assert b"VMCOREINFO" in src.notes and len(src.loads) == 1 + len(synth61.ram)
+        assert src.is_dumpable(0, 10) is None
+
+
+def test_pages_read_back_as_placed(synth_factory):
+    s = synth_factory(kernel="6.12", content="mixed")
+    with ElfVmcore(s.path) as src:
+        for pfn in (1, 0x100, 0x3000, int(s.image_pfns[0]) + 5, s.max_pfn - 1):
+            assert src.read_pages(pfn, 1).tobytes() == s.page(pfn)
+        many = src.read_pages(0x4000, 300)
+        assert np.array_equal(many, s.pages(0x4000, 300))
+
+
+def test_reads_are_views_of_the_mapping(synth61):
+    with ElfVmcore(synth61.path) as src:
+        a = src.read_pages(0x200, 16)
+        assert not a.flags.owndata  # a view, no copy
+
+
+def test_reads_across_mmap_windows_are_assembled(synth61, monkeypatch):
+    monkeypatch.setattr(elfcore, "WINDOW", 1 << 20)
+    with ElfVmcore(synth61.path) as src:
+        got = src.read_pages(0x1F0, 64)  # crosses several 1 MiB windows
+        assert np.array_equal(got, synth61.pages(0x1F0, 64))
+
+
+def test_a_read_into_a_hole_is_an_error(synth61):
+    with ElfVmcore(synth61.path) as src:
+        with pytest.raises(DumpError, match="not in the dump"):
+            src.read_phys(0xA0000, 8)
+        with pytest.raises(DumpError, match="not in the dump"):
+            src.read_pages(0x9E, 4)  # runs from RAM into the legacy hole
+
+
+def test_truncated_copy_is_detected(synth61, tmp_path):
+    cut = tmp_path / "cut"
+    shutil.copyfile(synth61.path, cut)
+    os.truncate(cut, os.path.getsize(cut) - 4096 * 10)
+    with pytest.raises(DumpError, match="truncated"):
+        ElfVmcore(str(cut))
+
+
+def test_notes_parser_rejects_a_note_running_past_the_segment():
+    bad = (5).to_bytes(4, "little") + (100).to_bytes(4, "little") + b"\0\0\0\0" + b"CORE\0\0\0\0"
+    with pytest.raises(DumpError, match="malformed"):
+        elfcore.parse_notes(bad)

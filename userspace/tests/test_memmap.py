@@ -1,0 +1,36 @@
+"""mem_section -> physically contiguous mem_map chunks."""
+
+import numpy as np
+
+from dumpfilter.elfcore import ElfVmcore
+from dumpfilter.memmap import mem_map_chunks, present_sections
+from dumpfilter.x86_64 import AddressSpace
+
+
+def test_contiguous_vmemmap_gives_one_chunk_per_run(synth61):
+    with ElfVmcore(synth61.path) as src:
+        secs = present_sections(src, AddressSpace(src))
+        assert [s for s, _ in secs] == [0, 1, 2]
+        assert all(coded == synth61.vmemmap_base for _, coded in secs)
+        chunks = mem_map_chunks(src)
+    assert [(c.start_pfn, c.nr_pages) for c in chunks] == [(0, 3 * 32768)]
+
+
+def test_struct_pages_at_the_chunk_address_are_the_placed_ones(synth_factory):
+    s = synth_factory(kernel="6.10", leaf="4K")
+    with ElfVmcore(s.path) as src:
+        chunks = mem_map_chunks(src)
+        assert len(chunks) > 100  # shuffled 4 KiB vmemmap pages: 64 struct pages each
+        assert sum(c.nr_pages for c in chunks) == 3 * 32768
+        for c in chunks[::97]:
+            raw = src.phys_array(c.paddr, c.nr_pages * 64).reshape(-1, 64)
+            mc = raw.view(np.uint32)[:, 12]
+            buddy = np.flatnonzero(mc == s.family.buddy) + c.start_pfn
+            assert all(s.kind[b] == 6 for b in buddy)  # K_BUDDY
+
+
+def test_sections_without_ram_are_absent(synth_factory):
+    s = synth_factory(kernel="6.9", ram=[(1, 0x9F), (0x100, 0x8000), (0x18000, 0x20000)])
+    with ElfVmcore(s.path) as src:
+        starts = [c.start_pfn for c in mem_map_chunks(src)]
+    assert 0x8000 not in starts and all(not 0x8000 <= p < 0x10000 for p in starts)

@@ -1,0 +1,97 @@
+"""Encoding detection: chosen from which VMCOREINFO keys exist, never from OSRELEASE."""
+
+import pytest
+import synthvmcore as sv
+from test_classify import enc_for
+
+from dumpfilter.errors import DumpError
+from dumpfilter.pagetypes import detect
+from dumpfilter.vmcoreinfo import VmcoreInfo
+
+EXPECT = {
+    "6.1": ("4.16-6.2", "page1_u8", "dtor", 17),
+    "6.3": ("6.3-6.5", "page1_u8", "dtor", 17),
+    "6.6": ("6.6-6.8", "flags1", "flags1_bit", None),
+    "6.9": ("6.9", "flags1", "head_type", None),
+    "6.10": ("6.10-6.11", "flags1", "head_type", None),
+    "6.12": ("6.12+", "flags1", "head_type", None),
+    "6.16": ("6.12+", "flags1", "head_type", None),
+    "7.1": ("6.12+", "flags1", "head_type", None),
+}
+
+
+@pytest.mark.parametrize("kernel", sv.KERNELS)
+def test_each_kernel_family_maps_to_its_encoding(kernel):
+    enc, fam = enc_for(kernel)
+    name, order_kind, huge, order_off = EXPECT[kernel]
+    assert enc.name.startswith(name)
+    assert (enc.order_kind, enc.hugetlb_kind, enc.order_off) == (order_kind, huge, order_off)
+    assert enc.buddy == fam.buddy and enc.top_byte == (fam.buddy >> 24 == 0xF0)
+    assert (enc.slab_type is None) == (fam.slab_type is None)
+    assert (enc.pg_slab is None) != (enc.slab_type is None)
+    assert enc.off_compound_head == 8
+    assert (enc.unaccepted is not None) == fam.unaccepted
+
+
+def test_detection_ignores_osrelease():
+    enc, _ = enc_for("6.12")
+    text = sv._vmcoreinfo(dict(_base("6.12"), fam=sv.family("6.12"))).replace(
+        "OSRELEASE=6.12.43+deb13-amd64", "OSRELEASE=6.1.0-56-amd64"
+    )
+    assert detect(VmcoreInfo.parse(text)).name == enc.name
+
+
+def _base(kernel):
+    fam = sv.family(kernel)
+    return dict(
+        fam=fam,
+        uts_va=0xFFFFFFFF82000000,
+        stext=0xFFFFFFFF81000000,
+        vmalloc=0,
+        vmemmap=0xFFFFEA0000000000,
+        mem_section=0xFFFF888000100000,
+        nr_roots=2048,
+        section_bits=27,
+        five=False,
+        hwpoison=True,
+        hugetlb=True,
+        unaccepted=fam.unaccepted,
+        phys_base=0,
+        init_top_pgt=0xFFFFFFFF82000000,
+        kernel_offset=0,
+        sme_mask=0,
+    )
+
+
+def _text(kernel, drop=(), replace=()):
+    lines = sv._vmcoreinfo(_base(kernel)).splitlines()
+    lines = [ln for ln in lines if not any(ln.startswith(d) for d in drop)]
+    for a, b in replace:
+        lines = [ln.replace(a, b) for ln in lines]
+    return VmcoreInfo.parse("\n".join(lines))
+
+
+def test_no_buddy_value_is_an_error():
+    with pytest.raises(DumpError, match="PAGE_BUDDY_MAPCOUNT_VALUE"):
+        detect(_text("6.1", drop=["NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"]))
+
+
+def test_unknown_type_values_are_an_error():
+    with pytest.raises(DumpError, match="unknown page-type encoding"):
+        detect(_text("6.1", replace=[("=-129", "=-4097")]))
+
+
+def test_no_slab_information_is_an_error():
+    with pytest.raises(DumpError, match="unknown page-type encoding"):
+        detect(_text("6.12", drop=["NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)"]))
+
+
+def test_compound_info_rename_is_accepted_and_one_of_them_required():
+    assert detect(_text("7.1")).off_compound_head == 8
+    with pytest.raises(DumpError, match="compound_head"):
+        detect(_text("7.1", drop=["OFFSET(page.compound_info)"]))
+
+
+def test_6_6_without_hugetlb_page_still_reads_order_from_flags():
+    enc = detect(_text("6.6", drop=["NUMBER(PG_hugetlb)"]))
+    assert enc.order_kind == "flags1" and enc.hugetlb_kind == "none"
