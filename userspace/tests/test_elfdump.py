@@ -4,6 +4,7 @@ the same page data as makedumpfile writes."""
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
@@ -100,3 +101,21 @@ def test_each_long_excluded_run_starts_a_new_segment(tmp_path):
     _, ph = phdrs(out)
     assert len(ph) == 1 + 70
     assert all(p[5] == 256 * 4096 and p[6] == 512 * 4096 for p in ph[1:])
+
+
+def test_flattened_elf_reassembles_to_the_direct_elf(synth, tmp_path):
+    from dumpfilter import flat
+
+    direct, stream, rebuilt = tmp_path / "direct", tmp_path / "stream", tmp_path / "rebuilt"
+    _ours(synth, direct, 31)
+    with open(stream, "wb") as f:
+        saved = os.dup(1)
+        os.dup2(f.fileno(), 1)
+        try:
+            _ours(synth, None, 31, flatten=True)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+    with open(stream, "rb") as f:
+        flat.reassemble(f, str(rebuilt))
+    assert rebuilt.read_bytes() == direct.read_bytes()
