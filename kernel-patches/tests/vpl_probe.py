@@ -89,7 +89,7 @@ def hostile(fd: int, chunks: np.ndarray, spage: int) -> dict[str, dict]:
         }
 
     def table(*rows) -> np.ndarray:
-        return np.array(rows, ks.CHUNK_DTYPE)
+        return np.array(list(rows), ks.CHUNK_DTYPE)
 
     c0 = tuple(int(x) for x in chunks[0])
     case("chunk_outside_old_memory", errno.ERANGE, table((c0[0], c0[1], 1 << 45)))
