@@ -182,3 +182,10 @@ def test_killed_run_leaves_nothing_under_the_final_name(vm, tmp_path, sig):
     left = [n for n in os.listdir(tmp_path) if n.startswith(".dump")]
     if sig != signal.SIGKILL:
         assert left == []  # Ctrl-C / SIGTERM clean up the temporary file too
+
+
+def test_limit_below_the_header_leaves_no_file(vm, classes, tmp_path):
+    out = tmp_path / "dump"
+    with pytest.raises(DumpError, match="nothing usable"):
+        write(vm, out, classes, limit=1000)
+    assert os.listdir(tmp_path) == []

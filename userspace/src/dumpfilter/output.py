@@ -134,7 +134,8 @@ class SafeFile:
     """Creates ``.NAME.dumpfilter-PID`` next to *path*; ``commit()`` renames it to *path*.
 
     Anything else (an exception, Ctrl-C) removes the temporary file, so the final name never
-    holds a half-written dump.  Refuses an existing *path* unless *force*.
+    holds a half-written dump.  Refuses an existing *path* unless *force*.  Like makedumpfile,
+    no fsync: the rename is atomic, durability is the caller's ``sync`` (kdump scripts run it).
     """
 
     def __init__(self, path: str, force: bool = False):
