@@ -94,6 +94,13 @@ def mem_map_chunks(src, asp: AddressSpace | None = None) -> list[Chunk]:
     for sec, coded in present_sections(src, asp):
         pfn = sec * per_sec
         end = pfn + per_sec
+        try:  # a present section whose first struct page is not mapped: mem_section is bad
+            asp.walk((coded + pfn * spage) & ((1 << 64) - 1))
+        except DumpError:
+            raise DumpError(
+                f"mem_section {sec}: its mem_map at {coded + pfn * spage:#x} is not mapped "
+                "(corrupt mem_section)"
+            ) from None
         while pfn < end:
             va = (coded + pfn * spage) & ((1 << 64) - 1)
             try:

@@ -1,0 +1,192 @@
+"""The command line on synthetic dumps: the report, --stats-json, and bad input.
+
+Bad input must give exit status 1 and exactly one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+
+import pytest
+from conftest import run_dumpfilter
+
+from dumpfilter.elfcore import ElfVmcore
+from dumpfilter.pageclass import PageClass
+
+
+def _count(synth, level, cls):
+    return int((synth.expected_classes(level) == cls).sum())
+
+
+def test_dry_run_report_counts_each_class(synth61, tmp_path):
+    js = tmp_path / "s.json"
+    r = run_dumpfilter("--dry-run", "--show-stats", "-d", "31", "--stats-json", js, synth61.path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"Free pages              : 0x{_count(synth61, 31, PageClass.FREE):016x}" in out
+    assert f"User process data pages : 0x{_count(synth61, 31, PageClass.USER):016x}" in out
+    assert f"Total pages     : 0x{synth61.max_pfn:016x}" in out
+    data = json.loads(js.read_text())
+    p = data["pages"]
+    assert data["dump_level"] == 31 and data["scan"] == "userspace"
+    assert p["total"] == synth61.max_pfn
+    assert p["ram"] == sum(b - a for a, b in synth61.ram)
+    exp = synth61.expected_classes(31, zero=True)
+    for name, cls in [
+        ("cache", PageClass.CACHE),
+        ("cache_private", PageClass.CACHE_PRIVATE),
+        ("user", PageClass.USER),
+        ("free", PageClass.FREE),
+        ("hwpoison", PageClass.HWPOISON),
+        ("offline", PageClass.OFFLINE),
+        ("zero", PageClass.ZERO),
+        ("kept", PageClass.KEEP),
+    ]:
+        assert p[name] == int((exp == cls).sum()), name
+    assert set(data["seconds"]) == {"scan", "write", "total"}
+    assert (
+        sum(
+            p[k]
+            for k in (
+                "zero",
+                "cache",
+                "cache_private",
+                "user",
+                "free",
+                "hwpoison",
+                "offline",
+                "kept",
+            )
+        )
+        == p["ram"]
+    )
+
+
+def test_without_zero_bit_no_page_is_counted_zero(synth61, tmp_path):
+    js = tmp_path / "s.json"
+    r = run_dumpfilter("--dry-run", "-d", "16", "--stats-json", js, synth61.path)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(js.read_text())["pages"]
+    assert p["zero"] == 0 and p["cache"] == 0 and p["free"] == _count(synth61, 16, PageClass.FREE)
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def _patch_phys(path, pa: int, data: bytes) -> None:
+    with ElfVmcore(str(path)) as src:
+        ld = next(ld for ld in src._segs if ld.paddr <= pa < ld.paddr + ld.filesz)
+        off = ld.offset + pa - ld.paddr
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(data)
+
+
+def _patch_text(path, old: bytes, new: bytes) -> None:
+    assert len(old) == len(new)
+    with open(path, "r+b") as f:
+        head = f.read(1 << 16)
+        i = head.index(old)
+        f.seek(i)
+        f.write(new)
+
+
+@pytest.fixture
+def copy(synth61, tmp_path):
+    def make():
+        dst = tmp_path / "bad.core"
+        shutil.copyfile(synth61.path, dst)
+        return dst
+
+    return make
+
+
+def _fails_with(path, *needles):
+    r = run_dumpfilter("--dry-run", "--show-stats", "-d", "31", path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dumpfilter: "), r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert any(n in lines[0] for n in needles), lines[0]
+
+
+def test_truncated_file(copy):
+    p = copy()
+    os.truncate(p, os.path.getsize(p) // 2)
+    _fails_with(p, "truncated")
+
+
+def test_empty_and_foreign_files(tmp_path):
+    (tmp_path / "empty").write_bytes(b"")
+    _fails_with(tmp_path / "empty", "empty")
+    (tmp_path / "junk").write_bytes(os.urandom(8192))
+    _fails_with(tmp_path / "junk", "neither an ELF vmcore")
+    _fails_with(tmp_path / "missing", "cannot open")
+
+
+def test_no_vmcoreinfo(copy):
+    p = copy()
+    _patch_text(p, b"VMCOREINFO\0", b"VMCOREINFX\0")
+    _fails_with(p, "no VMCOREINFO")
+
+
+def test_other_architecture(copy):
+    p = copy()
+    with open(p, "r+b") as f:
+        f.seek(18)
+        f.write(struct.pack("<H", 183))
+    _fails_with(p, "aarch64")
+
+
+def test_unknown_page_type_encoding(copy):
+    p = copy()
+    _patch_text(p, b"PAGE_BUDDY_MAPCOUNT_VALUE)=-129", b"PAGE_BUDDY_MAPCOUNT_VALUE)=-130")
+    _fails_with(p, "unknown page-type encoding")
+
+
+def test_missing_struct_page_layout_key(copy):
+    p = copy()
+    _patch_text(p, b"OFFSET(page.mapping)=", b"OFFSET(page.mappinX)=")
+    _fails_with(p, "OFFSET(page.mapping)")
+
+
+def test_corrupt_top_page_table(synth61, copy):
+    p = copy()
+    with ElfVmcore(synth61.path) as src:
+        top = src.vmcoreinfo.symbol("init_top_pgt") - 0xFFFFFFFF80000000
+        top = (top + synth61.phys_base) & ((1 << 64) - 1)
+    _patch_phys(p, top, b"\0" * 4096)
+    _fails_with(p, "not mapped")
+
+
+def test_page_table_pointing_outside_the_dump(synth61, copy):
+    p = copy()
+    top = (0xFFFFFFFF9A200000 - 0xFFFFFFFF80000000 + synth61.phys_base) & ((1 << 64) - 1)
+    assert synth61.vmcoreinfo.count(f"SYMBOL(init_top_pgt)={0xFFFFFFFF9A200000:x}") == 1
+    _patch_phys(p, top, struct.pack("<Q", 0x7FFFFFF000 | 0x63) * 512)
+    _fails_with(p, "outside the dump", "not in the dump")
+
+
+def test_corrupt_mem_section(synth61, copy):
+    p = copy()
+    with ElfVmcore(synth61.path) as src:
+        from dumpfilter.x86_64 import AddressSpace
+
+        asp = AddressSpace(src)
+        root = struct.unpack("<Q", asp.read_virt(src.vmcoreinfo.symbol("mem_section"), 8))[0]
+        sec_pa = asp.vtop(root)
+    _patch_phys(p, sec_pa, struct.pack("<Q", 0xFFFFE00000000000 | 3))
+    _fails_with(p, "mem_section")
+
+
+def test_mem_section_root_pointer_out_of_range(synth61, copy):
+    p = copy()
+    with ElfVmcore(synth61.path) as src:
+        from dumpfilter.x86_64 import AddressSpace
+
+        roots_pa = AddressSpace(src).vtop(src.vmcoreinfo.symbol("mem_section"))
+    _patch_phys(p, roots_pa, struct.pack("<Q", 0xFFFF888000000000 + (1 << 40)))
+    _fails_with(p, "mem_section root 0", "not in the dump")
