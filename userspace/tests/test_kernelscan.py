@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -303,3 +305,192 @@ def test_kernel_image_pfns_are_kept_even_when_the_kernel_reports_them(tmp_path, 
     got = _as_array(c)
     assert (got[:512] == PageClass.CACHE).all()
     assert (got[512:1024] == PageClass.KEEP).all()
+
+
+# --- The kernel's own refusal and validation code, compiled in userspace -------------------
+#
+# The VMCOREINFO comparison, the note parser and the chunk checks of
+# kernel-patches/src/fs/proc/vmcore_pfn_lists.c are plain C over buffers; they are cut out of
+# the kernel source by function name and compiled against a small shim, so the code that
+# decides EXDEV / EINVAL / E2BIG / ERANGE in the capture kernel is tested here without one.
+
+KSRC = REPO / "kernel-patches/src/fs/proc/vmcore_pfn_lists.c"
+SHIM = r"""
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+typedef uint64_t u64; typedef uint32_t u32;
+#define __user
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define ALIGN(x, a) (((x) + (a) - 1) & ~((size_t)(a) - 1))
+#define IS_ALIGNED(x, a) (((x) & ((a) - 1)) == 0)
+#define min_t(t, a, b) ((t)(a) < (t)(b) ? (t)(a) : (t)(b))
+#define U64_MAX UINT64_MAX
+#define PAGE_SHIFT 12
+#define GFP_KERNEL 0
+#define VMCOREINFO_NOTE_NAME "VMCOREINFO"
+#define VPL_MAX_INFO_BYTES (16U << 10)
+#define VMCORE_PFN_MAX_CHUNK_PAGES (1U << 18)
+struct elf64_note { uint32_t n_namesz, n_descsz, n_type; };
+struct page { unsigned char b[64]; };
+struct vmcore_pfn_chunk { u64 start_pfn, nr_pages, mem_map_paddr; };
+struct vpl_range { u64 start, end; };
+static void *kmemdup(const void *p, size_t n, int gfp)
+{ void *q = malloc(n); memcpy(q, p, n); return q; }
+static char vpl_reason[128];
+static struct vpl_range vpl_ranges[16];
+static unsigned int vpl_nr_ranges;
+"""
+MAIN = r"""
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb"); char *b = malloc(1 << 20); *n = fread(b, 1, 1 << 20, f);
+    fclose(f); return b;
+}
+int main(int argc, char **argv) {
+    size_t a, b;
+    if (!strcmp(argv[1], "cmp")) {
+        char *old = slurp(argv[2], &a), *cur = slurp(argv[3], &b);
+        printf("%d|%s\n", vpl_compare_vmcoreinfo(old, a, cur, b), vpl_reason);
+    } else if (!strcmp(argv[1], "note")) {
+        char *notes = slurp(argv[2], &a); size_t n = 0;
+        char *d = vpl_find_vmcoreinfo(notes, a, &n);
+        if (d) { printf("found|"); fwrite(d, 1, n, stdout); } else printf("none|");
+    } else {  /* chunk START NR PADDR PREV_END then ranges "s-e" */
+        for (int i = 6; i < argc; i++) {
+            sscanf(argv[i], "%lx-%lx", &vpl_ranges[vpl_nr_ranges].start,
+                   &vpl_ranges[vpl_nr_ranges].end);
+            vpl_nr_ranges++;
+        }
+        struct vmcore_pfn_chunk c = { strtoull(argv[2], 0, 0), strtoull(argv[3], 0, 0),
+                                      strtoull(argv[4], 0, 0) };
+        printf("%d\n", vpl_check_chunk(&c, strtoull(argv[5], 0, 0)));
+    }
+    return 0;
+}
+"""
+CUT = ["vpl_key_prefixes", "vpl_required_keys", "vpl_key_selected", "vpl_find_key",
+       "vpl_lines_match", "vpl_compare_vmcoreinfo", "vpl_find_vmcoreinfo",
+       "vpl_in_old_memory", "vpl_check_chunk"]  # fmt: skip
+
+
+def _cut(src: str, name: str) -> str:
+    lines = src.splitlines()
+    pat = re.compile(rf"^static .*\b{name}(\(|\[\])")
+    start = next(i for i, ln in enumerate(lines) if pat.match(ln))
+    end = next(i for i in range(start, len(lines)) if lines[i] in ("}", "};"))
+    return "\n".join(lines[start : end + 1]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def kernel_code(tmp_path_factory):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc needed")
+    d = tmp_path_factory.mktemp("vplc")
+    text = KSRC.read_text()
+    body = SHIM + "".join(_cut(text, n) for n in CUT) + MAIN
+    (d / "t.c").write_text(body)
+    subprocess.run(["gcc", "-Wall", "-Werror", "-Wno-unused-function", "-o", str(d / "t"),
+                    str(d / "t.c")], check=True)  # fmt: skip
+
+    def run(*args: str) -> str:
+        return subprocess.run([str(d / "t"), *args], check=True, capture_output=True,
+                              text=True).stdout  # fmt: skip
+
+    return d, run
+
+
+INFO_61 = (
+    "OSRELEASE=6.1.192\nBUILD-ID=0123abcd\nPAGESIZE=4096\nSYMBOL(init_uts_ns)=ffffffff82a1\n"
+    "SIZE(page)=64\nOFFSET(page.flags)=0\nOFFSET(page._mapcount)=48\nNUMBER(PG_lru)=4\n"
+    "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\nLENGTH(zone.free_area)=11\nKERNELOFFSET=1c000000\n"
+)
+
+
+def _cmp(kernel_code, old: str, cur: str) -> tuple[int, str]:
+    d, run = kernel_code
+    (d / "old").write_text(old)
+    (d / "cur").write_text(cur)
+    status, reason = run("cmp", str(d / "old"), str(d / "cur")).strip().split("|", 1)
+    return int(status), reason
+
+
+def test_kernel_accepts_the_same_kernel_whatever_the_randomised_addresses(kernel_code):
+    cur = INFO_61.replace("KERNELOFFSET=1c000000", "KERNELOFFSET=3e000000").replace("82a1", "9fa1")
+    assert _cmp(kernel_code, INFO_61 + "CRASHTIME=1700000000\n", cur) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("old_line", "new_line", "why"),
+    [
+        ("BUILD-ID=0123abcd", "BUILD-ID=0123abce", "BUILD-ID"),
+        ("OSRELEASE=6.1.192", "OSRELEASE=6.1.0-56-amd64", "OSRELEASE"),
+        ("SIZE(page)=64", "SIZE(page)=72", "SIZE(page)"),
+        ("NUMBER(PG_lru)=4", "NUMBER(PG_lru)=5", "PG_lru"),
+        ("NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129", "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-268435456",
+         "PAGE_BUDDY"),
+        ("LENGTH(zone.free_area)=11", "LENGTH(zone.free_area)=12", "free_area"),
+    ],
+)  # fmt: skip
+def test_kernel_refuses_a_different_crashed_kernel_naming_the_key(
+    kernel_code, old_line, new_line, why
+):
+    status, reason = _cmp(kernel_code, INFO_61.replace(old_line, new_line), INFO_61)
+    assert status == -errno.EXDEV
+    assert why in reason and "crashed" in reason and "running" in reason
+
+
+def test_kernel_refuses_when_a_compared_key_exists_in_only_one_kernel(kernel_code):
+    extra = INFO_61 + "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)=-257\n"
+    assert _cmp(kernel_code, extra, INFO_61)[0] == -errno.EXDEV
+    status, reason = _cmp(kernel_code, INFO_61, extra)
+    assert status == -errno.EXDEV and "only in the running kernel" in reason
+
+
+def test_kernel_refuses_a_vmcoreinfo_without_the_required_keys(kernel_code):
+    old = INFO_61.replace("NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-129\n", "")
+    status, reason = _cmp(kernel_code, old, old)
+    assert status == -errno.EXDEV and "lacks NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)" in reason
+
+
+def _note(name: bytes, desc: bytes, ntype: int = 0) -> bytes:
+    def pad(b: bytes) -> bytes:
+        return b + b"\0" * (-len(b) % 4)
+
+    return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
+
+
+def test_kernel_finds_vmcoreinfo_among_cpu_notes_and_stops_at_bad_sizes(kernel_code):
+    d, run = kernel_code
+    core = _note(b"CORE\0", b"\1" * 336, 1)
+    info = _note(b"VMCOREINFO\0", INFO_61.encode())
+    (d / "n1").write_bytes(core + core + info + b"\0" * 12)
+    assert run("note", str(d / "n1")) == "found|" + INFO_61
+    # a note claiming a huge descriptor must not be followed past the buffer
+    bad = struct.pack("<III", 5, 0xFFFFFFF0, 1) + b"CORE\0\0\0\0" + info
+    (d / "n2").write_bytes(bad)
+    assert run("note", str(d / "n2")) == "none|"
+
+
+@pytest.mark.parametrize(
+    ("chunk", "prev_end", "expect"),
+    [
+        ((0x8000, 0x8000, 0x1000000), 0, 0),
+        ((0x8000, 0x8000, 0x1000000), 0x8001, -errno.EINVAL),  # overlaps the previous chunk
+        ((0x8000, 0, 0x1000000), 0, -errno.EINVAL),  # empty
+        ((0x8000, 1 << 19, 0x1000000), 0, -errno.E2BIG),  # larger than the cap
+        (((1 << 64) - 8, 16, 0x1000000), 0, -errno.EINVAL),  # pfn range wraps
+        ((0x8000, 0x8000, 0x1000004), 0, -errno.EINVAL),  # misaligned struct pages
+        ((0x8000, 0x8000, 0x3F00000), 0, -errno.ERANGE),  # straddles the end of RAM range 1
+        ((0x8000, 0x8000, 0x5000000), 0, -errno.ERANGE),  # in the gap between ranges
+        ((0x8000, 4, (1 << 64) - 64), 0, -errno.ERANGE),  # address wraps
+        ((0x8000, 0x8000, 0x8000000), 0, 0),  # inside range 2
+    ],
+)  # fmt: skip
+def test_kernel_chunk_validation(kernel_code, chunk, prev_end, expect):
+    _, run = kernel_code
+    ranges = ["100000-4000000", "6000000-10000000"]
+    out = run("chunk", *(str(x) for x in chunk), str(prev_end), *ranges)
+    assert int(out) == expect
