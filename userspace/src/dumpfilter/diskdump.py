@@ -28,7 +28,6 @@ SIGNATURE = b"KDUMP   "
 HEADER_VERSION = 6
 STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE
 OFFSET_NOTE = 4096 + 104  # sub header is 104 bytes on x86_64
-WINDOW = 1 << 17  # PFNs per classification window (16 KiB of each bitmap)
 SPAN = 1024  # PFNs per encode batch: 4 MiB of source pages at most
 
 # struct disk_dump_header (diskdump_mod.h), x86_64 layout, 464 bytes.
@@ -215,7 +214,9 @@ def dumpable_windows(
     A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
     """
     keep = keep_table(dump_level)
-    for start, classes in classification.windows(WINDOW):
+    # The default window size: the scan caches its answer for that size, so a second pass (and
+    # the report's count) does not scan mem_map again.
+    for start, classes in classification.windows():
         ram = classes != PageClass.HOLE
         dumpable = keep[classes]
         prior = src.is_dumpable(start, start + len(classes)) if src.kind != "elf" else None
