@@ -317,3 +317,94 @@ def test_real_dump_with_makedumpfiles_verdicts_is_byte_identical(cycle, tmp_path
         ]
         assert (logs[0].returncode, logs[0].stdout) == (logs[1].returncode, logs[1].stdout)
         assert "unable to open" not in logs[0].stderr + logs[0].stdout
+
+
+# ------------------------------------------------------------------ crash --log
+
+
+def _legacy_log_vmcore(path: Path) -> tuple[int, list[str]]:
+    """A vmcore whose VMCOREINFO describes a pre-5.10 variable-length ``log_buf`` (the only
+    kind crash's --log can read without a vmlinux: kernel.c ``dump_log_from_vmcoreinfo``;
+    the lockless ring of 5.10+ gives "no log buffer data" for every dump, makedumpfile's too).
+    Returns the PFN holding the log and the lines crash must print."""
+    from test_readback import build_vmcore
+
+    kmap, base = 0xFFFFFFFF80000000, 0x400000  # __START_KERNEL_map; phys_base is 0
+    msgs = [
+        (1_000_000, "Linux version 5.4.0-test"),
+        (2_500_000_000, "dumpfilter: log record"),
+        (3_000_000_000, "Kernel panic - not syncing: test"),
+    ]
+    recs = b""
+    for ts, text in msgs:
+        n = (16 + len(text) + 7) & ~7  # struct printk_log + text, 8-aligned
+        recs += struct.pack("<QHHBBBx", ts, n, len(text), 0, 0, 6) + text.encode()
+        recs += bytes(n - 16 - len(text))
+    pokes = {
+        base: struct.pack("<Q", kmap + base + 0x100),  # log_buf -> the records
+        base + 0x10: struct.pack("<I", 1024),  # log_buf_len
+        base + 0x18: struct.pack("<I", 0),  # log_first_idx
+        base + 0x20: struct.pack("<I", len(recs)),  # log_next_idx
+        base + 0x100: recs,
+    }
+    extra = "".join(
+        f"SYMBOL({name})={kmap + base + off:x}\n"
+        for name, off in [
+            ("log_buf", 0),
+            ("log_buf_len", 0x10),
+            ("log_first_idx", 0x18),
+            ("log_next_idx", 0x20),
+        ]
+    )
+    extra += (
+        "SIZE(printk_log)=16\nOFFSET(printk_log.ts_nsec)=0\nOFFSET(printk_log.len)=8\n"
+        "OFFSET(printk_log.text_len)=10\nOFFSET(printk_log.dict_len)=12\n"
+    )
+    build_vmcore(path, RANGES, release="5.4.0-test", extra_vmcoreinfo=extra, pokes=pokes)
+    lines = [f"[{ts / 1e9:12.6f}] {text}" for ts, text in msgs]
+    return base >> 12, lines
+
+
+@pytest.mark.skipif(CRASH is None, reason="crash not installed")
+@pytest.mark.parametrize("codec", [None, "zlib", "lzo", "snappy", "zstd", "flat"])
+def test_crash_log_prints_the_kernel_log_from_our_dump(tmp_path, codec):
+    from test_readback import write
+
+    vm = tmp_path / "vmcore"
+    log_pfn, lines = _legacy_log_vmcore(vm)
+    classes = random_classes(RANGES, RANGES[-1][1])
+    classes[log_pfn] = 0
+    out = tmp_path / "dump"
+    if codec == "flat":  # crash reads flattened files directly
+        with open(out, "wb") as f:
+            saved = os.dup(1)
+            os.dup2(f.fileno(), 1)
+            try:
+                write(vm, None, classes, compression="zlib", flatten=True)
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+    else:
+        write(vm, out, classes, compression=codec)
+    r = subprocess.run([CRASH, "--log", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got = [ln for ln in r.stdout.splitlines() if not ln.startswith("please wait")]
+    assert [ln for ln in got if ln.strip()] == lines
+    r = subprocess.run(
+        [CRASH, "--osrelease", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert r.stdout.strip().splitlines()[-1] == "5.4.0-test"
+
+
+@pytest.mark.skipif(CRASH is None, reason="crash not installed")
+def test_crash_log_fails_when_the_log_page_was_excluded(tmp_path):
+    from test_readback import write
+
+    vm = tmp_path / "vmcore"
+    log_pfn, _ = _legacy_log_vmcore(vm)
+    classes = random_classes(RANGES, RANGES[-1][1])
+    classes[log_pfn] = 4  # free: excluded at -d 31
+    out = tmp_path / "dump"
+    write(vm, out, classes, dump_level=31)
+    r = subprocess.run([CRASH, "--log", str(out)], capture_output=True, text=True, timeout=120)
+    assert "Kernel panic" not in r.stdout

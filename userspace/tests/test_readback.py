@@ -37,19 +37,31 @@ def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
     return struct.pack("<III", len(name) + 1, len(desc), ntype) + pad(name + b"\0") + pad(desc)
 
 
-def vmcoreinfo_text(release: str = "6.1.0-dumpfilter-test") -> bytes:
+def vmcoreinfo_text(release: str = "6.1.0-dumpfilter-test", extra: str = "") -> bytes:
     return (
         f"OSRELEASE={release}\nPAGESIZE=4096\nSYMBOL(swapper_pg_dir)=ffffffff8260a000\n"
         "SYMBOL(init_uts_ns)=ffffffff82616440\nNUMBER(pgtable_l5_enabled)=0\n"
-        "NUMBER(phys_base)=0\nKERNELOFFSET=0\nCRASHTIME=1700000000\n"
+        "NUMBER(phys_base)=0\nKERNELOFFSET=0\nCRASHTIME=1700000000\n" + extra
     ).encode()
 
 
-def build_vmcore(path: Path, ranges: list[tuple[int, int]], seed: int = 1, ncpu: int = 2) -> bytes:
-    """An ELF64 x86_64 core with one PT_LOAD per PFN range; returns the notes segment."""
+def build_vmcore(
+    path: Path,
+    ranges: list[tuple[int, int]],
+    seed: int = 1,
+    ncpu: int = 2,
+    *,
+    release: str = "6.1.0-dumpfilter-test",
+    extra_vmcoreinfo: str = "",
+    pokes: dict[int, bytes] | None = None,
+) -> bytes:
+    """An ELF64 x86_64 core with one PT_LOAD per PFN range; returns the notes segment.
+
+    ``pokes``: physical address -> bytes written over the generated contents.
+    """
     rng = np.random.default_rng(seed)
     notes = b"".join(_note(b"CORE", 1, bytes(336)) for _ in range(ncpu))
-    notes += _note(b"VMCOREINFO", 0, vmcoreinfo_text())
+    notes += _note(b"VMCOREINFO", 0, vmcoreinfo_text(release, extra_vmcoreinfo))
     nph = 1 + len(ranges)
     off = 64 + 56 * nph
     note_off = off
@@ -93,6 +105,10 @@ def build_vmcore(path: Path, ranges: list[tuple[int, int]], seed: int = 1, ncpu:
                 pages[i] = np.frombuffer((f"page {s + i} text " * 400).encode()[:PS], np.uint8)
             sp = np.flatnonzero(kind == 3)
             pages[sp, 7] = 1 + (sp % 200).astype(np.uint8)
+            flat = pages.reshape(-1)
+            for pa, data in (pokes or {}).items():
+                if s * PS <= pa and pa + len(data) <= e * PS:
+                    flat[pa - s * PS : pa - s * PS + len(data)] = np.frombuffer(data, np.uint8)
             f.write(pages.tobytes())
     return notes
 
