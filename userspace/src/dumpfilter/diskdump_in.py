@@ -1,0 +1,238 @@
+"""kdump-compressed input, for re-filtering (``dumpfilter -d 31 dump.d1 dump.d31``).
+
+Layout (kdump-compressed-format.md §1-§6): header block, sub header (+ the copied PT_NOTE at
+``offset_note``), the 1st bitmap (RAM) and 2nd bitmap (dumpable), then one 24-byte
+``page_desc`` per set bit of the 2nd bitmap in PFN order, then page data, each page
+compressed on its own (flags say zlib/lzo/snappy/zstd, 0 = raw).  A PFN's descriptor index
+is the number of set bits below it in the 2nd bitmap; prefix counts per 512 PFNs make that
+a lookup.  Pages the input left out read as zeros (the Source contract); their absence is
+reported through ``is_dumpable`` so the writer never claims to have them.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections import OrderedDict
+
+import numpy as np
+
+from .elfcore import parse_notes
+from .errors import DumpError
+from .vmcoreinfo import VmcoreInfo
+
+_FLAG_CODEC = {0x1: "zlib", 0x2: "lzo", 0x4: "snappy", 0x20: "zstd"}
+_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+_BLOCK_BITS = 512  # prefix-count granularity
+_POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+_CACHE_PAGES = 256
+
+
+class KdumpInput:
+    """A kdump-compressed dump file (the Source protocol of ARCHITECTURE.md)."""
+
+    kind = "kdump"
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            self._f = open(path, "rb")
+        except OSError as e:
+            raise DumpError(f"cannot open {path}: {e.strerror}") from None
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        try:
+            self._parse()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _pread(self, size: int, off: int) -> bytes:
+        data = os.pread(self._f.fileno(), size, off)
+        if len(data) != size:
+            raise DumpError(f"{self.path} is truncated (short read at offset {off:#x})")
+        return data
+
+    def _parse(self) -> None:
+        h = self._pread(464, 0)
+        if h[:8] not in (b"KDUMP   ", b"DISKDUMP"):
+            raise DumpError(f"{self.path} is not a kdump-compressed file")
+        (version,) = struct.unpack_from("<i", h, 8)
+        self.utsname = h[12:402]
+        if not h[12 + 4 * 65 : 12 + 5 * 65].startswith(b"x86_64"):
+            machine = h[12 + 4 * 65 : 12 + 5 * 65].split(b"\0")[0].decode("ascii", "replace")
+            raise DumpError(
+                f"{self.path} is an {machine or 'unknown'} dump; only x86_64 is supported"
+            )
+        status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", h, 424)
+        (self.header_nr_cpus,) = struct.unpack_from("<i", h, 460)
+        if bs <= 0 or bs & (bs - 1) or not 0 < sub_blocks < 1 << 20 or bitmap_blocks <= 0:
+            raise DumpError(f"{self.path}: corrupt kdump header")
+        self.block_size = bs
+        self.status = status
+        sub = self._pread(104, bs)
+        (self.phys_base,) = struct.unpack_from("<Q", sub, 0)
+        (self.input_dump_level,) = struct.unpack_from("<i", sub, 8)
+        off_vi, size_vi, off_note, size_note = struct.unpack_from("<qQqQ", sub, 32)
+        if version >= 6:
+            (max64,) = struct.unpack_from("<Q", sub, 96)
+            max_mapnr = max64 or max_mapnr
+        if version >= 4 and size_note:
+            self.notes = self._pread(size_note, off_note)
+            parsed = parse_notes(self.notes)
+            info = [d for n, _t, d in parsed if n == b"VMCOREINFO"]
+            self.nr_cpus = sum(1 for n, t, _ in parsed if n == b"CORE" and t == 1)
+        elif version >= 3 and size_vi:
+            info = [self._pread(size_vi, off_vi)]
+            self.notes = b""
+            self.nr_cpus = self.header_nr_cpus
+        else:
+            info = []
+        if not info:
+            raise DumpError(f"{self.path} has no VMCOREINFO")
+        self.vmcoreinfo = VmcoreInfo.parse(info[0])
+        self.page_size = self.vmcoreinfo.page_size
+        if self.page_size != bs:
+            raise DumpError(f"{self.path}: block size {bs} differs from PAGESIZE")
+        half = bitmap_blocks * bs // 2
+        if half * 8 < max_mapnr:
+            raise DumpError(f"{self.path}: bitmaps too small for max_mapnr {max_mapnr}")
+        self.max_pfn = int(max_mapnr)
+        bm_off = (1 + sub_blocks) * bs
+        self.desc_off = bm_off + bitmap_blocks * bs
+        size = os.fstat(self._f.fileno()).st_size
+        if size < self.desc_off:
+            raise DumpError(f"{self.path} is truncated (bitmaps)")
+        self._mm = mmap.mmap(self._f.fileno(), self.desc_off, mmap.MAP_PRIVATE, mmap.PROT_READ)
+        nbytes = (self.max_pfn + 7) // 8
+        self._bm1 = np.frombuffer(self._mm, np.uint8, nbytes, bm_off)
+        self._bm2 = np.frombuffer(self._mm, np.uint8, nbytes, bm_off + half)
+        per = _BLOCK_BITS // 8
+        pad = (-nbytes) % per
+        counts = _POP[self._bm2]
+        blocks = np.concatenate([counts, np.zeros(pad, np.uint8)]).reshape(-1, per)
+        self._prefix = np.concatenate([[0], np.cumsum(blocks.sum(axis=1, dtype=np.int64))])
+        self.nr_dumpable = int(self._prefix[-1])
+        if size < self.desc_off + 24 * self.nr_dumpable:
+            raise DumpError(f"{self.path} is truncated (page descriptors)")
+        self.ram_ranges = self._runs(self._bm1)
+        if not self.ram_ranges:
+            raise DumpError(f"{self.path}: the RAM bitmap is empty")
+        self.file_size = size
+
+    def _runs(self, bm: np.ndarray) -> list[tuple[int, int]]:
+        """[start, end) runs of set bits, found window by window (bounded memory)."""
+        out: list[list[int]] = []
+        step = 1 << 20
+        for b0 in range(0, len(bm), step):
+            bits = np.unpackbits(bm[b0 : b0 + step], bitorder="little").astype(np.int8)
+            base = b0 * 8
+            lim = min(len(bits), self.max_pfn - base)
+            bits = bits[:lim]
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], bits, [0]])))
+            for a, b in edges.reshape(-1, 2):
+                a, b = int(a) + base, int(b) + base
+                if out and out[-1][1] == a:
+                    out[-1][1] = b
+                else:
+                    out.append([a, b])
+        return [(a, b) for a, b in out]
+
+    # ---------------------------------------------------------------- bitmaps
+    def _bits(self, bm: np.ndarray, start: int, end: int) -> np.ndarray:
+        end = min(end, self.max_pfn)
+        if end <= start:
+            return np.zeros(0, bool)
+        b0, b1 = start // 8, (end + 7) // 8
+        bits = np.unpackbits(bm[b0:b1], bitorder="little").astype(bool)
+        return bits[start - b0 * 8 : end - b0 * 8]
+
+    def is_dumpable(self, start_pfn: int, end_pfn: int) -> np.ndarray:
+        out = np.zeros(end_pfn - start_pfn, bool)
+        got = self._bits(self._bm2, start_pfn, end_pfn)
+        out[: len(got)] = got
+        return out
+
+    def is_ram(self, start_pfn: int, end_pfn: int) -> np.ndarray:
+        out = np.zeros(end_pfn - start_pfn, bool)
+        got = self._bits(self._bm1, start_pfn, end_pfn)
+        out[: len(got)] = got
+        return out
+
+    def _desc_index(self, pfn: int) -> int:
+        blk = pfn // _BLOCK_BITS
+        first = blk * _BLOCK_BITS
+        return int(self._prefix[blk]) + int(self._bits(self._bm2, first, pfn).sum())
+
+    # ---------------------------------------------------------------- page data
+    def _page(self, pfn: int) -> bytes:
+        hit = self._cache.get(pfn)
+        if hit is not None:
+            self._cache.move_to_end(pfn)
+            return hit
+        idx = self._desc_index(pfn)
+        d = np.frombuffer(self._pread(24, self.desc_off + 24 * idx), _DESC)[0]
+        off, size, flags = int(d["offset"]), int(d["size"]), int(d["flags"])
+        ps = self.page_size
+        if size > ps or off <= 0 or off + size > self.file_size:
+            raise DumpError(f"{self.path}: corrupt page descriptor for pfn {pfn:#x}")
+        raw = self._pread(size, off)
+        codec = _FLAG_CODEC.get(flags & 0x27)
+        if codec is None:
+            if size != ps:
+                raise DumpError(f"{self.path}: pfn {pfn:#x} has size {size} but no compression")
+            data = raw
+        else:
+            from .compress import decompress
+
+            try:
+                data = decompress(codec, raw, ps)
+            except DumpError:
+                raise
+            except Exception as e:
+                raise DumpError(
+                    f"{self.path}: pfn {pfn:#x} does not decompress ({codec}: {e})"
+                ) from None
+            if len(data) != ps:
+                raise DumpError(f"{self.path}: pfn {pfn:#x} decompresses to {len(data)} bytes")
+        self._cache[pfn] = data
+        if len(self._cache) > _CACHE_PAGES:
+            self._cache.popitem(last=False)
+        return data
+
+    def read_pages(self, pfn: int, count: int) -> np.ndarray:
+        ps = self.page_size
+        ram = self.is_ram(pfn, pfn + count)
+        if not ram.all():
+            bad = pfn + int(np.flatnonzero(~ram)[0])
+            raise DumpError(f"pfn {bad:#x} is not in the dump (a memory hole)")
+        out = np.zeros((count, ps), np.uint8)
+        for i in np.flatnonzero(self.is_dumpable(pfn, pfn + count)):
+            out[i] = np.frombuffer(self._page(pfn + int(i)), np.uint8)
+        return out
+
+    def phys_array(self, paddr: int, size: int) -> np.ndarray:
+        ps = self.page_size
+        first, last = paddr // ps, (paddr + size - 1) // ps
+        pages = self.read_pages(first, last - first + 1).reshape(-1)
+        off = paddr - first * ps
+        return pages[off : off + size]
+
+    def read_phys(self, paddr: int, size: int) -> bytes:
+        return self.phys_array(paddr, size).tobytes()
+
+    # ---------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        self._cache.clear()
+        self._bm1 = self._bm2 = None  # type: ignore[assignment]
+        try:
+            self._mm.close()
+        except (AttributeError, BufferError):
+            pass
+        self._f.close()
+
+    def __enter__(self) -> KdumpInput:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
