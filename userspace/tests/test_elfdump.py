@@ -119,3 +119,50 @@ def test_flattened_elf_reassembles_to_the_direct_elf(synth, tmp_path):
     with open(stream, "rb") as f:
         flat.reassemble(f, str(rebuilt))
     assert rebuilt.read_bytes() == direct.read_bytes()
+
+
+class _ZeroSource:
+    """A huge sparse machine: every page reads as zeros (no file behind it)."""
+
+    kind = "elf"
+    page_size = 4096
+    nr_cpus = 1
+    notes = b""
+
+    def __init__(self, npages: int):
+        self.ram_ranges = [(0, npages)]
+        self.max_pfn = npages
+        self._zeros = np.zeros((1024, 4096), np.uint8)
+
+    def read_pages(self, pfn: int, count: int) -> np.ndarray:
+        return self._zeros[:count]
+
+    def is_dumpable(self, a, b):
+        return None
+
+
+def test_more_than_pn_xnum_segments_use_section_zero(tmp_path):
+    """>= 0xffff program headers: e_phnum = PN_XNUM, the real count in section 0's sh_info."""
+    nseg = 0xFFFF
+    period = 257  # one kept page, then a run of 256 excluded pages
+    classes = np.full(nseg * period, 4, np.uint8)
+    classes[::period] = 0
+    out = tmp_path / "out"
+    w.write_dump(
+        _ZeroSource(len(classes)),
+        FakeClassification(classes),
+        Opts(dumpfile=str(out), dump_level=16, elf=True),
+        FakeStats(),
+    )
+    raw = out.read_bytes()
+    phoff, shoff = struct.unpack_from("<QQ", raw, 32)
+    phnum, shentsize, shnum = struct.unpack_from("<HHH", raw, 56)
+    assert (phnum, shnum, shentsize) == (0xFFFF, 1, 64)
+    sh_info = struct.unpack_from("<I", raw, shoff + 44)[0]
+    assert sh_info == nseg + 1  # PT_NOTE + one PT_LOAD per kept page
+    last = struct.unpack_from("<IIQQQQQQ", raw, phoff + 56 * nseg)
+    assert last[0] == elfdump.PT_LOAD and last[4] == (nseg - 1) * period * 4096
+    assert last[5] == 4096 and last[6] == period * 4096
+    r = subprocess.run(["readelf", "-lW", str(out)], capture_output=True, text=True)
+    if r.returncode == 0:
+        assert f"There are {nseg + 1} program headers" in r.stdout

@@ -105,8 +105,9 @@ class Encoded:
 class Encoder:
     """Encodes batches (zero test + optional compression) on ``threads`` workers, in order.
 
-    ``threads`` <= 1 encodes in the calling thread.  ``window`` bounds the batches in flight
-    (and so the memory held by compressed results).
+    ``threads`` = 0 encodes in the calling thread; N >= 1 runs N workers while the calling
+    thread writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).  At most
+    2·N batches are in flight, which bounds the memory held by results (8 MiB per worker).
     """
 
     def __init__(self, codec: str | None, page_size: int, threads: int = 0):
@@ -115,7 +116,7 @@ class Encoder:
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads >= 1 else None
 
     def close(self) -> None:
         if self._pool is not None:
