@@ -258,14 +258,17 @@ class KernelClassification:
                 if lo < hi:
                     out[lo - start : hi - start] = PageClass.KEEP
             ram = out != PageClass.HOLE
-            # runs overlapping [start, stop): searchsorted on ends, then paint each run
+            # Runs overlapping [start, stop), painted at once: run r covers window offsets
+            # lo[r] + t for t < len[r]; with g the index into all covered pages,
+            # offset = g + lo[r] - (first g of run r).
             i = int(np.searchsorted(self._end, start, side="right"))
             j = int(np.searchsorted(self._pfn, stop, side="left"))
-            for k in range(i, j):
-                lo = max(int(self._pfn[k]), start) - start
-                hi = min(int(self._end[k]), stop) - start
-                if lo < hi:
-                    out[lo:hi] = self._cls[k]
+            lo = np.clip(self._pfn[i:j], start, stop) - start
+            ln = np.clip(self._end[i:j], start, stop) - start - lo
+            if len(ln) and (total := int(ln.sum())):
+                first = np.cumsum(ln) - ln
+                pos = np.arange(total) + np.repeat(lo - first, ln)
+                out[pos] = np.repeat(self._cls[i:j], ln)
             # The kernel image is always kept, as by the userspace scan (scan.py; makedumpfile
             # issue 21: BSS pages with PG_lru and a mapping must not be excluded).
             for a, b in self.image:
