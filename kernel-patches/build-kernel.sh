@@ -30,6 +30,12 @@ hash=$(cat "$here/v$ver"/*.patch "${fragments[@]}" "$0" | sha256sum | cut -c1-16
 out=$cache/build/linux-$ver-$hash
 link=$cache/linux-$ver-patched
 
+# One build per version at a time (the tree and object directory are shared); a second
+# caller waits, then finds the result complete.
+mkdir -p "$cache"
+exec 9>"$cache/.build-linux-$ver.lock"
+flock 9
+
 if [ -f "$out/.complete" ]; then
 	ln -sfn "$out" "$link"
 	echo "build-kernel.sh: linux-$ver is up to date (series $hash)" >&2
