@@ -4,8 +4,8 @@
 # Debian's linux-source-VERSION is unpacked once into a git tree under the cache, the
 # series is applied with apply.sh, and the kernel is configured as tinyconfig +
 # kdump-guest.config + vmcore-pfn-lists.config and built with ccache out of tree.  The
-# result is keyed by a hash of the series, the config fragments and this script, so a
-# kernel is rebuilt only when one of them changes:
+# result is keyed by a hash of the series and the config fragments, so a kernel is rebuilt
+# only when one of them changes:
 #
 #   $DUMPFILTER_CACHE/kernels/build/linux-VERSION-HASH/{bzImage,vmlinux,config,System.map}
 #   $DUMPFILTER_CACHE/kernels/linux-VERSION-patched -> build/linux-VERSION-HASH
@@ -26,7 +26,7 @@ cache=${DUMPFILTER_CACHE:-$HOME/.cache/dumpfilter}/kernels
 tree=$cache/tree/linux-$ver
 obj=$cache/obj/linux-$ver
 fragments=("$here/kdump-guest.config" "$here/vmcore-pfn-lists.config")
-hash=$(cat "$here/v$ver"/*.patch "${fragments[@]}" "$0" | sha256sum | cut -c1-16)
+hash=$(cat "$here/v$ver"/*.patch "${fragments[@]}" | sha256sum | cut -c1-16)
 out=$cache/build/linux-$ver-$hash
 link=$cache/linux-$ver-patched
 
