@@ -35,6 +35,15 @@ from .pagetypes import Encoding
 
 KEEP = np.uint8(PageClass.KEEP)
 PGMM_CACHED = 512  # makedumpfile reads struct pages 512 at a time; page[1] must be in-block
+STEP = 32768  # pages per numpy pass: 2 MiB of struct pages stays in cache between passes
+
+# The per-page key: the facts the decision depends on, packed in 12 bits.
+B_TAIL, B_ANON, B_LRU, B_PRIV, B_SWAPC, B_SWAPB, B_HWP, B_SLABF, B_HEAD = (1 << i for i in range(9))
+T_SHIFT = 9  # page-type code in bits 9..11
+T_NONE, T_BUDDY, T_OFFLINE, T_UNACC, T_SLAB, T_HUGETLB = range(6)
+NKEYS = 1 << 12
+# How many pages a decision excludes
+L_ONE, L_COMPOUND, L_BUDDY, L_UNACC = range(4)
 
 
 def field(raw: np.ndarray, off: int, dtype: str) -> np.ndarray:
@@ -53,18 +62,92 @@ class Carry:
         self.cls = cls
 
 
-def _has_type(enc: Encoding, mc: np.ndarray, value: int | None) -> np.ndarray | None:
-    if value is None:
-        return None
-    if enc.top_byte:
-        return (mc >> np.uint32(24)) == np.uint32(value >> 24)
-    return mc == np.uint32(value)
+def decide(key: int, level: int, huge: bool) -> tuple[int, int]:
+    """makedumpfile's decision for one combination of facts: (class, length kind).
+
+    Evaluated once per possible key (4096 of them) to build lookup tables; the pages then
+    only index the table.  Order of tests as in kernel-page-types.md §3.3.
+    """
+    code = key >> T_SHIFT
+    slab = bool(key & B_SLABF) or code == T_SLAB
+    if key & B_TAIL:
+        return PageClass.KEEP, L_ONE
+    if level & DL_FREE and code == T_BUDDY and not slab:
+        return PageClass.FREE, L_BUDDY
+    if level & DL_FREE and code == T_UNACC:
+        return PageClass.FREE, L_UNACC
+    anon = bool(key & B_ANON) and not slab
+    cache = bool(key & B_LRU) or (bool(key & B_SWAPC) and bool(key & B_SWAPB))
+    private = bool(key & B_PRIV)
+    if level & DL_CACHE and cache and not private and not anon:
+        return PageClass.CACHE, L_COMPOUND
+    if level & DL_CACHE_PRIVATE and cache and not anon:
+        return (PageClass.CACHE_PRIVATE if private else PageClass.CACHE), L_COMPOUND
+    if level & DL_USER and (anon or huge):
+        return PageClass.USER, L_COMPOUND
+    if key & B_HWP:
+        return PageClass.HWPOISON, L_COMPOUND
+    if code == T_OFFLINE and not slab:
+        return PageClass.OFFLINE, L_COMPOUND
+    return PageClass.KEEP, L_ONE
 
 
-def _bit(flags: np.ndarray, bit: int | None) -> np.ndarray | None:
-    if bit is None:
-        return None
-    return (flags & np.uint64(1 << bit)) != 0
+class Plan:
+    """Lookup tables for one encoding and dump level."""
+
+    def __init__(self, enc: Encoding, level: int):
+        self.enc = enc
+        self.level = level
+        flag_bits = {
+            B_LRU: enc.pg_lru,
+            B_PRIV: enc.pg_private,
+            B_SWAPC: enc.pg_swapcache,
+            B_SWAPB: enc.pg_swapbacked,
+            B_HWP: enc.pg_hwpoison,
+            B_SLABF: enc.pg_slab,
+        }
+        bits: list[tuple[int, int]] = [(kb, b) for kb, b in flag_bits.items() if b is not None]
+        bits += [(B_HEAD, i) for i in range(64) if enc.head_mask >> i & 1]
+        self.const = B_SWAPB if enc.pg_swapbacked is None else 0  # < 4.10: swapcache alone
+        self.byte_luts: list[tuple[int, np.ndarray]] = []
+        for byte in sorted({b // 8 for _, b in bits}):
+            lut = np.zeros(256, np.uint16)
+            v = np.arange(256)
+            for kb, b in bits:
+                if b // 8 == byte:
+                    lut[(v >> (b % 8)) & 1 == 1] |= kb
+            self.byte_luts.append((enc.off_flags + byte, lut))
+        self.types = [
+            (t, v)
+            for t, v in (
+                (T_BUDDY, enc.buddy),
+                (T_OFFLINE, enc.offline),
+                (T_UNACC, enc.unaccepted),
+                (T_SLAB, enc.slab_type),
+                (T_HUGETLB, enc.hugetlb_type),
+            )
+            if v is not None
+        ]
+        if enc.top_byte:
+            self.top_lut = np.zeros(256, np.uint16)
+            for t, v in self.types:
+                self.top_lut[v >> 24] = t << T_SHIFT
+        tables = [[decide(k, level, h) for k in range(NKEYS)] for h in (False, True)]
+        self.cls = np.array([c for c, _ in tables[0]], np.uint8)
+        self.cls_huge = np.array([c for c, _ in tables[1]], np.uint8)
+        self.len = np.array([x for _, x in tables[0]], np.uint8)
+        self.len_huge = np.array([x for _, x in tables[1]], np.uint8)
+
+
+_PLANS: dict[tuple[int, int], Plan] = {}
+
+
+def plan_for(enc: Encoding, level: int) -> Plan:
+    key = (id(enc), level)
+    p = _PLANS.get(key)
+    if p is None or p.enc is not enc:
+        p = _PLANS[key] = Plan(enc, level)
+    return p
 
 
 def classify(
@@ -80,148 +163,150 @@ def classify(
     ``next_page`` is the struct page that follows ``raw`` (PFN start_pfn + len(raw)) when it
     is known; a head in the last row needs it as page[1].
     """
+    plan = plan_for(enc, level)
     n = len(raw)
-    pfn = np.arange(start_pfn, start_pfn + n, dtype=np.int64)
-    flags = field(raw, enc.off_flags, "<u8")
-    mc = field(raw, enc.off_mapcount, "<u4")
-    tail = (field(raw, enc.off_compound_head, "<u8") & np.uint64(1)) != 0
+    out = np.empty(n, np.uint8)
+    for a in range(0, n, STEP):
+        b = min(a + STEP, n)
+        nxt = raw[b] if b < n else next_page
+        out[a:b] = _classify_step(plan, raw[a:b], start_pfn + a, carry, nxt)
+    return out
 
-    slab = _bit(flags, enc.pg_slab)
-    if slab is None:
-        slab = _has_type(enc, mc, enc.slab_type)
-    if slab is None:
-        slab = np.zeros(n, bool)
 
-    # ---- compound heads: order (and hugetlb) from page[1]
-    order = np.zeros(n, np.int64)
-    huge = np.zeros(n, bool)
-    heads = np.flatnonzero(
-        ((flags & np.uint64(enc.head_mask)) != 0) & ~tail & ((pfn % PGMM_CACHED) != PGMM_CACHED - 1)
-    )
+def _keys(plan: Plan, raw: np.ndarray) -> np.ndarray:
+    enc = plan.enc
+    key = np.full(len(raw), plan.const, np.uint16)
+    for off, lut in plan.byte_luts:
+        key |= lut[raw[:, off]]
+    key |= raw[:, enc.off_compound_head] & 1
+    key |= (raw[:, enc.off_mapping] & 1).astype(np.uint16) << 1
+    if enc.top_byte:
+        key |= plan.top_lut[raw[:, enc.off_mapcount + 3]]
+    elif plan.types:
+        mc = field(raw, enc.off_mapcount, "<u4")
+        for t, v in plan.types:
+            key[mc == np.uint32(v)] |= t << T_SHIFT
+    return key
+
+
+def _classify_step(
+    plan: Plan, raw: np.ndarray, start_pfn: int, carry: Carry, next_page: np.ndarray | None
+) -> np.ndarray:
+    enc = plan.enc
+    n = len(raw)
+    key = _keys(plan, raw)
+    cls = plan.cls[key]
+
+    # compound heads (sparse): order and hugetlb from page[1]
+    order_pg = huge_pg = None
+    heads = np.flatnonzero((key & (B_HEAD | B_TAIL)) == B_HEAD)
     if len(heads):
-        if heads[-1] == n - 1 and next_page is None:
+        heads = heads[(start_pfn + heads) % PGMM_CACHED != PGMM_CACHED - 1]
+        if len(heads) and heads[-1] == n - 1 and next_page is None:
             heads = heads[:-1]
+    if len(heads):
         rows = heads + 1
-        if len(rows) and rows[-1] == n:
-            p1 = np.concatenate([raw[rows[:-1]], next_page.reshape(1, -1)])
+        if rows[-1] == n:
+            p1 = np.concatenate([raw[rows[:-1]], np.asarray(next_page).reshape(1, -1)])
         else:
             p1 = raw[rows]
         if enc.order_kind == "flags1":
-            p1flags = field(p1, enc.off_flags, "<u8")
-            o = (p1flags & np.uint64(0xFF)).astype(np.int64)
+            o = p1[:, enc.off_flags].astype(np.int64)
         else:
             o = p1[:, enc.order_off].astype(np.int64)
         if enc.hugetlb_kind == "dtor":
-            huge[heads] = p1[:, enc.dtor_off] == enc.hugetlb_dtor
+            huge = p1[:, enc.dtor_off] == enc.hugetlb_dtor
         elif enc.hugetlb_kind == "flags1_bit":
-            huge[heads] = (field(p1, enc.off_flags, "<u8") >> np.uint64(enc.pg_hugetlb)) & 1 != 0
+            huge = (field(p1, enc.off_flags, "<u8") >> np.uint64(enc.pg_hugetlb)) & 1 != 0
         elif enc.hugetlb_kind == "head_type":
-            huge[heads] = _has_type(enc, mc[heads], enc.hugetlb_type)
-        hp = pfn[heads]
+            huge = (key[heads] >> T_SHIFT) == T_HUGETLB
+        else:
+            huge = np.zeros(len(heads), bool)
+        hp = start_pfn + heads
         bad = (o >= 63) | ((hp & ((np.int64(1) << np.minimum(o, 62)) - 1)) != 0)
-        order[heads] = np.where(bad, 0, o)
-    npages = np.int64(1) << order
+        order_pg = np.zeros(n, np.int64)
+        order_pg[heads] = np.where(bad, 0, o)
+        huge_pg = np.zeros(n, bool)
+        huge_pg[heads] = huge
+        hh = heads[huge]
+        cls[hh] = plan.cls_huge[key[hh]]
 
-    # ---- per-page predicates, in makedumpfile's order
-    conds: list[np.ndarray] = []
-    classes: list[np.ndarray | int] = []
-    lengths: list[np.ndarray | int] = []
-    live = ~tail
-    if level & DL_FREE:
-        buddy = _has_type(enc, mc, enc.buddy) & ~slab
-        private = field(raw, enc.off_private, "<u8")
-        valid = private < np.uint64(enc.nr_orders)
-        conds.append(live & buddy & valid)
-        classes.append(PageClass.FREE)
-        lengths.append(np.int64(1) << np.minimum(private, 62).astype(np.int64))
-        unacc = _has_type(enc, mc, enc.unaccepted)
-        if unacc is not None:
-            conds.append(live & unacc)
-            classes.append(PageClass.FREE)
-            lengths.append(1 << (enc.nr_orders - 1))
-    if level & (DL_CACHE | DL_CACHE_PRIVATE | DL_USER):
-        mapping = field(raw, enc.off_mapping, "<u8")
-        anon = ((mapping & np.uint64(1)) != 0) & ~slab
-        priv = _bit(flags, enc.pg_private)
-        if level & (DL_CACHE | DL_CACHE_PRIVATE):
-            cache = _bit(flags, enc.pg_lru)
-            swap = _bit(flags, enc.pg_swapcache)
-            if enc.pg_swapbacked is not None:
-                swap &= _bit(flags, enc.pg_swapbacked)
-            cache |= swap
-            if level & DL_CACHE:
-                conds.append(live & cache & ~priv & ~anon)
-                classes.append(PageClass.CACHE)
-                lengths.append(npages)
-            if level & DL_CACHE_PRIVATE:
-                conds.append(live & cache & ~anon)
-                classes.append(
-                    np.where(priv, np.uint8(PageClass.CACHE_PRIVATE), np.uint8(PageClass.CACHE))
-                )
-                lengths.append(npages)
-        if level & DL_USER:
-            conds.append(live & (anon | huge))
-            classes.append(PageClass.USER)
-            lengths.append(npages)
-    hwp = _bit(flags, enc.pg_hwpoison)
-    if hwp is not None:
-        conds.append(live & hwp)
-        classes.append(PageClass.HWPOISON)
-        lengths.append(npages)
-    off = _has_type(enc, mc, enc.offline)
-    if off is not None:
-        conds.append(live & off & ~slab)
-        classes.append(PageClass.OFFLINE)
-        lengths.append(npages)
-
-    if not conds:
-        cls = np.zeros(n, np.uint8)
-        length = np.ones(n, np.int64)
-    else:
-        cls = np.select(
-            conds, [np.broadcast_to(np.asarray(c, np.uint8), n) for c in classes], default=KEEP
-        ).astype(np.uint8, copy=False)
-        length = np.select(
-            conds, [np.broadcast_to(np.asarray(x, np.int64), n) for x in lengths], default=1
-        )
-    return _expand(cls, length, start_pfn, carry)
+    if not cls.any() and carry.end_pfn <= start_pfn:
+        return cls
+    starts, length = _lengths(plan, raw, key, cls, order_pg, huge_pg)
+    return _expand(cls, starts, length, start_pfn, carry)
 
 
-def _expand(cls: np.ndarray, length: np.ndarray, start_pfn: int, carry: Carry) -> np.ndarray:
+def _lengths(
+    plan: Plan,
+    raw: np.ndarray,
+    key: np.ndarray,
+    cls: np.ndarray,
+    order_pg: np.ndarray | None,
+    huge_pg: np.ndarray | None,
+):
+    """Range starts (pages that exclude) and how many pages each excludes."""
+    enc = plan.enc
+    starts = np.flatnonzero(cls)
+    k = key[starts]
+    kind = plan.len[k]
+    if huge_pg is not None:
+        hs = huge_pg[starts]
+        kind[hs] = plan.len_huge[k[hs]]
+    length = np.ones(len(starts), np.int64)
+    if order_pg is not None:
+        comp = kind == L_COMPOUND
+        length[comp] = np.int64(1) << order_pg[starts[comp]]
+    length[kind == L_UNACC] = 1 << (enc.nr_orders - 1)
+    bud = np.flatnonzero(kind == L_BUDDY)
+    if len(bud):
+        private = field(raw, enc.off_private, "<u8")[starts[bud]]
+        ok = private < np.uint64(enc.nr_orders)
+        length[bud[ok]] = np.int64(1) << private[ok].astype(np.int64)
+        if not ok.all():  # an order the buddy allocator cannot have: not trusted as free
+            badi = starts[bud[~ok]]
+            plain = key[badi] & np.uint16(0xFFFF & ~(7 << T_SHIFT))
+            cls[badi] = plan.cls[plain]
+            return _lengths(plan, raw, key & _mask_at(len(key), badi), cls, order_pg, huge_pg)
+    return starts, length
+
+
+def _mask_at(n: int, idx: np.ndarray) -> np.ndarray:
+    """A key mask that clears the page-type code at ``idx`` (rare: untrusted buddy orders)."""
+    m = np.full(n, 0xFFFF, np.uint16)
+    m[idx] = 0xFFFF & ~(7 << T_SHIFT)
+    return m
+
+
+def _expand(
+    cls: np.ndarray, starts: np.ndarray, length: np.ndarray, start_pfn: int, carry: Carry
+) -> np.ndarray:
     """Apply "exclude n pages from here, continue after them" to the whole run at once."""
     n = len(cls)
-    starts = np.flatnonzero(cls != KEEP)
     carry_rel = carry.end_pfn - start_pfn  # > 0: a range from earlier covers our first pages
-    if len(starts) == 0 and carry_rel <= 0:
-        return cls
-    out = np.zeros(n, np.uint8)
-    ends = starts + length[starts]
-    # running maximum of the ends of *earlier* ranges (plus the carried one)
+    ends = starts + length
     prev = np.maximum.accumulate(np.concatenate([[max(carry_rel, 0)], ends]))[:-1]
     covered = prev > starts
     if np.any(ends[covered] > prev[covered]):
-        return _expand_sequential(cls, length, start_pfn, carry)
-    live = starts[~covered]
-    live_end = ends[~covered]
-    if carry_rel > 0:
-        out[: min(carry_rel, n)] = carry.cls
-    if len(live):
-        # each page: the last live start at or before it, if the page is below its end
-        idx = np.zeros(n, np.int64)
-        idx[live] = np.arange(1, len(live) + 1)
-        last = np.maximum.accumulate(idx)
-        has = last > 0
-        pos = np.flatnonzero(has)
-        k = last[pos] - 1
-        inside = pos < live_end[k]
-        out[pos[inside]] = cls[live[k[inside]]]
-        tail_end = int(live_end[-1])
-        if tail_end > n:
-            carry.end_pfn, carry.cls = start_pfn + tail_end, int(cls[live[-1]])
-            return out
-    if carry_rel > n:
-        carry.end_pfn = start_pfn + carry_rel  # unchanged, still running
-    else:
+        full_len = np.ones(n, np.int64)
+        full_len[starts] = length
+        return _expand_sequential(cls, full_len, start_pfn, carry)
+    live = ~covered
+    ls, le, lc = starts[live], np.minimum(ends[live], n), cls[starts[live]]
+    cr = min(max(carry_rel, 0), n)
+    # runs: [carry][gap, range]* [gap]
+    vals = np.empty(2 * len(ls) + 2, np.uint8)
+    lens = np.empty(2 * len(ls) + 2, np.int64)
+    vals[0], lens[0] = carry.cls if cr else KEEP, cr
+    vals[1:-1:2], vals[2:-1:2], vals[-1] = KEEP, lc, KEEP
+    prev_end = np.concatenate([[cr], le])
+    lens[1:-1:2] = ls - prev_end[:-1]
+    lens[2:-1:2] = le - ls
+    lens[-1] = n - prev_end[-1]
+    out = np.repeat(vals, lens)
+    if len(ls) and ends[live][-1] > n:
+        carry.end_pfn, carry.cls = start_pfn + int(ends[live][-1]), int(lc[-1])
+    elif carry_rel <= n:
         carry.end_pfn = 0
     return out
 
