@@ -174,18 +174,24 @@ def classify(
 
 
 def _keys(plan: Plan, raw: np.ndarray) -> np.ndarray:
+    """The 12-bit key of every page: a few strided byte reads and table lookups."""
     enc = plan.enc
-    key = np.full(len(raw), plan.const, np.uint16)
+    n = len(raw)
+    key = (raw[:, enc.off_compound_head] & 1).astype(np.uint16)
+    tmp = np.empty(n, np.uint16)
+    np.multiply(raw[:, enc.off_mapping] & 1, B_ANON, out=tmp, casting="unsafe")
+    key |= tmp
+    if plan.const:
+        key |= plan.const
     for off, lut in plan.byte_luts:
-        key |= lut[raw[:, off]]
-    key |= raw[:, enc.off_compound_head] & 1
-    key |= (raw[:, enc.off_mapping] & 1).astype(np.uint16) << 1
+        key |= lut.take(raw[:, off])
     if enc.top_byte:
-        key |= plan.top_lut[raw[:, enc.off_mapcount + 3]]
+        key |= plan.top_lut.take(raw[:, enc.off_mapcount + 3])
     elif plan.types:
         mc = field(raw, enc.off_mapcount, "<u4")
         for t, v in plan.types:
-            key[mc == np.uint32(v)] |= t << T_SHIFT
+            np.multiply(mc == np.uint32(v), t << T_SHIFT, out=tmp, casting="unsafe")
+            key |= tmp
     return key
 
 
