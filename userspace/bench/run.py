@@ -237,21 +237,48 @@ def synthetic(name: str, ram_gib: float, say) -> Path | str:
     return path
 
 
+def elf_osrelease(path: Path) -> str | None:
+    """``OSRELEASE`` from the VMCOREINFO note of an ELF64 core, if any."""
+    try:
+        with open(path, "rb") as f:
+            eh = f.read(64)
+            phoff = struct.unpack_from("<Q", eh, 32)[0]
+            phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+            f.seek(phoff)
+            ph = f.read(phentsize * phnum)
+            for i in range(phnum):
+                p_type, _, off = struct.unpack_from("<IIQ", ph, i * phentsize)
+                if p_type == 4:  # PT_NOTE
+                    size = struct.unpack_from("<Q", ph, i * phentsize + 32)[0]
+                    f.seek(off)
+                    m = re.search(rb"OSRELEASE=([^\n\0]+)", f.read(min(size, 1 << 20)))
+                    return m.group(1).decode(errors="replace") if m else None
+    except (OSError, struct.error):
+        return None
+    return None
+
+
 def real_vmcores() -> list[Path]:
-    """ELF cores anywhere in the cache except the bench's own directory."""
-    found = []
+    """The newest ELF core per kernel release anywhere in the cache except bench/.
+
+    The QEMU harness leaves one vmcore per cycle; one per release is enough for a comparison.
+    """
+    newest: dict[str, Path] = {}
     root = cache_dir()
     if not root.is_dir():
-        return found
+        return []
     for dirpath, dirnames, filenames in os.walk(root):
         if Path(dirpath) == root:
             dirnames[:] = [d for d in dirnames if d != "bench"]
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for fn in filenames:
             p = Path(dirpath) / fn
-            if "vmcore" in fn and p.is_file() and elf_ram_bytes(p):
-                found.append(p)
-    return sorted(found)
+            if "vmcore" not in fn or not p.is_file() or not elf_ram_bytes(p):
+                continue
+            rel = elf_osrelease(p) or str(p)
+            if rel not in newest or p.stat().st_mtime > newest[rel].stat().st_mtime:
+                newest[rel] = p
+    return [newest[k] for k in sorted(newest)]
 
 
 # --- the measurements ------------------------------------------------------------------------
