@@ -194,30 +194,33 @@ def test_records_print_with_kernel_timestamp_prefix_in_order():
     )
 
 
-def test_multiline_record_repeats_prefix_on_continuation_lines():
+def test_multiline_record_continuation_lines_are_indented_under_the_text():
     ring = Ring()
     ring.add(b"Kernel panic - not syncing: sysrq triggered crash\nCPU: 0 PID: 1\n", 5 * 10**9)
     out = dmesg.format_records(read(ring).records)
-    assert out.splitlines() == [
+    assert out.split(b"\n") == [
         b"[    5.000000] Kernel panic - not syncing: sysrq triggered crash",
-        b"[    5.000000] CPU: 0 PID: 1",
-        b"[    5.000000] ",
+        b"               CPU: 0 PID: 1",
+        b"               ",
+        b"",
     ]
 
 
-def test_empty_text_record_is_a_bare_prefix_line():
+def test_record_without_text_is_read_but_not_printed():
     ring = Ring()
     ring.add(b"before", 1000)
-    ring.add(b"", 2000)
+    ring.add(b"", 2000)  # NO_LPOS: a data-less block
     ring.add(b"after", 3000)
-    assert [r.text for r in read(ring).records] == [b"before", b"", b"after"]
+    log = read(ring)
+    assert [r.text for r in log.records] == [b"before", b"", b"after"]
+    assert dmesg.format_records(log.records) == b"[    0.000001] before\n[    0.000003] after\n"
 
 
 def test_control_bytes_are_escaped_but_utf8_kept():
     ring = Ring()
-    ring.add("bell\x07 tab\t café".encode(), 0)
+    ring.add("bell\x07 esc\x1b tab\t cr\r café".encode(), 0)
     assert dmesg.format_records(read(ring).records) == (
-        "[    0.000000] bell\\x07 tab\t café\n".encode()
+        "[    0.000000] bell\\x07 esc\\x1b tab\t cr\r café\n".encode()
     )
 
 
@@ -225,8 +228,12 @@ def test_caller_id_prefix_marks_tasks_and_cpus():
     ring = Ring()
     ring.add(b"from task", 0, caller=1)
     ring.add(b"from cpu", 0, caller=0x80000000 | 3)
+    ring.add(b"two\nlines", 0, caller=7)
     out = dmesg.format_records(read(ring).records, caller=True)
-    assert out == (b"[    0.000000][    T1] from task\n[    0.000000][    C3] from cpu\n")
+    assert out == (
+        b"[    0.000000][    T1] from task\n[    0.000000][    C3] from cpu\n"
+        b"[    0.000000][    T7] two\n                       lines\n"
+    )
 
 
 def test_wrapped_rings_keep_exactly_the_records_not_overwritten():
