@@ -555,10 +555,13 @@ def main(argv: list[str] | None = None) -> int:
         skipped.append(f"{MAKEDUMPFILE} not installed: makedumpfile columns fail")
 
     REPEAT[0] = a.repeat
-    results = [measure(v, a.quick, a.timeout, a.repeat, say, a.scan_only) for v in inputs]
+    results: list[dict] = []
     md = markdown(results, skipped)
-    (bench / "results.md").write_text(md)
-    (bench / "results.json").write_text(json.dumps(to_json(results, skipped), indent=1))
+    for v in inputs:  # results are rewritten after each vmcore: a long run is never all lost
+        results.append(measure(v, a.quick, a.timeout, a.repeat, say, a.scan_only))
+        md = markdown(results, skipped)
+        (bench / "results.md").write_text(md)
+        (bench / "results.json").write_text(json.dumps(to_json(results, skipped), indent=1))
     print(md)
     say(f"written {bench / 'results.md'} and {bench / 'results.json'}")
     return 0
