@@ -658,6 +658,8 @@ def make_vmcore(
     nr_cpus: int = 2,
     text_segment: bool = True,
     section_bits: int = 27,
+    init_free: bool = True,
+    partial_end: bool = False,
 ) -> Synth:
     """Write a synthetic ELF vmcore to ``path`` and return what it holds.
 
@@ -670,6 +672,9 @@ def make_vmcore(
     ``hugetlb``: CONFIG_HUGETLB_PAGE (6.1-6.8 export OFFLINE only with it).
     ``image_trap``: put a kernel-image page with PG_lru and a mapping (makedumpfile issue 21)
     that must still be kept; makedumpfile itself would drop it, so oracle tests turn it off.
+    ``init_free``: an order-4 buddy block inside _text.._end (freed ``__init`` memory): free.
+    ``partial_end``: the first RAM PT_LOAD ends 1 KiB short of its last page, as
+    /proc/vmcore's does at 0x9fc00; that page has no full data and counts as a hole.
     """
     fam = family(kernel)
     rng = np.random.default_rng(seed)
@@ -1043,7 +1048,11 @@ def make_vmcore(
     sel = singles[sk == K_KERNEL]
     u32[sel, OFF_REFCOUNT // 4] = 1
 
-    # kernel image: reserved pages; one BSS page with PG_lru and a mapping (MDF issue 21)
+    # kernel image: reserved pages; freed __init memory is buddy; one BSS page with PG_lru
+    # and a mapping (MDF issue 21)
+    if init_free:
+        set_buddy(np.array([img0 + image_pages - 64]), 4)
+        flags[img0 + image_pages - 64 : img0 + image_pages - 48] = 0
     if image_trap:
         trap = img0 + image_pages - 3
         flags[trap] |= bit("lru")
@@ -1129,12 +1138,18 @@ def make_vmcore(
         writes=writes,
         _write_starts=[w[0] for w in writes],
     )
-    _write_elf(synth, stext, kernel_pa, image_pages, text_segment)
+    if partial_end:
+        synth.kind[ram[0][1] - 1] = K_HOLE
+    _write_elf(synth, stext, kernel_pa, image_pages, text_segment, 0x400 if partial_end else 0)
     return synth
 
 
-def _write_elf(s: Synth, stext: int, kernel_pa: int, image_pages: int, text_seg: bool) -> None:
-    """ELF64 core: PT_NOTE, [kernel text PT_LOAD], one PT_LOAD per RAM range."""
+def _write_elf(
+    s: Synth, stext: int, kernel_pa: int, image_pages: int, text_seg: bool, short: int
+) -> None:
+    """ELF64 core: PT_NOTE, [kernel text PT_LOAD], one PT_LOAD per RAM range.
+
+    ``short``: bytes the first RAM PT_LOAD lacks at its end (a partial last page)."""
     notes = b""
     for cpu in range(s.nr_cpus):
         prstatus = bytearray(336)
@@ -1153,8 +1168,10 @@ def _write_elf(s: Synth, stext: int, kernel_pa: int, image_pages: int, text_seg:
     off = -(-off // PAGE) * PAGE
     phdrs = struct.pack("<IIQQQQQQ", 4, 0, note_off, 0, 0, len(notes), len(notes), 0)
     placed = []
-    for paddr, vaddr, n in segs:
-        phdrs += struct.pack("<IIQQQQQQ", 1, 7, off, vaddr & U64, paddr, n * PAGE, n * PAGE, 0)
+    first_ram = 1 if text_seg else 0
+    for i, (paddr, vaddr, n) in enumerate(segs):
+        size = n * PAGE - (short if i == first_ram else 0)
+        phdrs += struct.pack("<IIQQQQQQ", 1, 7, off, vaddr & U64, paddr, size, size, 0)
         placed.append((paddr >> PAGE_SHIFT, n, off))
         off += n * PAGE
     ehdr = (

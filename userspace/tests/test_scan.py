@@ -59,7 +59,7 @@ def test_every_encoding_classifies_every_pfn_as_placed(synth_factory, kernel):
             kernel_pa=0x1000000,
         ),
         dict(kernel="6.9", ram=[(1, 0x9F), (0x100, 0x7000), (0x8000, 0x20000), (0x28000, 0x30000)]),
-        dict(kernel="6.6", hugetlb=False),
+        dict(kernel="6.6", hugetlb=False, partial_end=True),
         dict(kernel="6.1", hugetlb=False, hwpoison=False),
         dict(
             kernel="7.1",
@@ -103,7 +103,22 @@ def test_kernel_image_pages_are_kept_even_with_lru_and_mapping(synth_factory):
     _, got = classes(synth.path, 31)
     assert got[trap[0]] == PageClass.KEEP
     a, b = synth.image_pfns
-    assert (got[a:b] == PageClass.KEEP).all()
+    assert (got[a:b] != PageClass.KEEP).sum() == 16  # only the freed __init buddy block
+
+
+def test_freed_init_memory_inside_the_image_is_still_free(synth61):
+    a, b = synth61.image_pfns
+    inside = np.flatnonzero(synth61.kind[a:b] == sv.K_BUDDY) + a
+    assert len(inside) == 16
+    _, got = classes(synth61.path, 16)
+    assert (got[inside] == PageClass.FREE).all()
+
+
+def test_partial_last_page_of_a_load_is_a_hole(synth_factory):
+    synth = synth_factory(kernel="6.12", partial_end=True)
+    last = synth.ram[0][1] - 1
+    _, got = classes(synth.path, 0)
+    assert got[last] == PageClass.HOLE and got[last - 1] == PageClass.KEEP
 
 
 def test_holes_are_hole_and_ram_without_struct_pages_is_kept(synth61):

@@ -174,17 +174,20 @@ class ElfVmcore:
         # Lookup: RAM segments first (vaddr in the direct map), kernel-text ones after;
         # both map the same physical bytes (kernel-page-types.md §4.4).
         self._segs = sorted(loads, key=lambda ld: (ld.vaddr >= START_KERNEL_MAP, ld.paddr))
+        self._last = self._segs[0]
         self._starts = np.array([ld.paddr for ld in self._segs], np.uint64)
         self._ends = np.array([ld.paddr + ld.memsz for ld in self._segs], np.uint64)
 
     # ---------------------------------------------------------------- physical reads
     def _seg_for(self, paddr: int, size: int) -> Load:
-        hit = np.flatnonzero(
-            (self._starts <= np.uint64(paddr)) & (self._ends >= np.uint64(paddr + size))
-        )
-        if len(hit) == 0:
-            raise DumpError(f"physical address {paddr:#x} (+{size:#x}) is not in the dump")
-        return self._segs[int(hit[0])]
+        last = self._last
+        if last.paddr <= paddr and paddr + size <= last.paddr + last.memsz:
+            return last
+        for ld in self._segs:  # a handful of segments: RAM ones first
+            if ld.paddr <= paddr and paddr + size <= ld.paddr + ld.memsz:
+                self._last = ld
+                return ld
+        raise DumpError(f"physical address {paddr:#x} (+{size:#x}) is not in the dump")
 
     def _window(self, base: int) -> mmap.mmap | bytes:
         w = self._windows.get(base)

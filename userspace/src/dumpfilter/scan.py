@@ -6,9 +6,15 @@ yields bounded windows of PageClass values.  Iterating again gives the same answ
 dumps keep their result so a second pass (the writer after the report) is free, large ones
 recompute it so that memory stays flat whatever the dump size.
 
-Two rules are applied on top of makedumpfile's per-page decision: PFNs outside RAM are
-HOLE, and PFNs of the kernel image are always kept (kernel-page-types.md §3.7.5: makedumpfile
-issue 21, BSS pages with PG_lru and a mapping excluded at -d 31 break crash(8)).
+Three rules are applied on top of makedumpfile's per-page decision:
+- PFNs outside RAM are HOLE;
+- a page a PT_LOAD only partly holds (``/proc/vmcore``'s first range ends at 0x9fc00) has no
+  full data: makedumpfile's ``exclude_nodata_pages`` drops it from the 2nd bitmap, here it is
+  HOLE (there is no class for "RAM without data");
+- PFNs of the kernel image (_text.._end) are never excluded as cache, user, hwpoison or
+  offline (kernel-page-types.md §3.7.5: makedumpfile issue 21, BSS pages with PG_lru and a
+  mapping excluded at -d 31 break crash(8)).  Free (buddy) pages there stay free: the freed
+  ``__init`` sections inside _text.._end are real buddy pages, and makedumpfile drops them too.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class UserspaceClassification:
         if not self.chunks:
             raise DumpError("mem_section lists no present memory section")
         self.image = self.asp.kernel_image_pfns()
+        self.nodata = _nodata_pfns(src)
         self._cache: list[tuple[int, np.ndarray]] | None = None
         self._cache_size = 0
 
@@ -96,7 +103,10 @@ class UserspaceClassification:
             for a, b in self.image:
                 if b > w0 and a < w1:
                     seg = out[max(a, w0) - w0 : min(b, w1) - w0]
-                    seg[seg != HOLE] = PageClass.KEEP
+                    seg[(seg != HOLE) & (seg != PageClass.FREE)] = PageClass.KEEP
+            for p in self.nodata:
+                if w0 <= p < w1:
+                    out[p - w0] = HOLE
             yield w0, out
 
     def _next_page(self, j: int, pfn: int, spage: int) -> np.ndarray | None:
@@ -113,6 +123,20 @@ class UserspaceClassification:
     def chunk_table(self) -> list[tuple[int, int, int]]:
         """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input."""
         return [tuple(c) for c in self.chunks]
+
+
+def _nodata_pfns(src) -> list[int]:
+    """PFNs from the end of a PT_LOAD's file data to its rounded-up end (makedumpfile's
+    ``exclude_nodata_pages``): partial pages at range edges, and memsz beyond filesz."""
+    ps = src.page_size
+    out: set[int] = set()
+    for ld in getattr(src, "loads", None) or []:
+        first = (ld.paddr + ld.filesz) // ps
+        last = -(-(ld.paddr + ld.memsz) // ps)
+        if last - first > 1 << 20:
+            raise DumpError("a PT_LOAD has more than 4 GiB without file data")
+        out.update(range(first, last))
+    return sorted(out)
 
 
 def userspace_scan(src, dump_level: int) -> UserspaceClassification:

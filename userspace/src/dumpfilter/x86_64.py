@@ -109,6 +109,8 @@ class AddressSpace:
         for ld in getattr(self.src, "loads", []) or []:
             if ld.vaddr >= START_KERNEL_MAP and ld.memsz:
                 out.append((ld.paddr // ps, -(-(ld.paddr + ld.memsz) // ps)))
+        if out:
+            return out
         va = START_KERNEL_MAP
         end = START_KERNEL_MAP + min(self.image_size, 1 << 30)
         while va < end:
