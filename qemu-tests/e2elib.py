@@ -135,11 +135,20 @@ def kdump_header(path: Path) -> dict:
     }
 
 
+def kdump_bitmap1(path: Path) -> np.ndarray:
+    """The 1st bitmap (RAM: inside some PT_LOAD of the input) as bool per PFN."""
+    return _bitmap(path, 0)
+
+
 def kdump_bitmap2(path: Path) -> np.ndarray:
     """The 2nd bitmap (pages present in the file) as bool per PFN in [0, max_mapnr)."""
+    return _bitmap(path, 1)
+
+
+def _bitmap(path: Path, which: int) -> np.ndarray:
     h = kdump_header(path)
     bs = h["block_size"]
     half = h["bitmap_blocks"] * bs // 2
-    start = (1 + h["sub_hdr_size"]) * bs + half
+    start = (1 + h["sub_hdr_size"]) * bs + which * half
     raw = np.fromfile(path, dtype=np.uint8, count=half, offset=start)
     return np.unpackbits(raw, bitorder="little")[: h["max_mapnr"]].astype(bool)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import run_dumpfilter
-from e2elib import kdump_bitmap2, kpageflags
+from e2elib import kdump_bitmap1, kdump_bitmap2, kpageflags
 from kdumpvm import CycleResult
 
 MAKEDUMPFILE = "/usr/bin/makedumpfile"
@@ -42,6 +42,18 @@ def test_capture_kernel_kept_pfns_equal_makedumpfile_at_d31(cycle61: CycleResult
     assert len(ours) == len(theirs)
     assert np.array_equal(ours, theirs), _explain(
         ours, theirs, kpageflags(cycle61.path("kpageflags"))
+    )
+
+
+def test_capture_kernel_ram_bitmap_equals_makedumpfile(cycle61: CycleResult):
+    """The 1st bitmap (which PFNs are RAM) matches, partial pages at PT_LOAD edges included."""
+    cycle61.check(0)
+    cycle61.check(1)
+    ours = kdump_bitmap1(cycle61.path("df31.kdump"))
+    theirs = kdump_bitmap1(cycle61.path("mdf31.kdump"))
+    assert np.array_equal(ours, theirs), (
+        f"RAM only in ours: {np.flatnonzero(ours & ~theirs)[:10]}, "
+        f"only in makedumpfile's: {np.flatnonzero(theirs & ~ours)[:10]}"
     )
 
 
