@@ -62,34 +62,35 @@ class Carry:
         self.cls = cls
 
 
-def decide(key: int, level: int, huge: bool) -> tuple[int, int]:
-    """makedumpfile's decision for one combination of facts: (class, length kind).
+def decide(level: int, huge: bool) -> tuple[np.ndarray, np.ndarray]:
+    """makedumpfile's decision for every possible key: (class, length kind) tables.
 
-    Evaluated once per possible key (4096 of them) to build lookup tables; the pages then
-    only index the table.  Order of tests as in kernel-page-types.md §3.3.
+    Evaluated once per encoding and level over all 4096 keys; pages then only index the
+    tables.  First match wins, in the order of kernel-page-types.md §3.3.
     """
+    key = np.arange(NKEYS)
     code = key >> T_SHIFT
-    slab = bool(key & B_SLABF) or code == T_SLAB
-    if key & B_TAIL:
-        return PageClass.KEEP, L_ONE
-    if level & DL_FREE and code == T_BUDDY and not slab:
-        return PageClass.FREE, L_BUDDY
-    if level & DL_FREE and code == T_UNACC:
-        return PageClass.FREE, L_UNACC
-    anon = bool(key & B_ANON) and not slab
-    cache = bool(key & B_LRU) or (bool(key & B_SWAPC) and bool(key & B_SWAPB))
-    private = bool(key & B_PRIV)
-    if level & DL_CACHE and cache and not private and not anon:
-        return PageClass.CACHE, L_COMPOUND
-    if level & DL_CACHE_PRIVATE and cache and not anon:
-        return (PageClass.CACHE_PRIVATE if private else PageClass.CACHE), L_COMPOUND
-    if level & DL_USER and (anon or huge):
-        return PageClass.USER, L_COMPOUND
-    if key & B_HWP:
-        return PageClass.HWPOISON, L_COMPOUND
-    if code == T_OFFLINE and not slab:
-        return PageClass.OFFLINE, L_COMPOUND
-    return PageClass.KEEP, L_ONE
+    on = lambda bit: (key & bit) != 0  # noqa: E731
+    slab = on(B_SLABF) | (code == T_SLAB)
+    anon = on(B_ANON) & ~slab
+    cache = on(B_LRU) | (on(B_SWAPC) & on(B_SWAPB))
+    private = on(B_PRIV)
+    lv = lambda bit: bool(level & bit)  # noqa: E731
+    rules = [  # (condition, class, length kind)
+        (on(B_TAIL), PageClass.KEEP, L_ONE),
+        (lv(DL_FREE) & (code == T_BUDDY) & ~slab, PageClass.FREE, L_BUDDY),
+        (lv(DL_FREE) & (code == T_UNACC), PageClass.FREE, L_UNACC),
+        (lv(DL_CACHE) & cache & ~private & ~anon, PageClass.CACHE, L_COMPOUND),
+        (lv(DL_CACHE_PRIVATE) & cache & ~anon & private, PageClass.CACHE_PRIVATE, L_COMPOUND),
+        (lv(DL_CACHE_PRIVATE) & cache & ~anon, PageClass.CACHE, L_COMPOUND),
+        (lv(DL_USER) & (anon | huge), PageClass.USER, L_COMPOUND),
+        (on(B_HWP), PageClass.HWPOISON, L_COMPOUND),
+        ((code == T_OFFLINE) & ~slab, PageClass.OFFLINE, L_COMPOUND),
+    ]
+    conds = [np.broadcast_to(c, key.shape) for c, _, _ in rules]
+    cls = np.select(conds, [int(c) for _, c, _ in rules], int(PageClass.KEEP)).astype(np.uint8)
+    kind = np.select(conds, [k for _, _, k in rules], L_ONE).astype(np.uint8)
+    return cls, kind
 
 
 class Plan:
@@ -132,21 +133,17 @@ class Plan:
             self.top_lut = np.zeros(256, np.uint16)
             for t, v in self.types:
                 self.top_lut[v >> 24] = t << T_SHIFT
-        tables = [[decide(k, level, h) for k in range(NKEYS)] for h in (False, True)]
-        self.cls = np.array([c for c, _ in tables[0]], np.uint8)
-        self.cls_huge = np.array([c for c, _ in tables[1]], np.uint8)
-        self.len = np.array([x for _, x in tables[0]], np.uint8)
-        self.len_huge = np.array([x for _, x in tables[1]], np.uint8)
+        self.cls, self.len = decide(level, False)
+        self.cls_huge, self.len_huge = decide(level, True)
 
 
-_PLANS: dict[tuple[int, int], Plan] = {}
+_PLANS: dict[tuple[Encoding, int], Plan] = {}
 
 
 def plan_for(enc: Encoding, level: int) -> Plan:
-    key = (id(enc), level)
-    p = _PLANS.get(key)
-    if p is None or p.enc is not enc:
-        p = _PLANS[key] = Plan(enc, level)
+    p = _PLANS.get((enc, level))
+    if p is None:
+        p = _PLANS[(enc, level)] = Plan(enc, level)
     return p
 
 
