@@ -69,11 +69,15 @@ class RawVmcore:
                 self.loads.append((pa // PAGE, -(-end // PAGE), off - pa % PAGE, pa, end))
         self.max_pfn = max(e for _s, e, *_ in self.loads)
 
-    def ram(self) -> np.ndarray:
-        """Bool per PFN in [0, max_pfn): inside some PT_LOAD."""
+    def ram(self, partial: bool = True) -> np.ndarray:
+        """Bool per PFN in [0, max_pfn): inside some PT_LOAD; ``partial=False`` leaves out
+        pages a PT_LOAD covers only in part."""
         r = np.zeros(self.max_pfn, dtype=bool)
-        for s, e, *_ in self.loads:
-            r[s:e] = True
+        for s, e, _off, pa0, pa1 in self.loads:
+            if partial:
+                r[s:e] = True
+            else:
+                r[-(-pa0 // PAGE) : pa1 // PAGE] = True
         return r
 
     def pages(self, pfn: int, count: int) -> np.ndarray:
