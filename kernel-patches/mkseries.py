@@ -99,8 +99,9 @@ def git(repo: Path, *args: str) -> str:
         GIT_AUTHOR_DATE=DATE,
         GIT_COMMITTER_DATE=DATE,
     )
-    r = subprocess.run(["git", "-C", str(repo), *args], check=True, env=env,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, env=env, capture_output=True, text=True
+    )
     return r.stdout
 
 
@@ -174,8 +175,8 @@ ELF program headers of the dump.
 """
 
 X86_CODE = """\
-	vmcoreinfo_append_str("NUMBER(page_offset_base)=0x%lx\\n",
-			      (unsigned long)PAGE_OFFSET);
+\tvmcoreinfo_append_str("NUMBER(page_offset_base)=0x%lx\\n",
+\t\t\t      (unsigned long)PAGE_OFFSET);
 """
 
 MSG1 = {
@@ -240,13 +241,19 @@ def patch1(root: Path, tree: str) -> list[str]:
     if tree == "6.1":
         core, arch = "kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"
         e = Edit(root, core)
-        e.after("\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
-                "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n")
-        e.after("\tVMCOREINFO_SYMBOL(vmap_area_list);\n",
-                '\tvmcoreinfo_append_str("NUMBER(VMALLOC_START)=0x%lx\\n",\n'
-                "\t\t\t      (unsigned long)VMALLOC_START);\n")
-        e.after("\tVMCOREINFO_SYMBOL(contig_page_data);\n#endif\n",
-                "#ifdef CONFIG_SPARSEMEM_VMEMMAP\n\tVMCOREINFO_SYMBOL_ARRAY(vmemmap);\n#endif\n")
+        e.after(
+            "\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
+            "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n",
+        )
+        e.after(
+            "\tVMCOREINFO_SYMBOL(vmap_area_list);\n",
+            '\tvmcoreinfo_append_str("NUMBER(VMALLOC_START)=0x%lx\\n",\n'
+            "\t\t\t      (unsigned long)VMALLOC_START);\n",
+        )
+        e.after(
+            "\tVMCOREINFO_SYMBOL(contig_page_data);\n#endif\n",
+            "#ifdef CONFIG_SPARSEMEM_VMEMMAP\n\tVMCOREINFO_SYMBOL_ARRAY(vmemmap);\n#endif\n",
+        )
         e.replace(
             "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
             "#ifdef CONFIG_HUGETLB_PAGE\n"
@@ -269,10 +276,14 @@ def patch1(root: Path, tree: str) -> list[str]:
     else:
         core, arch = "kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"
         e = Edit(root, core)
-        e.after("\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
-                "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n")
-        e.after("\tVMCOREINFO_NUMBER(PG_swapbacked);\n",
-                "#define PAGE_TYPE_SHIFT\t\t\t24\n\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n")
+        e.after(
+            "\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
+            "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n",
+        )
+        e.after(
+            "\tVMCOREINFO_NUMBER(PG_swapbacked);\n",
+            "#define PAGE_TYPE_SHIFT\t\t\t24\n\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n",
+        )
         for t in ("slab", "buddy", "hugetlb", "offline"):
             e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
         e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
@@ -293,19 +304,19 @@ def patch1(root: Path, tree: str) -> list[str]:
 
 KCONFIG = """
 config PROC_VMCORE_PFN_LISTS
-	tristate "/proc/vmcore_pfn_lists: page classification for dump filters"
-	depends on PROC_VMCORE && {core} && 64BIT
-	help
-	  In a kdump capture kernel, let a dump filter such as makedumpfile
-	  ask this kernel to classify the crashed kernel's pages (free,
-	  page cache, user data, hwpoison, offline) with its own page flag
-	  helpers, instead of re-implementing them from VMCOREINFO values.
-	  The file refuses to work unless the crashed kernel is this same
-	  kernel, and adds nothing to the crashing kernel.
+\ttristate "/proc/vmcore_pfn_lists: page classification for dump filters"
+\tdepends on PROC_VMCORE && {core} && 64BIT
+\thelp
+\t  In a kdump capture kernel, let a dump filter such as makedumpfile
+\t  ask this kernel to classify the crashed kernel's pages (free,
+\t  page cache, user data, hwpoison, offline) with its own page flag
+\t  helpers, instead of re-implementing them from VMCOREINFO values.
+\t  The file refuses to work unless the crashed kernel is this same
+\t  kernel, and adds nothing to the crashing kernel.
 
-	  See <file:Documentation/admin-guide/kdump/vmcore_pfn_lists.rst>.
+\t  See <file:Documentation/admin-guide/kdump/vmcore_pfn_lists.rst>.
 
-	  If unsure, say N.
+\t  If unsure, say N.
 """
 
 MSG2 = """\
@@ -358,37 +369,52 @@ def patch2(root: Path, tree: str) -> list[str]:
         dst.write_bytes((SRC / rel).read_bytes())
     core = "CRASH_CORE" if tree == "6.1" else "VMCORE_INFO"
     k = Edit(root, "fs/proc/Kconfig")
-    k.after("\t  Exports the dump image of crashed kernel in ELF format.\n",
-            KCONFIG.format(core=core))
+    k.after(
+        "\t  Exports the dump image of crashed kernel in ELF format.\n", KCONFIG.format(core=core)
+    )
     k.save()
     m = Edit(root, "fs/proc/Makefile")
-    m.after("proc-$(CONFIG_PROC_VMCORE)\t+= vmcore.o\n",
-            "obj-$(CONFIG_PROC_VMCORE_PFN_LISTS) += vmcore_pfn_lists.o\n")
+    m.after(
+        "proc-$(CONFIG_PROC_VMCORE)\t+= vmcore.o\n",
+        "obj-$(CONFIG_PROC_VMCORE_PFN_LISTS) += vmcore_pfn_lists.o\n",
+    )
     m.save()
     i = Edit(root, "Documentation/admin-guide/kdump/index.rst")
     i.after("    vmcoreinfo\n", "    vmcore_pfn_lists\n")
     i.save()
     n = Edit(root, "Documentation/userspace-api/ioctl/ioctl-number.rst")
-    n.before("0xC0  00-0F  linux/usb/iowarrior.h\n",
-             "0xB9  01-02  uapi/linux/vmcore_pfn_lists.h" + " " * 30
-             + "<mailto:kexec@lists.infradead.org>\n")
+    n.before(
+        "0xC0  00-0F  linux/usb/iowarrior.h\n",
+        "0xB9  01-02  uapi/linux/vmcore_pfn_lists.h"
+        + " " * 30
+        + "<mailto:kexec@lists.infradead.org>\n",
+    )
     n.save()
     mt = Edit(root, "MAINTAINERS")
     mt.after("F:\tfs/proc/vmcore.c\n", "F:\tfs/proc/vmcore_pfn_lists.c\n")
     mt.after("F:\tinclude/uapi/linux/vmcore.h\n", "F:\tinclude/uapi/linux/vmcore_pfn_lists.h\n")
     mt.save()
-    return NEW_FILES + ["fs/proc/Kconfig", "fs/proc/Makefile",
-                        "Documentation/admin-guide/kdump/index.rst",
-                        "Documentation/userspace-api/ioctl/ioctl-number.rst", "MAINTAINERS"]
+    return NEW_FILES + [
+        "fs/proc/Kconfig",
+        "fs/proc/Makefile",
+        "Documentation/admin-guide/kdump/index.rst",
+        "Documentation/userspace-api/ioctl/ioctl-number.rst",
+        "MAINTAINERS",
+    ]
 
 
 TOUCHED = {
     "6.1": ["kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"],
     "6.12": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
 }
-COMMON = ["Documentation/admin-guide/kdump/vmcoreinfo.rst", "fs/proc/Kconfig", "fs/proc/Makefile",
-          "Documentation/admin-guide/kdump/index.rst",
-          "Documentation/userspace-api/ioctl/ioctl-number.rst", "MAINTAINERS"]
+COMMON = [
+    "Documentation/admin-guide/kdump/vmcoreinfo.rst",
+    "fs/proc/Kconfig",
+    "fs/proc/Makefile",
+    "Documentation/admin-guide/kdump/index.rst",
+    "Documentation/userspace-api/ioctl/ioctl-number.rst",
+    "MAINTAINERS",
+]
 
 
 def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
@@ -413,8 +439,16 @@ def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.patch"):
             old.unlink()
-        names = git(repo, "format-patch", "-q", "--zero-commit", "--no-signature", "-o",
-                    str(out), f"{base}..HEAD")
+        names = git(
+            repo,
+            "format-patch",
+            "-q",
+            "--zero-commit",
+            "--no-signature",
+            "-o",
+            str(out),
+            f"{base}..HEAD",
+        )
         return [Path(p) for p in names.split()] or sorted(out.glob("*.patch"))
 
 
@@ -437,8 +471,10 @@ def main() -> int:
             old = sorted(p.name for p in dest.glob("*.patch"))
             _, diff, _ = filecmp.cmpfiles(tmp, dest, new, shallow=False)
             if new != old or diff:
-                print(f"mkseries: kernel-patches/v{tree} is stale (run kernel-patches/mkseries.py)",
-                      file=sys.stderr)
+                print(
+                    f"mkseries: kernel-patches/v{tree} is stale (run kernel-patches/mkseries.py)",
+                    file=sys.stderr,
+                )
                 rc = 1
             else:
                 print(f"kernel-patches/v{tree}: up to date")

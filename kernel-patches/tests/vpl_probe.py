@@ -137,14 +137,13 @@ def one_run_per_call(fd: int, chunks: np.ndarray) -> dict:
     nc, npfn, calls = 0, 0, 0
     while calls < 1_000_000:
         err, f = raw_scan(fd, chunks_ptr=chunks.ctypes.data, nr_chunks=len(chunks),
-                          runs_ptr=runs.ctypes.data, max_runs=1, next_chunk=nc, next_pfn=npfn)  # fmt: skip
+                          runs_ptr=runs.ctypes.data, max_runs=1, next_chunk=nc,
+                          next_pfn=npfn)  # fmt: skip
         calls += 1
         if err:
             return {"errno": err, "calls": calls}
         if f[7]:
-            got.append(
-                (int(runs[0]["pfn"]), int(runs[0]["count"]), int(runs[0]["cls"]))
-            )
+            got.append((int(runs[0]["pfn"]), int(runs[0]["count"]), int(runs[0]["cls"])))
         if f[9]:
             break
         nc, npfn = f[8], f[10]
@@ -185,9 +184,7 @@ def kernel_log_problems() -> list[str]:
 
 
 def dmesg_tail(n: int = 80) -> list[str]:
-    p = subprocess.run(
-        ["dmesg"], check=False, capture_output=True, text=True, timeout=30
-    )
+    p = subprocess.run(["dmesg"], check=False, capture_output=True, text=True, timeout=30)
     return p.stdout.splitlines()[-n:]
 
 
@@ -199,9 +196,7 @@ def main() -> int:
     a = ap.parse_args()
     res: dict = {}
     if a.insmod:
-        p = subprocess.run(
-            ["insmod", a.insmod], check=False, capture_output=True, text=True
-        )
+        p = subprocess.run(["insmod", a.insmod], check=False, capture_output=True, text=True)
         res["insmod"] = {"rc": p.returncode, "stderr": p.stderr.strip()}
     res["present"] = os.path.exists(ks.DEVICE)
     if not res["present"]:
