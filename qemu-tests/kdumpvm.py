@@ -493,10 +493,16 @@ def _qemu_argv(
         str(kernel.image),
         "-append",
         " ".join(append),
-        "-virtfs",
-        f"local,path=/,mount_tag={virtfs_root},security_model=none,readonly=on,multidevs=remap",
-        "-virtfs",
-        f"local,path={cdir},mount_tag=work,security_model=none,multidevs=remap",
+        # -fsdev + -device rather than -virtfs: -virtfs derives the fsdev id from the mount
+        # tag, and "/dev/root" (the tag a 9p root needs) is not a valid id.
+        "-fsdev",
+        "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device",
+        f"virtio-9p-pci,fsdev=hostroot,mount_tag={virtfs_root}",
+        "-fsdev",
+        f"local,id=work,path={cdir},security_model=none,multidevs=remap",
+        "-device",
+        "virtio-9p-pci,fsdev=work,mount_tag=work",
     ]
     if initrd is not None:
         argv += ["-initrd", str(initrd)]

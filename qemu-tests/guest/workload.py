@@ -46,6 +46,15 @@ def pfns_of(buf: mmap.mmap, length: int) -> np.ndarray:
     return raw & np.uint64(PM_PFN_MASK)
 
 
+def advise(buf: mmap.mmap, advice: int, info: dict) -> None:
+    """madvise, tolerating kernels built without it (tinyconfig lacks ADVISE_SYSCALLS: ENOSYS);
+    THP then follows the system-wide mode."""
+    try:
+        buf.madvise(advice)
+    except OSError as e:
+        info["madvise"] = f"unavailable ({e.strerror})"
+
+
 def fill(buf: mmap.mmap, seed: int) -> None:
     """Touch every page with non-zero, page-distinct data (so no page is a zero page)."""
     n = len(buf) // PAGE
@@ -84,7 +93,7 @@ def main() -> int:
     # Anonymous 4K pages.
     size = a.anon_mb << 20
     m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    m.madvise(MADV_NOHUGEPAGE)
+    advise(m, MADV_NOHUGEPAGE, info)
     fill(m, 2)
     save("anon", pfns_of(m, size))
     keep.append(m)
@@ -97,7 +106,7 @@ def main() -> int:
         info["thp_mode"] = "absent"
     size = a.thp_mb << 20
     m = mmap.mmap(-1, size + HPAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    m.madvise(mmap.MADV_HUGEPAGE)
+    advise(m, mmap.MADV_HUGEPAGE, info)
     base = np.frombuffer(m, dtype=np.uint8).ctypes.data
     off = (-base) % HPAGE
     fill(m, 3)
