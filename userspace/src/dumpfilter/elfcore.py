@@ -28,8 +28,9 @@ EM_X86_64 = 62
 ET_CORE = 4
 NT_PRSTATUS = 1
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
-WINDOW = 64 << 20
-MAX_WINDOWS = 4
+WINDOW = 8 << 20  # bytes per mapping: 128 Ki struct pages, or 2048 pages of data
+MAX_WINDOWS = 4  # peak mapped (and so resident) input: 32 MiB whatever the dump size
+_MAP_FLAGS = mmap.MAP_PRIVATE  # (MAP_POPULATE was tried: it slows the page-table walk)
 _MACHINES = {3: "i386", 40: "arm", 183: "aarch64", 21: "ppc64", 22: "s390", 243: "riscv"}
 
 
@@ -196,7 +197,7 @@ class ElfVmcore:
             return w
         length = min(WINDOW, self.file_size - base)
         try:
-            w = mmap.mmap(self._fd, length, mmap.MAP_PRIVATE, mmap.PROT_READ, offset=base)
+            w = mmap.mmap(self._fd, length, _MAP_FLAGS, mmap.PROT_READ, offset=base)
         except (OSError, ValueError):
             w = self._pread(length, base)  # no mmap (e.g. an old /proc/vmcore): plain read
         self._windows[base] = w
@@ -251,6 +252,15 @@ class ElfVmcore:
             out[pos : pos + n] = self.phys_array(a, n)
             pos += n
         return out
+
+    def view_extent(self, paddr: int) -> int:
+        """Bytes from ``paddr`` that ``phys_array`` can return as one view (no copy)."""
+        try:
+            ld = self._seg_for(paddr, 1)
+        except DumpError:
+            return 0
+        off = ld.offset + paddr - ld.paddr
+        return min(ld.filesz - (paddr - ld.paddr), WINDOW - off % WINDOW)
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         return self.phys_array(paddr, size).tobytes()

@@ -79,6 +79,7 @@ class UserspaceClassification:
         chunks = self.chunks
         ram = self.src.ram_ranges
         ci = 0
+        extent = getattr(self.src, "view_extent", None)
         for w0 in range(0, self.max_pfn, size):
             w1 = min(w0 + size, self.max_pfn)
             out = np.full(w1 - w0, HOLE, np.uint8)
@@ -92,13 +93,17 @@ class UserspaceClassification:
                 c = chunks[j]
                 c_end = c.start_pfn + c.nr_pages
                 p0, p1 = max(c.start_pfn, w0), min(c_end, w1)
-                raw = self.src.phys_array(
-                    c.paddr + (p0 - c.start_pfn) * spage, (p1 - p0) * spage
-                ).reshape(p1 - p0, spage)
-                nxt = self._next_page(j, p1, spage)
-                cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
-                seg = out[p0 - w0 : p1 - w0]
-                np.copyto(seg, cls, where=seg != HOLE)
+                while p0 < p1:
+                    pa = c.paddr + (p0 - c.start_pfn) * spage
+                    q = p1
+                    if extent is not None:  # stay inside one input mapping: views, no copies
+                        q = min(p1, p0 + max(1, extent(pa) // spage))
+                    raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
+                    nxt = self._next_page(j, q, spage)
+                    cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
+                    seg = out[p0 - w0 : q - w0]
+                    np.copyto(seg, cls, where=seg != HOLE)
+                    p0 = q
                 j += 1
             for a, b in self.image:
                 if b > w0 and a < w1:
