@@ -305,6 +305,7 @@ def test_text_len_longer_than_block_is_clamped_to_the_block():
     [
         (0, 0, "count_bits=0"),  # count_bits
         (0, 40, "count_bits=40"),
+        (0, 12, "count_bits=12"),  # more descriptors than the 512-byte text ring has bytes
         (48, 0, "size_bits=0"),  # text ring size_bits
         (32, 5, "records behind head"),  # tail id far from head
     ],

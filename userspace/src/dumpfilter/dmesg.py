@@ -147,7 +147,9 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     size_bits = _u(rb, tr + vi.offset("prb_data_ring.size_bits"), 4)
     data_va = _u(rb, tr + vi.offset("prb_data_ring.data"), 8)
 
-    if not 0 < count_bits <= _MAX_COUNT_BITS or not 0 < size_bits <= _MAX_SIZE_BITS:
+    # The kernel sizes the descriptor ring from the text ring (log_buf_len >> PRB_AVGBITS), so
+    # there are never more descriptors than text bytes.
+    if not 0 < count_bits <= min(_MAX_COUNT_BITS, size_bits) or not 0 < size_bits <= _MAX_SIZE_BITS:
         raise DumpError(
             f"printk ring buffer is corrupt (count_bits={count_bits}, size_bits={size_bits})"
         )
