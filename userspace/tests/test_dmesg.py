@@ -453,15 +453,26 @@ def test_output_file_is_not_overwritten_without_force(tmp_path):
 
 
 def _cached_vmcores() -> list[str]:
+    """One raw vmcore per kernel release from finished kdump cycles whose console showed the
+    sysrq panic (cycle.json, written by qemu-tests/kdumpvm.py); fault-injection cycles and
+    cycles without a raw copy are left out."""
+    import json
+
     root = os.environ.get("DUMPFILTER_CACHE") or os.path.expanduser("~/.cache/dumpfilter")
     cycles = os.path.join(root, "cycles")
     if not os.path.isdir(cycles):
         return []
-    one_per_release: dict[str, str] = {}  # cycle directories are named <release>-<tag>-<hash>
+    one_per_release: dict[str, str] = {}
     for d in sorted(os.listdir(cycles)):
         p = os.path.join(cycles, d, "vmcore")
-        if os.path.isfile(p) and os.access(p, os.R_OK):
-            one_per_release.setdefault(d.split("-amd64")[0], p)
+        try:
+            with open(os.path.join(cycles, d, "cycle.json")) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if "sysrq triggered crash" in str(meta.get("panic")) and os.access(p, os.R_OK):
+            if os.path.getsize(p) == meta.get("vmcore_size", os.path.getsize(p)):
+                one_per_release.setdefault(str(meta.get("release")), p)
     return sorted(one_per_release.values())
 
 
