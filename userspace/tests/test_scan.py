@@ -191,3 +191,35 @@ def test_kept_pfns_equal_makedumpfile_on_6_1(synth_factory, tmp_path, variant):
         eg = [(hex(int(p)), bool(theirs[p]), sv.KIND_NAMES[int(synth.kind[p])]) for p in diff[:8]]
         assert len(diff) == 0, f"-d {level}: {len(diff)} PFNs differ from makedumpfile, e.g. {eg}"
         out.unlink()
+
+
+def _real_61_dumps():
+    import glob
+    import os
+
+    cache = os.environ.get("DUMPFILTER_CACHE", os.path.expanduser("~/.cache/dumpfilter"))
+    return sorted(glob.glob(os.path.join(cache, "cycles", "6.1.*", "vmcore")))[:1]
+
+
+@pytest.mark.skipif(
+    MAKEDUMPFILE is None or not _real_61_dumps(),
+    reason="needs makedumpfile and a 6.1 vmcore from the qemu-tests harness",
+)
+def test_real_6_1_dump_kept_pfns_equal_makedumpfile(tmp_path):
+    """A real Debian 6.1 QEMU dump (qemu-tests cache): the same 2nd bitmap at every level."""
+    vmcore = _real_61_dumps()[0]
+    for level in (1, 2, 4, 8, 16, 31):
+        out = tmp_path / f"mdf{level}"
+        r = subprocess.run(
+            [MAKEDUMPFILE, "-d", str(level), "--message-level", "4", vmcore, str(out)],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        theirs = _kdump_kept(out)
+        _, got = classes(vmcore, level)
+        ours = got == PageClass.KEEP
+        n = min(len(theirs), len(ours))
+        diff = np.flatnonzero(theirs[:n] != ours[:n])
+        assert len(diff) == 0, f"-d {level}: {len(diff)} PFNs differ, e.g. {diff[:8]}"
+        out.unlink()

@@ -14,12 +14,18 @@ once, first match wins:
     else keep
 
 where n = 1 << compound order for a valid head (page[1] in the same 512-entry block, order
-< 64, PFN aligned to the order) and 1 otherwise.  Pages inside an excluded range are not
-tested themselves ("continue at pfn + n").  That sequential rule is vectorised: for ranges
-that nest or are disjoint (true of aligned buddy blocks and compound pages) a range start
-is live exactly when it is not inside the running maximum of earlier range ends, and every
-page takes the class of the last live start before it if it lies below that range's end.
-Non-nesting ranges (only possible in corrupt data) fall back to a loop over *range starts*.
+< 64, PFN aligned to the order) and 1 otherwise.
+
+How it is vectorised: the facts a decision depends on (tail bit, the flag bits, mapping & 1,
+which page type ``_mapcount`` holds) are packed into a 12-bit key per page with a few strided
+byte reads and table lookups; ``decide`` evaluates the rules above once for all 4096 keys,
+so a page's class is one table lookup.  Heads are few: page[1] is read only for them.  Pages
+inside an excluded range are not tested themselves ("continue at pfn + n"): for ranges that
+nest or are disjoint (true of aligned buddy blocks and compound pages) a range start is live
+exactly when it is not inside the running maximum of earlier range ends, and the live ranges
+are written with one ``np.repeat``.  Non-nesting ranges (only possible in corrupt data) fall
+back to a loop over *range starts*.  Work is done 32768 struct pages (2 MiB) at a time so the
+repeated strided reads hit the CPU cache.
 
 Differences from makedumpfile 1.7.2, all deliberate: a slab page is never anon (6.2+ overlays
 ``slab.slabs`` on ``mapping``, MDF 5f17bdd); a buddy order >= LENGTH(zone.free_area) is not
