@@ -258,6 +258,22 @@ def elf_osrelease(path: Path) -> str | None:
     return None
 
 
+def _whole_cycle_vmcore(p: Path) -> bool:
+    """False for a kdump cycle's vmcore that is not a whole, ordinary panic dump.
+
+    qemu-tests/kdumpvm.py records each cycle in cycle.json (release, panic line, vmcore size);
+    fault-injection cycles leave truncated or corrupted cores that would only measure errors.
+    """
+    meta_path = p.parent / "cycle.json"
+    if not meta_path.exists():
+        return True
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(meta.get("panic")) and meta.get("vmcore_size") == p.stat().st_size
+
+
 def real_vmcores() -> list[Path]:
     """The newest ELF core per kernel release anywhere in the cache except bench/.
 
@@ -274,6 +290,8 @@ def real_vmcores() -> list[Path]:
         for fn in filenames:
             p = Path(dirpath) / fn
             if "vmcore" not in fn or not p.is_file() or not elf_ram_bytes(p):
+                continue
+            if not _whole_cycle_vmcore(p):
                 continue
             rel = elf_osrelease(p) or str(p)
             if rel not in newest or p.stat().st_mtime > newest[rel].stat().st_mtime:
