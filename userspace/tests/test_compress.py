@@ -85,3 +85,15 @@ def test_raw_mode_hands_back_contiguous_runs_not_page_copies():
     res = Encoder(None, PS).encode(Batch(np.arange(64), pages, True))
     assert all(np.shares_memory(c, pages) for c in res.chunks)
     assert sum(len(c) for c in res.chunks) == 64 - int(zero_rows(pages).sum())
+
+
+@pytest.mark.parametrize("codec", [None, "zstd"])
+def test_rows_select_kept_pages_from_a_view_like_a_gathered_copy(codec):
+    pages = _pages(64, seed=4)
+    rows = np.setdiff1d(np.arange(64), [3, 17, 40])
+    enc = Encoder(codec, PS)
+    a = enc.encode(Batch(rows, pages, True, rows=rows))
+    b = enc.encode(Batch(rows, pages[rows], True))
+    assert a.zero.tolist() == b.zero.tolist() and a.sizes.tolist() == b.sizes.tolist()
+    flat = lambda r: b"".join(bytes(memoryview(c).cast("B")) for c in r.chunks)  # noqa: E731
+    assert flat(a) == flat(b)

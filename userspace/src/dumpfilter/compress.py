@@ -42,11 +42,11 @@ def _make_compressor(name: str) -> Callable[[memoryview], bytes]:
         import lzo
 
         # header=False: the bare lzo1x_1 stream makedumpfile writes (no python-lzo length prefix).
-        return lambda b: lzo.compress(bytes(b), 1, False)
+        return lambda b: lzo.compress(bytes(b), 1, False)  # it takes bytes only
     if name == "snappy":
         import snappy
 
-        return lambda b: snappy.compress(bytes(b))
+        return snappy.compress
     if name == "zstd":
         import zstandard
 
@@ -83,12 +83,16 @@ def zero_rows(pages: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Batch:
-    """A run of kept pages to encode: ``pages[i]`` is the page of PFN ``pfns[i]``."""
+    """Kept pages to encode: ``pages[rows[i]]`` (``pages[i]`` without rows) is PFN ``pfns[i]``.
+
+    ``rows`` lets a mostly-kept span stay a view of the mapping instead of a gathered copy.
+    """
 
     pfns: np.ndarray  # int64 PFNs, increasing
-    pages: np.ndarray  # (n, page_size) uint8, usually a view into the mmap'ed vmcore
+    pages: np.ndarray  # (m, page_size) uint8, usually a view into the mmap'ed vmcore
     find_zero: bool  # dump level bit 1: zero pages get the shared descriptor
     tag: object = None  # caller's bookkeeping, returned untouched
+    rows: np.ndarray | None = None  # which rows of ``pages`` are the kept pages
 
 
 @dataclass
@@ -139,13 +143,18 @@ class Encoder:
         """Zero test, then compress each non-zero page; raw when compression does not shrink."""
         n = len(batch.pfns)
         ps = self.page_size
-        zero = zero_rows(batch.pages) if batch.find_zero else np.zeros(n, dtype=bool)
+        rows = batch.rows if batch.rows is not None else np.arange(n)
+        if batch.find_zero:
+            zero = zero_rows(batch.pages)
+            zero = zero if batch.rows is None else zero[rows]
+        else:
+            zero = np.zeros(n, dtype=bool)
         sizes = np.where(zero, 0, ps).astype(np.int64)
         flags = np.zeros(n, dtype=np.uint32)
         chunks: list = []
         if self.codec is None:
             # Raw pages: hand back views of contiguous runs, so one write covers many pages.
-            keep = np.flatnonzero(~zero)
+            keep = rows[~zero]
             if len(keep):
                 breaks = np.flatnonzero(np.diff(keep) != 1) + 1
                 starts = np.concatenate(([0], breaks))
@@ -155,15 +164,17 @@ class Encoder:
             return Encoded(batch, zero, sizes, flags, chunks)
         comp = self._compressor()
         pages = batch.pages
-        for i in np.flatnonzero(~zero).tolist():
-            page = pages[i]
-            data = comp(page.data)
-            if len(data) < ps:
-                sizes[i] = len(data)
-                flags[i] = self.flag
-                chunks.append(data)
-            else:
-                chunks.append(page)
+        todo = np.flatnonzero(~zero)
+        idx = rows[todo].tolist()
+        # One comprehension for the C calls; the bookkeeping is done on arrays afterwards.
+        datas = [comp(pages[i].data) for i in idx]
+        lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+        small = lens < ps
+        sizes[todo] = np.where(small, lens, ps)
+        flags[todo] = np.where(small, self.flag, 0)
+        chunks = [
+            d if ok else pages[i] for d, ok, i in zip(datas, small.tolist(), idx, strict=True)
+        ]
         return Encoded(batch, zero, sizes, flags, chunks)
 
     def map(self, batches: Iterable[Batch]) -> Iterator[Encoded]:

@@ -262,9 +262,13 @@ def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
                 if len(idx) == 0:
                     continue
                 pages = read_span(src, s, e - s)
+                rows = None
                 if len(idx) < e - s:
-                    pages = pages[idx]  # copy only the kept pages
-                yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero)
+                    if 4 * len(idx) >= 3 * (e - s):
+                        rows = idx  # mostly kept: a view, the few others only zero-tested
+                    else:
+                        pages = pages[idx]  # copy only the kept pages
+                yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero, rows=rows)
 
 
 def write_kdump(src, classification, opts, stats, sink) -> None:

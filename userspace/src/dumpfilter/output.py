@@ -30,13 +30,18 @@ class OutputFull(DumpError):
     """The output stopped taking data (ENOSPC, a write error, or the ``-L`` limit)."""
 
 
+def _view(b) -> bytes | memoryview:
+    """A flat byte view: bytes as they are (the common compressed page), anything else cast."""
+    return b if type(b) is bytes else memoryview(b).cast("B")
+
+
 def _nbytes(buffers: Sequence) -> int:
-    return sum(memoryview(b).nbytes for b in buffers)
+    return sum(len(b) if type(b) is bytes else b.nbytes for b in buffers)
 
 
 def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> None:
     """pwritev/writev every byte of *buffers* (retrying short writes); OutputFull on failure."""
-    views = [memoryview(b).cast("B") for b in buffers if memoryview(b).nbytes]
+    views = [_view(b) for b in buffers]
     pos = offset
     i = 0
     while i < len(views):
@@ -47,18 +52,16 @@ def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> Non
             if e.errno == errno.EPIPE:
                 raise BrokenPipeError(e.errno, e.strerror) from e
             raise OutputFull(f"cannot write {what}: {e.strerror}") from e
-        if n == 0:
+        if n == 0 and any(len(v) for v in group):
             raise OutputFull(f"cannot write {what}: no progress")
         if pos is not None:
             pos += n
         # Drop fully written views; keep the unwritten tail of a partly written one.
-        while n and i < len(views):
-            if n >= views[i].nbytes:
-                n -= views[i].nbytes
-                i += 1
-            else:
-                views[i] = views[i][n:]
-                n = 0
+        while i < len(views) and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
+        if n:
+            views[i] = memoryview(views[i])[n:]
 
 
 class FileSink:
