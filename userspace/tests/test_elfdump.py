@@ -166,3 +166,44 @@ def test_more_than_pn_xnum_segments_use_section_zero(tmp_path):
     r = subprocess.run(["readelf", "-lW", str(out)], capture_output=True, text=True)
     if r.returncode == 0:
         assert f"There are {nseg + 1} program headers" in r.stdout
+
+
+def _cycles():
+    from test_diskdump import _cached_cycles
+
+    return _cached_cycles()
+
+
+@pytest.mark.skipif(MAKEDUMPFILE is None or not _cycles(), reason="no real dump cached")
+@pytest.mark.parametrize("cycle", _cycles(), ids=lambda d: d.name)
+def test_real_dump_elf_matches_makedumpfile_given_its_verdicts(cycle, tmp_path):
+    """Real Debian kdump (PT_LOAD ending mid-page at 0x9fc00, kernel-text PT_LOAD): same
+    segments and data as makedumpfile -E, apart from its second copy of the kernel text."""
+    from test_diskdump import Kdump
+
+    from dumpfilter.elfcore import ElfVmcore
+
+    ref = Kdump((cycle / "mdf31.kdump").read_bytes())
+    ram = np.unpackbits(np.frombuffer(ref.bitmap1, np.uint8), bitorder="little")
+    ram = ram[: ref.max_mapnr].astype(bool)
+    classes = np.where(ram, np.where(ref.dumpable, 0, 4), 7).astype(np.uint8)
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    with ElfVmcore(str(cycle / "vmcore")) as src:
+        w.write_dump(
+            src,
+            FakeClassification(classes),
+            Opts(dumpfile=str(ours), dump_level=31, elf=True),
+            FakeStats(),
+        )
+    r = subprocess.run(
+        [MAKEDUMPFILE, "-E", "-d", "31", str(cycle / "vmcore"), str(theirs)],
+        capture_output=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    a_raw, a = phdrs(ours)
+    b_raw, b = phdrs(theirs)
+    b = [p for p in b if not (p[0] == elfdump.PT_LOAD and p[3] >= 0xFFFFFFFF80000000)]
+    assert [p[3:7] for p in a[1:]] == [p[3:7] for p in b[1:]]
+    for pa, pb in zip(a[1:], b[1:], strict=True):
+        assert a_raw[pa[2] : pa[2] + pa[5]] == b_raw[pb[2] : pb[2] + pb[5]]
