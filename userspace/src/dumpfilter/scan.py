@@ -80,6 +80,7 @@ class UserspaceClassification:
         ram = self.src.ram_ranges
         ci = 0
         extent = getattr(self.src, "view_extent", None)
+        populate = getattr(self.src, "populate", None)
         for w0 in range(0, self.max_pfn, size):
             w1 = min(w0 + size, self.max_pfn)
             out = np.full(w1 - w0, HOLE, np.uint8)
@@ -98,6 +99,8 @@ class UserspaceClassification:
                     q = p1
                     if extent is not None:  # stay inside one input mapping: views, no copies
                         q = min(p1, p0 + max(1, extent(pa) // spage))
+                    if populate is not None:
+                        populate(pa, (q - p0) * spage)
                     raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
                     nxt = self._next_page(j, q, spage)
                     cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
