@@ -54,9 +54,11 @@ def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
     per_root = ps // ms_size
     if per_root * nr_roots < (1 << (physmem_bits - section_bits)) // 2:
         raise DumpError("VMCOREINFO LENGTH(mem_section) is too small for MAX_PHYSMEM_BITS")
-    roots = np.frombuffer(asp.read_virt(vi.symbol("mem_section"), nr_roots * 8), "<u8")
     flag_mask = (1 << pfn_shift) - 1
     max_section = -(-src.max_pfn >> pfn_shift) if src.max_pfn else 0
+    # only the roots that can describe memory in the dump (5-level: 131072 roots, 1 MiB)
+    need = min(nr_roots, -(-max_section // per_root))
+    roots = np.frombuffer(asp.read_virt(vi.symbol("mem_section"), need * 8), "<u8")
     out = []
     for r in np.flatnonzero(roots):
         first = int(r) * per_root

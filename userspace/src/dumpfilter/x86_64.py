@@ -88,14 +88,17 @@ class AddressSpace:
 
     def read_virt(self, va: int, size: int) -> bytes:
         """Read ``size`` bytes at kernel virtual ``va``, crossing leaves as needed."""
-        out = []
+        pieces: list[list[int]] = []  # [pa, n], physically adjacent leaves merged
         pos = 0
         while pos < size:
             pa, leaf = self.walk(va + pos)
             n = min(size - pos, leaf - ((va + pos) & (leaf - 1)))
-            out.append(self.src.read_phys(pa, n))
+            if pieces and pieces[-1][0] + pieces[-1][1] == pa:
+                pieces[-1][1] += n
+            else:
+                pieces.append([pa, n])
             pos += n
-        return b"".join(out)
+        return b"".join(self.src.read_phys(pa, n) for pa, n in pieces)
 
     def kernel_image_pfns(self) -> list[tuple[int, int]]:
         """PFN ranges of the kernel image (_text.._end), never to be excluded (§3.7.5).
