@@ -399,18 +399,22 @@ def run_kdump_cycle(
         if cdir.exists():
             shutil.rmtree(cdir)
         cdir.mkdir()
-        meta = _run(
-            kernel,
-            cdir,
-            cmds,
-            memory=memory,
-            crashkernel=crashkernel,
-            kexec_flags=kexec_flags,
-            workload=list(workload),
-            capture_append=capture_append,
-            fault=fault,
-            t=(timeouts or _Timeouts()).scaled(timeout_scale()),
-        )
+        try:
+            meta = _run(
+                kernel,
+                cdir,
+                cmds,
+                memory=memory,
+                crashkernel=crashkernel,
+                kexec_flags=kexec_flags,
+                workload=list(workload),
+                capture_append=capture_append,
+                fault=fault,
+                t=(timeouts or _Timeouts()).scaled(timeout_scale()),
+            )
+        except CycleError as e:
+            (cdir / "cycle.error").write_text(str(e) + "\n")  # the artefact says why
+            raise
         meta["options"] = opts
         done.write_text(json.dumps(meta, indent=1))
         return _result(cdir, kernel, cmds, meta, cached=False)
@@ -573,7 +577,11 @@ def _run(
         if i == n:
             raise fail(step, f"guest reported {child.match.group(0).strip()!r}")
         if i == n + 1:
-            raise fail(step, "QEMU exited (EOF) " + _eof_hint(step))
+            child.close()
+            how = (
+                f"signal {child.signalstatus}" if child.signalstatus else f"exit {child.exitstatus}"
+            )
+            raise fail(step, f"QEMU ended ({how}) " + _eof_hint(step))
         if i == n + 2:
             raise fail(step, f"no progress within {min(timeout, left):.0f}s (timeout)")
         timings[step] = round(time.monotonic() - t0, 2)
