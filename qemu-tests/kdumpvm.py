@@ -358,7 +358,7 @@ def run_kdump_cycle(
     memory: str = "1G",
     crashkernel: str = "256M",
     kexec_flags: str = "",
-    workload: Sequence[str] = (),
+    workload: Sequence[str] | None = (),
     capture_append: str = "",
     fault: str | None = None,
     timeouts: _Timeouts | None = None,
@@ -368,9 +368,10 @@ def run_kdump_cycle(
     """Run (or reuse from the cache) one kdump cycle; see the module docstring.
 
     ``kexec_flags``: e.g. "-s" for kexec_file_load. ``workload``: extra arguments for
-    guest/workload.py (e.g. ["--anon-mb", "64"]). ``capture_append``: extra capture-kernel
-    command line. ``fault``: "no-kexec" skips loading the capture kernel (to prove that failure
-    is detected). ``tag``: a name fragment for the cycle directory.
+    guest/workload.py (e.g. ["--anon-mb", "64"]); None: no workload (faster, for failure
+    tests). ``capture_append``: extra capture-kernel command line. ``fault``: "no-kexec" skips
+    loading the capture kernel (to prove that failure is detected). ``tag``: a name fragment
+    for the cycle directory.
     """
     cmds = list(capture_cmds) + ([RAW_CMD] if save_raw else [])
     opts = dict(
@@ -381,7 +382,7 @@ def run_kdump_cycle(
         memory=memory,
         crashkernel=crashkernel,
         kexec_flags=kexec_flags,
-        workload=list(workload),
+        workload=None if workload is None else list(workload),
         capture_append=capture_append,
         fault=fault,
         src=_source_digest(),
@@ -407,7 +408,7 @@ def run_kdump_cycle(
                 memory=memory,
                 crashkernel=crashkernel,
                 kexec_flags=kexec_flags,
-                workload=list(workload),
+                workload=None if workload is None else list(workload),
                 capture_append=capture_append,
                 fault=fault,
                 t=(timeouts or _Timeouts()).scaled(timeout_scale()),
@@ -521,7 +522,7 @@ def _run(
     memory: str,
     crashkernel: str,
     kexec_flags: str,
-    workload: list[str],
+    workload: list[str] | None,
     capture_append: str,
     fault: str | None,
     t: _Timeouts,
@@ -535,7 +536,8 @@ def _run(
         "CAPTURE_APPEND": " ".join(x for x in (CAPTURE_APPEND, capture_append) if x),
         "KEXEC_FLAGS": kexec_flags,
         "KEXEC": "skip" if fault == "no-kexec" else "load",
-        "WORKLOAD_ARGS": " ".join(shlex.quote(w) for w in workload),
+        "WORKLOAD": "skip" if workload is None else "run",
+        "WORKLOAD_ARGS": " ".join(shlex.quote(w) for w in workload or ()),
         "WORKLOAD_WAIT": str(int(t.workload)),
     }
     (cdir / "cycle.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))

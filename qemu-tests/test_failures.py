@@ -10,7 +10,11 @@ import kdumpvm
 def test_crash_without_a_loaded_capture_kernel_is_reported():
     with pytest.raises(kdumpvm.CycleError) as e:
         kdumpvm.run_kdump_cycle(
-            kdumpvm.stock_kernel("6.1"), fault="no-kexec", use_cache=False, tag="fault"
+            kdumpvm.stock_kernel("6.1"),
+            fault="no-kexec",
+            workload=None,
+            use_cache=False,
+            tag="fault",
         )
     assert e.value.step == "kexec load"
     assert "no capture kernel loaded" in str(e.value)
@@ -24,6 +28,7 @@ def test_capture_kernel_that_never_comes_up_is_reported():
         kdumpvm.run_kdump_cycle(
             kdumpvm.stock_kernel("6.1"),
             capture_append="rdinit=/nonexistent",
+            workload=None,
             use_cache=False,
             tag="fault",
         )
