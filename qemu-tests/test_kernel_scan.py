@@ -94,11 +94,12 @@ def _probe(r: kdumpvm.CycleResult) -> dict:
 
 
 def _host_layout(r: kdumpvm.CycleResult):
+    from dumpfilter import kernelscan as ks
     from dumpfilter import source
-    from dumpfilter.x86_64 import AddressSpace
 
     src = source.open_source(str(r.path("vmcore")))
-    return src, AddressSpace(src).kernel_image_pfns()
+    _, image, nodata = ks.layout(src)
+    return src, image, nodata
 
 
 def _as_array(c) -> np.ndarray:
@@ -115,14 +116,15 @@ def test_kernel_scan_equals_userspace_scan_at_every_dump_level(vcycle):
 
     _probe(vcycle)
     runs = np.load(vcycle.path("vpl_runs.npz"))
-    src, image = _host_layout(vcycle)
+    src, image, nodata = _host_layout(vcycle)
     with src:
         bad = []
         for level in LEVELS:
             res = ks.ScanResult(
                 runs[f"l{level}_pfn"], runs[f"l{level}_count"], runs[f"l{level}_cls"]
             )
-            karr = _as_array(ks.KernelClassification(src.max_pfn, src.ram_ranges, res, image))
+            kc = ks.KernelClassification(src.max_pfn, src.ram_ranges, res, image, nodata)
+            karr = _as_array(kc)
             uarr = _as_array(scan.userspace_scan(src, level))
             kx = (karr != PageClass.KEEP) & (karr != PageClass.HOLE)
             ux = (uarr != PageClass.KEEP) & (uarr != PageClass.HOLE)

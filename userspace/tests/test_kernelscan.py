@@ -297,14 +297,19 @@ def test_committed_patch_series_match_the_canonical_sources():
     assert r.returncode == 0, r.stderr
 
 
-def test_kernel_image_pfns_are_kept_even_when_the_kernel_reports_them(tmp_path, device):
+def test_kernel_image_pfns_are_kept_unless_free_and_nodata_pfns_are_holes(tmp_path, device):
     truth = np.zeros(4096, np.uint8)
     truth[0:600] = PageClass.CACHE  # e.g. BSS pages with PG_lru and a mapping (issue 21)
+    truth[700:800] = PageClass.FREE  # freed __init pages inside _text.._end stay free
     chunks = ks.pack_chunks([(0, 4096, 0x100000)], 64)
-    c = _scan(_src(tmp_path), device, FakeKernel(truth), chunks, image=[(512, 1024)])
+    c = _scan(
+        _src(tmp_path), device, FakeKernel(truth), chunks, image=[(512, 1024)], nodata=[159],
+    )  # fmt: skip
     got = _as_array(c)
-    assert (got[:512] == PageClass.CACHE).all()
-    assert (got[512:1024] == PageClass.KEEP).all()
+    assert (got[:159] == PageClass.CACHE).all() and got[159] == PageClass.HOLE
+    assert (got[160:512] == PageClass.CACHE).all()
+    assert (got[512:700] == PageClass.KEEP).all() and (got[800:1024] == PageClass.KEEP).all()
+    assert (got[700:800] == PageClass.FREE).all()
 
 
 # --- The kernel's own refusal and validation code, compiled in userspace -------------------

@@ -236,11 +236,13 @@ class KernelClassification:
 
     def __init__(
         self, max_pfn: int, ram_ranges: Sequence[tuple[int, int]], result: ScanResult,
-        image: Sequence[tuple[int, int]] = (), window: int = 1 << 20,
+        image: Sequence[tuple[int, int]] = (), nodata: Sequence[int] = (),
+        window: int = 1 << 20,
     ):  # fmt: skip
         self.max_pfn = max_pfn
         self.ram_ranges = [(int(a), int(b)) for a, b in ram_ranges]
         self.image = [(int(a), int(b)) for a, b in image]
+        self.nodata = np.array(sorted(int(p) for p in nodata), np.int64)
         self.window = window
         self.result = result
         order = np.argsort(result.pfn, kind="stable")
@@ -269,13 +271,17 @@ class KernelClassification:
                 first = np.cumsum(ln) - ln
                 pos = np.arange(total) + np.repeat(lo - first, ln)
                 out[pos] = np.repeat(self._cls[i:j], ln)
-            # The kernel image is always kept, as by the userspace scan (scan.py; makedumpfile
-            # issue 21: BSS pages with PG_lru and a mapping must not be excluded).
+            # The userspace scan's rules on top of the per-page verdicts (scan.py), on the same
+            # data: kernel-image pages are never excluded except as free (makedumpfile issue
+            # 21), and pages a PT_LOAD only partly holds are holes.
             for a, b in self.image:
                 lo, hi = max(a, start), min(b, stop)
                 if lo < hi:
-                    out[lo - start : hi - start] = PageClass.KEEP
+                    seg = out[lo - start : hi - start]
+                    seg[seg != PageClass.FREE] = PageClass.KEEP
             out[~ram] = PageClass.HOLE
+            nd = self.nodata[(self.nodata >= start) & (self.nodata < stop)]
+            out[nd - start] = PageClass.HOLE
             yield start, out
 
 
@@ -289,19 +295,21 @@ def _is_proc_vmcore(src) -> bool:
         return False
 
 
-def _layout_for(src) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """The chunk table and kernel-image PFN ranges, exactly as the userspace scan finds them."""
-    from . import memmap
-    from .x86_64 import AddressSpace
+def layout(src) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
+    """The chunk table, kernel-image PFN ranges and no-data PFNs, from the very objects the
+    userspace scan uses (constructing its Classification reads the layout; it classifies
+    nothing until iterated), so both scans apply their rules to identical inputs."""
+    from . import scan
 
-    asp = AddressSpace(src)
-    chunks = pack_chunks(memmap.mem_map_chunks(src, asp), src.vmcoreinfo.size("page"))
-    return chunks, asp.kernel_image_pfns()
+    uc = scan.userspace_scan(src, 0)
+    chunks = pack_chunks(uc.chunk_table(), src.vmcoreinfo.size("page"))
+    return chunks, list(uc.image), [int(p) for p in getattr(uc, "nodata", ())]
 
 
 def kernel_scan(
     src, dump_level: int, *, device: str = DEVICE, ioctl: IoctlFn | None = None,
     chunks: np.ndarray | None = None, image: Sequence[tuple[int, int]] = (),
+    nodata: Sequence[int] = (),
 ) -> KernelClassification:  # fmt: skip
     """Run the kernel scan or raise ``KernelScanUnavailable`` saying why it cannot."""
     with KernelScanner(device, ioctl) as ks:
@@ -317,13 +325,13 @@ def kernel_scan(
                 f"refused: struct page is {info.struct_page_size} bytes here, {spage} in the dump"
             )
         if chunks is None:
-            chunks, image = _layout_for(src)
+            chunks, image, nodata = layout(src)
         if len(chunks) > info.max_chunks:
             raise KernelScanUnavailable(
                 f"error: {len(chunks)} chunks, kernel takes at most {info.max_chunks}"
             )
         result = ks.scan(chunks, dump_level)
-    return KernelClassification(src.max_pfn, src.ram_ranges, result, image)
+    return KernelClassification(src.max_pfn, src.ram_ranges, result, image, nodata)
 
 
 def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None], **kw):
