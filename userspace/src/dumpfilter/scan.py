@@ -53,6 +53,8 @@ class UserspaceClassification:
         if not self.chunks:
             raise DumpError("mem_section lists no present memory section")
         self.image = self.asp.kernel_image_pfns()
+        # RAM PFNs without full data (classified HOLE); a writer may still mark them RAM in
+        # the 1st bitmap, as makedumpfile does (it only clears them from the 2nd)
         self.nodata = _nodata_pfns(src)
         self._cache: list[tuple[int, np.ndarray]] | None = None
         self._cache_size = 0
