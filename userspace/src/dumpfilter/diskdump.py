@@ -28,7 +28,7 @@ SIGNATURE = b"KDUMP   "
 HEADER_VERSION = 6
 STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE
 OFFSET_NOTE = 4096 + 104  # sub header is 104 bytes on x86_64
-SPAN = 1024  # PFNs per encode batch: 4 MiB of source pages at most
+SPAN = 512  # PFNs per encode batch: 2 MiB of source pages at most (divides elfcore's window)
 
 # struct disk_dump_header (diskdump_mod.h), x86_64 layout, 464 bytes.
 _HEADER = struct.Struct("<8si" + "65s" * 6 + "6x" + "qq" + "IiiII" + "IIIIi")
@@ -247,17 +247,60 @@ def read_span(src, pfn: int, count: int) -> np.ndarray:
     return out
 
 
+def span_cuts(src) -> list[tuple[int, int, int]]:
+    """(start_pfn, end_pfn, phase) per input PT_LOAD: spans start where ``(pfn + phase) % SPAN
+    == 0``, i.e. at SPAN-page multiples of the *file offset*.  A reader that maps the file in
+    windows aligned to a multiple of SPAN pages (elfcore: 8 MiB) then hands out every span as a
+    view, never as a copy stitched across two windows."""
+    ps = src.page_size
+    cuts = []
+    for ld in getattr(src, "loads", None) or []:
+        delta = int(ld.offset) - int(ld.paddr)
+        if int(ld.filesz) > 0 and delta % ps == 0:
+            a, b = int(ld.paddr) // ps, (int(ld.paddr) + int(ld.filesz)) // ps
+            cuts.append((a, b, (delta // ps) % SPAN))
+    # Where PT_LOADs overlap (the kernel-text one lies inside a RAM one) the larger one counts.
+    cuts.sort(key=lambda c: (c[0], -(c[1] - c[0])))
+    out: list[tuple[int, int, int]] = []
+    for c in cuts:
+        if out and c[1] <= out[-1][1]:
+            continue
+        if out and c[0] < out[-1][1]:
+            c = (out[-1][1], c[1], c[2])
+        out.append(c)
+    return out
+
+
+def _spans(lo: int, hi: int, cuts: list[tuple[int, int, int]]) -> Iterator[tuple[int, int]]:
+    """[s, e) pieces of [lo, hi): at most SPAN pages, cut at load edges and aligned phases."""
+    s = lo
+    for a, b, phase in cuts:
+        if b <= s or a >= hi:
+            continue
+        if a > s:  # a stretch no PT_LOAD describes: plain SPAN steps
+            for x in range(s, min(a, hi), SPAN):
+                yield x, min(x + SPAN, a, hi)
+            s = min(a, hi)
+        end = min(b, hi)
+        while s < end:
+            e = min(s + SPAN - (s + phase) % SPAN, end)
+            yield s, e
+            s = e
+    for x in range(s, hi, SPAN):
+        yield x, min(x + SPAN, hi)
+
+
 def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
     """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices."""
     ranges = src.ram_ranges
+    cuts = span_cuts(src)
     for start, _ram, dumpable in windows:
         end = start + len(dumpable)
         for r0, r1 in ranges:
             lo, hi = max(r0, start), min(r1, end)
             if lo >= hi:
                 continue
-            for s in range(lo, hi, SPAN):
-                e = min(s + SPAN, hi)
+            for s, e in _spans(lo, hi, cuts):
                 idx = np.flatnonzero(dumpable[s - start : e - start])
                 if len(idx) == 0:
                     continue
