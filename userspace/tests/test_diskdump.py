@@ -469,3 +469,15 @@ def test_writer_memory_stays_flat_from_small_to_16x_larger_dumps(tmp_path):
         rss.append(int(r.stdout.split()[-1]) // 1024)
         assert Kdump((tmp_path / f"o{n}").read_bytes()).dumpable.sum() == n // 4
     assert rss[1] - rss[0] < 12, f"peak RSS grew from {rss[0]} MiB to {rss[1]} MiB"
+
+
+def test_spans_tile_the_range_and_start_at_aligned_file_offsets():
+    from dumpfilter.diskdump import SPAN, spans
+
+    cuts = [(1, 159, 7), (256, 5000, 100)]
+    sp = list(spans(0, 6000, cuts))
+    assert sp[0][0] == 0 and sp[-1][1] == 6000
+    assert all(a[1] == b[0] for a, b in zip(sp, sp[1:], strict=False))
+    assert all(0 < e - s <= SPAN for s, e in sp)
+    inside = [s for s, e in sp if 256 < s < 5000]
+    assert inside and all((s + 100) % SPAN == 0 for s in inside)

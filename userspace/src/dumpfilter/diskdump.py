@@ -271,7 +271,7 @@ def span_cuts(src) -> list[tuple[int, int, int]]:
     return out
 
 
-def _spans(lo: int, hi: int, cuts: list[tuple[int, int, int]]) -> Iterator[tuple[int, int]]:
+def spans(lo: int, hi: int, cuts: list[tuple[int, int, int]]) -> Iterator[tuple[int, int]]:
     """[s, e) pieces of [lo, hi): at most SPAN pages, cut at load edges and aligned phases."""
     s = lo
     for a, b, phase in cuts:
@@ -300,7 +300,7 @@ def _batches(src, windows, find_zero: bool) -> Iterator[Batch]:
             lo, hi = max(r0, start), min(r1, end)
             if lo >= hi:
                 continue
-            for s, e in _spans(lo, hi, cuts):
+            for s, e in spans(lo, hi, cuts):
                 idx = np.flatnonzero(dumpable[s - start : e - start])
                 if len(idx) == 0:
                     continue

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compress import Batch, Encoder
-from .diskdump import SPAN, dumpable_windows, read_span, record_zero
+from .diskdump import dumpable_windows, read_span, record_zero, span_cuts, spans
 from .errors import DumpError
 from .output import Progress
 from .pageclass import DL_ZERO
@@ -123,6 +123,7 @@ def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tu
     ps = src.page_size
     loads = _loads(src)
     find_zero = bool(dump_level & DL_ZERO)
+    cuts = span_cuts(src)
     li = 0
     state: dict = {}
 
@@ -147,7 +148,7 @@ def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tu
         if find_zero and dumpable.any():
             keep = dumpable.copy()
             nz = 0
-            for res in enc.map(_zero_batches(src, start, dumpable)):
+            for res in enc.map(_zero_batches(src, start, dumpable, cuts)):
                 keep[res.batch.pfns[res.zero] - start] = False
                 nz += int(np.count_nonzero(res.zero))
             yield ("zero", nz)
@@ -167,12 +168,11 @@ def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tu
         yield from emit(ld, finders[id(ld)].finish(b), True)
 
 
-def _zero_batches(src, start: int, dumpable: np.ndarray) -> Iterator[Batch]:
+def _zero_batches(src, start: int, dumpable: np.ndarray, cuts) -> Iterator[Batch]:
     end = start + len(dumpable)
     for r0, r1 in src.ram_ranges:
         lo, hi = max(r0, start), min(r1, end)
-        for s in range(lo, hi, SPAN):
-            e = min(s + SPAN, hi)
+        for s, e in spans(lo, hi, cuts) if lo < hi else ():
             idx = np.flatnonzero(dumpable[s - start : e - start])
             if len(idx):
                 pages = read_span(src, s, e - s)
@@ -217,6 +217,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         sink.write_at(notes_off, [bytes(src.notes)])
 
         progress = Progress(opts.says(1), "Copying data", nseg)
+        cuts = span_cuts(src)
         pos = data_off
         i = 0
         for item in _segments(src, classification, opts.dump_level, enc):
@@ -228,8 +229,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
             mem_hi = min(me * ps, ld.paddr + ld.filesz)
             filesz = max(file_hi - seg_lo, 0)
             off = pos if filesz else 0
-            for p in range(s, fe, SPAN):
-                q = min(p + SPAN, fe)
+            for p, q in spans(s, fe, cuts):
                 view = read_span(src, p, q - p).reshape(-1)
                 lo = max(seg_lo - p * ps, 0)
                 hi = min(file_hi - p * ps, (q - p) * ps)
