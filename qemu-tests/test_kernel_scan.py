@@ -213,3 +213,19 @@ def test_refused_kernel_scan_falls_back_in_auto_and_fails_in_require():
     assert r.rc(2) == 0, r.log(2)
     assert "kernel scan not used (refused" in r.log(2), r.log(2)
     assert json.loads(r.path("dfa.json").read_text())["scan"] == "userspace"
+
+
+def test_speed_is_measured_in_the_capture_kernel(vcycle, record_property):
+    res = _probe(vcycle)
+    b = res["bench"]
+    for key in ("kernel_seconds", "userspace_seconds", "kernel_end_to_end_seconds",
+                "userspace_end_to_end_seconds"):  # fmt: skip
+        if key in b:
+            record_property(key, b[key])
+    print(
+        f"\n{vcycle.release}: {b['pages']} pages, classification: kernel {b['kernel_seconds']:.3f}"
+        f" s, userspace {b['userspace_seconds']:.3f} s, ratio "
+        f"{b['ratio_userspace_over_kernel']:.1f}x; end to end (layout + windows) ratio "
+        f"{b.get('ratio_end_to_end', float('nan')):.2f}x"
+    )
+    assert b["level31_equal"], b
