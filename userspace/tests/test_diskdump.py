@@ -481,3 +481,30 @@ def test_spans_tile_the_range_and_start_at_aligned_file_offsets():
     assert all(0 < e - s <= SPAN for s, e in sp)
     inside = [s for s, e in sp if 256 < s < 5000]
     assert inside and all((s + 100) % SPAN == 0 for s in inside)
+
+
+def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
+    """A PT_LOAD ending mid-page (0x9fc00): the scan calls that PFN HOLE and lists it in
+    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd."""
+    from test_readback import build_vmcore
+
+    vm = tmp_path / "vm"
+    build_vmcore(vm, RANGES)
+    classes = random_classes(RANGES, RANGES[-1][1])
+    classes[159] = 7  # the scan's verdict for the partial page
+    classes[160] = 0  # a verdict outside the source's RAM is never trusted
+
+    class WithNodata(FakeClassification):
+        nodata = [159]
+
+    from test_readback import FakeStats, Opts
+
+    from dumpfilter import write as w
+
+    out = tmp_path / "dump"
+    with FakeSource(vm) as src:
+        w.write_dump(src, WithNodata(classes), Opts(dumpfile=str(out)), FakeStats())
+    k = Kdump(out.read_bytes())
+    ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")
+    assert ram[159] == 1 and not k.dumpable[159]
+    assert not k.dumpable[160]

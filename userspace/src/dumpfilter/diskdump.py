@@ -214,11 +214,25 @@ def dumpable_windows(
     A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
     """
     keep = keep_table(dump_level)
+    # RAM PFNs without (full) file data, which the scan reports as HOLE: makedumpfile keeps
+    # them in the 1st bitmap and clears them only from the 2nd (``exclude_nodata_pages``).
+    nodata = np.asarray(getattr(classification, "nodata", None) or [], dtype=np.int64)
     # The default window size: the scan caches its answer for that size, so a second pass (and
     # the report's count) does not scan mem_map again.
     for start, classes in classification.windows():
         ram = classes != PageClass.HOLE
         dumpable = keep[classes]
+        # Only what the source can read is dumpable, whatever a classification says.
+        readable = np.zeros(len(classes), dtype=bool)
+        for r0, r1 in src.ram_ranges:
+            lo, hi = max(r0, start), min(r1, start + len(classes))
+            if lo < hi:
+                readable[lo - start : hi - start] = True
+        dumpable &= readable
+        if len(nodata):
+            inside = nodata[(nodata >= start) & (nodata < start + len(classes))]
+            ram[inside - start] = True
+            dumpable[inside - start] = False
         prior = src.is_dumpable(start, start + len(classes)) if src.kind != "elf" else None
         if prior is not None:
             dumpable &= np.asarray(prior, dtype=bool)
