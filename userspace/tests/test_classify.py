@@ -249,3 +249,51 @@ def test_swapcache_without_swapbacked_export_counts_as_cache():
     raw.view(np.uint32)[:, 12] = 0xFFFFFFFF
     raw.view(np.uint64)[1, 0] = 1 << fam.pg["swapcache"]
     assert classify(enc, raw, 0, 2, Carry())[1] == C.CACHE
+
+
+def _random_pages(kernel: str, rng, n: int, corrupt: bool) -> Pages:
+    """Aligned buddy blocks and compound pages of every order, cache/anon pages between."""
+    p = Pages(kernel, n=n)
+    pos = 0
+    while pos < n:
+        order = int(rng.choice([0, 0, 1, 3, 9, 10, 10, 11]))
+        size = 1 << order
+        pos = -(-pos // size) * size
+        if pos + size > n:
+            break
+        kind = rng.integers(4)
+        if kind == 0:
+            p.buddy(pos, min(order, 10))
+        elif kind == 1 and order:
+            p.compound(pos, order, huge=bool(rng.integers(2)))
+            p.flag(pos, "lru")
+        elif kind == 2:
+            p.flag(pos, "lru")
+        pos += size
+    if corrupt:  # buddy orders at misaligned PFNs: ranges that cross max-order blocks
+        for i in rng.integers(0, n, 3):
+            p.buddy(int(i), 10)
+    return p
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.9", "6.12", "6.16"])
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_sampled_scan_equals_judging_every_page(kernel, corrupt):
+    """Skipping the struct pages of covered max-order blocks never changes a verdict."""
+    from dumpfilter.classify import _classify_dense, _classify_sampled, plan_for
+
+    rng = np.random.default_rng(7)
+    sampled = 0
+    for trial in range(6):
+        p = _random_pages(kernel, rng, 1 << 14, corrupt)
+        start = int(rng.choice([0, 1 << 20, (1 << 20) + 64 * int(rng.integers(1, 16))]))
+        carry_end = start + int(rng.integers(0, 3000)) if trial % 2 else 0
+        got_c, want_c = Carry(carry_end, int(C.FREE)), Carry(carry_end, int(C.FREE))
+        nxt = p.raw[0].copy()
+        got = classify(p.enc, p.raw, start, 31, got_c, nxt)
+        want = _classify_dense(plan_for(p.enc, 31), p.raw, start, want_c, nxt)
+        assert np.array_equal(got, want), (trial, np.flatnonzero(got != want)[:5])
+        assert (got_c.end_pfn, got_c.cls) == (want_c.end_pfn, want_c.cls)
+        plan = plan_for(p.enc, 31)
+        sampled += _classify_sampled(plan, p.raw, start, Carry(carry_end), nxt) is not None
+    assert sampled > 0 or corrupt  # the skipping path really ran on valid data
