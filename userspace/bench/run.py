@@ -413,6 +413,7 @@ def measure(
     shutil.rmtree(work, ignore_errors=True)
     return {
         "vmcore": str(vmcore),
+        "release": elf_osrelease(vmcore),
         "ram_bytes": ram,
         "file_bytes": vmcore.stat().st_size,
         "cpus": ncpu,
@@ -475,8 +476,8 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
     for res in results:
         floor = res["floor"]
         lines += [
-            f"## {Path(res['vmcore']).name}: {res['ram_bytes'] / GIB:.2f} GiB RAM, "
-            f"file {res['file_bytes'] / GIB:.2f} GiB",
+            f"## {_title(res['vmcore'])}: kernel {res.get('release') or '?'}, "
+            f"{res['ram_bytes'] / GIB:.2f} GiB RAM, file {res['file_bytes'] / GIB:.2f} GiB",
             "",
             f"Floor `cat vmcore > /dev/null`: {fmt_s(floor)}"
             + (f" ({res['file_bytes'] / GIB / floor.seconds:.2f} GiB/s)" if floor.ok else ""),
@@ -505,6 +506,12 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
     for s in skipped:
         lines.append(f"- skipped: {s}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _title(path: str) -> str:
+    """synth-1g.vmcore, or the cycle directory for a harness vmcore (all are named vmcore)."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.name}" if p.name == "vmcore" else p.name
 
 
 def fmt_rss(kib: int | None) -> str:
