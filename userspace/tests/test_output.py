@@ -167,7 +167,7 @@ def test_safe_file_refuses_a_non_regular_target_even_with_force(tmp_path):
         SafeFile(str(tmp_path), force=True)
 
 
-def _real_vmcores(limit: int = 2) -> list:
+def _real_vmcores(limit: int = 1) -> list:
     from pathlib import Path
 
     root = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
