@@ -141,7 +141,9 @@ class Plan:
                 self.top_lut[v >> 24] = t << T_SHIFT
         self.cls, self.len = decide(level, False)
         self.cls_huge, self.len_huge = decide(level, True)
-        self.granule = 1 << (enc.nr_orders - 1)  # max-order block: the sampling unit
+        # the sampling unit: 512 pages catches THPs and order-9 blocks as well as top-order
+        # ones (which cover two units); page[1] of a unit's first page is in its own block
+        self.granule = PGMM_CACHED if enc.nr_orders - 1 >= 9 else 0
 
 
 _PLANS: dict[tuple[Encoding, int], Plan] = {}
@@ -168,14 +170,15 @@ def classify(
     is known; a head in the last row needs it as page[1].
 
     Like makedumpfile ("continue at pfn + n") the struct pages inside an excluded range are
-    not read: one struct page per max-order block is judged first, and blocks that a whole
-    free block or large compound page covers are filled in without touching the rest of
-    their struct pages (on an idle machine most free memory is in such blocks).  The other
-    blocks are classified page by page.  Corrupt data where a range crosses a block edge
-    falls back to classifying every page, so the answer is always the sequential one.
+    not read: the first struct page of every 512-page block is judged first, and blocks that
+    a free block of order >= 9, a THP or a larger compound page covers are filled in without
+    touching the rest of their struct pages (on an idle machine most free memory is in
+    max-order blocks).  The other blocks are classified page by page.  Corrupt data where a
+    range crosses a block edge falls back to classifying every page, so the answer is always
+    the sequential one.
     """
     plan = plan_for(enc, level)
-    if plan.granule % PGMM_CACHED == 0 and len(raw) >= 4 * plan.granule:
+    if plan.granule and len(raw) >= 4 * plan.granule:
         saved = carry.end_pfn, carry.cls
         out = _classify_sampled(plan, raw, start_pfn, carry, next_page)
         if out is not None:
@@ -185,7 +188,7 @@ def classify(
 
 
 class _Crossing(Exception):
-    """A range crosses a max-order block edge (corrupt data): use the dense scan."""
+    """A range crosses a sampling-block edge (corrupt data): use the dense scan."""
 
 
 def _classify_dense(
@@ -209,13 +212,14 @@ def _classify_dense(
 def _classify_sampled(
     plan: Plan, raw: np.ndarray, start_pfn: int, carry: Carry, next_page: np.ndarray | None
 ) -> np.ndarray | None:
-    """Judge the first struct page of every max-order block (G pages, G-aligned PFNs) first.
+    """Judge the first struct page of every block (G pages at G-aligned PFNs) first.
 
-    A live range of >= G pages starting there is a buddy block of the top order, unaccepted
-    memory or a compound page of order >= log2(G): all are G-aligned multiples of G (the
-    buddy allocator's alignment; compound orders are alignment-checked), so they cover whole
-    blocks and no other range can start inside them.  Only the remaining blocks are read in
-    full.  None when sampling saves nothing or the data breaks the alignment assumptions.
+    A range of >= G pages starting there is a buddy block of order >= log2(G), unaccepted
+    memory or a compound page of such an order: multiples of G (checked) that start on a
+    block edge, so they cover whole blocks, and the running maximum of their ends tells
+    which of them are live (a start inside a live range is not judged).  Only the other
+    blocks are read in full; a range there that crosses a block edge (only in corrupt data)
+    aborts.  None when sampling saves little or the data breaks these assumptions.
     """
     G = plan.granule
     n = len(raw)
@@ -260,6 +264,8 @@ def _classify_sampled(
     lens[1::2] = ge - gs
     gcls = np.repeat(vals, lens)
     fine = gcls == KEEP
+    if np.count_nonzero(fine) * 8 > K * 7:  # copying the fine blocks would cost more
+        return None
 
     out = np.empty(n, np.uint8)
     if r0:  # before the first block: the carried range, then pages judged one by one

@@ -19,6 +19,7 @@ Three rules are applied on top of makedumpfile's per-page decision:
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 
 import numpy as np
@@ -56,6 +57,7 @@ class UserspaceClassification:
         # RAM PFNs without full data (classified HOLE); a writer may still mark them RAM in
         # the 1st bitmap, as makedumpfile does (it only clears them from the 2nd)
         self.nodata = _nodata_pfns(src)
+        self._ram_starts = [a for a, _ in src.ram_ranges]
         self._cache: list[tuple[int, np.ndarray]] | None = None
         self._cache_size = 0
 
@@ -82,7 +84,6 @@ class UserspaceClassification:
         ram = self.src.ram_ranges
         ci = 0
         extent = getattr(self.src, "view_extent", None)
-        populate = getattr(self.src, "populate", None)
         for w0 in range(0, self.max_pfn, size):
             w1 = min(w0 + size, self.max_pfn)
             out = np.full(w1 - w0, HOLE, np.uint8)
@@ -101,13 +102,17 @@ class UserspaceClassification:
                     q = p1
                     if extent is not None:  # stay inside one input mapping: views, no copies
                         q = min(p1, p0 + max(1, extent(pa) // spage))
-                    if populate is not None:
-                        populate(pa, (q - p0) * spage)
+                    # no MADV_POPULATE_READ here: classify reads one struct page per 512
+                    # first and skips covered blocks; fault-around (64 KiB per fault) maps
+                    # what it touches more cheaply than populating every page up front
                     raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
                     nxt = self._next_page(j, q, spage)
                     cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
                     seg = out[p0 - w0 : q - w0]
-                    np.copyto(seg, cls, where=seg != HOLE)
+                    if self._all_ram(p0, q):
+                        seg[:] = cls
+                    else:
+                        np.copyto(seg, cls, where=seg != HOLE)
                     p0 = q
                 j += 1
             for a, b in self.image:
@@ -118,6 +123,12 @@ class UserspaceClassification:
                 if w0 <= p < w1:
                     out[p - w0] = HOLE
             yield w0, out
+
+    def _all_ram(self, p0: int, p1: int) -> bool:
+        """Whether [p0, p1) lies inside one RAM range (no HOLE to keep: a plain copy)."""
+        ram = self.src.ram_ranges
+        i = bisect.bisect_right(self._ram_starts, p0) - 1
+        return i >= 0 and p1 <= ram[i][1]
 
     def _next_page(self, j: int, pfn: int, spage: int) -> np.ndarray | None:
         """The struct page of ``pfn`` (right after a classified run), if it has one."""
