@@ -266,15 +266,16 @@ def test_libkdumpfile_reads_our_synthetic_dump(synth, tmp_path):
 
 
 def _cached_cycles() -> list[Path]:
+    """One cached real dump (with makedumpfile's -d 31 output) per kernel release."""
     root = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
     cycles = root / "cycles"
     if not cycles.is_dir():
         return []
-    return [
-        d
-        for d in sorted(cycles.iterdir())
-        if (d / "vmcore").is_file() and (d / "mdf31.kdump").is_file()
-    ]
+    per_release: dict[str, Path] = {}
+    for d in sorted(cycles.iterdir()):
+        if (d / "vmcore").is_file() and (d / "mdf31.kdump").is_file():
+            per_release.setdefault(d.name.split("-e2e")[0].split("-vpl")[0][:24], d)
+    return list(per_release.values())
 
 
 @pytest.mark.skipif(not _cached_cycles(), reason="no real vmcore + makedumpfile output cached")
