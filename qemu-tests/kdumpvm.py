@@ -11,6 +11,9 @@ API (used by the e2e tests, ``demo.py`` and other helpers)::
         k,
         capture_cmds=['$DUMPFILTER -d 31 -c --stats-json stats.json $VMCORE out.kdump'],
         save_raw=False,                          # True: also copy /proc/vmcore to r.dir/"vmcore"
+        capture_kernel=None,                     # another Kernel to kexec as the capture kernel
+        workload=(),                             # workload.py args; None = no workload
+        kexec_flags="",                          # "-s": kexec_file_load
     )
     r.dir          # Path: $DUMPFILTER_CACHE/cycles/<key>/ (the guest's rw share; all artefacts)
     r.console      # Path of the full serial console log
@@ -79,6 +82,14 @@ NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
 CAPTURE_APPEND = "nr_cpus=1 irqpoll reset_devices nokaslr"
 # Lines guest/init.sh prints when something it needs fails (any step).
 ERR = r"STAGE: (error [^\r\n]*|insmod \S+ failed)"
+# Kernel command line of a kernel with 9p built in and no initramfs: the host root is its root.
+NINEP_ROOT_ARGS = [
+    "root=/dev/root",
+    "rootfstype=9p",
+    f"rootflags={NINEP_OPTS}",
+    "ro",
+    f"init={GUEST / 'init.sh'}",
+]
 STEPS = ("boot", "kexec load", "workload", "panic", "capture boot", "filter", "power-off")
 
 
@@ -361,6 +372,7 @@ def run_kdump_cycle(
     workload: Sequence[str] | None = (),
     capture_append: str = "",
     fault: str | None = None,
+    capture_kernel: Kernel | None = None,
     timeouts: _Timeouts | None = None,
     use_cache: bool = True,
     tag: str = "",
@@ -370,8 +382,10 @@ def run_kdump_cycle(
     ``kexec_flags``: e.g. "-s" for kexec_file_load. ``workload``: extra arguments for
     guest/workload.py (e.g. ["--anon-mb", "64"]); None: no workload (faster, for failure
     tests). ``capture_append``: extra capture-kernel command line. ``fault``: "no-kexec" skips
-    loading the capture kernel (to prove that failure is detected). ``tag``: a name fragment
-    for the cycle directory.
+    loading the capture kernel (to prove that failure is detected). ``capture_kernel``: load
+    this kernel for the capture instead of ``kernel`` (e.g. a stock capture kernel for a patched
+    crashed kernel; either may be modular or 9p-built-in). ``tag``: a name fragment for the
+    cycle directory.
     """
     cmds = list(capture_cmds) + ([RAW_CMD] if save_raw else [])
     opts = dict(
@@ -385,6 +399,7 @@ def run_kdump_cycle(
         workload=None if workload is None else list(workload),
         capture_append=capture_append,
         fault=fault,
+        capture_kernel=_file_digest(capture_kernel.image) if capture_kernel else None,
         src=_source_digest(),
     )
     key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:16]
@@ -411,6 +426,7 @@ def run_kdump_cycle(
                 workload=None if workload is None else list(workload),
                 capture_append=capture_append,
                 fault=fault,
+                capture=capture_kernel or kernel,
                 t=(timeouts or _Timeouts()).scaled(timeout_scale()),
             )
         except CycleError as e:
@@ -468,16 +484,8 @@ def _qemu_argv(
         "loglevel=4",
         "no_timer_check",
     ]
-    virtfs_root = "hostroot"
     if initrd is None:  # recipe B: the host root over 9p is the root fs; init is our script
-        virtfs_root = "/dev/root"
-        append += [
-            "root=/dev/root",
-            "rootfstype=9p",
-            f"rootflags={NINEP_OPTS}",
-            "ro",
-            f"init={GUEST / 'init.sh'}",
-        ]
+        append += NINEP_ROOT_ARGS
     argv = ["qemu-system-x86_64"]
     if accel() == "kvm":
         argv += ["-accel", "kvm", "-cpu", "host,-arch-capabilities", "-smp", "2"]
@@ -503,7 +511,8 @@ def _qemu_argv(
         "-fsdev",
         "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
         "-device",
-        f"virtio-9p-pci,fsdev=hostroot,mount_tag={virtfs_root}",
+        # The tag a 9p root must have; guest/init.sh mounts the same tag in initramfs mode.
+        "virtio-9p-pci,fsdev=hostroot,mount_tag=/dev/root",
         "-fsdev",
         f"local,id=work,path={cdir},security_model=none,multidevs=remap",
         "-device",
@@ -525,15 +534,21 @@ def _run(
     workload: list[str] | None,
     capture_append: str,
     fault: str | None,
+    capture: Kernel,
     t: _Timeouts,
 ) -> dict:
     initrd = build_initramfs(kernel) if kernel.modules else None
+    cinitrd = build_initramfs(capture) if capture.modules else None
+    cappend = [CAPTURE_APPEND, capture_append]
+    if cinitrd is None and initrd is not None:
+        # The first kernel's command line (reused by kexec) has no 9p root: add it.
+        cappend += NINEP_ROOT_ARGS
     env = {
         "REPO": str(REPO),
         "PYTHON": str(VENV_PYTHON),
-        "CAPTURE_KERNEL": str(kernel.image),
-        "CAPTURE_INITRD_ARG": f"--initrd={initrd}" if initrd else "",
-        "CAPTURE_APPEND": " ".join(x for x in (CAPTURE_APPEND, capture_append) if x),
+        "CAPTURE_KERNEL": str(capture.image),
+        "CAPTURE_INITRD_ARG": f"--initrd={cinitrd}" if cinitrd else "",
+        "CAPTURE_APPEND": " ".join(x for x in cappend if x),
         "KEXEC_FLAGS": kexec_flags,
         "KEXEC": "skip" if fault == "no-kexec" else "load",
         "WORKLOAD": "skip" if workload is None else "run",

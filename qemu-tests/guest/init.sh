@@ -45,7 +45,8 @@ if [ $MODE = initramfs ]; then
         insmod /lib/modules/$m.ko || echo "STAGE: insmod $m failed"
     done
     mkdir -p /host /work
-    mount -t 9p -o ro,$O hostroot /host || { echo "STAGE: error mount hostroot"; off; }
+    # The same tag a 9p-root kernel boots from (kdumpvm.py), so either kind can be the capture.
+    mount -t 9p -o ro,$O /dev/root /host || { echo "STAGE: error mount host root"; off; }
     mount -t 9p -o rw,$O work /work || { echo "STAGE: error mount work"; off; }
     for d in proc sys dev; do mount --bind /$d /host/$d; done
     mount -t tmpfs tmp /host/tmp
