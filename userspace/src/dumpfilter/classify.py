@@ -330,13 +330,14 @@ def _classify_step(
     """One pass; ``bound`` > 0: raise _Crossing if any range crosses a multiple of it."""
     n = len(raw)
     key = _keys(plan, raw)
-    cls = plan.cls[key]
+    cls = plan.cls.take(key)
 
     # compound heads (sparse): order and hugetlb from page[1]
     order_pg = huge_pg = None
-    heads = np.flatnonzero((key & (B_HEAD | B_TAIL)) == B_HEAD)
+    heads = np.flatnonzero(key & B_HEAD)  # one pass; heads are few, tails among them fewer
     if len(heads):
-        heads = heads[(start_pfn + heads) % PGMM_CACHED != PGMM_CACHED - 1]
+        in_block = (start_pfn + heads) % PGMM_CACHED != PGMM_CACHED - 1
+        heads = heads[((key[heads] & B_TAIL) == 0) & in_block]
         if len(heads) and heads[-1] == n - 1 and next_page is None:
             heads = heads[:-1]
     if len(heads):
