@@ -49,6 +49,11 @@ def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> Non
         try:
             n = os.pwritev(fd, group, pos) if pos is not None else os.writev(fd, group)
         except OSError as e:
+            if e.errno == errno.EFAULT and not all(type(v) is bytes for v in group):
+                # 9p (virtio zero-copy) pins the source pages; pages mmap'ed from /proc/vmcore
+                # cannot be pinned: EFAULT. Copy this group and retry.
+                views[i : i + len(group)] = [bytes(v) for v in group]
+                continue
             if e.errno == errno.EPIPE:
                 raise BrokenPipeError(e.errno, e.strerror) from e
             raise OutputFull(f"cannot write {what}: {e.strerror}") from e
