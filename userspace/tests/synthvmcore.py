@@ -660,6 +660,7 @@ def make_vmcore(
     section_bits: int = 27,
     init_free: bool = True,
     partial_end: bool = False,
+    init_cache: bool = False,
 ) -> Synth:
     """Write a synthetic ELF vmcore to ``path`` and return what it holds.
 
@@ -673,6 +674,8 @@ def make_vmcore(
     ``image_trap``: put a kernel-image page with PG_lru and a mapping (makedumpfile issue 21)
     that must still be kept; makedumpfile itself would drop it, so oracle tests turn it off.
     ``init_free``: an order-4 buddy block inside _text.._end (freed ``__init`` memory): free.
+    ``init_cache``: a freed ``__init`` page inside _text.._end reused as page cache (no
+    PG_reserved, unlike the image's own pages): excluded like any cache page.
     ``partial_end``: the first RAM PT_LOAD ends 1 KiB short of its last page, as
     /proc/vmcore's does at 0x9fc00; that page has no full data and counts as a hole.
     """
@@ -1058,6 +1061,11 @@ def make_vmcore(
         flags[trap] |= bit("lru")
         u64[trap, OFF_MAPPING // 8] = file_map
         kind[trap] = K_IMAGE_TRAP
+    if init_cache:
+        reused = img0 + image_pages - 80
+        flags[reused] = bit("lru")  # freed to the buddy allocator: PG_reserved is gone
+        u64[reused, OFF_MAPPING // 8] = file_map
+        kind[reused] = K_CACHE
 
     # ---------------------------------------------------------------- page contents
     text_pool, rand_pool = _pools(rng)

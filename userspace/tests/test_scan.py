@@ -106,6 +106,23 @@ def test_kernel_image_pages_are_kept_even_with_lru_and_mapping(synth_factory):
     assert (got[a:b] != PageClass.KEEP).sum() == 16  # only the freed __init buddy block
 
 
+def test_only_pg_reserved_image_pages_are_forced_kept(synth_factory):
+    """A page-cache page in freed __init memory (no PG_reserved) is excluded at -d 31 like
+    makedumpfile does, while the reserved BSS trap with PG_lru+mapping stays kept."""
+    synth = synth_factory(kernel="6.1", init_cache=True)
+    a, b = synth.image_pfns
+    trap = synth.pfns_of(sv.K_IMAGE_TRAP)
+    reused = np.flatnonzero(synth.kind[a:b] == sv.K_CACHE) + a
+    free = np.flatnonzero(synth.kind[a:b] == sv.K_BUDDY) + a
+    assert len(trap) == 1 and len(reused) == 1 and len(free) == 16
+    _, got = classes(synth.path, 31)
+    assert got[trap[0]] == PageClass.KEEP
+    assert got[reused[0]] == PageClass.CACHE
+    assert (got[free] == PageClass.FREE).all()
+    assert (got[a:b] != PageClass.KEEP).sum() == 17
+    assert np.array_equal(got, synth.expected_classes(31))
+
+
 def test_freed_init_memory_inside_the_image_is_still_free(synth61):
     a, b = synth61.image_pfns
     inside = np.flatnonzero(synth61.kind[a:b] == sv.K_BUDDY) + a

@@ -101,6 +101,13 @@ ENCODINGS: tuple[Row, ...] = (
 )
 
 
+# PG_reserved's bit when VMCOREINFO does not export NUMBER(PG_reserved) (stock kernels don't):
+# in include/linux/page-flags.h ``enum pageflags`` PG_reserved immediately precedes PG_private
+# (``PG_arch_1, PG_reserved, PG_private``) in Debian 6.1, 6.12 and mainline, whatever config
+# bits come earlier, so its number is NUMBER(PG_private) + this offset.
+PG_RESERVED_FROM_PRIVATE = -1
+
+
 def _is_top_byte(v: int) -> bool:
     """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (kernel-page-types.md §3.8)."""
     return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
@@ -121,6 +128,7 @@ class Encoding:
     off_compound_head: int
     pg_lru: int
     pg_private: int
+    pg_reserved: int  # NUMBER(PG_reserved), else PG_private + PG_RESERVED_FROM_PRIVATE
     pg_swapcache: int
     pg_swapbacked: int | None
     pg_hwpoison: int | None
@@ -139,6 +147,16 @@ class Encoding:
     hugetlb_dtor: int | None
     pg_hugetlb: int | None
     nr_orders: int  # LENGTH(zone.free_area)
+
+
+def _reserved_bit(vi: VmcoreInfo, exported: int | None, private: int) -> int:
+    """PG_reserved: exported by our kernel patch, else derived from PG_private (see above)."""
+    if exported is not None:
+        return exported
+    b = private + PG_RESERVED_FROM_PRIVATE
+    if not 0 <= b < 64:
+        raise DumpError(f"VMCOREINFO NUMBER(PG_private)={private} leaves no PG_reserved bit")
+    return b
 
 
 def _need(vi: VmcoreInfo, key: str, why: str) -> None:
@@ -245,6 +263,7 @@ def detect(vi: VmcoreInfo) -> Encoding:
         off_compound_head=off_ch,
         pg_lru=bit("PG_lru"),
         pg_private=bit("PG_private"),
+        pg_reserved=_reserved_bit(vi, bit("PG_reserved"), bit("PG_private")),
         pg_swapcache=bit("PG_swapcache"),
         pg_swapbacked=bit("PG_swapbacked"),
         pg_hwpoison=bit("PG_hwpoison"),
