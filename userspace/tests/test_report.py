@@ -73,3 +73,21 @@ def test_json_is_stable_and_written_atomically(tmp_path):
     ]
     assert data["seconds"] == {"scan": 0.5, "write": 1.25, "total": 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
+
+
+def test_partial_page_at_a_load_end_counts_as_ram_like_the_1st_bitmap(synth_factory):
+    """PFN 159 (RAM ends at 0x9fc00) has no full data: a HOLE class, but RAM in the writer's
+    1st bitmap (makedumpfile's ``exclude_nodata_pages`` clears only the 2nd)."""
+    from dumpfilter.diskdump import dumpable_windows
+    from dumpfilter.scan import userspace_scan
+    from dumpfilter.source import open_source
+
+    synth = synth_factory(kernel="6.1", partial_end=True)
+    with open_source(synth.path) as src:
+        c = userspace_scan(src, 31)
+        assert c.nodata == [synth.ram[0][1] - 1]
+        st = Stats.from_classification(c, 31)
+        bm1 = sum(int(ram.sum()) for _, ram, _ in dumpable_windows(src, c, 31))
+    assert st.pages["ram"] == bm1 == sum(b - a for a, b in synth.ram)
+    counted = st.excluded + st.pages["kept"]
+    assert st.pages["ram"] - counted == 1  # the no-data page is RAM in no class

@@ -41,11 +41,20 @@ class Stats:
 
     @classmethod
     def from_classification(cls, c, dump_level: int) -> Stats:
+        """Count ``c``'s classes.  ``ram`` is what the writer's 1st bitmap marks: every
+        non-HOLE PFN plus ``c.nodata``, the RAM pages a PT_LOAD only partly holds (e.g. PFN
+        159 when a range ends at 0x9fc00), which makedumpfile marks RAM in the 1st bitmap but
+        drops from the 2nd.  They are in no class: ``ram - excluded - kept`` counts them."""
         counts = np.zeros(16, np.int64)
-        for _w0, arr in c.windows():
+        nd_attr = getattr(c, "nodata", None)  # a list (userspace) or an array (kernel scan)
+        nodata = np.asarray([] if nd_attr is None else nd_attr, np.int64)
+        nodata_ram = 0
+        for w0, arr in c.windows():
             counts += np.bincount(arr, minlength=16)[:16]
+            nd = nodata[(nodata >= w0) & (nodata < w0 + len(arr))] - w0
+            nodata_ram += int(np.count_nonzero(arr[nd] == PageClass.HOLE))
         total = int(c.max_pfn)
-        hole = int(counts[PageClass.HOLE])
+        hole = int(counts[PageClass.HOLE]) - nodata_ram
         pages = {"total": total, "ram": total - hole, "zero": int(counts[PageClass.ZERO])}
         for name, k in _COUNTED.items():
             pages[name] = int(counts[k])
