@@ -528,7 +528,7 @@ def _vmcoreinfo(s: dict) -> str:
         "OFFSET(mem_section.section_mem_map)=0",
         f"NUMBER(SECTION_SIZE_BITS)={s['section_bits']}",
         f"NUMBER(MAX_PHYSMEM_BITS)={52 if s['five'] else 46}",
-        f"SIZE(page)={SPAGE}",
+        f"SIZE(page)={s.get('spage', SPAGE)}",
         "SIZE(pglist_data)=172032",
         "SIZE(zone)=1600",
         "SIZE(free_area)=88",
@@ -548,8 +548,8 @@ def _vmcoreinfo(s: dict) -> str:
         ]
     if fam.folio_offsets:
         lines += [
-            f"OFFSET(folio._folio_dtor)={SPAGE + OFF_DTOR}",
-            f"OFFSET(folio._folio_order)={SPAGE + OFF_ORDER}",
+            f"OFFSET(folio._folio_dtor)={s.get('spage', SPAGE) + OFF_DTOR}",
+            f"OFFSET(folio._folio_order)={s.get('spage', SPAGE) + OFF_ORDER}",
         ]
     key = "compound_info" if fam.compound_info else "compound_head"
     lines += [
@@ -661,6 +661,7 @@ def make_vmcore(
     init_free: bool = True,
     partial_end: bool = False,
     init_cache: bool = False,
+    spage: int = SPAGE,
 ) -> Synth:
     """Write a synthetic ELF vmcore to ``path`` and return what it holds.
 
@@ -674,6 +675,8 @@ def make_vmcore(
     ``image_trap``: put a kernel-image page with PG_lru and a mapping (makedumpfile issue 21)
     that must still be kept; makedumpfile itself would drop it, so oracle tests turn it off.
     ``init_free``: an order-4 buddy block inside _text.._end (freed ``__init`` memory): free.
+    ``spage``: SIZE(page); 56 (no MEMCG) makes struct pages straddle vmemmap pages ("2M"
+    leaves: physically contiguous anyway; "4K": split over two shuffled pages).
     ``init_cache``: a freed ``__init`` page inside _text.._end reused as page cache (no
     PG_reserved, unlike the image's own pages): excluded like any cache page.
     ``partial_end``: the first RAM PT_LOAD ends 1 KiB short of its last page, as
@@ -745,10 +748,26 @@ def make_vmcore(
     writes.append((roots_pa, roots))
 
     # -- vmemmap backing
-    sp = np.zeros((span, SPAGE), np.uint8)  # the struct page array
+    sp = np.zeros((span, spage), np.uint8)  # the struct page array
     vm_writes: list[tuple[int, np.ndarray]] = []
-    if leaf == "2M":
-        per = (1 << 21) // SPAGE
+    if PAGE % spage:  # struct pages straddle vmemmap pages: map the bytes, leaf by leaf
+        if leaf not in ("2M", "4K"):
+            raise ValueError(f"SIZE(page)={spage} is only generated with 2M or 4K leaves")
+        gsz = 1 << 21 if leaf == "2M" else PAGE
+        flat = sp.reshape(-1)
+        sec_b = sec_pages * spage
+        grains = sorted(
+            {g for s in present for g in range(s * sec_b // gsz, -(-(s + 1) * sec_b // gsz))}
+        )
+        npg = gsz // PAGE
+        base = alloc.alloc(len(grains) * npg, npg)
+        order = np.arange(len(grains)) if leaf == "2M" else rng.permutation(len(grains))
+        for i, g in enumerate(grains):
+            pa = (base + int(order[i]) * npg) << PAGE_SHIFT
+            pt.map(vmemmap_base + g * gsz, pa, gsz)
+            vm_writes.append((pa, flat[g * gsz : (g + 1) * gsz]))
+    elif leaf == "2M":
+        per = (1 << 21) // spage
         blocks = sorted(
             {(s * sec_pages) // per + i for s in present for i in range(max(1, sec_pages // per))}
         )
@@ -759,7 +778,7 @@ def make_vmcore(
             lo = blk * per
             vm_writes.append((pa, sp[lo : lo + per].reshape(-1)))
     elif leaf == "4K":
-        per = PAGE // SPAGE
+        per = PAGE // spage
         groups = [
             g for s in present for g in range(s * sec_pages // per, (s + 1) * sec_pages // per)
         ]
@@ -770,11 +789,11 @@ def make_vmcore(
             pt.map(vmemmap_base + g * PAGE, pa, PAGE)
             vm_writes.append((pa, sp[g * per : (g + 1) * per].reshape(-1)))
     elif leaf == "1G":
-        per = (1 << 30) // SPAGE
+        per = (1 << 30) // spage
         for blk in sorted({(s * sec_pages) // per for s in present}):
             lo = blk * per
             hi = min(span, lo + per)
-            need = (hi - lo) * SPAGE // PAGE
+            need = (hi - lo) * spage // PAGE
             base = alloc.alloc(need, 1 << 18)
             pt.map(vmemmap_base + blk * (1 << 30), base << PAGE_SHIFT, 1 << 30)
             vm_writes.append((base << PAGE_SHIFT, sp[lo:hi].reshape(-1)))
@@ -801,7 +820,7 @@ def make_vmcore(
     u32[~is_ram, OFF_REFCOUNT // 4] = 1
 
     def spva(pfn):
-        return np.uint64(vmemmap_base) + np.asarray(pfn, np.uint64) * np.uint64(SPAGE)
+        return np.uint64(vmemmap_base) + np.asarray(pfn, np.uint64) * np.uint64(spage)
 
     def bit(name):
         return np.uint64(1 << pg[name])
@@ -1109,6 +1128,7 @@ def make_vmcore(
         nr_roots=nr_roots,
         section_bits=section_bits,
         five=five_level,
+        spage=spage,
         hwpoison=hwpoison,
         hugetlb=hugetlb,
         unaccepted=unaccepted,

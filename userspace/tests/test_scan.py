@@ -240,3 +240,17 @@ def test_real_6_1_dump_kept_pfns_equal_makedumpfile(tmp_path):
         diff = np.flatnonzero(theirs[:n] != ours[:n])
         assert len(diff) == 0, f"-d {level}: {len(diff)} PFNs differ, e.g. {diff[:8]}"
         out.unlink()
+
+
+@pytest.mark.parametrize("leaf", ["2M", "4K"])
+def test_struct_pages_straddling_vmemmap_pages_are_read_whole(synth_factory, leaf):
+    """SIZE(page)=56 (no MEMCG): 4096 % 56 != 0, so struct pages cross vmemmap page edges;
+    2M leaves are contiguous across them, 4K leaves put the two halves apart."""
+    synth = synth_factory(kernel="6.1", spage=56, leaf=leaf, init_cache=True)
+    with source.open_source(synth.path) as src:
+        c = scan.userspace_scan(src, 31)
+        split = [ch for ch in c.chunks if ch.split]
+        assert bool(split) == (leaf == "4K")
+        assert all(ch.nr_pages == 1 for ch in split)
+    _, got = classes(synth.path, 31)
+    assert np.array_equal(got, synth.expected_classes(31))

@@ -12,6 +12,11 @@ The struct pages of a section are then located physically by walking the page ta
 per vmemmap leaf (usually 2 MiB = 32768 struct pages = one 128 MiB section), and leaves that
 are physically adjacent are merged: each chunk is one run of PFNs whose struct pages are
 physically contiguous.  This table is also the input of the kernel-scan ABI.
+
+SIZE(page) need not divide the page size (56 bytes without CONFIG_MEMCG), so a struct page
+may cross a vmemmap page edge.  Across 2M/1G leaves (and adjacent 4K ones) the backing is
+physically contiguous and the run simply continues; where the two halves lie apart, that one
+struct page becomes a chunk of its own with both pieces (``split``/``paddr2``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ class Chunk(NamedTuple):
     start_pfn: int
     nr_pages: int
     paddr: int  # physical address of the struct page of start_pfn
+    # A one-page chunk whose struct page straddles two physically separate vmemmap pages
+    # (SIZE(page)=56 with 4 KiB leaves): ``split`` bytes at ``paddr``, the rest at ``paddr2``.
+    split: int = 0
+    paddr2: int = 0
 
 
 def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
@@ -112,20 +121,36 @@ def mem_map_chunks(src, asp: AddressSpace | None = None) -> list[Chunk]:
                 pfn = max(pfn + 1, pfn + (ps - va % ps) // spage)
                 continue
             room = leaf - (va & (leaf - 1))
+            # SIZE(page) need not divide 4096 (56 without MEMCG): extend the run over the next
+            # leaves while they are physically adjacent (2M/1G leaves make whole sections so)
+            want = (end - pfn) * spage
+            while room < want and room % spage:
+                try:
+                    nxt_pa, nxt_leaf = asp.walk(va + room)
+                except DumpError:
+                    break
+                if nxt_pa != pa + room:
+                    break
+                room += nxt_leaf
             n = min(end - pfn, room // spage)
-            if n <= 0:
-                raise DumpError(
-                    f"struct page of pfn {pfn:#x} straddles a vmemmap page boundary "
-                    f"(SIZE(page)={spage}); not supported"
-                )
+            if n <= 0:  # straddles two separate physical pages: a chunk of its own
+                try:
+                    pa2 = asp.walk(va + room)[0]
+                except DumpError:
+                    pfn += 1  # its second half is not mapped: no struct page to judge
+                    continue
+                chunks.append([pfn, 1, pa, room, pa2])
+                pfn += 1
+                continue
             if (
                 chunks
                 and chunks[-1][0] + chunks[-1][1] == pfn
+                and not chunks[-1][3]
                 and (chunks[-1][2] + chunks[-1][1] * spage == pa)
             ):
                 chunks[-1][1] += n
             else:
-                chunks.append([pfn, n, pa])
+                chunks.append([pfn, n, pa, 0, 0])
             pfn += n
     out = [Chunk(*c) for c in chunks]
     _check_in_dump(src, out, spage)
@@ -136,9 +161,11 @@ def _check_in_dump(src, chunks: list[Chunk], spage: int) -> None:
     ps = src.page_size
     ram = src.ram_ranges
     starts = np.array([a for a, _ in ram], np.int64)
-    for c in chunks:
-        first = c.paddr // ps
-        last = (c.paddr + c.nr_pages * spage - 1) // ps
+    pieces = [(c, c.paddr, c.split or c.nr_pages * spage) for c in chunks]
+    pieces += [(c, c.paddr2, spage - c.split) for c in chunks if c.split]
+    for c, pa, size in pieces:
+        first = pa // ps
+        last = (pa + size - 1) // ps
         i = int(np.searchsorted(starts, first, side="right")) - 1
         if i < 0 or last >= ram[i][1]:
             raise DumpError(

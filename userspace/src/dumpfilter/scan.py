@@ -110,7 +110,10 @@ class UserspaceClassification:
                     # no MADV_POPULATE_READ here: classify reads one struct page per 512
                     # first and skips covered blocks; fault-around (64 KiB per fault) maps
                     # what it touches more cheaply than populating every page up front
-                    raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
+                    if c.split:  # one struct page in two physical pieces (memmap.Chunk)
+                        raw = _split_page(self.src, c, spage)
+                    else:
+                        raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
                     nxt = self._next_page(j, q, spage)
                     cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
                     seg = out[p0 - w0 : q - w0]
@@ -141,14 +144,28 @@ class UserspaceClassification:
         if pfn < c.start_pfn + c.nr_pages:
             pa = c.paddr + (pfn - c.start_pfn) * spage
         elif j + 1 < len(self.chunks) and self.chunks[j + 1].start_pfn == pfn:
-            pa = self.chunks[j + 1].paddr
+            c = self.chunks[j + 1]
+            if c.split:
+                return _split_page(self.src, c, spage)[0]
+            pa = c.paddr
         else:
             return None
         return self.src.phys_array(pa, spage).copy()
 
     def chunk_table(self) -> list[tuple[int, int, int]]:
-        """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input."""
-        return [tuple(c) for c in self.chunks]
+        """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input.
+
+        A struct page split over two physical pages cannot be described to the kernel: its
+        PFN is left out (the kernel scan keeps it)."""
+        return [tuple(c[:3]) for c in self.chunks if not c.split]
+
+
+def _split_page(src, c: memmap.Chunk, spage: int) -> np.ndarray:
+    """The one struct page of a split chunk, assembled from its two physical pieces."""
+    raw = np.empty((1, spage), np.uint8)
+    raw[0, : c.split] = src.phys_array(c.paddr, c.split)
+    raw[0, c.split :] = src.phys_array(c.paddr2, spage - c.split)
+    return raw
 
 
 def _reserved_runs(
@@ -165,7 +182,10 @@ def _reserved_runs(
             c = chunks[j]
             p0, p1 = max(a, c.start_pfn), min(b, c.start_pfn + c.nr_pages)
             if p0 < p1:
-                raw = src.phys_array(c.paddr + (p0 - c.start_pfn) * spage, (p1 - p0) * spage)
+                if c.split:
+                    raw = _split_page(src, c, spage)
+                else:
+                    raw = src.phys_array(c.paddr + (p0 - c.start_pfn) * spage, (p1 - p0) * spage)
                 fl = raw.reshape(p1 - p0, spage)[:, enc.off_flags : enc.off_flags + 8]
                 flags = np.ascontiguousarray(fl).view("<u8")[:, 0]
                 k[p0 - a : p1 - a] = ((flags >> bit) & np.uint64(1)).astype(bool)
