@@ -509,3 +509,26 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
     ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")
     assert ram[159] == 1 and not k.dumpable[159]
     assert not k.dumpable[160]
+
+
+def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):
+    """RunReader (one preadv per run of kept PFNs) returns exactly the pages the source maps,
+    and declines (None) a span no PT_LOAD fully holds and any non-ELF source."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    rng = np.random.default_rng(7)
+    with ElfVmcore(synth.path) as src, diskdump.RunReader(src) as runs:
+        for s in (0x100, 0x1000, 0x5E00):
+            e = s + diskdump.SPAN
+            idx = np.flatnonzero(rng.random(e - s) < 0.3)
+            got = runs.gather(s, e, idx)
+            assert got is not None
+            assert np.array_equal(got, src.read_pages(s, e - s)[idx])
+        # [0x9F, 0x100) is a hole: a span across it is not one load.
+        assert runs.gather(0x90, 0x110, np.array([0, 0x7F])) is None
+
+    class KdumpInput:  # a kdump-compressed input: pages are not at linear file offsets
+        kind, page_size, path, loads = "kdump", 4096, synth.path, []
+
+    with diskdump.RunReader(KdumpInput()) as runs:
+        assert runs.fd < 0 and runs.gather(0, 8, np.arange(3)) is None
