@@ -95,3 +95,12 @@ def test_compound_info_rename_is_accepted_and_one_of_them_required():
 def test_6_6_without_hugetlb_page_still_reads_order_from_flags():
     enc = detect(_text("6.6", drop=["NUMBER(PG_hugetlb)"]))
     assert enc.order_kind == "flags1" and enc.hugetlb_kind == "none"
+
+
+@pytest.mark.parametrize("kernel", sv.KERNELS)
+def test_pg_reserved_is_exported_number_else_the_bit_before_pg_private(kernel):
+    """enum pageflags: ``PG_arch_1, PG_reserved, PG_private`` (6.1, 6.12, mainline)."""
+    enc, fam = enc_for(kernel)
+    assert enc.pg_reserved == fam.pg["reserved"] == fam.pg["private"] - 1
+    text = sv._vmcoreinfo(dict(_base(kernel), fam=fam)) + "NUMBER(PG_reserved)=40\n"
+    assert detect(VmcoreInfo.parse(text)).pg_reserved == 40
