@@ -207,3 +207,39 @@ def test_real_dump_elf_matches_makedumpfile_given_its_verdicts(cycle, tmp_path):
     assert [p[3:7] for p in a[1:]] == [p[3:7] for p in b[1:]]
     for pa, pb in zip(a[1:], b[1:], strict=True):
         assert a_raw[pa[2] : pa[2] + pa[5]] == b_raw[pb[2] : pb[2] + pb[5]]
+
+
+def test_second_pass_reuses_the_first_pass_zero_verdicts(synth, tmp_path, monkeypatch):
+    """The header needs the segment count before any data, so the page data is walked twice;
+    zero pages are tested in the first walk only, and the dump is the same as without reuse."""
+    from dumpfilter.compress import Encoder
+
+    calls = []
+    orig = Encoder.encode
+    monkeypatch.setattr(Encoder, "encode", lambda self, b: calls.append(1) or orig(self, b))
+    _ours(synth, tmp_path / "a", 31)
+    once = len(calls)
+    assert once > 0
+
+    # Without reuse, the second walk repeats every zero test: same bytes, twice the calls.
+    real = elfdump._segments
+    monkeypatch.setattr(
+        elfdump, "_segments", lambda s, c, d, e, zeros=None, runs=None: real(s, c, d, e)
+    )
+    calls.clear()
+    _ours(synth, tmp_path / "b", 31)
+    assert len(calls) == 2 * once
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+
+@pytest.mark.parametrize("density", [0.001, 0.5])
+def test_zero_record_round_trips_in_both_forms(density):
+    zero = np.random.default_rng(1).random(70_000) < density
+    kind, data = elfdump._zero_record(zero)
+    assert kind == ("offsets" if density < 0.01 else "bits")
+    keep = np.ones(len(zero), bool)
+    if kind == "bits":
+        keep &= ~np.unpackbits(data, count=len(zero), bitorder="little").astype(bool)
+    else:
+        keep[data] = False
+    assert np.array_equal(~keep, zero)

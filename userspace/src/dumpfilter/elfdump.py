@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compress import Batch, Encoder
-from .diskdump import dumpable_windows, read_span, record_zero, span_cuts, spans
+from .diskdump import RunReader, dumpable_windows, read_span, record_zero, span_cuts, spans
 from .errors import DumpError
 from .output import Progress
 from .pageclass import DL_ZERO
@@ -115,10 +115,19 @@ class _GapFinder:
         return [(s, end)] if s is not None else []
 
 
-def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tuple]:
+def _segments(
+    src,
+    classification,
+    dump_level: int,
+    enc: Encoder,
+    zeros: dict[int, tuple[str, np.ndarray]] | None = None,
+    runs: RunReader | None = None,
+) -> Iterator[tuple]:
     """(load, seg_start_pfn, file_end_pfn, mem_end_pfn) in file order, plus zero counts.
 
     Yields ``("zero", n)`` items too, so one pass can both count segments and zero pages.
+    *zeros* carries each window's zero pages from the first pass to the second, so the page
+    data is zero-tested once, not twice (the header needs the segment count before any data).
     """
     ps = src.page_size
     loads = _loads(src)
@@ -147,11 +156,22 @@ def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tu
         keep = dumpable
         if find_zero and dumpable.any():
             keep = dumpable.copy()
-            nz = 0
-            for res in enc.map(_zero_batches(src, start, dumpable, cuts)):
-                keep[res.batch.pfns[res.zero] - start] = False
-                nz += int(np.count_nonzero(res.zero))
-            yield ("zero", nz)
+            known = zeros.get(start) if zeros is not None else None
+            if known is not None:
+                kind, data = known
+                if kind == "bits":
+                    keep &= ~np.unpackbits(data, count=len(keep), bitorder="little").astype(bool)
+                else:
+                    keep[data] = False
+                yield ("zero", int(np.count_nonzero(dumpable)) - int(np.count_nonzero(keep)))
+            else:
+                nz = 0
+                for res in enc.map(_zero_batches(src, start, dumpable, cuts, runs)):
+                    keep[res.batch.pfns[res.zero] - start] = False
+                    nz += int(np.count_nonzero(res.zero))
+                if zeros is not None:
+                    zeros[start] = _zero_record(dumpable & ~keep)
+                yield ("zero", nz)
         while li < len(loads):
             ld = loads[li]
             a, b = load_pfns(ld)
@@ -168,26 +188,40 @@ def _segments(src, classification, dump_level: int, enc: Encoder) -> Iterator[tu
         yield from emit(ld, finders[id(ld)].finish(b), True)
 
 
-def _zero_batches(src, start: int, dumpable: np.ndarray, cuts) -> Iterator[Batch]:
+def _zero_record(zero: np.ndarray) -> tuple[str, np.ndarray]:
+    """A window's zero pages in the smaller form: uint32 offsets, or a packed bitmap."""
+    n = int(np.count_nonzero(zero))
+    if 4 * n <= len(zero) // 8:
+        return ("offsets", np.flatnonzero(zero).astype(np.uint32))
+    return ("bits", np.packbits(zero, bitorder="little"))
+
+
+def _zero_batches(
+    src, start: int, dumpable: np.ndarray, cuts, runs: RunReader | None = None
+) -> Iterator[Batch]:
     end = start + len(dumpable)
     for r0, r1 in src.ram_ranges:
         lo, hi = max(r0, start), min(r1, end)
         for s, e in spans(lo, hi, cuts) if lo < hi else ():
             idx = np.flatnonzero(dumpable[s - start : e - start])
             if len(idx):
-                pages = read_span(src, s, e - s)
-                yield Batch(
-                    pfns=s + idx, pages=pages if len(idx) == e - s else pages[idx], find_zero=True
-                )
+                pages = None
+                if len(idx) < e - s and runs is not None:
+                    pages = runs.gather(s, e, idx)  # sparse: read by runs, no page faults
+                if pages is None:
+                    pages = read_span(src, s, e - s)
+                    pages = pages if len(idx) == e - s else pages[idx]
+                yield Batch(pfns=s + idx, pages=pages, find_zero=True)
 
 
 def write_elf(src, classification, opts, stats, sink) -> None:
     """Write the ELF core to *sink* (FileSink or FlatSink)."""
     ps = src.page_size
-    with Encoder(None, ps, opts.num_threads) as enc:
+    zeros: dict[int, tuple[str, np.ndarray]] = {}
+    with Encoder(None, ps, opts.num_threads) as enc, RunReader(src) as runs:
         nseg = 0
         zero = 0
-        for item in _segments(src, classification, opts.dump_level, enc):
+        for item in _segments(src, classification, opts.dump_level, enc, zeros, runs):
             if item[0] == "zero":
                 zero += item[1]
             else:
@@ -220,7 +254,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         cuts = span_cuts(src)
         pos = data_off
         i = 0
-        for item in _segments(src, classification, opts.dump_level, enc):
+        for item in _segments(src, classification, opts.dump_level, enc, zeros):
             if item[0] == "zero":
                 continue
             ld, s, fe, me = item
