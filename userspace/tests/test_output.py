@@ -191,3 +191,40 @@ def test_cli_on_a_real_61_dump_is_byte_identical_to_makedumpfile_at_d1(vmcore, t
         timeout=600,
     )
     assert ours.read_bytes() == theirs.read_bytes()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_short_writes_and_efault_are_resumed_exactly_where_they_stopped(
+    tmp_path, monkeypatch, stream
+):
+    """A pwritev/writev that writes only part (a signal, a pipe, 9p) or fails with EFAULT on
+    mapped pages is carried on from the first unwritten byte: the file holds every byte once."""
+    import errno
+
+    from dumpfilter import output
+
+    bufs = [b"head", np.arange(3 * 64, dtype=np.uint8).reshape(3, 64), b"", b"tail" * 7]
+    want = b"head" + bufs[1].tobytes() + b"tail" * 7
+    real_pwritev, real_writev = os.pwritev, os.writev
+    state = {"calls": 0}
+
+    def short(call):
+        def f(fd, group, *pos):
+            state["calls"] += 1
+            if state["calls"] == 1 and any(type(b) is not bytes for b in group):
+                raise OSError(errno.EFAULT, "Bad address")
+            flat = b"".join(bytes(memoryview(b).cast("B")) for b in group)[:37]  # at most 37
+            return call(fd, [flat], *pos)
+
+        return f
+
+    monkeypatch.setattr(output.os, "pwritev", short(real_pwritev))
+    monkeypatch.setattr(output.os, "writev", short(real_writev))
+    path = tmp_path / "out"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        output._write_all(fd, None if stream else 5, bufs, "out")
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == (b"" if stream else bytes(5)) + want
+    assert state["calls"] > len(want) // 37

@@ -39,8 +39,34 @@ def _nbytes(buffers: Sequence) -> int:
     return sum(len(b) if type(b) is bytes else b.nbytes for b in buffers)
 
 
+def _skip(buffers: Sequence, n: int) -> list:
+    """*buffers* without their first *n* bytes (after a short write)."""
+    views = [_view(b) for b in buffers]
+    i = 0
+    while i < len(views) and n >= len(views[i]):
+        n -= len(views[i])
+        i += 1
+    rest = views[i:]
+    if n:
+        rest[0] = memoryview(rest[0])[n:]
+    return rest
+
+
 def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> None:
     """pwritev/writev every byte of *buffers* (retrying short writes); OutputFull on failure."""
+    if len(buffers) <= _IOV_MAX:
+        # Common case first: one call takes the buffers as they are (bytes, or C-contiguous
+        # arrays through the buffer protocol), with no per-buffer view.  Short writes and
+        # errors fall through to the careful loop below, which resumes after what was written.
+        try:
+            n = os.pwritev(fd, buffers, offset) if offset is not None else os.writev(fd, buffers)
+        except OSError:
+            n = 0
+        if n == _nbytes(buffers):
+            return
+        if n:
+            _write_all(fd, None if offset is None else offset + n, _skip(buffers, n), what)
+            return
     views = [_view(b) for b in buffers]
     pos = offset
     i = 0
