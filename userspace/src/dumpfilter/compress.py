@@ -176,7 +176,15 @@ class Encoder:
         todo = np.flatnonzero(~zero)
         idx = rows[todo].tolist()
         # One comprehension for the C calls; the bookkeeping is done on arrays afterwards.
-        datas = [comp(pages[i].data) for i in idx]
+        if self.codec == "lzo":
+            # python-lzo takes bytes only: copy each row straight to bytes and call the C
+            # function itself (no wrapper frame per page; ~10% of the -l write time).
+            import lzo
+
+            lc = lzo.compress
+            datas = [lc(pages[i].tobytes(), 1, False) for i in idx]
+        else:
+            datas = [comp(pages[i].data) for i in idx]
         lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
         small = lens < ps
         sizes[todo] = np.where(small, lens, ps)

@@ -52,8 +52,13 @@ def _skip(buffers: Sequence, n: int) -> list:
     return rest
 
 
-def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> None:
-    """pwritev/writev every byte of *buffers* (retrying short writes); OutputFull on failure."""
+def _write_all(
+    fd: int, offset: int | None, buffers: Sequence, what: str, total: int | None = None
+) -> None:
+    """pwritev/writev every byte of *buffers* (retrying short writes); OutputFull on failure.
+
+    *total*: their byte count when the caller has it already.
+    """
     if len(buffers) <= _IOV_MAX:
         # Common case first: one call takes the buffers as they are (bytes, or C-contiguous
         # arrays through the buffer protocol), with no per-buffer view.  Short writes and
@@ -62,7 +67,7 @@ def _write_all(fd: int, offset: int | None, buffers: Sequence, what: str) -> Non
             n = os.pwritev(fd, buffers, offset) if offset is not None else os.writev(fd, buffers)
         except OSError:
             n = 0
-        if n == _nbytes(buffers):
+        if n == (_nbytes(buffers) if total is None else total):
             return
         if n:
             _write_all(fd, None if offset is None else offset + n, _skip(buffers, n), what)
@@ -110,7 +115,7 @@ class FileSink:
         n = _nbytes(buffers)
         if self.limit is not None and offset + n > self.limit:
             raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
-        _write_all(self.fd, offset, buffers, self.name)
+        _write_all(self.fd, offset, buffers, self.name, n)
         self.end = max(self.end, offset + n)
 
     @property
@@ -144,7 +149,7 @@ class FlatSink:
         n = _nbytes(buffers)
         if self.limit is not None and self.emitted + n > self.limit:
             raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
-        _write_all(self.fd, None, buffers, self.name)
+        _write_all(self.fd, None, buffers, self.name, n)
         self.emitted += n
 
     def write_at(self, offset: int, buffers: Sequence) -> None:
