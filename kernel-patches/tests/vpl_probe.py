@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from dumpfilter import kernelscan as ks
-from dumpfilter import memmap, scan, source
-from dumpfilter.x86_64 import AddressSpace
+from dumpfilter import scan, source
 
 
 def materialize(c) -> np.ndarray:
@@ -215,8 +214,7 @@ def main() -> int:
     with source.open_source(ks.PROC_VMCORE) as src:
         spage = src.vmcoreinfo.size("page")
         t0 = time.monotonic()
-        asp = AddressSpace(src)
-        chunks = ks.pack_chunks(memmap.mem_map_chunks(src, asp), spage)
+        chunks, _, _ = ks.layout(src)
         res["layout_seconds"] = time.monotonic() - t0
         res["nr_chunks"] = len(chunks)
         np.save("vpl_chunks.npy", chunks)

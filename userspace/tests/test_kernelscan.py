@@ -499,3 +499,13 @@ def test_kernel_chunk_validation(kernel_code, chunk, prev_end, expect):
     ranges = ["100000-4000000", "6000000-10000000"]
     out = run("chunk", *(str(x) for x in chunk), str(prev_end), *ranges)
     assert int(out) == expect
+
+
+def test_memmap_chunks_with_a_split_struct_page_are_packed_without_it():
+    from dumpfilter.memmap import Chunk
+
+    rows = [Chunk(0, 100, 0x1000), Chunk(100, 1, 0x2FF8, split=8, paddr2=0x9000),
+            Chunk(101, 50, 0x9038)]  # fmt: skip
+    packed = ks.pack_chunks(rows, 56)
+    assert packed["start_pfn"].tolist() == [0, 101]
+    assert packed["paddr"].tolist() == [0x1000, 0x9038]

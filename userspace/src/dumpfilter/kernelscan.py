@@ -118,7 +118,10 @@ def pack_chunks(
     struct page address along with the PFN.
     """
     rows: list[tuple[int, int, int]] = []
-    for start, nr, paddr in sorted((int(a), int(b), int(c)) for a, b, c in chunks):
+    # memmap.Chunk may carry more fields (a struct page split over two physical pages: its
+    # ``split`` is non-zero); such a page cannot be described to the kernel and is left out.
+    table = [c[:3] for c in chunks if len(c) <= 3 or not c[3]]
+    for start, nr, paddr in sorted((int(a), int(b), int(c)) for a, b, c in table):
         pfn, end = start, start + nr
         while pfn < end:
             stop = min(end, (pfn // max_pages + 1) * max_pages)
