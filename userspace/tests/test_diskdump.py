@@ -484,19 +484,22 @@ def test_spans_tile_the_range_and_start_at_aligned_file_offsets():
     assert inside and all((s + 100) % SPAN == 0 for s in inside)
 
 
-def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
+@pytest.mark.parametrize("as_array", [False, True], ids=["list", "ndarray"])
+def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as_array):
     """A PT_LOAD ending mid-page (0x9fc00): the scan calls that PFN HOLE and lists it in
-    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd."""
+    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd.
+    The kernel scan hands ``nodata`` as a numpy array, the userspace scan as a list."""
     from test_readback import build_vmcore
 
     vm = tmp_path / "vm"
     build_vmcore(vm, RANGES)
     classes = random_classes(RANGES, RANGES[-1][1])
     classes[159] = 7  # the scan's verdict for the partial page
+    classes[158] = 7
     classes[160] = 0  # a verdict outside the source's RAM is never trusted
 
     class WithNodata(FakeClassification):
-        nodata = [159]
+        nodata = np.array([158, 159], np.int64) if as_array else [158, 159]
 
     from test_readback import FakeStats, Opts
 
@@ -507,7 +510,8 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
         w.write_dump(src, WithNodata(classes), Opts(dumpfile=str(out)), FakeStats())
     k = Kdump(out.read_bytes())
     ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")
-    assert ram[159] == 1 and not k.dumpable[159]
+    assert ram[158] == 1 and ram[159] == 1
+    assert not k.dumpable[158] and not k.dumpable[159]
     assert not k.dumpable[160]
 
 

@@ -220,7 +220,8 @@ def dumpable_windows(
     keep = keep_table(dump_level)
     # RAM PFNs without (full) file data, which the scan reports as HOLE: makedumpfile keeps
     # them in the 1st bitmap and clears them only from the 2nd (``exclude_nodata_pages``).
-    nodata = np.asarray(getattr(classification, "nodata", None) or [], dtype=np.int64)
+    nodata_src = getattr(classification, "nodata", None)
+    nodata = np.asarray([] if nodata_src is None else nodata_src, dtype=np.int64)
     # The default window size: the scan caches its answer for that size, so a second pass (and
     # the report's count) does not scan mem_map again.
     for start, classes in classification.windows():
