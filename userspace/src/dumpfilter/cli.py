@@ -95,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("-z", dest="compression", action="store_const", const="zstd")
     p.add_argument("-E", dest="elf", action="store_true", help="write an ELF core")
     p.add_argument("-F", dest="flatten", action="store_true", help="flattened stream to stdout")
-    p.add_argument("-R", dest="reassemble", action="store_true",
-                   help="rebuild DUMPFILE from a flattened stream on stdin")
+    p.add_argument(
+        "-R",
+        dest="reassemble",
+        action="store_true",
+        help="rebuild DUMPFILE from a flattened stream on stdin",
+    )
     p.add_argument("--num-threads", type=int, default=0, metavar="N")
     p.add_argument("--message-level", type=int, default=7, metavar="N")
     p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
@@ -104,9 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-stats", action="store_true", help="print the page report")
     p.add_argument("-f", dest="force", action="store_true", help="overwrite DUMPFILE")
     p.add_argument("-L", dest="limit", type=_size, default=None, metavar="SIZE")
-    p.add_argument("--kernel-scan", nargs="?", const="auto", default=None,
-                   choices=["auto", "require"],
-                   help="classify in the capture kernel via /proc/vmcore_pfn_lists")
+    p.add_argument(
+        "--kernel-scan",
+        nargs="?",
+        const="auto",
+        default=None,
+        choices=["auto", "require"],
+        help="classify in the capture kernel via /proc/vmcore_pfn_lists",
+    )
     p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
     p.add_argument("files", nargs="*", metavar="VMCORE [DUMPFILE]")
     return p
@@ -137,10 +146,22 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         p.error("ELF output (-E) cannot be compressed")
     msg = a.message_level | (ML_REPORT if a.show_stats else 0)
     return Options(
-        vmcore=vmcore, dumpfile=dumpfile, dump_level=a.dump_level, compression=a.compression,
-        elf=a.elf, flatten=a.flatten, reassemble=a.reassemble, num_threads=a.num_threads,
-        message_level=msg, dump_dmesg=a.dump_dmesg, dry_run=a.dry_run, show_stats=a.show_stats,
-        force=a.force, limit=a.limit, kernel_scan=a.kernel_scan, stats_json=a.stats_json,
+        vmcore=vmcore,
+        dumpfile=dumpfile,
+        dump_level=a.dump_level,
+        compression=a.compression,
+        elf=a.elf,
+        flatten=a.flatten,
+        reassemble=a.reassemble,
+        num_threads=a.num_threads,
+        message_level=msg,
+        dump_dmesg=a.dump_dmesg,
+        dry_run=a.dry_run,
+        show_stats=a.show_stats,
+        force=a.force,
+        limit=a.limit,
+        kernel_scan=a.kernel_scan,
+        stats_json=a.stats_json,
     )
 
 
@@ -167,8 +188,9 @@ def run(opts: Options) -> int:
         if opts.kernel_scan:
             from . import kernelscan
 
-            classification = kernelscan.try_kernel_scan(src, opts.dump_level, opts.kernel_scan,
-                                                        say=_common(opts))
+            classification = kernelscan.try_kernel_scan(
+                src, opts.dump_level, opts.kernel_scan, say=_common(opts)
+            )
         if classification is None:
             classification = scan.userspace_scan(src, opts.dump_level)
         stats = report.Stats.from_classification(classification, opts.dump_level)
@@ -219,8 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dumpfilter: output pipe closed", file=sys.stderr)
         return EXIT_FAILED
     except OSError as e:
-        print(f"dumpfilter: {e.strerror or e}"
-              + (f": {e.filename}" if getattr(e, "filename", None) else ""), file=sys.stderr)
+        print(
+            f"dumpfilter: {e.strerror or e}"
+            + (f": {e.filename}" if getattr(e, "filename", None) else ""),
+            file=sys.stderr,
+        )
         return EXIT_FAILED
 
 
