@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DumpError
+from .vmcoreinfo import VmcoreInfo
 
 ReadVirt = Callable[[int, int], bytes]
 
@@ -75,38 +76,6 @@ class Log:
     kind: str  # "lockless" or "legacy"
 
 
-class _Info:
-    """Typed access to the printk-related VMCOREINFO keys, each a clear DumpError if absent."""
-
-    def __init__(self, raw: Mapping[str, str]):
-        self.raw = raw
-
-    def has(self, key: str) -> bool:
-        return key in self.raw
-
-    def _get(self, key: str) -> str:
-        try:
-            return self.raw[key]
-        except KeyError:
-            raise DumpError(f"VMCOREINFO lacks {key}; cannot locate the kernel log") from None
-
-    def symbol(self, name: str) -> int:
-        return _parse_int(self._get(f"SYMBOL({name})"), 16, f"SYMBOL({name})")
-
-    def size(self, name: str) -> int:
-        return _parse_int(self._get(f"SIZE({name})"), 10, f"SIZE({name})")
-
-    def offset(self, name: str) -> int:
-        return _parse_int(self._get(f"OFFSET({name})"), 10, f"OFFSET({name})")
-
-
-def _parse_int(text: str, base: int, key: str) -> int:
-    try:
-        return int(text.strip(), base)
-    except ValueError:
-        raise DumpError(f"VMCOREINFO {key}={text!r} is not a number") from None
-
-
 def _u(buf: bytes, off: int, size: int) -> int:
     """Little-endian unsigned field (x86_64) of a struct read into ``buf``."""
     if off < 0 or off + size > len(buf):
@@ -131,7 +100,7 @@ def _field_view(blob: bytes, count: int, stride: int, off: int, dtype: str) -> n
 
 def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     """Read every committed/finalized record of the 5.10+ lockless ring, oldest first."""
-    vi = _Info(vmcoreinfo)
+    vi = VmcoreInfo(vmcoreinfo)
     ptr = _u(_read(read_virt, vi.symbol("prb"), 8, "the prb pointer"), 0, 8)
     rb = _read(read_virt, ptr, _sane_size(vi.size("printk_ringbuffer")), "printk_ringbuffer")
     counter = vi.offset("atomic_long_t.counter")
@@ -232,7 +201,7 @@ def read_legacy(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     Each record is a ``struct printk_log`` header followed by its text; ``len`` is the whole
     record length, and a header with ``len == 0`` (or no room for a header) means "wrap to 0".
     """
-    vi = _Info(vmcoreinfo)
+    vi = VmcoreInfo(vmcoreinfo)
     st = "printk_log" if vi.has("SIZE(printk_log)") else "log"
     buf_va = _u(_read(read_virt, vi.symbol("log_buf"), 8, "log_buf"), 0, 8)
     buf_len = _u(_read(read_virt, vi.symbol("log_buf_len"), 4, "log_buf_len"), 0, 4)
