@@ -25,6 +25,20 @@ off() {
 
 up() { cut -d' ' -f1 /proc/uptime; }
 
+# A writable /tmp is a tmpfs over the host root's /tmp, which would hide a repository (and its
+# .venv) that lives under /tmp, as a CI clone may: carry it across with a bind mount parked on
+# the (writable) devtmpfs.  $1 is the host root's prefix: "" (9p root) or /host (initramfs).
+carry_repo() {
+    case "$REPO" in /tmp/*) ;; *) return 0 ;; esac
+    mkdir -p /dev/.dumpfilter-repo && mount --bind "$1$REPO" /dev/.dumpfilter-repo ||
+        echo "STAGE: error carrying $REPO over /tmp"
+}
+restore_repo() {
+    case "$REPO" in /tmp/*) ;; *) return 0 ;; esac
+    mkdir -p "$1$REPO" && mount --bind /dev/.dumpfilter-repo "$1$REPO" ||
+        echo "STAGE: error restoring $REPO under /tmp"
+}
+
 # Mount our own /proc first: over a 9p root the host's /proc would be visible until then.
 mount -t proc proc /proc 2>/dev/null || $BB mount -t proc proc /proc
 if [ -e /initramfs-dumpfilter ]; then
@@ -49,12 +63,19 @@ if [ $MODE = initramfs ]; then
     mount -t 9p -o ro,$O /dev/root /host || { echo "STAGE: error mount host root"; off; }
     mount -t 9p -o rw,$O work /work || { echo "STAGE: error mount work"; off; }
     for d in proc sys dev; do mount --bind /$d /host/$d; done
+    REPO=$(sed -n 's/^REPO=//p' /work/cycle.env | tr -d "'\"")
+    carry_repo /host
     mount -t tmpfs tmp /host/tmp
+    restore_repo /host
     mkdir -p /host/tmp/work && mount --bind /work /host/tmp/work
     ROOT=/host
     CHROOT="chroot /host"
 else
+    # init= is $REPO/qemu-tests/guest/init.sh on the host root
+    REPO=$(cd "$(dirname "$0")/../.." && pwd)
+    carry_repo ""
     mount -t tmpfs tmp /tmp
+    restore_repo ""
     mkdir -p /tmp/work
     mount -t 9p -o rw,$O work /tmp/work || { echo "STAGE: error mount work"; off; }
     ROOT=
