@@ -516,9 +516,10 @@ def _vmcoreinfo(s: dict) -> str:
         "OFFSET(uts_namespace.name)=0",
         f"SYMBOL(_stext)={s['stext']:x}",
     ]
-    if fam.vmemmap_symbol:
+    patched = s.get("patched", False)
+    if fam.vmemmap_symbol or patched:  # our kernel patch adds both to 6.1 as 6.9+ spell them
         lines.append(f"NUMBER(VMALLOC_START)=0x{s['vmalloc']:x}")
-        lines.append(f"SYMBOL(vmemmap)={s['vmemmap']:x}")
+        lines.append(f"SYMBOL(vmemmap)={s.get('vmemmap_symbol') or s['vmemmap']:x}")
     else:
         lines.append(f"SYMBOL(vmap_area_list)={s['stext'] + 0x1E00000:x}")
     lines += [
@@ -528,6 +529,7 @@ def _vmcoreinfo(s: dict) -> str:
         "OFFSET(mem_section.section_mem_map)=0",
         f"NUMBER(SECTION_SIZE_BITS)={s['section_bits']}",
         f"NUMBER(MAX_PHYSMEM_BITS)={52 if s['five'] else 46}",
+        *([f"NUMBER(SECTION_MAP_LAST_BIT)={s.get('section_map_last_bit', 5)}"] if patched else []),
         f"SIZE(page)={s.get('spage', SPAGE)}",
         "SIZE(pglist_data)=172032",
         "SIZE(zone)=1600",
@@ -575,7 +577,15 @@ def _vmcoreinfo(s: dict) -> str:
     if s["hwpoison"]:
         lines.append(f"NUMBER(PG_hwpoison)={pg['hwpoison']}")
     lines.append(f"NUMBER(PG_head_mask)={1 << pg['head']}")
+    if patched:
+        lines.append(f"NUMBER(PAGE_MAPPING_ANON)={1 << s.get('anon_bit', 0)}")
     lines.append(f"NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)={_num(fam, fam.buddy)}")
+    if patched and fam.buddy & 0xFFFFFF:  # 6.1-6.11: PageType() base/mask encoding
+        base = 0xF0000000 if fam.buddy == 0xFFFFFF7F else 0x80000000
+        lines.append(f"NUMBER(PAGE_TYPE_BASE)={base}")
+        lines.append(f"NUMBER(PAGE_MAPCOUNT_RESERVE)={-128 if base == 0xF0000000 else -65536}")
+    elif patched:  # 6.12+: the type is the top byte
+        lines.append(f"NUMBER(PAGE_TYPE_SHIFT)={s.get('page_type_shift', 24)}")
     if fam.slab_type is not None:
         lines.append(f"NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)={_num(fam, fam.slab_type)}")
     if s["hugetlb"]:
@@ -596,6 +606,11 @@ def _vmcoreinfo(s: dict) -> str:
         f"KERNELOFFSET={s['kernel_offset']:x}",
         "NUMBER(KERNEL_IMAGE_SIZE)=1073741824",
         f"NUMBER(sme_mask)={s['sme_mask']}",
+        *(
+            [f"NUMBER(page_offset_base)=0x{s.get('page_offset', 0xFFFF888000000000):x}"]
+            if patched
+            else []
+        ),
         "CRASHTIME=1764130000",
     ]
     return "\n".join(lines) + "\n"
@@ -662,6 +677,11 @@ def make_vmcore(
     partial_end: bool = False,
     init_cache: bool = False,
     spage: int = SPAGE,
+    patched: bool = False,
+    anon_bit: int = 0,
+    section_flags: int = 0xF,
+    section_map_last_bit: int = 5,
+    vmemmap_symbol: int | None = None,
 ) -> Synth:
     """Write a synthetic ELF vmcore to ``path`` and return what it holds.
 
@@ -679,6 +699,12 @@ def make_vmcore(
     leaves: physically contiguous anyway; "4K": split over two shuffled pages).
     ``init_cache``: a freed ``__init`` page inside _text.._end reused as page cache (no
     PG_reserved, unlike the image's own pages): excluded like any cache page.
+    ``patched``: VMCOREINFO carries our kernel patch's exports (PAGE_MAPPING_ANON,
+    SECTION_MAP_LAST_BIT, PAGE_TYPE_BASE/MAPCOUNT_RESERVE or PAGE_TYPE_SHIFT, SYMBOL(vmemmap),
+    VMALLOC_START, page_offset_base).  ``anon_bit``: bit of page->mapping that marks anon pages
+    (and the exported PAGE_MAPPING_ANON).  ``section_flags``: low bits set in every present
+    section_mem_map; ``section_map_last_bit`` the exported SECTION_MAP_LAST_BIT.
+    ``vmemmap_symbol``: SYMBOL(vmemmap) to export instead of the true vmemmap base.
     ``partial_end``: the first RAM PT_LOAD ends 1 KiB short of its last page, as
     /proc/vmcore's does at 0x9fc00; that page has no full data and counts as a hole.
     """
@@ -744,7 +770,8 @@ def make_vmcore(
             roots[r] = da(pa)
             writes.append((pa, sec_arrays[r]))
         # coded mem_map = vmemmap address of struct page 0 (kernel subtracts the section pfn)
-        sec_arrays[r][2 * (s % per_root)] = vmemmap_base | 0xF  # PRESENT|HAS_MEM_MAP|ONLINE|EARLY
+        sec_arrays[r][2 * (s % per_root)] = vmemmap_base | section_flags  # default PRESENT|
+        # HAS_MEM_MAP|ONLINE|EARLY
     writes.append((roots_pa, roots))
 
     # -- vmemmap backing
@@ -903,7 +930,7 @@ def make_vmcore(
         tails = (heads[:, None] + np.arange(1, n)[None, :]).reshape(-1)
         u32[tails, OFF_REFCOUNT // 4] = 0
 
-    anon_map = np.uint64(da(0x7654320) | 1)  # anon_vma | PAGE_MAPPING_ANON
+    anon_map = np.uint64(da(0x7654320) | 1 << anon_bit)  # anon_vma | PAGE_MAPPING_ANON
     file_map = np.uint64(da(0x7654400))  # an address_space
     slab_cache = np.uint64(da(0x7654800))
 
@@ -1124,6 +1151,11 @@ def make_vmcore(
         stext=stext,
         vmalloc=vmalloc,
         vmemmap=vmemmap_base,
+        patched=patched,
+        anon_bit=anon_bit,
+        section_map_last_bit=section_map_last_bit,
+        vmemmap_symbol=vmemmap_symbol,
+        page_offset=page_offset,
         mem_section=da(roots_pa),
         nr_roots=nr_roots,
         section_bits=section_bits,

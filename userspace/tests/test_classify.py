@@ -297,3 +297,35 @@ def test_sampled_scan_equals_judging_every_page(kernel, corrupt):
         plan = plan_for(p.enc, 31)
         sampled += _classify_sampled(plan, p.raw, start, Carry(carry_end), nxt) is not None
     assert sampled > 0 or corrupt  # the skipping path really ran on valid data
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_anon_pages_are_judged_by_the_exported_mapping_anon_bit(patched):
+    p = Pages("6.1", patched=patched, anon_bit=1 if patched else 0)
+    p.flag([1, 2], "lru")
+    p.u64[1, 3] = (
+        0xFFFF888007654320 | 2
+    )  # mapping; bit 1: anon only where PAGE_MAPPING_ANON says so
+    p.u64[2, 3] = 0xFFFF888007654320 | 1
+    got = p.run(8)
+    assert got[1] == (C.USER if patched else C.KEEP)
+    assert got[2] == (C.KEEP if patched else C.USER)
+
+
+@pytest.mark.parametrize("patched", [False, True])
+def test_exported_page_type_base_uses_the_kernels_mask_test(patched):
+    p = Pages("6.1", patched=patched)
+    p.buddy(3, 0)
+    p.u32[3, 12] = p.fam.buddy & ~0x8000  # 6.1 PageBuddy: (type & (BASE | PG_buddy)) == BASE
+    assert p.run(16)[3] == (C.FREE if patched else C.KEEP)
+
+
+@pytest.mark.parametrize("anon_bit", [0, 1])
+def test_patched_dump_classifies_every_pfn_as_placed(synth_factory, anon_bit):
+    from dumpfilter import scan, source
+
+    synth = synth_factory(kernel="6.1", patched=True, anon_bit=anon_bit)
+    for level in (8, 31):
+        with source.open_source(synth.path) as src:
+            got = np.concatenate([a for _, a in scan.userspace_scan(src, level).windows(None)])
+        assert (got == synth.expected_classes(level)).all()

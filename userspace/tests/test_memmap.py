@@ -1,9 +1,12 @@
 """mem_section -> physically contiguous mem_map chunks."""
 
 import numpy as np
+import pytest
 
 from dumpfilter.elfcore import ElfVmcore
-from dumpfilter.memmap import mem_map_chunks, present_sections
+from dumpfilter.errors import DumpError
+from dumpfilter.memmap import mem_map_chunks, present_sections, section_flag_mask
+from dumpfilter.vmcoreinfo import VmcoreInfo
 from dumpfilter.x86_64 import AddressSpace
 
 
@@ -34,3 +37,31 @@ def test_sections_without_ram_are_absent(synth_factory):
     with ElfVmcore(s.path) as src:
         starts = [c.start_pfn for c in mem_map_chunks(src)]
     assert 0x8000 not in starts and all(not 0x8000 <= p < 0x10000 for p in starts)
+
+
+def test_section_map_last_bit_masks_exactly_the_exported_flags(synth_factory):
+    # a 6th flag (bit 5, as 6.15's) is masked when SECTION_MAP_LAST_BIT=6 says so
+    s = synth_factory(kernel="6.1", patched=True, section_flags=0x2F, section_map_last_bit=6)
+    with ElfVmcore(s.path) as src:
+        secs = present_sections(src, AddressSpace(src))
+    assert secs and all(coded == s.vmemmap_base for _, coded in secs)
+    # with LAST_BIT=5 bit 5 is part of the address: it no longer matches SYMBOL(vmemmap)
+    s = synth_factory(kernel="6.1", patched=True, section_flags=0x2F, section_map_last_bit=5)
+    with ElfVmcore(s.path) as src, pytest.raises(DumpError, match="SYMBOL\\(vmemmap\\)"):
+        present_sections(src, AddressSpace(src))
+
+
+def test_section_flag_mask_prefers_the_export_and_falls_back_to_the_section_shift():
+    def vi(extra):
+        return VmcoreInfo.parse(f"PAGESIZE=4096\n{extra}")
+
+    assert section_flag_mask(vi("NUMBER(SECTION_MAP_LAST_BIT)=6"), 15) == 0x3F
+    assert section_flag_mask(vi(""), 15) == 0x7FFF
+    with pytest.raises(DumpError, match="SECTION_MAP_LAST_BIT"):
+        section_flag_mask(vi("NUMBER(SECTION_MAP_LAST_BIT)=1"), 15)
+
+
+def test_vmemmap_symbol_disagreeing_with_mem_section_is_a_dump_error(synth_factory):
+    s = synth_factory(kernel="6.1", patched=True, vmemmap_symbol=0xFFFFEA0040000000)
+    with ElfVmcore(s.path) as src, pytest.raises(DumpError, match="corrupt mem_section"):
+        mem_map_chunks(src)

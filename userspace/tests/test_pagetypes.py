@@ -104,3 +104,37 @@ def test_pg_reserved_is_exported_number_else_the_bit_before_pg_private(kernel):
     assert enc.pg_reserved == fam.pg["reserved"] == fam.pg["private"] - 1
     text = sv._vmcoreinfo(dict(_base(kernel), fam=fam)) + "NUMBER(PG_reserved)=40\n"
     assert detect(VmcoreInfo.parse(text)).pg_reserved == 40
+
+
+# -- values our kernel patch exports (kernel-patches/README.md): preferred when present
+
+
+def test_exported_page_type_shift_selects_the_top_byte_and_other_shifts_are_refused():
+    enc, _ = enc_for("6.12", patched=True)
+    assert enc.top_byte and enc.type_base is None
+    with pytest.raises(DumpError, match="PAGE_TYPE_SHIFT"):
+        enc_for("6.12", patched=True, page_type_shift=16)
+
+
+def test_exported_page_type_shift_with_a_non_top_byte_buddy_value_is_refused():
+    text = sv._vmcoreinfo(dict(_base("6.1"), patched=True)).replace(
+        "NUMBER(PAGE_TYPE_BASE)", "NUMBER(PAGE_TYPE_SHIFT)=24\nNUMBER(X)"
+    )
+    with pytest.raises(DumpError, match="PAGE_TYPE_SHIFT=24"):
+        detect(VmcoreInfo.parse(text))
+
+
+def test_exported_page_type_base_selects_the_kernels_mask_test():
+    assert enc_for("6.1", patched=True)[0].type_base == 0xF0000000
+    assert enc_for("6.1")[0].type_base is None
+    text = sv._vmcoreinfo(dict(_base("6.1"), patched=True))
+    with pytest.raises(DumpError, match="do not fit together"):
+        detect(VmcoreInfo.parse(text.replace("PAGE_TYPE_BASE)=4026531840", "PAGE_TYPE_BASE)=128")))
+
+
+def test_exported_mapping_anon_bit_is_used_and_the_fallback_is_bit_0():
+    assert enc_for("6.1", patched=True, anon_bit=1)[0].anon_bit == 1
+    assert enc_for("6.12", patched=True)[0].anon_bit == 0
+    assert enc_for("6.12")[0].anon_bit == 0
+    with pytest.raises(DumpError, match="PAGE_MAPPING_ANON"):
+        enc_for("6.1", patched=True, anon_bit=3)

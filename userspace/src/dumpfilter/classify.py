@@ -16,16 +16,16 @@ once, first match wins:
 where n = 1 << compound order for a valid head (page[1] in the same 512-entry block, order
 < 64, PFN aligned to the order) and 1 otherwise.
 
-How it is vectorised: the facts a decision depends on (tail bit, the flag bits, mapping & 1,
-which page type ``_mapcount`` holds) are packed into a 12-bit key per page with a few strided
-byte reads and table lookups; ``decide`` evaluates the rules above once for all 4096 keys,
-so a page's class is one table lookup.  Heads are few: page[1] is read only for them.  Pages
-inside an excluded range are not tested themselves ("continue at pfn + n"): for ranges that
-nest or are disjoint (true of aligned buddy blocks and compound pages) a range start is live
-exactly when it is not inside the running maximum of earlier range ends, and the live ranges
-are written with one ``np.repeat``.  Non-nesting ranges (only possible in corrupt data) fall
-back to a loop over *range starts*.  Work is done 32768 struct pages (2 MiB) at a time so the
-repeated strided reads hit the CPU cache.
+How it is vectorised: the facts a decision depends on (tail bit, the flag bits, mapping's
+PAGE_MAPPING_ANON bit, which page type ``_mapcount`` holds) are packed into a 12-bit key
+per page with a few strided byte reads and table lookups; ``decide`` evaluates the rules
+above once for all 4096 keys, so a page's class is one table lookup.  Heads are few:
+page[1] is read only for them.  Pages inside an excluded range are not tested themselves
+("continue at pfn + n"): for ranges that nest or are disjoint (true of aligned buddy blocks
+and compound pages) a range start is live exactly when it is not inside the running maximum
+of earlier range ends, and the live ranges are written with one ``np.repeat``.  Non-nesting
+ranges (only possible in corrupt data) fall back to a loop over *range starts*.  Work is
+done 32768 struct pages (2 MiB) at a time so the repeated strided reads hit the CPU cache.
 
 Differences from makedumpfile 1.7.2, all deliberate: a slab page is never anon (6.2+ overlays
 ``slab.slabs`` on ``mapping``, MDF 5f17bdd); a buddy order >= LENGTH(zone.free_area) is not
@@ -134,6 +134,16 @@ class Plan:
                 (T_HUGETLB, enc.hugetlb_type),
             )
             if v is not None
+        ]
+        # (type, mask, value): mask 0 = exact u32 compare (stock kernels); with the exported
+        # NUMBER(PAGE_TYPE_BASE) the kernel's own 6.1 PageType() test,
+        # (page_type & (PAGE_TYPE_BASE | flag)) == PAGE_TYPE_BASE with flag = ~value.
+        base = enc.type_base
+        self.type_tests = [
+            (t, base | (~v & 0xFFFFFFFF), base)
+            if base is not None and v & base == base and not (~v & base & 0xFFFFFFFF)
+            else (t, 0, v)
+            for t, v in self.types
         ]
         if enc.top_byte:
             self.top_lut = np.zeros(256, np.uint16)
@@ -303,7 +313,8 @@ def _keys(plan: Plan, raw: np.ndarray) -> np.ndarray:
     n = len(raw)
     key = (raw[:, enc.off_compound_head] & 1).astype(np.uint16)
     tmp = np.empty(n, np.uint16)
-    np.multiply(raw[:, enc.off_mapping] & 1, B_ANON, out=tmp, casting="unsafe")
+    anon = raw[:, enc.off_mapping] >> enc.anon_bit if enc.anon_bit else raw[:, enc.off_mapping]
+    np.multiply(anon & 1, B_ANON, out=tmp, casting="unsafe")
     key |= tmp
     if plan.const:
         key |= plan.const
@@ -313,8 +324,9 @@ def _keys(plan: Plan, raw: np.ndarray) -> np.ndarray:
         key |= plan.top_lut.take(raw[:, enc.off_mapcount + 3])
     elif plan.types:
         mc = field(raw, enc.off_mapcount, "<u4")
-        for t, v in plan.types:
-            np.multiply(mc == np.uint32(v), t << T_SHIFT, out=tmp, casting="unsafe")
+        for t, mask, want in plan.type_tests:
+            hit = (mc & np.uint32(mask)) == np.uint32(want) if mask else mc == np.uint32(want)
+            np.multiply(hit, t << T_SHIFT, out=tmp, casting="unsafe")
             key |= tmp
     return key
 

@@ -32,6 +32,24 @@ SECTION_MARKED_PRESENT = 1 << 0
 SECTION_HAS_MEM_MAP = 1 << 1
 
 
+def section_flag_mask(vi, pfn_shift: int) -> int:
+    """The flag bits of ``section_mem_map``.
+
+    Our kernel patch exports ``NUMBER(SECTION_MAP_LAST_BIT)`` (include/linux/mmzone.h: flags
+    are bits 0..SECTION_MAP_LAST_BIT-1, 5 in 6.1, 6 from 6.15): mask ``(1 << LAST_BIT) - 1``.
+    Without it (stock kernels) the fallback clears the low PFN_SECTION_SHIFT bits, which holds
+    because the coded value is vmemmap_base and KASLR aligns that to a PUD (see above).
+    """
+    last = vi.opt("NUMBER", "SECTION_MAP_LAST_BIT")
+    if last is None:
+        return (1 << pfn_shift) - 1
+    # the two flags read below must be among them, and the mem_map encoding needs the flags
+    # below the section's first-PFN alignment (mm/sparse.c sparse_encode_mem_map)
+    if not 2 <= last <= pfn_shift:
+        raise DumpError(f"VMCOREINFO NUMBER(SECTION_MAP_LAST_BIT)={last} is implausible")
+    return (1 << last) - 1
+
+
 class Chunk(NamedTuple):
     start_pfn: int
     nr_pages: int
@@ -63,7 +81,10 @@ def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
     per_root = ps // ms_size
     if per_root * nr_roots < (1 << (physmem_bits - section_bits)) // 2:
         raise DumpError("VMCOREINFO LENGTH(mem_section) is too small for MAX_PHYSMEM_BITS")
-    flag_mask = (1 << pfn_shift) - 1
+    flag_mask = section_flag_mask(vi, pfn_shift)
+    # SYMBOL(vmemmap) (6.9+, and 6.1 with our patch) is vmemmap_base, the value every present
+    # section codes with SPARSEMEM_VMEMMAP: a section that disagrees means a corrupt dump.
+    vmemmap = vi.opt("SYMBOL", "vmemmap")
     max_section = -(-src.max_pfn >> pfn_shift) if src.max_pfn else 0
     # only the roots that can describe memory in the dump (5-level: 131072 roots, 1 MiB)
     need = min(nr_roots, -(-max_section // per_root))
@@ -83,7 +104,13 @@ def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
         for i in np.flatnonzero(mask):
             sec = first + int(i)
             if sec < max_section:
-                out.append((sec, int(coded[i]) & ~flag_mask))
+                base = int(coded[i]) & ~flag_mask
+                if vmemmap is not None and base != vmemmap:
+                    raise DumpError(
+                        f"mem_section {sec} codes mem_map base {base:#x}, but VMCOREINFO "
+                        f"SYMBOL(vmemmap)={vmemmap:#x} (corrupt mem_section)"
+                    )
+                out.append((sec, base))
     return out
 
 

@@ -108,9 +108,72 @@ ENCODINGS: tuple[Row, ...] = (
 PG_RESERVED_FROM_PRIVATE = -1
 
 
+# page->mapping's anonymous bit when VMCOREINFO has no NUMBER(PAGE_MAPPING_ANON) (stock
+# kernels): include/linux/page-flags.h ``#define PAGE_MAPPING_ANON 0x1`` in every kernel since
+# 2.6 (mapping points at an anon_vma with bit 0 set; address_space pointers are 8-aligned).
+PAGE_MAPPING_ANON_FALLBACK = 0x1
+
+# The only type position the classifier reads: 6.12+ ``PAGE_TYPE_SHIFT`` (include/linux/
+# page-flags.h, ``page_type >> 24`` holds PGTY_x) — it reads the top byte of _mapcount.
+TOP_BYTE_SHIFT = 24
+
+
 def _is_top_byte(v: int) -> bool:
     """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (kernel-page-types.md §3.8)."""
     return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
+
+
+def _anon_bit(vi: VmcoreInfo) -> int:
+    """Bit number of PAGE_MAPPING_ANON: exported by our kernel patch, else the fallback."""
+    v = vi.opt("NUMBER", "PAGE_MAPPING_ANON")
+    if v is None:
+        v = PAGE_MAPPING_ANON_FALLBACK
+    # a flag in the low bits of an 8-aligned pointer: one bit, 0..2
+    if v not in (1, 2, 4):
+        raise DumpError(f"VMCOREINFO NUMBER(PAGE_MAPPING_ANON)={v} is not a mapping flag bit")
+    return v.bit_length() - 1
+
+
+def _type_scheme(vi: VmcoreInfo, buddy: int) -> tuple[bool, int | None]:
+    """(top_byte, type_base) of the page-type encoding.
+
+    Our kernel patch exports it: ``NUMBER(PAGE_TYPE_SHIFT)`` (6.12: the type is
+    ``page_type >> PAGE_TYPE_SHIFT``) or ``NUMBER(PAGE_TYPE_BASE)`` with
+    ``NUMBER(PAGE_MAPCOUNT_RESERVE)`` (6.1: ``PageType(page, flag)`` is
+    ``(page_type & (PAGE_TYPE_BASE | flag)) == PAGE_TYPE_BASE``, types below the reserve).
+    Without them (stock kernels) the scheme is inferred from PAGE_BUDDY_MAPCOUNT_VALUE's shape
+    and each type is compared as the exact u32 (type_base None).
+    """
+    shift = vi.opt("NUMBER", "PAGE_TYPE_SHIFT")
+    base = vi.opt("NUMBER", "PAGE_TYPE_BASE")
+    if shift is not None:
+        if shift != TOP_BYTE_SHIFT:
+            raise DumpError(f"unsupported page-type encoding: NUMBER(PAGE_TYPE_SHIFT)={shift}")
+        if not _is_top_byte(buddy):
+            raise DumpError(
+                f"VMCOREINFO PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x} is not a type in the top "
+                f"byte, yet PAGE_TYPE_SHIFT={shift} (corrupt VMCOREINFO)"
+            )
+        return True, None
+    if base is not None:
+        base &= 0xFFFFFFFF
+        reserve = vi.opt("NUMBER", "PAGE_MAPCOUNT_RESERVE")
+        flag = ~buddy & 0xFFFFFFFF
+        if (
+            reserve is None
+            or not -(1 << 31) <= reserve < 0
+            or base == 0
+            or buddy & base != base
+            or flag & base
+            or flag & (flag - 1)
+            or buddy - (1 << 32) >= reserve
+        ):
+            raise DumpError(
+                f"VMCOREINFO PAGE_TYPE_BASE={base:#x}, PAGE_MAPCOUNT_RESERVE={reserve} and "
+                f"PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x} do not fit together"
+            )
+        return False, base
+    return _is_top_byte(buddy), None
 
 
 @dataclass(frozen=True)
@@ -140,6 +203,8 @@ class Encoding:
     hugetlb_type: int | None
     unaccepted: int | None
     top_byte: bool
+    type_base: int | None  # NUMBER(PAGE_TYPE_BASE): kernel mask test instead of exact u32
+    anon_bit: int  # bit number of PAGE_MAPPING_ANON in page->mapping
     order_kind: str  # "page1_u8" or "flags1"
     order_off: int | None  # byte offset inside page[1] for "page1_u8"
     hugetlb_kind: str  # "dtor", "flags1_bit", "head_type", "none"
@@ -190,7 +255,7 @@ def detect(vi: VmcoreInfo) -> Encoding:
             "OFFSET(page.compound_info); cannot tell tail pages"
         )
     buddy = vi.number_u32("PAGE_BUDDY_MAPCOUNT_VALUE")
-    top = _is_top_byte(buddy)
+    top, type_base = _type_scheme(vi, buddy)
     row = None
     for r in ENCODINGS:
         if all(vi.has(k) for k in r.requires) and not any(vi.has(k) for k in r.absent):
@@ -275,6 +340,8 @@ def detect(vi: VmcoreInfo) -> Encoding:
         hugetlb_type=u32("PAGE_HUGETLB_MAPCOUNT_VALUE") if hugetlb_kind == "head_type" else None,
         unaccepted=u32("PAGE_UNACCEPTED_MAPCOUNT_VALUE"),
         top_byte=top,
+        type_base=type_base,
+        anon_bit=_anon_bit(vi),
         order_kind=order_kind,
         order_off=order_off,
         hugetlb_kind=hugetlb_kind,
