@@ -3,7 +3,9 @@
 One kdump cycle per kernel runs kernel-patches/tests/vpl_probe.py in the capture kernel
 (kernel-scan runs for dump levels 0..31, hostile requests, timing against the userspace scan
 on the same /proc/vmcore) and ``dumpfilter --kernel-scan=require``; the host then compares the
-kernel's runs with the userspace scan of the raw vmcore saved by the same cycle.
+kernel's runs with the userspace scan of the raw vmcore saved by the same cycle.  On patched
+kernels the same cycle also writes a real -d 31 dump with the kernel scan, which drgn opens on
+the host with the built vmlinux.
 
 Patched kernels come from kernel-patches/build-kernel.sh (cached by series hash; ~10 min per
 kernel when not cached).  DUMPFILTER_SKIP_KERNEL_BUILD=1 skips the patched-kernel cycles.
@@ -15,6 +17,7 @@ import errno
 import hashlib
 import json
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -33,6 +36,10 @@ PROBE = f"$PYTHON -B {PROBE_PY} --digest {hashlib.sha256(PROBE_PY.read_bytes()).
 DFK = "$DUMPFILTER -d 31 --dry-run --kernel-scan=require --stats-json dfk.json $VMCORE"
 DFU = "$DUMPFILTER -d 31 --dry-run --stats-json dfu.json $VMCORE"
 DFA = "$DUMPFILTER -d 31 --dry-run --kernel-scan --stats-json dfa.json $VMCORE"
+# Patched kernels only: a real lzo-compressed dump written with the kernel scan, for drgn to
+# open on the host with the kernel's vmlinux (issue 5: the dump is usable by a debugger).
+DFW_FILE = "kscan31.kdump"
+DFW = f"$DUMPFILTER --kernel-scan -d 31 -l --stats-json dfw.json $VMCORE $OUT/{DFW_FILE}"
 LEVELS = range(1, 32)
 VARIANTS = ("patched-6.1", "patched-6.12", "module-6.1", "module-6.12")
 _cycles: dict[str, kdumpvm.CycleResult] = {}
@@ -65,15 +72,16 @@ def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
     if variant not in _cycles:
         kind, ver = variant.split("-")
         flags = "-s" if ver == "6.12" else ""
+        extra: list[str] = []
         if kind == "patched":
-            kernel, probe = _patched(ver), PROBE
+            kernel, probe, extra = _patched(ver), PROBE, [DFW]
         else:
             kernel = kdumpvm.stock_kernel(ver)
             ko = _module(kdumpvm.STOCK[ver])
             digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
             probe = f"{PROBE} --insmod {ko} --module-digest {digest}"
         _cycles[variant] = kdumpvm.run_kdump_cycle(
-            kernel, capture_cmds=[probe, DFK, DFU], save_raw=True, kexec_flags=flags,
+            kernel, capture_cmds=[probe, DFK, DFU, *extra], save_raw=True, kexec_flags=flags,
             tag="vpl",
         )  # fmt: skip
     return _cycles[variant]
@@ -230,3 +238,55 @@ def test_speed_is_measured_in_the_capture_kernel(vcycle, record_property):
         f"{b.get('ratio_end_to_end', float('nan')):.2f}x"
     )
     assert b["level31_equal"], b
+
+
+def _vmcoreinfo(path: Path) -> dict[str, str]:
+    """VMCOREINFO text of a kdump-compressed file, found through kdump_sub_header
+    offset_vmcoreinfo/size_vmcoreinfo (offsets 32/40 of the sub-header at block 1,
+    shared/reference/kdump-compressed-format.md) -- read without drgn, to check drgn against."""
+    with open(path, "rb") as f:
+        f.seek(4096 + 32)
+        off, size = struct.unpack("<QQ", f.read(16))
+        f.seek(off)
+        text = f.read(size).decode(errors="replace")
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize("variant", ["patched-6.1", "patched-6.12"])
+def test_drgn_reads_uts_and_task_list_of_the_kernel_scan_dump(variant):
+    """drgn 0.3.0 with the built vmlinux opens the dump the capture kernel wrote with the
+    kernel scan at -d 31: init_uts_ns gives the dump's OSRELEASE and the task list walks from
+    init_task to PID 1, which is the crashing task (guest/init.sh, PID 1, writes ``c`` to
+    /proc/sysrq-trigger with the shell builtin echo, so no child process does it)."""
+    drgn = pytest.importorskip("drgn")
+    from drgn.helpers.linux.pid import for_each_task
+
+    r = vpl_cycle(variant)
+    r.check(3)
+    assert json.loads(r.path("dfw.json").read_text())["scan"] == "kernel", r.log(3)
+    dump = r.path(DFW_FILE)
+    info = _vmcoreinfo(dump)
+    assert info["OSRELEASE"] == r.release
+
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    vmlinux = _patched(variant.split("-")[1]).vmlinux
+    assert vmlinux is not None and vmlinux.exists(), vmlinux
+    prog.load_debug_info([str(vmlinux)])
+    assert prog["init_uts_ns"].name.release.string_().decode() == info["OSRELEASE"]
+
+    tasks = {}
+    for t in for_each_task(prog):
+        tasks[int(t.pid)] = t.comm.string_().decode()
+    # kernel threads (kthreadd, per-CPU workers, ...) + init + the workload: dozens, not 0
+    # or a runaway walk through garbage
+    assert 20 <= len(tasks) <= 2000, len(tasks)
+    assert 2 in tasks and tasks[2] == "kthreadd", tasks.get(2)
+    # the kernel sets comm of an exec'd script to its file name (bprm->filename)
+    init_comm = (kdumpvm.GUEST / "init.sh").name[:15]
+    assert tasks.get(1) == init_comm, tasks.get(1)
+    # the workload (guest/workload.py, run by the venv's python) stays resident until the crash
+    assert any(c.startswith("python") for c in tasks.values()), sorted(tasks.values())
+    crashed = prog.crashed_thread()
+    assert crashed.tid == 1
+    assert crashed.object.comm.string_().decode() == init_comm
