@@ -97,6 +97,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
 
 
+def prune_cycles(keep: int | None = None) -> None:
+    """Delete all but the ``keep`` most recently used cycle directories.
+
+    A cycle with a raw copy holds a whole vmcore (about 1 GiB for a 1 GiB guest), and every
+    change to dumpfilter's sources makes new cycles: without pruning, a machine that runs the
+    suite often fills its disk.  ``DUMPFILTER_KEEP_CYCLES`` overrides the default of 16.
+    """
+    if keep is None:
+        try:
+            keep = int(os.environ.get("DUMPFILTER_KEEP_CYCLES", "16"))
+        except ValueError:
+            keep = 16
+    root = cache_dir() / "cycles"
+    if not root.is_dir():
+        return
+    dirs = sorted(
+        (d for d in root.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True
+    )
+    for d in dirs[max(keep, 1) :]:
+        with open(root / f".{d.name}.lock", "w") as lock:
+            try:  # a cycle another process is running or reading right now stays
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(d, ignore_errors=True)
+        (root / f".{d.name}.lock").unlink(missing_ok=True)
+
+
 def timeout_scale() -> float:
     try:
         return float(os.environ.get("DUMPFILTER_QEMU_TIMEOUT_SCALE", "1"))
@@ -411,10 +439,12 @@ def run_kdump_cycle(
         done = cdir / "cycle.json"
         if done.exists() and not no_cache:
             meta = json.loads(done.read_text())
+            os.utime(cdir)  # most recently used: kept by prune_cycles
             return _result(cdir, kernel, cmds, meta, cached=True)
         if cdir.exists():
             shutil.rmtree(cdir)
         cdir.mkdir()
+        prune_cycles()
         try:
             meta = _run(
                 kernel,
@@ -604,9 +634,11 @@ def _run(
         timings[step] = round(time.monotonic() - t0, 2)
         return i
 
+    # The console arrives in pieces: a pattern that captures a value must end where the line's
+    # value ends (a space or the line end), or "workload read" / "rc=1" match half a line.
     try:
         expect("boot", [r"STAGE: first kernel up"], t.boot)
-        expect("kexec load", [r"STAGE: kexec (rc=(\d+)|skipped)"], t.kexec)
+        expect("kexec load", [r"STAGE: kexec (rc=(\d+) |skipped)"], t.kexec)
         if child.match.group(2) not in (None, "0"):
             raise fail("kexec load", f"kexec failed: {child.match.group(0).strip()}")
         expect("kexec load", [r"STAGE: kexec state loaded=(\d)"], t.kexec)
@@ -614,7 +646,9 @@ def _run(
             # Crashing now would end the VM without a dump (panic=-1, -no-reboot).
             raise fail("kexec load", "no capture kernel loaded (kexec_crash_loaded=0)")
         i = expect(
-            "workload", [r"STAGE: workload ready", r"STAGE: workload \w+[^\r\n]*"], t.workload
+            "workload",
+            [r"STAGE: workload ready", r"STAGE: workload (?!ready)\w[^\r\n]*[\r\n]"],
+            t.workload,
         )
         if i == 1:
             raise fail("workload", child.match.group(0).strip())
@@ -622,7 +656,7 @@ def _run(
         panic_msg = child.match.group(0).strip()
         expect("capture boot", [r"STAGE: capture kernel up"], t.capture)
         for i in range(len(cmds)):
-            expect("filter", [rf"STAGE: cmd {i} rc=(-?\d+)"], t.cmd)
+            expect("filter", [rf"STAGE: cmd {i} rc=(-?\d+) "], t.cmd)
             timings[f"cmd{i}"] = timings.pop("filter")
         expect("filter", [r"STAGE: capture done"], t.cmd)
         expect("power-off", [r"STAGE: power-off capture"], t.poweroff)
