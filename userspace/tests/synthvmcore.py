@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -91,144 +91,79 @@ _PG_66 = dict(
 )
 _PG_NEW = dict(lru=5, head=6, swapcache=10, reserved=13, private=14, swapbacked=17, hwpoison=21)
 
+# Each family is the one before it plus what that kernel release changed
+# (kernel-page-types.md §2.2), so the table reads as a change log.
+_F61 = Family(
+    "6.1",
+    "6.1.0-56-amd64",
+    _PG_OLD,
+    buddy=0xFFFFFF7F,
+    offline=0xFFFFFEFF,
+    slab_type=None,
+    hugetlb_type=None,
+    hugetlb_dtor=True,
+    folio_offsets=False,
+    pg_hugetlb=False,
+    order_in_flags=False,
+    offline_needs_hugetlb=True,
+    unaccepted=False,
+    compound_info=False,
+    vmemmap_symbol=False,
+)
+# 6.3: page[1] compound_{dtor,order} become folio._folio_{dtor,order}
+_F63 = replace(_F61, name="6.3", osrelease="6.4.0-4-amd64", folio_offsets=True)
+# 6.6: HUGETLB_PAGE_DTOR gone; PG_hugetlb in page[1].flags, order in its low byte
+_F66 = replace(
+    _F63,
+    name="6.6",
+    osrelease="6.6.15-amd64",
+    pg=_PG_66,
+    hugetlb_dtor=False,
+    folio_offsets=False,
+    pg_hugetlb=True,
+    order_in_flags=True,
+)
+# 6.9: hugetlb becomes a page type; OFFLINE exported unconditionally; SYMBOL(vmemmap)
+_F69 = replace(
+    _F66,
+    name="6.9",
+    osrelease="6.9.7-amd64",
+    pg=_PG_66 | {"hugetlb": -1},
+    hugetlb_type=0xFFFFF7FF,
+    pg_hugetlb=False,
+    offline_needs_hugetlb=False,
+    vmemmap_symbol=True,
+)
+# 6.10: slab becomes a page type; types re-encoded below PAGE_TYPE_BASE 0x80000000
+_F610 = replace(
+    _F69,
+    name="6.10",
+    osrelease="6.10.6-amd64",
+    pg=_PG_NEW,
+    buddy=0xBFFFFFFF,
+    offline=0xDFFFFFFF,
+    slab_type=0xFDFFFFFF,
+    hugetlb_type=0xFBFFFFFF,
+    signed_print=False,
+)
+# 6.12: one type per page, a value in the top byte
+_F612 = replace(
+    _F610,
+    name="6.12",
+    osrelease="6.12.43+deb13-amd64",
+    buddy=0xF0000000,
+    offline=0xF1000000,
+    slab_type=0xF5000000,
+    hugetlb_type=0xF4000000,
+    signed_print=True,
+)
+# 6.16: unaccepted memory exported as a page type
+_F616 = replace(_F612, name="6.16", osrelease="6.16.3-amd64", unaccepted=True)
+# 7.1: OFFSET(page.compound_head) renamed OFFSET(page.compound_info)
+_F71 = replace(_F616, name="7.1", osrelease="7.1.0-rc2", compound_info=True)
+
 FAMILIES: dict[str, Family] = {
-    "6.1": Family(
-        "6.1",
-        "6.1.0-56-amd64",
-        _PG_OLD,
-        0xFFFFFF7F,
-        0xFFFFFEFF,
-        None,
-        None,
-        hugetlb_dtor=True,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=False,
-        offline_needs_hugetlb=True,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=False,
-    ),
-    "6.3": Family(
-        "6.3",
-        "6.4.0-4-amd64",
-        _PG_OLD,
-        0xFFFFFF7F,
-        0xFFFFFEFF,
-        None,
-        None,
-        hugetlb_dtor=True,
-        folio_offsets=True,
-        pg_hugetlb=False,
-        order_in_flags=False,
-        offline_needs_hugetlb=True,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=False,
-    ),
-    "6.6": Family(
-        "6.6",
-        "6.6.15-amd64",
-        _PG_66,
-        0xFFFFFF7F,
-        0xFFFFFEFF,
-        None,
-        None,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=True,
-        order_in_flags=True,
-        offline_needs_hugetlb=True,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=False,
-    ),
-    "6.9": Family(
-        "6.9",
-        "6.9.7-amd64",
-        _PG_66 | {"hugetlb": -1},
-        0xFFFFFF7F,
-        0xFFFFFEFF,
-        None,
-        0xFFFFF7FF,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=True,
-        offline_needs_hugetlb=False,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=True,
-    ),
-    "6.10": Family(
-        "6.10",
-        "6.10.6-amd64",
-        _PG_NEW,
-        0xBFFFFFFF,
-        0xDFFFFFFF,
-        0xFDFFFFFF,
-        0xFBFFFFFF,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=True,
-        offline_needs_hugetlb=False,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=True,
-        signed_print=False,
-    ),
-    "6.12": Family(
-        "6.12",
-        "6.12.43+deb13-amd64",
-        _PG_NEW,
-        0xF0000000,
-        0xF1000000,
-        0xF5000000,
-        0xF4000000,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=True,
-        offline_needs_hugetlb=False,
-        unaccepted=False,
-        compound_info=False,
-        vmemmap_symbol=True,
-    ),
-    "6.16": Family(
-        "6.16",
-        "6.16.3-amd64",
-        _PG_NEW,
-        0xF0000000,
-        0xF1000000,
-        0xF5000000,
-        0xF4000000,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=True,
-        offline_needs_hugetlb=False,
-        unaccepted=True,
-        compound_info=False,
-        vmemmap_symbol=True,
-    ),
-    "7.1": Family(
-        "7.1",
-        "7.1.0-rc2",
-        _PG_NEW,
-        0xF0000000,
-        0xF1000000,
-        0xF5000000,
-        0xF4000000,
-        hugetlb_dtor=False,
-        folio_offsets=False,
-        pg_hugetlb=False,
-        order_in_flags=True,
-        offline_needs_hugetlb=False,
-        unaccepted=True,
-        compound_info=True,
-        vmemmap_symbol=True,
-    ),
+    f.name: f for f in (_F61, _F63, _F66, _F69, _F610, _F612, _F616, _F71)
 }
 
 _ALIASES = {
@@ -503,6 +438,37 @@ def _num(fam: Family, v: int) -> str:
     if fam.signed_print and v >= 1 << 31:
         v -= 1 << 32
     return str(v)
+
+
+def layout_defaults(kernel: str, **overrides) -> dict:
+    """The layout values ``_vmcoreinfo`` needs, as a default x86_64 4-level dump would have them
+    (tests that only need VMCOREINFO text, not a whole vmcore)."""
+    fam = family(kernel)
+    s = dict(
+        fam=fam,
+        uts_va=0xFFFFFFFF82000000,
+        stext=0xFFFFFFFF81000000,
+        vmalloc=0,
+        vmemmap=0xFFFFEA0000000000,
+        mem_section=0xFFFF888000100000,
+        nr_roots=2048,
+        section_bits=27,
+        five=False,
+        hwpoison=True,
+        hugetlb=True,
+        unaccepted=fam.unaccepted,
+        phys_base=0,
+        init_top_pgt=0xFFFFFFFF82000000,
+        kernel_offset=0,
+        sme_mask=0,
+    )
+    s.update(overrides)
+    return s
+
+
+def vmcoreinfo_text(kernel: str, **overrides) -> str:
+    """VMCOREINFO of a synthetic dump of ``kernel`` with ``layout_defaults``."""
+    return _vmcoreinfo(layout_defaults(kernel, **overrides))
 
 
 def _vmcoreinfo(s: dict) -> str:

@@ -15,27 +15,7 @@ VMEMMAP = 0xFFFFEA0000000000
 
 
 def enc_for(kernel: str, **kw):
-    fam = sv.family(kernel)
-    s = dict(
-        fam=fam,
-        uts_va=0xFFFFFFFF82000000,
-        stext=0xFFFFFFFF81000000,
-        vmalloc=0,
-        vmemmap=VMEMMAP,
-        mem_section=0xFFFF888000100000,
-        nr_roots=2048,
-        section_bits=27,
-        five=False,
-        hwpoison=True,
-        hugetlb=True,
-        unaccepted=fam.unaccepted,
-        phys_base=0,
-        init_top_pgt=0xFFFFFFFF82000000,
-        kernel_offset=0,
-        sme_mask=0,
-    )
-    s.update(kw)
-    return detect(VmcoreInfo.parse(sv._vmcoreinfo(s))), fam
+    return detect(VmcoreInfo.parse(sv.vmcoreinfo_text(kernel, **kw))), sv.family(kernel)
 
 
 class Pages:

@@ -35,36 +35,14 @@ def test_each_kernel_family_maps_to_its_encoding(kernel):
 
 def test_detection_ignores_osrelease():
     enc, _ = enc_for("6.12")
-    text = sv._vmcoreinfo(dict(_base("6.12"), fam=sv.family("6.12"))).replace(
+    text = sv.vmcoreinfo_text("6.12").replace(
         "OSRELEASE=6.12.43+deb13-amd64", "OSRELEASE=6.1.0-56-amd64"
     )
     assert detect(VmcoreInfo.parse(text)).name == enc.name
 
 
-def _base(kernel):
-    fam = sv.family(kernel)
-    return dict(
-        fam=fam,
-        uts_va=0xFFFFFFFF82000000,
-        stext=0xFFFFFFFF81000000,
-        vmalloc=0,
-        vmemmap=0xFFFFEA0000000000,
-        mem_section=0xFFFF888000100000,
-        nr_roots=2048,
-        section_bits=27,
-        five=False,
-        hwpoison=True,
-        hugetlb=True,
-        unaccepted=fam.unaccepted,
-        phys_base=0,
-        init_top_pgt=0xFFFFFFFF82000000,
-        kernel_offset=0,
-        sme_mask=0,
-    )
-
-
 def _text(kernel, drop=(), replace=()):
-    lines = sv._vmcoreinfo(_base(kernel)).splitlines()
+    lines = sv.vmcoreinfo_text(kernel).splitlines()
     lines = [ln for ln in lines if not any(ln.startswith(d) for d in drop)]
     for a, b in replace:
         lines = [ln.replace(a, b) for ln in lines]
@@ -102,7 +80,7 @@ def test_pg_reserved_is_exported_number_else_the_bit_before_pg_private(kernel):
     """enum pageflags: ``PG_arch_1, PG_reserved, PG_private`` (6.1, 6.12, mainline)."""
     enc, fam = enc_for(kernel)
     assert enc.pg_reserved == fam.pg["reserved"] == fam.pg["private"] - 1
-    text = sv._vmcoreinfo(dict(_base(kernel), fam=fam)) + "NUMBER(PG_reserved)=40\n"
+    text = sv.vmcoreinfo_text(kernel) + "NUMBER(PG_reserved)=40\n"
     assert detect(VmcoreInfo.parse(text)).pg_reserved == 40
 
 
@@ -117,7 +95,7 @@ def test_exported_page_type_shift_selects_the_top_byte_and_other_shifts_are_refu
 
 
 def test_exported_page_type_shift_with_a_non_top_byte_buddy_value_is_refused():
-    text = sv._vmcoreinfo(dict(_base("6.1"), patched=True)).replace(
+    text = sv.vmcoreinfo_text("6.1", patched=True).replace(
         "NUMBER(PAGE_TYPE_BASE)", "NUMBER(PAGE_TYPE_SHIFT)=24\nNUMBER(X)"
     )
     with pytest.raises(DumpError, match="PAGE_TYPE_SHIFT=24"):
@@ -127,7 +105,7 @@ def test_exported_page_type_shift_with_a_non_top_byte_buddy_value_is_refused():
 def test_exported_page_type_base_selects_the_kernels_mask_test():
     assert enc_for("6.1", patched=True)[0].type_base == 0xF0000000
     assert enc_for("6.1")[0].type_base is None
-    text = sv._vmcoreinfo(dict(_base("6.1"), patched=True))
+    text = sv.vmcoreinfo_text("6.1", patched=True)
     with pytest.raises(DumpError, match="do not fit together"):
         detect(VmcoreInfo.parse(text.replace("PAGE_TYPE_BASE)=4026531840", "PAGE_TYPE_BASE)=128")))
 
