@@ -165,9 +165,31 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
 
 
+def _keep_freed_memory() -> None:
+    """Let glibc reuse freed memory instead of returning it to the kernel.
+
+    The scan makes many short-lived arrays of 0.1-1 MiB per window.  By default glibc
+    serves those from fresh mmap()s and unmaps them on free, so every window pays the
+    first-touch page faults again (measured: a third of the scan time of a 4.5 GiB dump).
+    Raising the mmap and trim thresholds keeps them in the heap; peak RSS is unchanged,
+    since the arrays never coexist.  Not glibc (or no mallopt): nothing to do.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc malloc.h
+    mallopt(m_mmap_threshold, 256 << 20)
+    mallopt(m_trim_threshold, 512 << 20)
+
+
 def run(opts: Options) -> int:
     # Imports are local so that `dumpfilter --help` and argument errors stay fast.
     from . import report, scan, source
+
+    _keep_freed_memory()
 
     if opts.reassemble:
         from . import flat
