@@ -46,7 +46,7 @@ def test_dry_run_report_counts_each_class(synth61, tmp_path):
         ("kept", PageClass.KEEP),
     ]:
         assert p[name] == int((exp == cls).sum()), name
-    assert set(data["seconds"]) == {"scan", "write", "total"}
+    assert set(data["seconds"]) == {"prepare", "scan", "write", "total"}
     assert (
         sum(
             p[k]

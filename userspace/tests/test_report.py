@@ -54,7 +54,7 @@ def test_text_report_matches_makedumpfile_layout():
 
 def test_json_is_stable_and_written_atomically(tmp_path):
     s = Stats.from_classification(FakeClassification(), 16)
-    s.seconds.update(scan=0.5, write=1.25, total=2.0)
+    s.seconds.update(prepare=0.25, scan=0.5, write=1.25, total=2.0)
     path = tmp_path / "stats.json"
     write_json(s, str(path))
     data = json.loads(path.read_text())
@@ -71,7 +71,7 @@ def test_json_is_stable_and_written_atomically(tmp_path):
         "offline",
         "kept",
     ]
-    assert data["seconds"] == {"scan": 0.5, "write": 1.25, "total": 2.0}
+    assert data["seconds"] == {"prepare": 0.25, "scan": 0.5, "write": 1.25, "total": 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
 
 

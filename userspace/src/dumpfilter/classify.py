@@ -235,15 +235,17 @@ class Plan:
         for t, f in masked:
             lut[:cap][(z & f) == f] |= word(t)
         self.type_lut = lut
-        self.zmask = np.uint32(base | (cap - 1)) if masked else None
+        self.zmask = np.intp(base | (cap - 1)) if masked else None
         self.type_mode = "low"
 
     def scratch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per-thread reused work arrays for ``n`` <= STEP pages (word, temp, u32, verdict)."""
+        """Per-thread reused work arrays for ``n`` <= STEP pages (word, temp, index, verdict).
+
+        Indices are intp: np.take would otherwise copy them to intp first."""
         s = getattr(self._scratch, "arrays", None)
         if s is None or len(s[0]) < n:
             m = max(n, STEP)
-            s = (np.empty(m, np.uint64), np.empty(m, np.uint64), np.empty(m, np.uint32))
+            s = (np.empty(m, np.uint64), np.empty(m, np.uint64), np.empty(m, np.intp))
             s += (np.empty(m, np.uint8),)
             self._scratch.arrays = s
         return s[0][:n], s[1][:n], s[2][:n], s[3][:n]
@@ -422,7 +424,7 @@ def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
             np.bitwise_or(word, tmp, out=word)
     np.multiply(word, plan.magic, out=word)
     np.right_shift(word, _U64(64 - HASH_BITS), out=word)
-    np.take(plan.verdict, word, out=verdict, mode="clip")
+    np.take(plan.verdict, word.view(np.intp), out=verdict, mode="clip")  # < 2**16: no cast
     return word, verdict
 
 

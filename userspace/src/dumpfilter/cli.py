@@ -216,7 +216,9 @@ def run(opts: Options) -> int:
         if classification is None:
             classification = scan.userspace_scan(src, opts.dump_level)
         stats = report.Stats.from_classification(classification, opts.dump_level)
-        stats.seconds["scan"] = time.monotonic() - t_scan
+        prepare = getattr(classification, "prepare_seconds", 0.0)
+        stats.seconds["prepare"] = prepare
+        stats.seconds["scan"] = time.monotonic() - t_scan - prepare
 
         t_write = time.monotonic()
         if not opts.dry_run:

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -248,6 +249,7 @@ class KernelClassification:
         self.nodata = np.array(sorted(int(p) for p in nodata), np.int64)
         self.window = window
         self.result = result
+        self.prepare_seconds = 0.0  # reading the layout the kernel was handed (kernel_scan)
         order = np.argsort(result.pfn, kind="stable")
         self._pfn = result.pfn[order].astype(np.int64)
         self._end = (result.pfn[order] + result.count[order]).astype(np.int64)
@@ -327,14 +329,18 @@ def kernel_scan(
             raise KernelScanUnavailable(
                 f"refused: struct page is {info.struct_page_size} bytes here, {spage} in the dump"
             )
+        t0 = time.perf_counter()
         if chunks is None:
             chunks, image, nodata = layout(src)
+        prepare = time.perf_counter() - t0
         if len(chunks) > info.max_chunks:
             raise KernelScanUnavailable(
                 f"error: {len(chunks)} chunks, kernel takes at most {info.max_chunks}"
             )
         result = ks.scan(chunks, dump_level)
-    return KernelClassification(src.max_pfn, src.ram_ranges, result, image, nodata)
+    c = KernelClassification(src.max_pfn, src.ram_ranges, result, image, nodata)
+    c.prepare_seconds = prepare
+    return c
 
 
 def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None], **kw):

@@ -45,7 +45,7 @@ class Stats:
     scan: str
     pages: dict[str, int]
     seconds: dict[str, float] = field(
-        default_factory=lambda: {"scan": 0.0, "write": 0.0, "total": 0.0}
+        default_factory=lambda: {"prepare": 0.0, "scan": 0.0, "write": 0.0, "total": 0.0}
     )
     page_size: int = 4096
     written_bytes: int = 0
@@ -106,7 +106,8 @@ class Stats:
             },
             "excluded": self.excluded,
             "seconds": {
-                k: round(float(self.seconds.get(k, 0.0)), 6) for k in ("scan", "write", "total")
+                k: round(float(self.seconds.get(k, 0.0)), 6)
+                for k in ("prepare", "scan", "write", "total")
             },
             "written_bytes": int(self.written_bytes),
         }
@@ -181,7 +182,8 @@ def print_report(stats: Stats, file: IO[str]) -> None:
         f"Total pages     : {_h(p['total'])}",
         f"Write bytes     : {stats.written_bytes}",
         f"Scan            : {stats.scan}, dump level {stats.dump_level}",
-        f"Seconds         : scan {stats.seconds.get('scan', 0.0):.3f}, "
+        f"Seconds         : prepare {stats.seconds.get('prepare', 0.0):.3f}, "
+        f"scan {stats.seconds.get('scan', 0.0):.3f}, "
         f"write {stats.seconds.get('write', 0.0):.3f}, "
         f"total {stats.seconds.get('total', 0.0):.3f}",
         "",

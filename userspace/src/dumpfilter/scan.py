@@ -24,12 +24,13 @@ Three rules are applied on top of makedumpfile's per-page decision:
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Iterator
 
 import numpy as np
 
 from . import memmap, pagetypes
-from .classify import Carry, classify
+from .classify import Carry, classify, plan_for
 from .errors import DumpError
 from .pageclass import PageClass
 from .x86_64 import AddressSpace
@@ -45,6 +46,7 @@ class UserspaceClassification:
     scan = "userspace"
 
     def __init__(self, src, dump_level: int, *, window: int = WINDOW_PFNS):
+        t0 = time.perf_counter()
         self.src = src
         self.dump_level = dump_level
         self.max_pfn = src.max_pfn
@@ -65,6 +67,10 @@ class UserspaceClassification:
         self._ram_starts = [a for a, _ in src.ram_ranges]
         self._cache: list[tuple[int, np.ndarray]] | None = None
         self._cache_size = 0
+        plan_for(self.encoding, dump_level)  # the level's lookup tables, made once
+        # everything up to here reads the layout (makedumpfile's setup before its
+        # "Excluding unnecessary pages" step); iterating windows() is the scan proper
+        self.prepare_seconds = time.perf_counter() - t0
 
     # ------------------------------------------------------------------ iteration
     def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
