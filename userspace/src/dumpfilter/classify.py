@@ -42,6 +42,7 @@ trusted (the page is not free-excluded); 6.12+ type values compare by top byte (
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 import numpy as np
 
@@ -318,6 +319,18 @@ class Run:
         blocks = self.raw.reshape(-1, self.g, spage)
         return blocks[self.sel, :, off : off + w].reshape(-1, w).view(dtype)[:, 0]
 
+    def member(self, idx: np.ndarray, off: int, dtype: str) -> np.ndarray:
+        """One member of the struct pages at rows ``idx`` (only those bytes are read)."""
+        w = np.dtype(dtype).itemsize
+        spage = self.raw.shape[1]
+        if off % w or spage % w or not self.raw.flags.c_contiguous:
+            return field(self.rows(idx), off, dtype)
+        typed = self.raw.view(dtype)
+        if self.sel is None:
+            return typed[idx, off // w]
+        blocks = typed.reshape(-1, self.g, spage // w)
+        return blocks[self.sel[idx // self.g], idx % self.g, off // w]
+
     def rows(self, idx: np.ndarray) -> np.ndarray:
         if self.sel is None:
             return self.raw[idx]
@@ -373,18 +386,28 @@ def _classify_dense(
     next_page: np.ndarray | None,
     bound: int = 0,
 ) -> np.ndarray:
-    """Every page of ``run`` judged, STEP pages per numpy pass (``bound``: see _ranges)."""
+    """Every page of ``run`` judged (``bound``: see _judge).
+
+    Verdicts are made STEP pages at a time (the strided reads stay in the CPU cache); the
+    few rows that may exclude more than themselves, and their hashed words, are collected
+    and judged once for the whole run.
+    """
     if not isinstance(run, Run):
         run = Run(run)
     n = len(run)
-    out = np.empty(n, np.uint8)
+    verdicts = np.empty(n, np.uint8)
+    sps, words = [], []
     for a in range(0, n, STEP):
         b = min(a + STEP, n)
-        nxt = run.rows(np.array([b]))[0] if b < n else next_page
-        part = run.sub(a, b)
-        word, verdict = _verdicts(plan, part)
-        out[a:b] = _judge(plan, part, word, verdict, start_pfn + a, carry, nxt, bound)
-    return out
+        word, verdict = _verdicts(plan, run.sub(a, b))
+        verdicts[a:b] = verdict
+        sp = np.flatnonzero(verdict >= V_P1)
+        if len(sp):
+            words.append(word[sp])
+            sps.append(sp + a)
+    sp = np.concatenate(sps) if sps else np.zeros(0, np.intp)
+    wsp = np.concatenate(words) if words else np.zeros(0, np.uint64)
+    return _judge(plan, run, verdicts, sp, wsp, start_pfn, carry, next_page, bound)
 
 
 def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -431,25 +454,27 @@ def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
 def _judge(
     plan: Plan,
     run: Run,
-    word: np.ndarray,
     verdict: np.ndarray,
+    sp: np.ndarray,
+    wsp: np.ndarray,
     start_pfn: int,
     carry: Carry,
     next_page: np.ndarray | None,
     bound: int = 0,
 ) -> np.ndarray:
-    """Classes of one pass from its verdicts; ``bound`` > 0: raise _Crossing if any range
+    """Classes of a run from its verdicts; ``sp`` are the rows whose verdict has V_P1 or
+    V_LONG, ``wsp`` their hashed words.  ``bound`` > 0: raise _Crossing if any range
     crosses a multiple of it.
 
     A page's verdict already holds its class when it excludes only itself (most pages);
     only the rows that may exclude more (compound heads, buddy blocks, unaccepted memory)
     are looked at one by one, and the ranges longer than a page are painted over the rest.
     """
-    out = verdict & np.uint8(V_CLS)
-    sp = np.flatnonzero(verdict >= V_P1)
+    vsp = verdict[sp]
+    out = np.bitwise_and(verdict, V_CLS, out=verdict)
     ls, ll, lc = sp[:0], sp[:0], out[:0]
     if len(sp):
-        ll, lc = _long(plan, run, word, sp, verdict[sp], start_pfn, next_page)
+        ll, lc = _long(plan, run, wsp, sp, vsp, start_pfn, next_page)
         out[sp] = lc
         keep = (ll > 1) & (lc != KEEP)
         ls, ll, lc = sp[keep], ll[keep], lc[keep]
@@ -480,7 +505,10 @@ def _ranges(
     length = np.ones(len(nz), np.int64)
     sp = np.flatnonzero(v >= V_P1)
     if len(sp):
-        length[sp], cls[sp] = _long(plan, run, word, nz[sp], v[sp], start_pfn, None, page1, pfns)
+        rows = nz[sp]
+        length[sp], cls[sp] = _long(
+            plan, run, word[rows], rows, v[sp], start_pfn, None, page1, pfns
+        )
     live = cls != KEEP
     return nz[live], length[live], cls[live]
 
@@ -488,7 +516,7 @@ def _ranges(
 def _long(
     plan: Plan,
     run: Run,
-    word: np.ndarray,
+    words: np.ndarray,
     rows: np.ndarray,
     v: np.ndarray,
     start_pfn: int,
@@ -496,10 +524,12 @@ def _long(
     page1=None,
     pfns: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(length, class) of the ``rows`` whose verdicts ``v`` may exclude more than one page.
+    """(length, class) of the ``rows`` whose verdicts ``v`` (hashed words ``words``) may
+    exclude more than one page.
 
-    ``page1(rows)`` gives the struct page after each row (default: the next row of ``run``,
-    ``next_page`` after the last); ``pfns`` the PFN of every row (default consecutive).
+    ``page1(rows, off, dtype)`` reads a member of the struct page after each row (default:
+    the next row of ``run``, ``next_page`` after the last); ``pfns`` the PFN of every row
+    (default consecutive).
     """
     enc = plan.enc
     n = len(run)
@@ -513,21 +543,16 @@ def _long(
         ok = hpfn % PGMM_CACHED != PGMM_CACHED - 1
         if page1 is None and next_page is None:
             ok &= hp != n - 1
-        hi, hp, hpfn = hi[ok], hp[ok], hpfn[ok]
+        if not ok.all():
+            hi, hp, hpfn = hi[ok], hp[ok], hpfn[ok]
     if len(hi):
-        if page1 is not None:
-            p1 = page1(hp)
-        elif hp[-1] == n - 1:
-            p1 = run.rows(hp[:-1] + 1)
-            p1 = np.concatenate([p1, np.asarray(next_page).reshape(1, -1)])
-        else:
-            p1 = run.rows(hp + 1)
-        o, huge = _compound(plan, word, hp, p1, hpfn)
+        p1 = partial(page1, hp) if page1 is not None else _after(run, hp, next_page)
+        o, huge = _compound(plan, words[hi], p1, hpfn)
         order = np.zeros(len(rows), np.int64)
         order[hi] = o
         if huge.any():
             hh = hi[huge]
-            k = plan.key_lut[word[hp[huge]]]
+            k = plan.key_lut[words[hh]]
             cls[hh] = plan.cls_huge[k]
             kind[hh] = plan.len_huge[k]
     length = np.ones(len(rows), np.int64)
@@ -537,38 +562,50 @@ def _long(
     length[kind == L_UNACC] = 1 << (enc.nr_orders - 1)
     bud = np.flatnonzero(kind == L_BUDDY)
     if len(bud):
-        private = field(run.rows(rows[bud]), enc.off_private, "<u8")
+        private = run.member(rows[bud], enc.off_private, "<u8")
         ok = private < np.uint64(enc.nr_orders)
         length[bud[ok]] = np.int64(1) << private[ok].astype(np.int64)
         if not ok.all():  # an order the buddy allocator cannot have: not trusted as free
             bi = bud[~ok]
-            k = plan.key_lut[word[rows[bi]]] & np.uint16(0xFFFF & ~T_MASK)
+            k = plan.key_lut[words[bi]] & np.uint16(0xFFFF & ~T_MASK)
             cls[bi] = plan.cls[k]
             comp = plan.len[k] == L_COMPOUND
             length[bi] = np.where(comp, np.int64(1) << order[bi], 1) if order is not None else 1
     return length, cls
 
 
-def _compound(
-    plan: Plan, word: np.ndarray, heads: np.ndarray, p1: np.ndarray, hp: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Compound order and hugetlb-ness of each head, from its page[1] row in ``p1``.
+def _after(run: Run, rows: np.ndarray, next_page: np.ndarray | None):
+    """Reader of members of the struct page after each of ``rows`` (``next_page`` after
+    the run's last row)."""
 
-    An order is trusted only when < 63 and the head PFN ``hp`` is aligned to it.
+    def read(off: int, dtype: str) -> np.ndarray:
+        if rows[-1] == len(run) - 1:
+            last = field(np.asarray(next_page).reshape(1, -1), off, dtype)
+            return np.concatenate([run.member(rows[:-1] + 1, off, dtype), last])
+        return run.member(rows + 1, off, dtype)
+
+    return read
+
+
+def _compound(plan: Plan, words: np.ndarray, p1, hp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compound order and hugetlb-ness of heads (hashed words ``words``, PFNs ``hp``);
+    ``p1(off, dtype)`` reads a member of each head's page[1].
+
+    An order is trusted only when < 63 and the head PFN is aligned to it.
     """
     enc = plan.enc
     if enc.order_kind == "flags1":
-        o = p1[:, enc.off_flags].astype(np.int64)
+        o = p1(enc.off_flags, "u1").astype(np.int64)
     else:
-        o = p1[:, enc.order_off].astype(np.int64)
+        o = p1(enc.order_off, "u1").astype(np.int64)
     if enc.hugetlb_kind == "dtor":
-        huge = p1[:, enc.dtor_off] == enc.hugetlb_dtor
+        huge = p1(enc.dtor_off, "u1") == enc.hugetlb_dtor
     elif enc.hugetlb_kind == "flags1_bit":
-        huge = (field(p1, enc.off_flags, "<u8") >> np.uint64(enc.pg_hugetlb)) & 1 != 0
+        huge = (p1(enc.off_flags, "<u8") >> np.uint64(enc.pg_hugetlb)) & 1 != 0
     elif enc.hugetlb_kind == "head_type":
-        huge = (plan.key_lut[word[heads]] >> T_SHIFT) == T_HUGETLB
+        huge = (plan.key_lut[words] >> T_SHIFT) == T_HUGETLB
     else:
-        huge = np.zeros(len(heads), bool)
+        huge = np.zeros(len(hp), bool)
     bad = (o >= 63) | ((hp & ((np.int64(1) << np.minimum(o, 62)) - 1)) != 0)
     return np.where(bad, 0, o), huge
 
@@ -595,9 +632,16 @@ def _classify_sampled(
     r_end = r0 + K * G
     rows = np.arange(r0, r_end, G)
     sample = Run(raw[rows])
+    whole = Run(raw)
     word, verdict = _verdicts(plan, sample)
     starts, length, cls = _ranges(
-        plan, sample, word, verdict, start_pfn, lambda i: raw[rows[i] + 1], rows + start_pfn
+        plan,
+        sample,
+        word,
+        verdict,
+        start_pfn,
+        lambda i, off, dt: whole.member(rows[i] + 1, off, dt),
+        rows + start_pfn,
     )
     big = length >= G
     if not big.any():
