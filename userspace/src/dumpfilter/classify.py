@@ -31,12 +31,14 @@ Pages inside an excluded range are not tested themselves ("continue at pfn + n")
 ranges that nest or are disjoint (true of aligned buddy blocks and compound pages) a range
 start is live exactly when it is not inside the running maximum of earlier range ends, and
 the live ranges are written with one ``np.repeat``.  Non-nesting ranges (only possible in
-corrupt data) fall back to a loop over *range starts*.  Work is done 32768 struct pages
-(2 MiB) at a time so the strided reads hit the CPU cache.
+corrupt data) fall back to a loop over *range starts*.  Verdicts are made 16384 struct pages
+(1 MiB) at a time so the strided reads hit the CPU cache.
 
 Differences from makedumpfile 1.7.2, all deliberate: a slab page is never anon (6.2+ overlays
 ``slab.slabs`` on ``mapping``, MDF 5f17bdd); a buddy order >= LENGTH(zone.free_area) is not
-trusted (the page is not free-excluded); 6.12+ type values compare by top byte (§3.8).
+trusted (the page is not free-excluded); 6.12+ type values compare by top byte (§3.8); a
+``_mapcount`` that passes several page-type tests (possible only with the PAGE_TYPE_BASE mask
+test, in corrupt data) is no type at all.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .pagetypes import Encoding
 
 KEEP = np.uint8(PageClass.KEEP)
 PGMM_CACHED = 512  # makedumpfile reads struct pages 512 at a time; page[1] must be in-block
-STEP = 32768  # pages per numpy pass: 2 MiB of struct pages stays in cache between passes
+STEP = 16384  # pages per numpy pass: their 1 MiB of struct pages stays in L2 between passes
 
 # The per-page key: the facts the decision depends on, packed in 12 bits.
 B_TAIL, B_ANON, B_LRU, B_PRIV, B_SWAPC, B_SWAPB, B_HWP, B_SLABF, B_HEAD = (1 << i for i in range(9))
@@ -96,6 +98,7 @@ def decide(level: int, huge: bool) -> tuple[np.ndarray, np.ndarray]:
     """
     key = np.arange(NKEYS)
     code = key >> T_SHIFT
+    buddy, offline = code == T_BUDDY, code == T_OFFLINE
     on = lambda bit: (key & bit) != 0  # noqa: E731
     slab = on(B_SLABF) | (code == T_SLAB)
     anon = on(B_ANON) & ~slab
@@ -104,19 +107,29 @@ def decide(level: int, huge: bool) -> tuple[np.ndarray, np.ndarray]:
     lv = lambda bit: bool(level & bit)  # noqa: E731
     rules = [  # (condition, class, length kind)
         (on(B_TAIL), PageClass.KEEP, L_ONE),
-        (lv(DL_FREE) & (code == T_BUDDY) & ~slab, PageClass.FREE, L_BUDDY),
+        (lv(DL_FREE) & buddy & ~slab, PageClass.FREE, L_BUDDY),
         (lv(DL_FREE) & (code == T_UNACC), PageClass.FREE, L_UNACC),
         (lv(DL_CACHE) & cache & ~private & ~anon, PageClass.CACHE, L_COMPOUND),
         (lv(DL_CACHE_PRIVATE) & cache & ~anon & private, PageClass.CACHE_PRIVATE, L_COMPOUND),
         (lv(DL_CACHE_PRIVATE) & cache & ~anon, PageClass.CACHE, L_COMPOUND),
         (lv(DL_USER) & (anon | huge), PageClass.USER, L_COMPOUND),
         (on(B_HWP), PageClass.HWPOISON, L_COMPOUND),
-        ((code == T_OFFLINE) & ~slab, PageClass.OFFLINE, L_COMPOUND),
+        (offline & ~slab, PageClass.OFFLINE, L_COMPOUND),
     ]
     conds = [np.broadcast_to(c, key.shape) for c, _, _ in rules]
     cls = np.select(conds, [int(c) for _, c, _ in rules], int(PageClass.KEEP)).astype(np.uint8)
     kind = np.select(conds, [k for _, _, k in rules], L_ONE).astype(np.uint8)
     return cls, kind
+
+
+def type_code(types: list[int]) -> int:
+    """The key's type code for the page types whose tests hold for one ``_mapcount``.
+
+    A page has at most one type.  Only the PAGE_TYPE_BASE mask test (6.1-6.11 with our
+    patch) lets a value pass several tests (e.g. the base alone passes them all): such a
+    value is corrupt, and it is no page type at all (makedumpfile would take whichever
+    test it happens to make first)."""
+    return types[0] if len(types) == 1 else T_NONE
 
 
 class Plan:
@@ -221,21 +234,27 @@ class Plan:
                 self.type_lut[v >> 24] = word(t)
             self.type_mode = "top"
             return
-        exact = [(t, ~v & 0xFFFFFFFF) for t, m, v in self.type_tests if not m]
-        masked = [(t, m & ~v & 0xFFFFFFFF) for t, m, v in self.type_tests if m]
+        # a word for every combination of type tests that hold (bit i: test i)
+        self.hit_words = np.array(
+            [word(type_code([t for i, (t, _) in enumerate(self.types) if h >> i & 1]))
+             for h in range(1 << len(self.types))],
+            np.uint64,
+        )  # fmt: skip
+        exact = [(i, ~v & 0xFFFFFFFF) for i, (_, m, v) in enumerate(self.type_tests) if not m]
+        masked = [(i, m & ~v & 0xFFFFFFFF) for i, (_, m, v) in enumerate(self.type_tests) if m]
         base = self.enc.type_base or 0
         low = max([f for _, f in exact + masked])
         cap = 1 << low.bit_length()
         if (exact and masked) or cap > TYPE_LUT_MAX or (masked and base & (cap - 1)):
             self.type_mode = "generic"  # no encoding we know; correct, just slower
             return
-        lut = np.zeros(cap + 1, np.uint64)
+        hits = np.zeros(cap + 1, np.intp)  # the last entry: clipped values, no type
         z = np.arange(cap)
-        for t, f in exact:
-            lut[f] |= word(t)
-        for t, f in masked:
-            lut[:cap][(z & f) == f] |= word(t)
-        self.type_lut = lut
+        for i, f in exact:
+            hits[f] |= 1 << i
+        for i, f in masked:
+            hits[:cap] |= np.where((z & f) == f, 1 << i, 0)
+        self.type_lut = self.hit_words[hits]
         self.zmask = np.intp(base | (cap - 1)) if masked else None
         self.type_mode = "low"
 
@@ -440,11 +459,12 @@ def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
         np.bitwise_or(word, tmp, out=word)
     elif plan.type_mode == "generic":
         mc = run.col(enc.off_mapcount, "<u4")
-        for t, mask, want in plan.type_tests:
+        low[:] = 0
+        for i, (_, mask, want) in enumerate(plan.type_tests):
             hit = (mc & np.uint32(mask)) == np.uint32(want) if mask else mc == np.uint32(want)
-            bits = sum(1 << b for i, b in enumerate(plan.w_type) if t >> i & 1)
-            np.multiply(hit, _U64(bits), out=tmp)
-            np.bitwise_or(word, tmp, out=word)
+            low |= hit.astype(np.intp) << i
+        np.take(plan.hit_words, low, out=tmp)
+        np.bitwise_or(word, tmp, out=word)
     np.multiply(word, plan.magic, out=word)
     np.right_shift(word, _U64(64 - HASH_BITS), out=word)
     np.take(plan.verdict, word.view(np.intp), out=verdict, mode="clip")  # < 2**16: no cast
