@@ -109,6 +109,15 @@ def git(repo: Path, *args: str) -> str:
 # Patch 1: VMCOREINFO exports
 
 DOC_COMMON = """\
+PG_reserved
+-----------
+
+The page flag of page frames the kernel set aside at boot and never gave
+to the page allocator, such as its own image. Their flags and mapping can
+look like those of page cache or user pages (data in the image is not
+bound by the page allocator's rules), so dump filters keep the
+PG_reserved pages of the kernel image whatever else they exclude.
+
 PAGE_MAPPING_ANON
 -----------------
 
@@ -196,6 +205,9 @@ go wrong silently when the kernel changes them.  Export them:
   NUMBER(PAGE_MAPCOUNT_RESERVE)        page->page_type
   NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
                                        page->mapping
+  NUMBER(PG_reserved)                  the flag of the kernel's own
+                                       reserved pages, which a filter
+                                       must keep
   NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
                                        mem_section.section_mem_map
   SYMBOL(vmemmap)                      the struct page array base
@@ -223,6 +235,9 @@ go wrong silently when the kernel changes them.  Export them:
                                        of page->page_type
   NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
                                        page->mapping
+  NUMBER(PG_reserved)                  the flag of the kernel's own
+                                       reserved pages, which a filter
+                                       must keep
   NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
                                        mem_section.section_mem_map
   NUMBER(page_offset_base) (x86_64)    the direct mapping base
@@ -271,6 +286,7 @@ def patch1(root: Path, tree: str) -> list[str]:
             "#endif\n",
         )
         e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
         e.save()
         doc_generic = DOC_COMMON + DOC_61
     else:
@@ -287,6 +303,7 @@ def patch1(root: Path, tree: str) -> list[str]:
         for t in ("slab", "buddy", "hugetlb", "offline"):
             e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
         e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
         e.save()
         doc_generic = DOC_COMMON + DOC_612
     a = Edit(root, arch)

@@ -290,3 +290,28 @@ def test_drgn_reads_uts_and_task_list_of_the_kernel_scan_dump(variant):
     crashed = prog.crashed_thread()
     assert crashed.tid == 1
     assert crashed.object.comm.string_().decode() == init_comm
+
+
+@pytest.mark.parametrize("variant", ["patched-6.1", "patched-6.12"])
+def test_patched_kernels_export_the_values_the_scan_would_otherwise_assume(variant):
+    """Patch 1's VMCOREINFO keys are in a real dump of the patched kernel, and the page flag
+    numbers equal the kernel's own ``enum pageflags``, read by drgn from the built vmlinux's
+    debug info (an oracle independent of both the patch and our parser)."""
+    drgn = pytest.importorskip("drgn")
+    r = vpl_cycle(variant)
+    r.check(3)
+    dump = r.path(DFW_FILE)
+    info = _vmcoreinfo(dump)
+    keys = ["NUMBER(PG_reserved)", "NUMBER(PAGE_MAPPING_ANON)", "NUMBER(SECTION_MAP_LAST_BIT)"]
+    keys += ["NUMBER(page_offset_base)", "NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)"]
+    if variant == "patched-6.1":
+        keys += ["NUMBER(PAGE_TYPE_BASE)", "NUMBER(PAGE_MAPCOUNT_RESERVE)", "SYMBOL(vmemmap)"]
+    else:
+        keys += ["NUMBER(PAGE_TYPE_SHIFT)"]
+    assert [k for k in keys if k not in info] == []
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    prog.load_debug_info([str(_patched(variant.split("-")[1]).vmlinux)])
+    for flag in ("PG_reserved", "PG_private", "PG_lru", "PG_swapbacked"):
+        assert int(info[f"NUMBER({flag})"]) == prog.constant(flag).value_(), flag
+    assert int(info["NUMBER(PAGE_MAPPING_ANON)"]) == 1  # include/linux/page-flags.h

@@ -545,6 +545,7 @@ def _vmcoreinfo(s: dict) -> str:
     lines.append(f"NUMBER(PG_head_mask)={1 << pg['head']}")
     if patched:
         lines.append(f"NUMBER(PAGE_MAPPING_ANON)={1 << s.get('anon_bit', 0)}")
+        lines.append(f"NUMBER(PG_reserved)={pg['reserved']}")
     lines.append(f"NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)={_num(fam, fam.buddy)}")
     if patched and fam.buddy & 0xFFFFFF:  # 6.1-6.11: PageType() base/mask encoding
         base = 0xF0000000 if fam.buddy == 0xFFFFFF7F else 0x80000000

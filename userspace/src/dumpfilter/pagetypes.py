@@ -101,10 +101,10 @@ ENCODINGS: tuple[Row, ...] = (
 )
 
 
-# PG_reserved's bit when VMCOREINFO does not export NUMBER(PG_reserved) (stock kernels don't):
-# in include/linux/page-flags.h ``enum pageflags`` PG_reserved immediately precedes PG_private
-# (``PG_arch_1, PG_reserved, PG_private``) in Debian 6.1, 6.12 and mainline, whatever config
-# bits come earlier, so its number is NUMBER(PG_private) + this offset.
+# PG_reserved's bit when VMCOREINFO does not export NUMBER(PG_reserved) (stock kernels; our
+# patch 1 exports it): in include/linux/page-flags.h ``enum pageflags`` PG_reserved immediately
+# precedes PG_private (``PG_arch_1, PG_reserved, PG_private``) in Debian 6.1, 6.12 and
+# mainline, whatever config bits come earlier, so its number is NUMBER(PG_private) + this offset.
 PG_RESERVED_FROM_PRIVATE = -1
 
 
