@@ -435,3 +435,17 @@ def test_every_page_is_judged_as_makedumpfiles_loop_would(kernel, patched):
             bad = np.flatnonzero(got != want)
             assert not len(bad), (trial, level, bad[:5], got[bad[:5]], want[bad[:5]])
             assert (got_c.end_pfn, got_c.cls) == (end, end_cls) or got_c.end_pfn == end == 0
+
+
+@pytest.mark.parametrize("mask", [0xFFFFF << 32, (1 << 64) - 1])
+def test_a_head_mask_of_many_bits_is_one_error_line(mask):
+    """A corrupt NUMBER(PG_head_mask) cannot make the plan enumerate 2**64 words."""
+    from dumpfilter.errors import DumpError
+
+    text = "\n".join(
+        f"NUMBER(PG_head_mask)={mask}" if ln.startswith("NUMBER(PG_head_mask)") else ln
+        for ln in sv.vmcoreinfo_text("6.1").splitlines()
+    )
+    enc = detect(VmcoreInfo.parse(text))
+    with pytest.raises(DumpError, match="VMCOREINFO (page flags use|PG_. numbers leave)"):
+        classify(enc, np.zeros((8, 64), np.uint8), 0, 31, Carry())

@@ -69,6 +69,7 @@ L_ONE, L_COMPOUND, L_BUDDY, L_UNACC = range(4)
 # unaccepted memory); a page nobody excludes has verdict 0
 V_CLS, V_KIND_SHIFT, V_P1, V_LONG = 0x0F, 4, 0x40, 0x80
 HASH_BITS = 16
+MAX_KEY_BITS = 16  # bits a word may use: 2**16 words are enumerated when a plan is made
 TYPE_LUT_MAX = 1 << 16  # largest ~_mapcount index the low-bits page-type table may take
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
@@ -182,6 +183,11 @@ class Plan:
         word_bits += [(B_TAIL, self.w_tail), (B_ANON, self.w_anon)]
         word_bits += [(1 << (T_SHIFT + i), b) for i, b in enumerate(self.w_type)]
         positions = sorted({b for _, b in word_bits})
+        if len(positions) > MAX_KEY_BITS:  # a kernel has one PG_head bit: corrupt VMCOREINFO
+            raise DumpError(
+                f"VMCOREINFO page flags use {len(positions) - 5} bits "
+                f"(NUMBER(PG_head_mask)={enc.head_mask:#x}); at most {MAX_KEY_BITS - 5} expected"
+            )
         combo = np.arange(1 << len(positions), dtype=np.uint64)
         words = np.zeros(len(combo), np.uint64)
         keys = np.full(len(combo), const, np.uint16)
