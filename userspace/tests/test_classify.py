@@ -449,3 +449,21 @@ def test_a_head_mask_of_many_bits_is_one_error_line(mask):
     enc = detect(VmcoreInfo.parse(text))
     with pytest.raises(DumpError, match="VMCOREINFO (page flags use|PG_. numbers leave)"):
         classify(enc, np.zeros((8, 64), np.uint8), 0, 31, Carry())
+
+
+@pytest.mark.parametrize("size", [68, 72, 80])
+def test_struct_page_sizes_other_than_64_give_the_same_verdicts(size):
+    """Debug configurations grow struct page; sizes that are not a multiple of 8 take the
+    byte-slice reads instead of typed views.  Same pages, padded rows: same classes."""
+    from dumpfilter.classify import _classify_sampled, plan_for
+
+    rng = np.random.default_rng(size)
+    for p in (_noisy_pages("6.1", rng, 6000), _random_pages("6.1", rng, 1 << 14, False)):
+        padded = np.zeros((len(p.raw), size), np.uint8)
+        padded[:, :64] = p.raw
+        for level in (31, 8):
+            want = classify(p.enc, p.raw, 1 << 20, level, Carry(), None)
+            got = classify(p.enc, padded, 1 << 20, level, Carry(), None)
+            assert np.array_equal(got, want), level
+    # the last pages (valid data) went through the sampled scan's in-place block reads
+    assert _classify_sampled(plan_for(p.enc, 31), padded, 1 << 20, Carry(), None) is not None
