@@ -329,32 +329,40 @@ class Run:
     def __len__(self) -> int:
         return self.n
 
-    def col(self, off: int, dtype: str) -> np.ndarray:
+    def _typed(self, off: int, dtype: str) -> tuple[np.ndarray, int] | None:
+        """The rows viewed as the member's own type, and the member's column, when it is
+        aligned in a contiguous array: ufuncs and gathers on such a view run 2-7x faster
+        than on w-byte slices viewed afterwards.  Blocks mode: shaped (blocks, G, words)."""
         w = np.dtype(dtype).itemsize
         spage = self.raw.shape[1]
-        if off % w == 0 and spage % w == 0 and self.raw.flags.c_contiguous:
-            # an aligned view of the member's own type: ufuncs and gathers on it run 2-7x
-            # faster than on w-byte slices viewed afterwards
-            typed = self.raw.view(dtype)
-            if self.sel is None:
-                return typed[:, off // w]
-            return typed.reshape(-1, self.g, spage // w)[self.sel, :, off // w].reshape(-1)
+        if off % w or spage % w or not self.raw.flags.c_contiguous:
+            return None
+        typed = self.raw.view(dtype)
+        if self.sel is not None:
+            typed = typed.reshape(-1, self.g, spage // w)
+        return typed, off // w
+
+    def col(self, off: int, dtype: str) -> np.ndarray:
+        """One member of every struct page (a strided view, or gathered from the blocks)."""
+        t = self._typed(off, dtype)
+        if t is not None:
+            typed, c = t
+            return typed[:, c] if self.sel is None else typed[self.sel, :, c].reshape(-1)
         if self.sel is None:
             return field(self.raw, off, dtype)
-        blocks = self.raw.reshape(-1, self.g, spage)
+        w = np.dtype(dtype).itemsize
+        blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
         return blocks[self.sel, :, off : off + w].reshape(-1, w).view(dtype)[:, 0]
 
     def member(self, idx: np.ndarray, off: int, dtype: str) -> np.ndarray:
         """One member of the struct pages at rows ``idx`` (only those bytes are read)."""
-        w = np.dtype(dtype).itemsize
-        spage = self.raw.shape[1]
-        if off % w or spage % w or not self.raw.flags.c_contiguous:
+        t = self._typed(off, dtype)
+        if t is None:
             return field(self.rows(idx), off, dtype)
-        typed = self.raw.view(dtype)
+        typed, c = t
         if self.sel is None:
-            return typed[idx, off // w]
-        blocks = typed.reshape(-1, self.g, spage // w)
-        return blocks[self.sel[idx // self.g], idx % self.g, off // w]
+            return typed[idx, c]
+        return typed[self.sel[idx // self.g], idx % self.g, c]
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         if self.sel is None:
