@@ -30,8 +30,9 @@ NT_PRSTATUS = 1
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
 WINDOW = 8 << 20  # bytes per mapping: 128 Ki struct pages, or 2048 pages of data
 MAX_WINDOWS = 4  # peak mapped (and so resident) input: 32 MiB whatever the dump size
-_MAP_FLAGS = mmap.MAP_PRIVATE  # (MAP_POPULATE was tried: it slows the page-table walk)
-MADV_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22)  # Linux uapi mman-common.h
+# MAP_POPULATE slowed the page-table walk; MADV_POPULATE_READ of the struct pages before the
+# scan (in line or on a helper thread) slowed the scan on the machine it was measured on
+_MAP_FLAGS = mmap.MAP_PRIVATE
 _MACHINES = {3: "i386", 40: "arm", 183: "aarch64", 21: "ppc64", 22: "s390", 243: "riscv"}
 
 
@@ -90,7 +91,6 @@ class ElfVmcore:
         except OSError as e:
             raise DumpError(f"cannot open {path}: {e.strerror}") from None
         self._windows: OrderedDict[int, mmap.mmap | bytes] = OrderedDict()
-        self._populate = True
         try:
             self._parse()
         except BaseException:
@@ -254,31 +254,6 @@ class ElfVmcore:
             out[pos : pos + n] = self.phys_array(a, n)
             pos += n
         return out
-
-    def populate(self, paddr: int, size: int) -> None:
-        """Fault in [paddr, paddr+size) of one window at once before a strided scan of it.
-
-        First-touch page faults of a mapped regular file cost several times the scan itself;
-        MADV_POPULATE_READ (Linux 5.14+) maps the range in one call and keeps reads zero-copy.
-        Older kernels, and /proc/vmcore (mapped up front by the kernel), just refuse it.
-        """
-        if not self._populate:
-            return
-        try:
-            ld = self._seg_for(paddr, size)
-        except DumpError:
-            return
-        off = ld.offset + paddr - ld.paddr
-        base = off - off % WINDOW
-        w = self._window(base)
-        if not isinstance(w, mmap.mmap):
-            return
-        start = (off - base) & ~(mmap.PAGESIZE - 1)
-        end = min(len(w), off - base + size)
-        try:
-            w.madvise(MADV_POPULATE_READ, start, end - start)
-        except (OSError, ValueError):
-            self._populate = False
 
     def view_extent(self, paddr: int) -> int:
         """Bytes from ``paddr`` that ``phys_array`` can return as one view (no copy)."""

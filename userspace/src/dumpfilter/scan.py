@@ -113,9 +113,8 @@ class UserspaceClassification:
                     q = p1
                     if extent is not None:  # stay inside one input mapping: views, no copies
                         q = min(p1, p0 + max(1, extent(pa) // spage))
-                    # no MADV_POPULATE_READ here: classify reads one struct page per 512
-                    # first and skips covered blocks; fault-around (64 KiB per fault) maps
-                    # what it touches more cheaply than populating every page up front
+                    # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around
+                    # (64 KiB per fault) maps what classify touches more cheaply
                     if c.split:  # one struct page in two physical pieces (memmap.Chunk)
                         raw = _split_page(self.src, c, spage)
                     else:
