@@ -70,6 +70,7 @@ L_ONE, L_COMPOUND, L_BUDDY, L_UNACC = range(4)
 V_CLS, V_KIND_SHIFT, V_P1, V_LONG = 0x0F, 4, 0x40, 0x80
 HASH_BITS = 16
 MAX_KEY_BITS = 16  # bits a word may use: 2**16 words are enumerated when a plan is made
+MAGIC_TRIES = 2000  # kernels' 11-13 bits need tens of tries; a bound keeps bad input quick
 TYPE_LUT_MAX = 1 << 16  # largest ~_mapcount index the low-bits page-type table may take
 _U64 = np.uint64
 _MASK64 = (1 << 64) - 1
@@ -292,7 +293,7 @@ def _find_magic(words: np.ndarray, keys: np.ndarray) -> np.uint64:
         z = (z ^ (z >> 27)) * 0x94D049BB133111EB & _MASK64
         return z ^ (z >> 31)
 
-    for _ in range(20000):
+    for _ in range(MAGIC_TRIES):
         m = draw() & draw() & draw()
         magic = _U64(m | 1)
         with np.errstate(over="ignore"):
