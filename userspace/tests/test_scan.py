@@ -144,6 +144,44 @@ def test_holes_are_hole_and_ram_without_struct_pages_is_kept(synth61):
     assert got.shape == (synth61.max_pfn,)
 
 
+def _make_buddy_head(path, pfn: int, order: int) -> None:
+    """Rewrite the struct page of ``pfn`` in the vmcore file as a free block of ``order``."""
+    with source.open_source(str(path)) as src:
+        c = scan.userspace_scan(src, 31)
+        enc = c.encoding
+        ch = next(ch for ch in c.chunks if ch.start_pfn <= pfn < ch.start_pfn + ch.nr_pages)
+        pa = ch.paddr + (pfn - ch.start_pfn) * enc.struct_size
+        ld = src._seg_for(pa, enc.struct_size)
+        off = ld.offset + pa - ld.paddr
+    with open(path, "r+b") as f:
+        f.seek(off + enc.off_mapcount)
+        f.write(struct.pack("<I", enc.buddy))
+        f.seek(off + enc.off_private)
+        f.write(struct.pack("<Q", order))
+
+
+def test_a_struct_page_in_a_hole_never_excludes_ram(synth_factory):
+    """makedumpfile skips PFNs outside every PT_LOAD: a free-block head at PFN 0 (not RAM)
+    does not make RAM PFNs 1..0x9e free."""
+    synth = synth_factory(kernel="6.1")
+    _make_buddy_head(synth.path, 0, 8)
+    _, got = classes(synth.path, 31)
+    assert np.array_equal(got, synth.expected_classes(31))
+
+
+def test_a_free_block_runs_on_over_a_hole_into_the_next_ram_range(synth_factory):
+    """ "Continue at pfn + n": a block from RAM that spans a hole covers the RAM after it."""
+    synth = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x10008), (0x10010, 0x18000)])
+    near = np.r_[0x10000:0x10008, 0x10010:0x10040]
+    assert (synth.kind[near] == sv.K_KERNEL).all()  # plain pages, no ranges of their own
+    _make_buddy_head(synth.path, 0x10000, 5)
+    _, got = classes(synth.path, 16, window=0x10004)  # the block also crosses a window
+    exp = synth.expected_classes(16)
+    exp[0x10000:0x10008] = exp[0x10010:0x10020] = PageClass.FREE
+    assert (got[0x10008:0x10010] == PageClass.HOLE).all()
+    assert np.array_equal(got, exp)
+
+
 def test_chunk_table_is_the_kernel_abi_shape(synth_factory):
     synth = synth_factory(kernel="6.1", leaf="4K")
     with source.open_source(synth.path) as src:
@@ -152,7 +190,8 @@ def test_chunk_table_is_the_kernel_abi_shape(synth_factory):
     assert all(len(t) == 3 for t in table)
     starts = [t[0] for t in table]
     assert starts == sorted(starts)
-    assert sum(t[1] for t in table) == 3 * 32768  # three present 128 MiB sections
+    # three present 128 MiB sections, less the PFNs outside RAM (0 and the legacy hole)
+    assert sum(t[1] for t in table) == 3 * 32768 - 1 - (0x100 - 0x9F)
 
 
 # ---------------------------------------------------------------------------------- oracle

@@ -7,7 +7,8 @@ dumps keep their result so a second pass (the writer after the report) is free, 
 recompute it so that memory stays flat whatever the dump size.
 
 Three rules are applied on top of makedumpfile's per-page decision:
-- PFNs outside RAM are HOLE;
+- PFNs outside RAM are HOLE, and their struct pages are not read (as makedumpfile skips
+  PFNs outside every PT_LOAD): one there never starts a range (``_ram_pieces``);
 - a page a PT_LOAD only partly holds (``/proc/vmcore``'s first range ends at 0x9fc00) has no
   full data: makedumpfile's ``exclude_nodata_pages`` drops it from the 2nd bitmap, here it is
   HOLE (there is no class for "RAM without data");
@@ -106,27 +107,24 @@ class UserspaceClassification:
             j = ci
             while j < len(chunks) and chunks[j].start_pfn < w1:
                 c = chunks[j]
-                c_end = c.start_pfn + c.nr_pages
-                p0, p1 = max(c.start_pfn, w0), min(c_end, w1)
-                while p0 < p1:
-                    pa = c.paddr + (p0 - c.start_pfn) * spage
-                    q = p1
-                    if extent is not None:  # stay inside one input mapping: views, no copies
-                        q = min(p1, p0 + max(1, extent(pa) // spage))
-                    # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around
-                    # (64 KiB per fault) maps what classify touches more cheaply
-                    if c.split:  # one struct page in two physical pieces (memmap.Chunk)
-                        raw = _split_page(self.src, c, spage)
-                    else:
-                        raw = self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage)
-                    nxt = self._next_page(j, q, spage)
-                    cls = classify(enc, raw, p0, self.dump_level, carry, nxt)
-                    seg = out[p0 - w0 : q - w0]
-                    if self._all_ram(p0, q):
-                        seg[:] = cls
-                    else:
-                        np.copyto(seg, cls, where=seg != HOLE)
-                    p0 = q
+                c0, c1 = max(c.start_pfn, w0), min(c.start_pfn + c.nr_pages, w1)
+                for p0, p1 in self._ram_pieces(c0, c1):
+                    while p0 < p1:
+                        pa = c.paddr + (p0 - c.start_pfn) * spage
+                        q = p1
+                        if extent is not None:  # stay inside one mapping: views, no copies
+                            q = min(p1, p0 + max(1, extent(pa) // spage))
+                        # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around
+                        # (64 KiB per fault) maps what classify touches more cheaply
+                        if c.split:  # one struct page in two physical pieces (memmap.Chunk)
+                            raw = _split_page(self.src, c, spage)
+                        else:
+                            raw = self.src.phys_array(pa, (q - p0) * spage)
+                            raw = raw.reshape(q - p0, spage)
+                        # page[1] only of a PFN judged too (the kernel scan's rule)
+                        nxt = self._next_page(j, q, spage) if q < p1 or self._in_ram(q) else None
+                        out[p0 - w0 : q - w0] = classify(enc, raw, p0, self.dump_level, carry, nxt)
+                        p0 = q
                 j += 1
             for a, b in self.image:
                 if b > w0 and a < w1:
@@ -137,11 +135,25 @@ class UserspaceClassification:
                     out[p - w0] = HOLE
             yield w0, out
 
-    def _all_ram(self, p0: int, p1: int) -> bool:
-        """Whether [p0, p1) lies inside one RAM range (no HOLE to keep: a plain copy)."""
+    def _ram_pieces(self, p0: int, p1: int) -> Iterator[tuple[int, int]]:
+        """The parts of [p0, p1) inside RAM, in order.
+
+        Only those PFNs are judged: makedumpfile skips PFNs outside every PT_LOAD
+        (kernel-page-types.md §3.3), so a struct page there never starts a range (the
+        crash kernel's reserved memory, often a quarter of a small machine, is not read at
+        all), while a range from RAM still runs on over a hole into the next RAM range
+        ("continue at pfn + n"): ``carry`` holds its end by PFN."""
         ram = self.src.ram_ranges
-        i = bisect.bisect_right(self._ram_starts, p0) - 1
-        return i >= 0 and p1 <= ram[i][1]
+        i = max(bisect.bisect_right(self._ram_starts, p0) - 1, 0)
+        while i < len(ram) and ram[i][0] < p1:
+            a, b = max(ram[i][0], p0), min(ram[i][1], p1)
+            if a < b:
+                yield a, b
+            i += 1
+
+    def _in_ram(self, pfn: int) -> bool:
+        i = bisect.bisect_right(self._ram_starts, pfn) - 1
+        return i >= 0 and pfn < self.src.ram_ranges[i][1]
 
     def _next_page(self, j: int, pfn: int, spage: int) -> np.ndarray | None:
         """The struct page of ``pfn`` (right after a classified run), if it has one."""
@@ -160,9 +172,16 @@ class UserspaceClassification:
     def chunk_table(self) -> list[tuple[int, int, int]]:
         """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input.
 
-        A struct page split over two physical pages cannot be described to the kernel: its
-        PFN is left out (the kernel scan keeps it)."""
-        return [tuple(c[:3]) for c in self.chunks if not c.split]
+        Only the RAM parts of the chunks, the PFNs this scan judges, so that both scans
+        read the same struct pages.  A struct page split over two physical pages cannot be
+        described to the kernel: its PFN is left out (the kernel scan keeps it)."""
+        spage = self.encoding.struct_size
+        return [
+            (p0, p1 - p0, c.paddr + (p0 - c.start_pfn) * spage)
+            for c in self.chunks
+            if not c.split
+            for p0, p1 in self._ram_pieces(c.start_pfn, c.start_pfn + c.nr_pages)
+        ]
 
 
 def _split_page(src, c: memmap.Chunk, spage: int) -> np.ndarray:
