@@ -96,6 +96,16 @@ def test_windows_of_any_size_give_the_same_answer_each_time(synth_factory):
         assert np.array_equal(np.concatenate([a for _, a in c.windows()]), whole)
 
 
+def test_window_arrays_are_read_only_so_the_kept_answer_cannot_be_changed(synth61):
+    with source.open_source(synth61.path) as src:
+        c = scan.userspace_scan(src, 31)
+        first = [a for _, a in c.windows()]
+        assert all(not a.flags.writeable for a in first)
+        with pytest.raises(ValueError):
+            first[0][0] = PageClass.FREE
+        assert all(a is b for a, b in zip(first, [a for _, a in c.windows()], strict=True))
+
+
 def test_kernel_image_pages_are_kept_even_with_lru_and_mapping(synth_factory):
     synth = synth_factory(kernel="6.6", image_trap=True)
     trap = synth.pfns_of(sv.K_IMAGE_TRAP)

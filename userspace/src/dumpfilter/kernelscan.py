@@ -287,6 +287,7 @@ class KernelClassification:
             out[~ram] = PageClass.HOLE
             nd = self.nodata[(self.nodata >= start) & (self.nodata < stop)]
             out[nd - start] = PageClass.HOLE
+            out.flags.writeable = False  # the Classification contract: read-only
             yield start, out
 
 

@@ -67,6 +67,7 @@ class UserspaceClassification:
         self.nodata = _nodata_pfns(src)
         self._ram_starts = [a for a, _ in src.ram_ranges]
         self._cache: list[tuple[int, np.ndarray]] | None = None
+        self._extent = getattr(src, "view_extent", None)
         self._cache_size = 0
         plan_for(self.encoding, dump_level)  # the level's lookup tables, made once
         # everything up to here reads the layout (makedumpfile's setup before its
@@ -75,15 +76,17 @@ class UserspaceClassification:
 
     # ------------------------------------------------------------------ iteration
     def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Read-only class arrays: the kept answer is handed out as is, never copied."""
         size = size or self.window
         if self._cache is not None and self._cache_size == size:
-            yield from ((w0, arr.copy()) for w0, arr in self._cache)
+            yield from self._cache
             return
         keep = self.max_pfn <= CACHE_LIMIT_PFNS
         store: list[tuple[int, np.ndarray]] = []
         for w0, arr in self._compute(size):
+            arr.flags.writeable = False
             if keep:
-                store.append((w0, arr.copy()))
+                store.append((w0, arr))
             yield w0, arr
         if keep:
             self._cache, self._cache_size = store, size
@@ -95,7 +98,6 @@ class UserspaceClassification:
         chunks = self.chunks
         ram = self.src.ram_ranges
         ci = 0
-        extent = getattr(self.src, "view_extent", None)
         for w0 in range(0, self.max_pfn, size):
             w1 = min(w0 + size, self.max_pfn)
             out = np.full(w1 - w0, HOLE, np.uint8)
@@ -110,17 +112,7 @@ class UserspaceClassification:
                 c0, c1 = max(c.start_pfn, w0), min(c.start_pfn + c.nr_pages, w1)
                 for p0, p1 in self._ram_pieces(c0, c1):
                     while p0 < p1:
-                        pa = c.paddr + (p0 - c.start_pfn) * spage
-                        q = p1
-                        if extent is not None:  # stay inside one mapping: views, no copies
-                            q = min(p1, p0 + max(1, extent(pa) // spage))
-                        # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around
-                        # (64 KiB per fault) maps what classify touches more cheaply
-                        if c.split:  # one struct page in two physical pieces (memmap.Chunk)
-                            raw = _split_page(self.src, c, spage)
-                        else:
-                            raw = self.src.phys_array(pa, (q - p0) * spage)
-                            raw = raw.reshape(q - p0, spage)
+                        raw, q = self._struct_pages(c, p0, p1)
                         # page[1] only of a PFN judged too (the kernel scan's rule)
                         nxt = self._next_page(j, q, spage) if q < p1 or self._in_ram(q) else None
                         out[p0 - w0 : q - w0] = classify(enc, raw, p0, self.dump_level, carry, nxt)
@@ -150,6 +142,24 @@ class UserspaceClassification:
             if a < b:
                 yield a, b
             i += 1
+
+    def _struct_pages(self, c: memmap.Chunk, p0: int, p1: int) -> tuple[np.ndarray, int]:
+        """The struct pages of PFNs [p0, q) of chunk ``c`` as (q - p0, SIZE(page)) rows,
+        for the longest q <= p1 whose rows are a view of one input window (no copy).
+
+        A mapping of each run of its own was measured: one classify call per RAM piece,
+        but its munmap lands inside the scan and the synthetic 1 GiB dump took more
+        faults, so the windows stay shared and cached (elfcore.MAX_WINDOWS)."""
+        spage = self.encoding.struct_size
+        pa = c.paddr + (p0 - c.start_pfn) * spage
+        if c.split:  # one struct page in two physical pieces (memmap.Chunk)
+            return _split_page(self.src, c, spage), p0 + 1
+        # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around (64 KiB per
+        # fault) maps what classify touches more cheaply
+        q = p1
+        if self._extent is not None:
+            q = min(p1, p0 + max(1, self._extent(pa) // spage))
+        return self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage), q
 
     def _in_ram(self, pfn: int) -> bool:
         i = bisect.bisect_right(self._ram_starts, pfn) - 1
