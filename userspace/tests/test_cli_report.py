@@ -9,6 +9,8 @@ import json
 import os
 import shutil
 import struct
+import subprocess
+import sys
 
 import pytest
 from conftest import run_dumpfilter
@@ -71,6 +73,89 @@ def test_without_zero_bit_no_page_is_counted_zero(synth61, tmp_path):
     assert r.returncode == 0, r.stderr
     p = json.loads(js.read_text())["pages"]
     assert p["zero"] == 0 and p["cache"] == 0 and p["free"] == _count(synth61, 16, PageClass.FREE)
+
+
+# ----------------------------------------------------------------------- -d retry list
+
+
+@pytest.fixture(scope="module")
+def sizes(synth61, tmp_path_factory):
+    """Bytes of the zlib kdump file of synth61 at dump levels 0 and 31."""
+    d = tmp_path_factory.mktemp("sizes")
+    out = {}
+    for level in (0, 31):
+        r = run_dumpfilter("-c", "-d", level, synth61.path, d / f"d{level}")
+        assert r.returncode == 0, r.stderr
+        out[level] = (d / f"d{level}").stat().st_size
+    assert out[31] < out[0]
+    return out
+
+
+def _kdump_level_and_status(path) -> tuple[int, int]:
+    head = path.read_bytes()[:8192]
+    status = struct.unpack_from("<I", head, 424)[0]
+    return struct.unpack_from("<Q", head, 4096 + 8)[0], status
+
+
+def test_a_retry_list_writes_the_next_level_when_the_limit_is_hit(synth61, sizes, tmp_path):
+    out, js = tmp_path / "dump", tmp_path / "s.json"
+    limit = (sizes[0] + sizes[31]) // 2
+    r = run_dumpfilter("-c", "-d", "0,31", "-L", limit, "--stats-json", js, synth61.path, out)
+    assert r.returncode == 0, r.stderr
+    assert "retrying with dump level 31" in r.stderr
+    assert out.stat().st_size == sizes[31]
+    assert _kdump_level_and_status(out) == (31, 0x1)  # whole (zlib), level 31 in the header
+    assert json.loads(js.read_text())["dump_level"] == 31
+    assert sorted(os.listdir(tmp_path)) == ["dump", "s.json"]  # the failed attempt left nothing
+
+
+def test_when_every_level_is_too_big_the_last_one_is_kept_marked_incomplete(
+    synth61, sizes, tmp_path
+):
+    out = tmp_path / "dump"
+    r = run_dumpfilter("-c", "-d", "0,1,31", "-L", sizes[31] // 2, synth61.path, out)
+    assert r.returncode == 1
+    assert r.stderr.count("retrying with dump level") == 2
+    assert r.stderr.strip().splitlines()[-1].endswith("is marked incomplete")
+    level, status = _kdump_level_and_status(out)
+    assert level == 31 and status & 0x8
+
+
+def test_a_full_filesystem_is_retried_with_the_space_of_the_failed_attempt(
+    synth61, sizes, tmp_path
+):
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    size_kib = (sizes[0] + sizes[31]) // 2 // 1024
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", mnt])
+    if r.returncode:
+        pytest.skip("cannot mount a tmpfs here (not root?)")
+    try:
+        r = run_dumpfilter("-c", "-d", "0,31", synth61.path, mnt / "dump")
+        assert r.returncode == 0, r.stderr
+        assert "No space left on device; retrying with dump level 31" in r.stderr
+        assert os.listdir(mnt) == ["dump"]
+        assert _kdump_level_and_status(mnt / "dump") == (31, 0x1)
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+
+
+def test_a_flattened_stream_is_not_retried(synth61, sizes, tmp_path):
+    with open(tmp_path / "flat", "wb") as f:
+        r = subprocess.run(
+            [sys.executable, "-m", "dumpfilter.cli", "-F", "-c", "-d", "0,31", "-L",
+             str(sizes[31] * 2), synth61.path],
+            stdout=f, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    assert r.returncode == 1
+    assert "retrying" not in r.stderr and "flattened stream is incomplete" in r.stderr
+
+
+@pytest.mark.parametrize("level", ["0,32", "1,,31", "31,x"])
+def test_a_bad_level_in_a_retry_list_is_one_error_line(synth61, tmp_path, level):
+    r = run_dumpfilter("-d", level, synth61.path, tmp_path / "dump")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert "dump level" in r.stderr and not (tmp_path / "dump").exists()
 
 
 # ------------------------------------------------------------------------------ bad input

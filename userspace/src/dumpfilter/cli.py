@@ -8,13 +8,18 @@ DumpError and becomes one line on stderr and exit status 1, like makedumpfile's 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import DumpError
+
+if TYPE_CHECKING:
+    from .report import Stats
 
 # makedumpfile's exit codes (makedumpfile.h): COMPLETED, FAILED.
 EXIT_OK = 0
@@ -34,7 +39,7 @@ class Options:
 
     vmcore: str | None
     dumpfile: str | None
-    dump_level: int
+    dump_level: int  # the first of dump_levels
     compression: str | None  # None, "zlib", "lzo", "snappy", "zstd"
     elf: bool
     flatten: bool
@@ -48,6 +53,7 @@ class Options:
     limit: int | None  # -L SIZE in bytes
     kernel_scan: str | None  # None (off), "auto" or "require"
     stats_json: str | None
+    dump_levels: tuple[int, ...] = ()  # -d 11,31: the next one when the output is full
 
     def says(self, bit: int) -> bool:
         return bool(self.message_level & bit)
@@ -65,15 +71,19 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad size {text!r}") from e
 
 
-def _dump_level(text: str) -> int:
-    # makedumpfile also accepts a retry list ("-d 11,31"); that is not supported: one level.
-    try:
-        value = int(text, 0)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"bad dump level {text!r} (0-31)") from e
-    if not 0 <= value <= 31:
-        raise argparse.ArgumentTypeError(f"dump level {value} out of range (0-31)")
-    return value
+def _dump_levels(text: str) -> tuple[int, ...]:
+    """``-d 31`` or a retry list ``-d 11,31``: makedumpfile tries the next level when the
+    dump outgrows ``-L`` or the filesystem (makedumpfile(8), -d)."""
+    levels = []
+    for part in text.split(","):
+        try:
+            value = int(part, 0)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"bad dump level {part!r} (0-31)") from e
+        if not 0 <= value <= 31:
+            raise argparse.ArgumentTypeError(f"dump level {value} out of range (0-31)")
+        levels.append(value)
+    return tuple(levels)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dumpfilter",
         description="Filter a Linux kernel crash dump (makedumpfile-compatible command line).",
     )
-    p.add_argument("-d", "--dump-level", type=_dump_level, default=0, metavar="LEVEL")
+    p.add_argument(
+        "-d", "--dump-level", type=_dump_levels, default=(0,), metavar="LEVEL[,LEVEL...]"
+    )
     comp = p.add_mutually_exclusive_group()
     comp.add_argument("-c", dest="compression", action="store_const", const="zlib")
     comp.add_argument("-l", dest="compression", action="store_const", const="lzo")
@@ -148,7 +160,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     return Options(
         vmcore=vmcore,
         dumpfile=dumpfile,
-        dump_level=a.dump_level,
+        dump_level=a.dump_level[0],
+        dump_levels=a.dump_level,
         compression=a.compression,
         elf=a.elf,
         flatten=a.flatten,
@@ -187,7 +200,7 @@ def _keep_freed_memory() -> None:
 
 def run(opts: Options) -> int:
     # Imports are local so that `dumpfilter --help` and argument errors stay fast.
-    from . import report, scan, source
+    from . import report, source, write
 
     _keep_freed_memory()
 
@@ -205,30 +218,17 @@ def run(opts: Options) -> int:
             dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force)
             return EXIT_OK
 
-        t_scan = time.monotonic()
-        classification = None
-        if opts.kernel_scan:
-            from . import kernelscan
-
-            classification = kernelscan.try_kernel_scan(
-                src, opts.dump_level, opts.kernel_scan, say=_common(opts)
-            )
-        if classification is None:
-            classification = scan.userspace_scan(src, opts.dump_level)
-        stats = report.Stats.from_classification(classification, opts.dump_level)
-        prepare = getattr(classification, "prepare_seconds", 0.0)
-        stats.seconds["prepare"] = prepare
-        stats.seconds["scan"] = time.monotonic() - t_scan - prepare
-
-        t_write = time.monotonic()
-        if not opts.dry_run:
-            from . import write
-
-            write.write_dump(src, classification, opts, stats)
-        elif opts.dump_level & 1:
-            # makedumpfile's dry run still reads kept pages to count the zero ones
-            stats.add_zero(report.count_zero_pages(src, classification))
-        stats.seconds["write"] = time.monotonic() - t_write
+        levels = opts.dump_levels or (opts.dump_level,)
+        if opts.dry_run or opts.flatten:
+            levels = levels[:1]  # nothing to outgrow / a stream cannot be taken back
+        for i, level in enumerate(levels):
+            attempt = dataclasses.replace(opts, dump_level=level)
+            try:
+                stats = _filter(src, attempt, retry=i + 1 < len(levels))
+            except write.Retry as e:
+                _common(opts)(f"{e}; retrying with dump level {levels[i + 1]}")
+                continue
+            break
         stats.seconds["total"] = time.monotonic() - t0
 
     if opts.says(ML_REPORT):
@@ -236,6 +236,37 @@ def run(opts: Options) -> int:
     if opts.stats_json:
         report.write_json(stats, opts.stats_json)
     return EXIT_OK
+
+
+def _filter(src, opts: Options, *, retry: bool) -> Stats:
+    """Classify at ``opts.dump_level`` and write (or only count, with --dry-run)."""
+    from . import report, scan
+
+    t_scan = time.monotonic()
+    classification = None
+    if opts.kernel_scan:
+        from . import kernelscan
+
+        classification = kernelscan.try_kernel_scan(
+            src, opts.dump_level, opts.kernel_scan, say=_common(opts)
+        )
+    if classification is None:
+        classification = scan.userspace_scan(src, opts.dump_level)
+    stats = report.Stats.from_classification(classification, opts.dump_level)
+    prepare = getattr(classification, "prepare_seconds", 0.0)
+    stats.seconds["prepare"] = prepare
+    stats.seconds["scan"] = time.monotonic() - t_scan - prepare
+
+    t_write = time.monotonic()
+    if not opts.dry_run:
+        from . import write
+
+        write.write_dump(src, classification, opts, stats, retry=retry)
+    elif opts.dump_level & 1:
+        # makedumpfile's dry run still reads kept pages to count the zero ones
+        stats.add_zero(report.count_zero_pages(src, classification))
+    stats.seconds["write"] = time.monotonic() - t_write
+    return stats
 
 
 def _common(opts: Options):

@@ -27,7 +27,14 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class OutputFull(DumpError):
-    """The output stopped taking data (ENOSPC, a write error, or the ``-L`` limit)."""
+    """The output stopped taking data (ENOSPC, a write error, or the ``-L`` limit).
+
+    ``no_space``: the limit or a full filesystem (ENOSPC, EDQUOT, EFBIG), the cases where
+    a ``-d 11,31`` retry with a higher dump level may fit; not an I/O error."""
+
+    def __init__(self, message: str, *, no_space: bool = True):
+        super().__init__(message)
+        self.no_space = no_space
 
 
 def _view(b) -> bytes | memoryview:
@@ -87,9 +94,10 @@ def _write_all(
                 continue
             if e.errno == errno.EPIPE:
                 raise BrokenPipeError(e.errno, e.strerror) from e
-            raise OutputFull(f"cannot write {what}: {e.strerror}") from e
+            full = e.errno in _FULL_ERRNOS
+            raise OutputFull(f"cannot write {what}: {e.strerror}", no_space=full) from e
         if n == 0 and any(len(v) for v in group):
-            raise OutputFull(f"cannot write {what}: no progress")
+            raise OutputFull(f"cannot write {what}: no progress", no_space=False)
         if pos is not None:
             pos += n
         # Drop fully written views; keep the unwritten tail of a partly written one.

@@ -4,6 +4,8 @@ Success: the temporary file is renamed to DUMPFILE (or the flattened stream gets
 ``-L`` / ENOSPC / a write error: the dump keeps the "incomplete" mark it was written with
 (kdump ``status |= 0x8``, ELF ``e_flags |= 1``), is moved under DUMPFILE as makedumpfile leaves
 it, and the command fails (exit 1).  Anything else, Ctrl-C included, removes the temporary file.
+With ``retry`` (a ``-d 11,31`` list has levels left) the limit or a full filesystem raises
+``Retry`` instead and the partial file is removed, so the next level has the space back.
 """
 
 from __future__ import annotations
@@ -24,8 +26,15 @@ def _writer(opts):
     return write_kdump
 
 
-def write_dump(src, classification, opts, stats) -> None:
-    """Write the dump that *opts* asks for; DumpError (exit 1) if it is not whole."""
+class Retry(DumpError):
+    """No room for the dump at this level; nothing was left under DUMPFILE."""
+
+
+def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None:
+    """Write the dump that *opts* asks for; DumpError (exit 1) if it is not whole.
+
+    ``retry``: a full output raises ``Retry`` (the caller tries the next dump level).  A
+    flattened stream is never retried: what went to stdout cannot be taken back."""
     writer = _writer(opts)
     with sigterm_as_interrupt():
         if opts.flatten:
@@ -46,6 +55,8 @@ def write_dump(src, classification, opts, stats) -> None:
                 writer(src, classification, opts, stats, sink)
             except OutputFull as e:
                 _written(stats, sink.bytes_written)
+                if retry and e.no_space:
+                    raise Retry(str(e)) from e  # leaving the with-block removes the file
                 if sink.bytes_written < src.page_size:
                     raise DumpError(f"{e}; nothing usable was written") from e
                 out.commit()
