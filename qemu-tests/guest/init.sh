@@ -106,6 +106,11 @@ else
 fi
 echo "STAGE: kexec state loaded=$(cat /sys/kernel/kexec_crash_loaded)"
 
+# Clear the kernel log (records stay in the ring, clear_seq moves) and mark the spot, so that
+# `--dump-dmesg --partial-dmesg` has a boot log to leave out (userspace/tests/test_dmesg.py).
+dmesg -C 2>/dev/null || $BB dmesg -c > /dev/null
+{ echo "dumpfilter-e2e: kernel log cleared" > /dev/kmsg; } 2>/dev/null
+
 # The workload stays resident (its memory must be mapped at the crash); it creates
 # workload.ready on the share when every region is populated.
 if [ "$WORKLOAD" = skip ]; then

@@ -366,6 +366,54 @@ def test_random_garbage_ring_ends_quickly_with_error_or_text():
         assert time.monotonic() - t0 < 1.0
 
 
+# --- --partial-dmesg: only what was logged since the last clear ------------------------------
+
+CLEAR_VA = int(VMCOREINFO_61["SYMBOL(clear_seq)"], 16)
+VMCOREINFO_510 = {k: v for k, v in VMCOREINFO_61.items() if "latched_seq" not in k}  # u64
+
+
+def _partial(ring: Ring, clear: bytes, info=VMCOREINFO_61) -> list[bytes]:
+    mem = ring.memory()
+    mem.put(CLEAR_VA, clear)
+    return [r.text for r in dmesg.read_log(mem.read, info, partial=True).records]
+
+
+def test_partial_keeps_records_from_the_live_copy_of_the_latched_clear_seq():
+    ring = Ring()
+    for i in range(6):
+        ring.add(f"line {i}".encode(), i * 10**9)
+    # latch sequence 5 (odd): val[1] is the live copy; val[0] is a stale one
+    assert _partial(ring, struct.pack("<IxxxxQQ", 5, 1, 4)) == [b"line 4", b"line 5"]
+    assert _partial(ring, struct.pack("<IxxxxQQ", 6, 2, 4)) == [
+        b"line 2",
+        b"line 3",
+        b"line 4",
+        b"line 5",
+    ]
+
+
+def test_partial_reads_a_plain_clear_seq_when_it_is_not_latched():
+    ring = Ring()
+    for i in range(4):
+        ring.add(f"line {i}".encode(), i)
+    assert _partial(ring, struct.pack("<Q", 3), VMCOREINFO_510) == [b"line 3"]
+
+
+def test_partial_after_a_clear_with_nothing_new_is_empty_not_an_error():
+    ring = Ring()
+    ring.add(b"only line", 0)
+    assert _partial(ring, struct.pack("<IxxxxQQ", 0, 1, 0)) == []
+    assert dmesg.format_records([]) == b""
+
+
+def test_partial_without_clear_seq_in_vmcoreinfo_is_dumperror():
+    ring = Ring()
+    ring.add(b"x", 0)
+    info = {k: v for k, v in VMCOREINFO_61.items() if k != "SYMBOL(clear_seq)"}
+    with pytest.raises(DumpError, match="clear_seq"):
+        dmesg.read_log(ring.memory().read, info, partial=True)
+
+
 # --- legacy (3.5 .. 5.9) structured log_buf -------------------------------------------------
 
 LOG_BUF_PTR, LOG_BUF_LEN, FIRST_IDX, NEXT_IDX = (0xFFFFFFFF81F00000 + 0x100 * i for i in range(4))
@@ -428,6 +476,39 @@ def test_legacy_log_buf_records_across_the_wrap():
     assert dmesg.format_records(log.records).endswith(b"] legacy line 29\n")
 
 
+def _legacy_clear_idx(mem: Memory, record: int | None) -> None:
+    """Point clear_idx at the index of live record ``record`` (None: at log_next_idx)."""
+    buf = mem.regions[LOG_BUF_VA]
+    idx = struct.unpack("<I", mem.regions[FIRST_IDX])[0]
+    nxt = struct.unpack("<I", mem.regions[NEXT_IDX])[0]
+    for _ in range(record if record is not None else 10**6):
+        if idx == nxt:
+            break
+        length = struct.unpack_from("<H", buf, idx + 8)[0] if idx + 16 <= len(buf) else 0
+        if length == 0:
+            idx = 0
+            length = struct.unpack_from("<H", buf, 8)[0]
+        idx += length
+    mem.put(int(VMCOREINFO_LEGACY["SYMBOL(clear_idx)"], 16), struct.pack("<I", idx))
+
+
+def test_legacy_partial_starts_at_clear_idx_across_the_wrap():
+    mem, kept = legacy_memory([f"legacy line {i}".encode() for i in range(30)])
+    for n in range(len(kept)):
+        _legacy_clear_idx(mem, n)
+        log = dmesg.read_log(mem.read, VMCOREINFO_LEGACY, partial=True)
+        assert [r.text for r in log.records] == kept[n:]
+    _legacy_clear_idx(mem, None)  # cleared after the last record
+    assert dmesg.read_log(mem.read, VMCOREINFO_LEGACY, partial=True).records == []
+
+
+def test_legacy_partial_with_clear_idx_overwritten_keeps_everything():
+    mem, kept = legacy_memory([f"legacy line {i}".encode() for i in range(30)])
+    mem.put(int(VMCOREINFO_LEGACY["SYMBOL(clear_idx)"], 16), struct.pack("<I", 4))  # no record
+    log = dmesg.read_log(mem.read, VMCOREINFO_LEGACY, partial=True)
+    assert [r.text for r in log.records] == kept
+
+
 def test_legacy_broken_chain_is_dumperror_not_a_hang():
     mem, _ = legacy_memory([f"l{i}".encode() for i in range(30)])
     mem.regions[NEXT_IDX][:] = struct.pack("<I", 4)  # never reached: records are 8-aligned
@@ -452,10 +533,13 @@ def test_output_file_is_not_overwritten_without_force(tmp_path):
 # --- real vmcores from the QEMU kdump harness, when cached ----------------------------------
 
 
+CLEAR_MARK = b"dumpfilter-e2e: kernel log cleared"  # qemu-tests/guest/init.sh
+
+
 def _cached_vmcores() -> list[str]:
-    """One raw vmcore per kernel release from finished kdump cycles whose console showed the
-    sysrq panic (cycle.json, written by qemu-tests/kdumpvm.py); fault-injection cycles and
-    cycles without a raw copy are left out."""
+    """One raw vmcore per kernel release, the newest, from finished kdump cycles whose console
+    showed the sysrq panic (cycle.json, written by qemu-tests/kdumpvm.py); fault-injection
+    cycles and cycles without a raw copy are left out."""
     import json
 
     root = os.environ.get("DUMPFILTER_CACHE") or os.path.expanduser("~/.cache/dumpfilter")
@@ -463,7 +547,10 @@ def _cached_vmcores() -> list[str]:
     if not os.path.isdir(cycles):
         return []
     one_per_release: dict[str, str] = {}
-    for d in sorted(os.listdir(cycles)):
+    newest_first = sorted(
+        os.listdir(cycles), key=lambda d: -os.stat(os.path.join(cycles, d)).st_mtime_ns
+    )
+    for d in newest_first:
         p = os.path.join(cycles, d, "vmcore")
         try:
             with open(os.path.join(cycles, d, "cycle.json")) as f:
@@ -491,6 +578,37 @@ def test_real_vmcore_log_matches_makedumpfile_and_has_the_panic(vmcore, tmp_path
         ref = tmp_path / "mdf.txt"
         subprocess.run([mdf, "--dump-dmesg", vmcore, str(ref)], check=True, capture_output=True)
         assert text == ref.read_bytes()
+
+
+@pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")
+@pytest.mark.parametrize("vmcore", _cached_vmcores())
+def test_real_vmcore_partial_log_is_makedumpfiles_and_starts_after_the_clear(vmcore, tmp_path):
+    """The QEMU guest clears its log (``dmesg -C``) and logs a marker before the crash."""
+    from dumpfilter import cli
+
+    full, part = tmp_path / "full.txt", tmp_path / "part.txt"
+    assert cli.main(["--dump-dmesg", vmcore, str(full)]) == 0
+    assert cli.main(["--dump-dmesg", "--partial-dmesg", vmcore, str(part)]) == 0
+    text = part.read_bytes()
+    assert full.read_bytes().endswith(text)
+    assert b"] Kernel panic - not syncing: sysrq triggered crash\n" in text
+    if CLEAR_MARK in full.read_bytes():  # cycles from before the guest cleared have no marker
+        assert text.startswith(b"[") and CLEAR_MARK in text.splitlines()[0]
+        assert b"Linux version" not in text
+    mdf = "/usr/bin/makedumpfile"
+    if os.access(mdf, os.X_OK):
+        ref = tmp_path / "mdf.txt"
+        cmd = [mdf, "--dump-dmesg", "--partial-dmesg", vmcore, str(ref)]
+        subprocess.run(cmd, check=True, capture_output=True)
+        assert text == ref.read_bytes()
+
+
+def test_partial_dmesg_alone_is_a_usage_error(capsys):
+    from dumpfilter import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--partial-dmesg", "vmcore", "out"])
+    assert e.value.code == 1 and "--partial-dmesg needs --dump-dmesg" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")

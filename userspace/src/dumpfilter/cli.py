@@ -47,6 +47,7 @@ class Options:
     num_threads: int
     message_level: int
     dump_dmesg: bool
+    partial_dmesg: bool
     dry_run: bool
     show_stats: bool
     force: bool
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", type=int, default=0, metavar="N")
     p.add_argument("--message-level", type=int, default=7, metavar="N")
     p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
+    p.add_argument(
+        "--partial-dmesg",
+        action="store_true",
+        help="with --dump-dmesg: only what was logged since the log was last cleared",
+    )
     p.add_argument("--dry-run", action="store_true", help="classify and report, write nothing")
     p.add_argument("--show-stats", action="store_true", help="print the page report")
     p.add_argument("-f", dest="force", action="store_true", help="overwrite DUMPFILE")
@@ -152,6 +158,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             p.error("missing DUMPFILE")
         if a.flatten and dumpfile is not None:
             p.error("-F writes to stdout; give no DUMPFILE")
+    if a.partial_dmesg and not a.dump_dmesg:
+        p.error("--partial-dmesg needs --dump-dmesg")
     if a.num_threads < 0:
         p.error("--num-threads must be >= 0")
     if a.elf and a.compression:
@@ -169,6 +177,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         num_threads=a.num_threads,
         message_level=msg,
         dump_dmesg=a.dump_dmesg,
+        partial_dmesg=a.partial_dmesg,
         dry_run=a.dry_run,
         show_stats=a.show_stats,
         force=a.force,
@@ -215,7 +224,7 @@ def run(opts: Options) -> int:
         if opts.dump_dmesg:
             from . import dmesg
 
-            dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force)
+            dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force, partial=opts.partial_dmesg)
             return EXIT_OK
 
         levels = opts.dump_levels or (opts.dump_level,)

@@ -22,6 +22,12 @@ bytes other than whitespace as ``\\xNN``.  Deliberate difference: bytes >= 0x80 
 as they are.  Optionally the ``PRINTK_CALLER`` id ``[%6s]`` (``T<pid>``, or ``C<cpu>`` when bit 31
 is set) follows the time, as the kernel prints it.
 
+``--partial-dmesg`` keeps only what was logged since the log was last cleared (``dmesg -C``):
+records whose seq is at least the lockless ring's ``clear_seq`` (``SYMBOL(clear_seq)``; since
+5.13 a ``struct latched_seq {seqcount_latch_t latch; u64 val[2]}`` whose current value is
+``val[latch.sequence & 1]``, ``OFFSET(latched_seq.val)``), or, in the legacy log_buf, the
+records from ``SYMBOL(clear_idx)`` on.
+
 A corrupt ring never hangs the reader: every walk is bounded by the ring's own capacity;
 descriptors not in a readable state are passed over as the kernel's reader does, records whose
 text block is inconsistent are skipped (and counted on stderr); unusable metadata is a
@@ -174,6 +180,20 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     return Log(records, skipped, "lockless")
 
 
+def clear_seq(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> int:
+    """The first seq not cleared by ``dmesg -C`` (``syslog(SYSLOG_ACTION_CLEAR)``)."""
+    vi = VmcoreInfo(vmcoreinfo)
+    if not vi.has("SYMBOL(clear_seq)"):
+        raise DumpError(
+            "VMCOREINFO has no SYMBOL(clear_seq): cannot tell where the log was cleared"
+        )
+    va = vi.symbol("clear_seq")
+    if vi.has("SIZE(latched_seq)"):  # the latch's sequence (offset 0) picks the live copy
+        latch = _u(_read(read_virt, va, 4, "clear_seq"), 0, 4)
+        va += vi.offset("latched_seq.val") + 8 * (latch & 1)
+    return _u(_read(read_virt, va, 8, "clear_seq"), 0, 8)
+
+
 def _block_text(data: bytes, size_bits: int, begin: int, nxt: int, text_len: int) -> bytes | None:
     """The text of one data block (prb get_data() rules), or None if the block is unusable.
 
@@ -195,11 +215,14 @@ def _block_text(data: bytes, size_bits: int, begin: int, nxt: int, text_len: int
     return data[off + 8 : off + 8 + min(text_len, length - 8)]
 
 
-def read_legacy(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
+def read_legacy(
+    read_virt: ReadVirt, vmcoreinfo: Mapping[str, str], *, partial: bool = False
+) -> Log:
     """Read the 3.5-5.9 structured log_buf: variable-length records from log_first_idx.
 
     Each record is a ``struct printk_log`` header followed by its text; ``len`` is the whole
     record length, and a header with ``len == 0`` (or no room for a header) means "wrap to 0".
+    ``partial``: only the records from ``clear_idx`` on (all of them if it was overwritten).
     """
     vi = VmcoreInfo(vmcoreinfo)
     st = "printk_log" if vi.has("SIZE(printk_log)") else "log"
@@ -207,6 +230,13 @@ def read_legacy(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     buf_len = _u(_read(read_virt, vi.symbol("log_buf_len"), 4, "log_buf_len"), 0, 4)
     first = _u(_read(read_virt, vi.symbol("log_first_idx"), 4, "log_first_idx"), 0, 4)
     nxt = _u(_read(read_virt, vi.symbol("log_next_idx"), 4, "log_next_idx"), 0, 4)
+    clear = None
+    if partial:
+        if not vi.has("SYMBOL(clear_idx)"):
+            raise DumpError(
+                "VMCOREINFO has no SYMBOL(clear_idx): cannot tell where the log was cleared"
+            )
+        clear = _u(_read(read_virt, vi.symbol("clear_idx"), 4, "clear_idx"), 0, 4)
     hdr = _sane_size(vi.size(st))
     o_ts, o_len = vi.offset(f"{st}.ts_nsec"), vi.offset(f"{st}.len")
     o_tlen = vi.offset(f"{st}.text_len")
@@ -216,10 +246,12 @@ def read_legacy(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
     buf = _read(read_virt, buf_va, buf_len, "log_buf")
 
     records: list[Record] = []
-    idx, wrapped = first, False
+    idx, wrapped, dropped = first, False, 0
     for _ in range(buf_len // hdr + 2):  # every record is at least a header long
+        if idx == clear:
+            dropped = len(records)
         if idx == nxt:  # first == next: empty, as the kernel's own readers see it
-            return Log(records, 0, "legacy")
+            return Log(records[dropped:] if clear is not None else records, 0, "legacy")
         length = _u(buf, idx + o_len, 2) if idx + hdr <= buf_len else 0
         if length == 0:
             if wrapped:
@@ -247,17 +279,23 @@ def _sane_size(size: int) -> int:
     return size
 
 
-def read_log(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
-    """Pick the log format the VMCOREINFO describes and read it."""
+def read_log(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str], *, partial: bool = False) -> Log:
+    """Pick the log format the VMCOREINFO describes and read it (``partial``: only since the
+    last clear, which may be nothing)."""
     if "SYMBOL(prb)" in vmcoreinfo:
         log = read_lockless(read_virt, vmcoreinfo)
-    elif "SYMBOL(log_buf)" in vmcoreinfo:
-        log = read_legacy(read_virt, vmcoreinfo)
-    else:
-        raise DumpError("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf): no kernel log")
-    if not log.records:
-        raise DumpError("the kernel log holds no readable record (corrupt printk ring buffer?)")
-    return log
+        if not log.records:
+            raise DumpError("the kernel log holds no readable record (corrupt printk ring buffer?)")
+        if partial:
+            first = clear_seq(read_virt, vmcoreinfo)
+            log.records = [r for r in log.records if r.seq >= first]
+        return log
+    if "SYMBOL(log_buf)" in vmcoreinfo:
+        log = read_legacy(read_virt, vmcoreinfo, partial=partial)
+        if not log.records and not partial:
+            raise DumpError("the kernel log holds no readable record (corrupt printk ring buffer?)")
+        return log
+    raise DumpError("VMCOREINFO has neither SYMBOL(prb) nor SYMBOL(log_buf): no kernel log")
 
 
 # C isspace(): tab, newline, vertical tab, form feed, carriage return are printed as they are.
@@ -313,9 +351,11 @@ def _virt_reader(src) -> ReadVirt:
     return x86_64.virt_reader(src)
 
 
-def dump_dmesg(src, path: str | None, force: bool = False, caller: bool = False) -> int:
+def dump_dmesg(
+    src, path: str | None, force: bool = False, caller: bool = False, partial: bool = False
+) -> int:
     """Write the crashed kernel's log to ``path`` (stdout if None); returns the record count."""
-    log = read_log(_virt_reader(src), _vmcoreinfo_mapping(src))
+    log = read_log(_virt_reader(src), _vmcoreinfo_mapping(src), partial=partial)
     text = format_records(log.records, caller=caller)
     if log.skipped:
         print(f"dumpfilter: {log.skipped} log record(s) without readable text", file=sys.stderr)
