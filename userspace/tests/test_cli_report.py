@@ -158,6 +158,40 @@ def test_a_bad_level_in_a_retry_list_is_one_error_line(synth61, tmp_path, level)
     assert "dump level" in r.stderr and not (tmp_path / "dump").exists()
 
 
+# ----------------------------------------------------- --check-params, -v, -D
+
+
+def test_check_params_validates_the_command_line_without_opening_anything(tmp_path):
+    missing = tmp_path / "no-such-vmcore"
+    ok = run_dumpfilter(
+        "--check-params", "-l", "--message-level", "7", "-d", "31", missing, tmp_path / "o"
+    )
+    assert ok.returncode == 0 and ok.stderr == "" and not (tmp_path / "o").exists()
+    for bad in (["-d", "32"], ["-c", "-E", "-d", "31"], ["-d", "31", "--bogus"]):
+        r = run_dumpfilter("--check-params", *bad, missing, tmp_path / "o")
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, bad
+    r = run_dumpfilter("--check-params", "-d", "31", missing)  # no DUMPFILE
+    assert r.returncode == 1 and "missing DUMPFILE" in r.stderr
+
+
+def test_version_flag_names_the_program():
+    r = run_dumpfilter("-v")
+    assert r.returncode == 0 and r.stdout.startswith("dumpfilter ")
+
+
+def test_debug_flag_describes_the_layout_and_changes_nothing_else(synth61, tmp_path):
+    js0, js1 = tmp_path / "a.json", tmp_path / "b.json"
+    plain = run_dumpfilter("--dry-run", "-d", "31", "--stats-json", js0, synth61.path)
+    debug = run_dumpfilter("-D", "--dry-run", "-d", "31", "--stats-json", js1, synth61.path)
+    assert plain.returncode == debug.returncode == 0 and plain.stderr == ""
+    lines = debug.stderr.splitlines()
+    assert all(line.startswith("dumpfilter: debug: ") for line in lines)
+    assert any(f"max_pfn {synth61.max_pfn:#x}" in line for line in lines)
+    assert sum("RAM pfn" in line for line in lines) == len(synth61.ram)
+    assert any("SIZE(page) 64" in line for line in lines)
+    assert json.loads(js0.read_text())["pages"] == json.loads(js1.read_text())["pages"]
+
+
 # ------------------------------------------------------------------------------ bad input
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from . import __version__
 from .errors import DumpError
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Options:
     limit: int | None  # -L SIZE in bytes
     kernel_scan: str | None  # None (off), "auto" or "require"
     stats_json: str | None
+    check_params: bool = False
     dump_levels: tuple[int, ...] = ()  # -d 11,31: the next one when the output is full
 
     def says(self, bit: int) -> bool:
@@ -135,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="classify in the capture kernel via /proc/vmcore_pfn_lists",
     )
     p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
+    p.add_argument(
+        "--check-params",
+        action="store_true",
+        help="only check that the command line is valid (exit 0) or not (exit 1)",
+    )
+    p.add_argument("-D", dest="debug", action="store_true", help="debug messages too")
+    p.add_argument(
+        "-v", action="version", version=f"dumpfilter {__version__}", help="show the version"
+    )
     p.add_argument("files", nargs="*", metavar="VMCORE [DUMPFILE]")
     return p
 
@@ -164,7 +175,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         p.error("--num-threads must be >= 0")
     if a.elf and a.compression:
         p.error("ELF output (-E) cannot be compressed")
-    msg = a.message_level | (ML_REPORT if a.show_stats else 0)
+    msg = a.message_level | (ML_REPORT if a.show_stats else 0) | (ML_DEBUG if a.debug else 0)
     return Options(
         vmcore=vmcore,
         dumpfile=dumpfile,
@@ -184,6 +195,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         limit=a.limit,
         kernel_scan=a.kernel_scan,
         stats_json=a.stats_json,
+        check_params=a.check_params,
     )
 
 
@@ -265,6 +277,8 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
     prepare = getattr(classification, "prepare_seconds", 0.0)
     stats.seconds["prepare"] = prepare
     stats.seconds["scan"] = time.monotonic() - t_scan - prepare
+    if opts.says(ML_DEBUG):
+        _debug_layout(src, classification, stats)
 
     t_write = time.monotonic()
     if not opts.dry_run:
@@ -278,6 +292,31 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
     return stats
 
 
+def _debug_layout(src, classification, stats: Stats) -> None:
+    """``-D`` / message level 8: what the scan found out about the dump, on stderr."""
+    lines = [
+        f"input: {getattr(src, 'kind', 'elf')}, page size {src.page_size}, "
+        f"max_pfn {src.max_pfn:#x}, {len(src.ram_ranges)} RAM range(s)",
+    ]
+    lines += [f"  RAM pfn {a:#x}-{b - 1:#x}" for a, b in src.ram_ranges]
+    enc = getattr(classification, "encoding", None)
+    if enc is not None:
+        lines.append(
+            f"kernel {enc.osrelease}: encoding {enc.name}, SIZE(page) {enc.struct_size}, "
+            f"page types {'top byte' if enc.top_byte else '_mapcount'}, "
+            f"hugetlb by {enc.hugetlb_kind}, order by {enc.order_kind}"
+        )
+    chunks = getattr(classification, "chunks", None)
+    if chunks is not None:
+        lines.append(f"mem_map: {len(chunks)} chunk(s) of struct pages")
+    lines.append(
+        f"scan: {classification.scan}, prepare {stats.seconds['prepare'] * 1e3:.1f} ms, "
+        f"classify {stats.seconds['scan'] * 1e3:.1f} ms"
+    )
+    for line in lines:
+        print(f"dumpfilter: debug: {line}", file=sys.stderr)
+
+
 def _common(opts: Options):
     """A printer for common messages (stderr, honouring --message-level)."""
 
@@ -289,7 +328,9 @@ def _common(opts: Options):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
+    opts = parse_args(argv)  # a bad command line exits 1 here, with one line
+    if opts.check_params:  # makedumpfile --check-params: nothing is opened
+        return EXIT_OK
     try:
         return run(opts)
     except DumpError as e:
