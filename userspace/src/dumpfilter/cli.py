@@ -56,6 +56,8 @@ class Options:
     kernel_scan: str | None  # None (off), "auto" or "require"
     stats_json: str | None
     check_params: bool = False
+    split_files: tuple[str, ...] = ()  # --split VMCORE D1 .. DN
+    merge_files: tuple[str, ...] = ()  # --reassemble D1 .. DN DUMPFILE
     dump_levels: tuple[int, ...] = ()  # -d 11,31: the next one when the output is full
 
     def says(self, bit: int) -> bool:
@@ -116,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rebuild DUMPFILE from a flattened stream on stdin",
     )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="VMCORE D1 D2 [D3 ..]: one kdump file per PFN range, equal dumpable pages",
+    )
+    p.add_argument(
+        "--reassemble",
+        dest="merge",
+        action="store_true",
+        help="D1 D2 [D3 ..] DUMPFILE: merge --split files into one",
+    )
     p.add_argument("--num-threads", type=int, default=0, metavar="N")
     p.add_argument("--message-level", type=int, default=7, metavar="N")
     p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
@@ -154,18 +167,31 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p = build_parser()
     a = p.parse_args(argv)
     files = list(a.files)
-    if a.reassemble:
+    split_files: tuple[str, ...] = ()
+    merge_files: tuple[str, ...] = ()
+    if a.merge:
+        if len(files) < 3:
+            p.error("--reassemble takes two or more split files, then DUMPFILE")
+        vmcore, dumpfile, merge_files = None, files[-1], tuple(files[:-1])
+    elif a.reassemble:
         if len(files) != 1:
             p.error("-R takes exactly one DUMPFILE (the stream comes on stdin)")
         vmcore, dumpfile = None, files[0]
     else:
         if not files:
             p.error("missing VMCORE")
+        if a.split:
+            if len(files) < 3:
+                p.error("--split takes VMCORE and two or more DUMPFILEs")
+            if a.elf or a.flatten or a.dump_dmesg:
+                p.error("--split writes kdump-compressed files (not with -E, -F, --dump-dmesg)")
+            split_files = tuple(files[1:])
+            files = files[:1]
         if len(files) > 2:
             p.error("too many arguments")
         vmcore = files[0]
         dumpfile = files[1] if len(files) == 2 else None
-        if dumpfile is None and not (a.flatten or a.dry_run or a.dump_dmesg):
+        if dumpfile is None and not (a.flatten or a.dry_run or a.dump_dmesg or split_files):
             p.error("missing DUMPFILE")
         if a.flatten and dumpfile is not None:
             p.error("-F writes to stdout; give no DUMPFILE")
@@ -196,6 +222,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         kernel_scan=a.kernel_scan,
         stats_json=a.stats_json,
         check_params=a.check_params,
+        split_files=split_files,
+        merge_files=merge_files,
     )
 
 
@@ -231,6 +259,12 @@ def run(opts: Options) -> int:
         flat.reassemble(sys.stdin.buffer, opts.dumpfile, force=opts.force)
         return EXIT_OK
 
+    if opts.merge_files:
+        from . import split
+
+        split.reassemble(opts.merge_files, opts.dumpfile, force=opts.force)
+        return EXIT_OK
+
     t0 = time.monotonic()
     with source.open_source(opts.vmcore) as src:
         if opts.dump_dmesg:
@@ -240,8 +274,8 @@ def run(opts: Options) -> int:
             return EXIT_OK
 
         levels = opts.dump_levels or (opts.dump_level,)
-        if opts.dry_run or opts.flatten:
-            levels = levels[:1]  # nothing to outgrow / a stream cannot be taken back
+        if opts.dry_run or opts.flatten or opts.split_files:
+            levels = levels[:1]  # nothing to outgrow / a stream or a set is not retried
         for i, level in enumerate(levels):
             attempt = dataclasses.replace(opts, dump_level=level)
             try:

@@ -134,8 +134,11 @@ def read_utsname(src, info: dict[str, str]) -> dict[str, bytes]:
     return out
 
 
-def build_header(src, geo: Geometry, dump_level: int, status: int) -> bytes:
-    """Block 0 (header) + sub header + notes, ready to write at offset 0."""
+def build_header(
+    src, geo: Geometry, dump_level: int, status: int, part: tuple[int, int] | None = None
+) -> bytes:
+    """Block 0 (header) + sub header + notes, ready to write at offset 0.  ``part``: the
+    ``[start_pfn, end_pfn)`` of a ``--split`` file (sub header ``split = 1``, §3, §8)."""
     info = vmcoreinfo_values(src.notes)
     uts = read_utsname(src, info)
     # libkdumpfile trusts the header's utsname (and so learns the architecture) only when no
@@ -177,20 +180,21 @@ def build_header(src, geo: Geometry, dump_level: int, status: int) -> bytes:
         max(src.nr_cpus, 1),
     )
     vi_off, vi_size = vmcoreinfo_note(src.notes)
+    start, end = part or (0, 0)
     sub = _SUBHDR.pack(
         phys_base,
         dump_level,
-        0,
-        0,
-        0,
+        int(part is not None),
+        start,
+        end,
         OFFSET_NOTE + vi_off if vi_size else 0,
         vi_size,
         OFFSET_NOTE,
         geo.size_note,
         0,
         0,
-        0,
-        0,
+        start,
+        end,
         geo.max_mapnr,
     )
     return header.ljust(ps, b"\0") + sub + bytes(src.notes)
@@ -211,11 +215,12 @@ class _BitPacker:
 
 
 def dumpable_windows(
-    src, classification, dump_level: int
+    src, classification, dump_level: int, part: tuple[int, int] | None = None
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(start_pfn, ram, dumpable) bool arrays per classification window.
 
     A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
+    ``part``: only PFNs in ``[start, end)`` are dumpable (a ``--split`` file).
     """
     keep = keep_table(dump_level)
     # RAM PFNs without (full) file data, which the scan reports as HOLE: makedumpfile keeps
@@ -241,6 +246,9 @@ def dumpable_windows(
         prior = src.is_dumpable(start, start + len(classes)) if src.kind != "elf" else None
         if prior is not None:
             dumpable &= np.asarray(prior, dtype=bool)
+        if part is not None:
+            dumpable[: max(part[0] - start, 0)] = False
+            dumpable[max(part[1] - start, 0) :] = False
         yield start, ram, dumpable
 
 
@@ -406,8 +414,15 @@ def _batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> It
                 yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero, rows=rows)
 
 
-def write_kdump(src, classification, opts, stats, sink) -> None:
-    """Write the whole kdump-compressed file to *sink* (FileSink or FlatSink)."""
+def write_kdump(
+    src, classification, opts, stats, sink, part: tuple[int, int] | None = None
+) -> None:
+    """Write the whole kdump-compressed file to *sink* (FileSink or FlatSink).
+
+    ``part``: a ``--split`` file for PFNs ``[start, end)``.  As in makedumpfile's parts (§8,
+    observed with 1.7.2) both bitmaps are the whole dump's and the descriptor table is sized
+    for the whole dump, but it holds only the part's own pages, from index 0, and only they
+    have data (which starts after the whole table)."""
     ps = src.page_size
     max_mapnr = classification.max_pfn
     geo = Geometry(ps, max_mapnr, len(src.notes))
@@ -419,7 +434,7 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
     # corrected at the very end; a stream cannot be corrected, so it gets the final header and
     # is whole only with its end marker.
     head = build_header(
-        src, geo, opts.dump_level, status | (STATUS_INCOMPLETE if sink.seekable else 0)
+        src, geo, opts.dump_level, status | (STATUS_INCOMPLETE if sink.seekable else 0), part
     )
     sink.write_at(0, [head])
 
@@ -427,13 +442,19 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
     p1, p2 = _BitPacker(), _BitPacker()
     pos = 0
     num_dumpable = 0
-    for _start, ram, dumpable in dumpable_windows(src, classification, opts.dump_level):
+    first = last = 0  # descriptor indices of a part's first and next-after-last page
+    for start, ram, dumpable in dumpable_windows(src, classification, opts.dump_level):
         b1, b2 = p1.add(ram), p2.add(dumpable)
         if b1:
             sink.write_at(geo.bitmap1_off + pos, [b1])
             sink.write_at(geo.bitmap2_off + pos, [b2])
             pos += len(b1)
+        if part is not None:
+            first += int(np.count_nonzero(dumpable[: max(part[0] - start, 0)]))
+            last += int(np.count_nonzero(dumpable[: max(part[1] - start, 0)]))
         num_dumpable += int(np.count_nonzero(dumpable))
+    if part is None:
+        first, last = 0, num_dumpable
     b1, b2 = p1.add(np.zeros(0, bool), final=True), p2.add(np.zeros(0, bool), final=True)
     # Pad both bitmaps to their block-aligned length so a stream carries every byte too.
     pad = geo.bitmap_len - pos - len(b1)
@@ -446,7 +467,7 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
     if find_zero:
         sink.write_at(data_pos, [bytes(ps)])
         data_pos += ps
-    progress = Progress(opts.says(1), "Copying data", num_dumpable)
+    progress = Progress(opts.says(1), "Copying data", last - first)
     desc_index = 0
     data_buf: list = []
     data_buf_start = data_pos
@@ -494,7 +515,7 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
             sink.write_at(data_buf_start, fit)
             sink.write_at(desc_at, [descs[:n]])
 
-    windows = dumpable_windows(src, classification, opts.dump_level)
+    windows = dumpable_windows(src, classification, opts.dump_level, part)
     with Encoder(codec, ps, opts.num_threads) as enc, RunReader(src) as runs:
         for res in enc.map(_batches(src, windows, find_zero, runs)):
             n = len(res.sizes)
@@ -514,8 +535,8 @@ def write_kdump(src, classification, opts, stats, sink) -> None:
                 progress.update(desc_index)
         flush()
     progress.finish()
-    if desc_index != num_dumpable:
-        raise DumpError(f"internal error: {desc_index} descriptors for {num_dumpable} pages")
+    if desc_index != last - first:
+        raise DumpError(f"internal error: {desc_index} descriptors for {last - first} pages")
     if sink.seekable:
         sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
     record_zero(stats, zero_count)

@@ -73,6 +73,8 @@ class KdumpInput:
         sub = self._pread(104, bs)
         (self.phys_base,) = struct.unpack_from("<Q", sub, 0)
         (self.input_dump_level,) = struct.unpack_from("<i", sub, 8)
+        if version >= 2 and struct.unpack_from("<i", sub, 12)[0] == 1:
+            raise DumpError(f"{self.path} is one part of a --split set; --reassemble it first")
         off_vi, size_vi, off_note, size_note = struct.unpack_from("<qQqQ", sub, 32)
         if version >= 6:
             (max64,) = struct.unpack_from("<Q", sub, 96)

@@ -30,11 +30,42 @@ class Retry(DumpError):
     """No room for the dump at this level; nothing was left under DUMPFILE."""
 
 
+def _write_split(src, classification, opts, stats) -> None:
+    """``--split D1 .. DN``: N kdump files, each dumpable for one PFN range (split.py)."""
+    from .diskdump import dumpable_windows, write_kdump
+    from .split import split_ranges
+
+    def windows():
+        for start, _ram, dumpable in dumpable_windows(src, classification, opts.dump_level):
+            yield start, dumpable
+
+    ranges = split_ranges(windows, classification.max_pfn, len(opts.split_files))
+    written = 0
+    for path, part in zip(opts.split_files, ranges, strict=True):
+        with SafeFile(path, force=opts.force) as out:
+            sink = FileSink(out.fd, path, opts.limit)
+            try:
+                write_kdump(src, classification, opts, stats, sink, part)
+            except OutputFull as e:
+                _written(stats, written + sink.bytes_written)
+                if sink.bytes_written < src.page_size:
+                    raise DumpError(f"{e}; nothing usable was written") from e
+                out.commit()
+                raise DumpError(f"{e}; {path} is marked incomplete") from e
+            out.commit()
+            written += sink.bytes_written
+    _written(stats, written)
+
+
 def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None:
     """Write the dump that *opts* asks for; DumpError (exit 1) if it is not whole.
 
     ``retry``: a full output raises ``Retry`` (the caller tries the next dump level).  A
     flattened stream is never retried: what went to stdout cannot be taken back."""
+    if getattr(opts, "split_files", ()):
+        with sigterm_as_interrupt():
+            _write_split(src, classification, opts, stats)
+        return
     writer = _writer(opts)
     with sigterm_as_interrupt():
         if opts.flatten:
