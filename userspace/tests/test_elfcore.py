@@ -43,6 +43,22 @@ def test_reads_across_mmap_windows_are_assembled(synth61, monkeypatch):
         assert np.array_equal(got, synth61.pages(0x1F0, 64))
 
 
+def test_limited_windows_unmap_the_oldest_and_views_stay_valid(synth61, monkeypatch):
+    monkeypatch.setattr(elfcore, "WINDOW", 1 << 20)
+    with ElfVmcore(synth61.path) as src:
+        ps = src.page_size
+        pfns = [0x200 + 256 * i for i in range(6)]  # one page in each of six 1 MiB windows
+        views = [src.read_pages(p, 1) for p in pfns]
+        assert len(src._windows) == elfcore.MAX_WINDOWS
+        src.limit_windows()
+        assert len(src._windows) == elfcore.DATA_WINDOWS
+        for p in pfns:  # reading on keeps at most DATA_WINDOWS mapped
+            src.read_pages(p + 1, 1)
+            assert len(src._windows) <= elfcore.DATA_WINDOWS
+        for p, v in zip(pfns, views, strict=True):  # evicted windows live on in their views
+            assert v.tobytes() == synth61.page(p) and v.shape == (1, ps)
+
+
 def test_a_read_into_a_hole_is_an_error(synth61):
     with ElfVmcore(synth61.path) as src:
         with pytest.raises(DumpError, match="not in the dump"):

@@ -315,6 +315,10 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         _debug_layout(src, classification, stats)
 
     t_write = time.monotonic()
+    # from here pages are read in PFN order: one input window and the next are enough
+    limit_windows = getattr(src, "limit_windows", None)
+    if limit_windows is not None:
+        limit_windows()
     if not opts.dry_run:
         from . import write
 

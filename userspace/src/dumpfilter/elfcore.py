@@ -29,7 +29,8 @@ ET_CORE = 4
 NT_PRSTATUS = 1
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
 WINDOW = 8 << 20  # bytes per mapping: 128 Ki struct pages, or 2048 pages of data
-MAX_WINDOWS = 4  # peak mapped (and so resident) input: 32 MiB whatever the dump size
+MAX_WINDOWS = 4  # mapped at once while scanning: the struct pages of a 1 GiB dump stay mapped
+DATA_WINDOWS = 2  # once pages are copied (limit_windows): 16 MiB mapped, whatever the size
 # MAP_POPULATE slowed the page-table walk; MADV_POPULATE_READ of the struct pages before the
 # scan (in line or on a helper thread) slowed the scan on the machine it was measured on
 _MAP_FLAGS = mmap.MAP_PRIVATE
@@ -91,6 +92,7 @@ class ElfVmcore:
         except OSError as e:
             raise DumpError(f"cannot open {path}: {e.strerror}") from None
         self._windows: OrderedDict[int, mmap.mmap | bytes] = OrderedDict()
+        self._max_windows = MAX_WINDOWS
         try:
             self._parse()
         except BaseException:
@@ -203,9 +205,21 @@ class ElfVmcore:
         except (OSError, ValueError):
             w = self._pread(length, base)  # no mmap (e.g. an old /proc/vmcore): plain read
         self._windows[base] = w
-        while len(self._windows) > MAX_WINDOWS:
-            self._windows.popitem(last=False)  # views keep their mapping alive
+        self._evict()
         return w
+
+    def _evict(self) -> None:
+        while len(self._windows) > self._max_windows:
+            self._windows.popitem(last=False)  # views keep their mapping alive
+
+    def limit_windows(self, n: int = DATA_WINDOWS) -> None:
+        """Keep at most ``n`` windows mapped from now on (the least recently used go now).
+
+        The scan wants the struct pages of a whole 1 GiB dump mapped at once (evicting one
+        inside the scan costs its munmap there); copying pages is sequential and needs one
+        window and the next, so writers switch to ``DATA_WINDOWS``: 16 MiB less resident."""
+        self._max_windows = max(1, n)
+        self._evict()
 
     def _file_array(self, off: int, size: int) -> np.ndarray:
         """Bytes [off, off+size) of the file as a uint8 array, a view when in one window."""
