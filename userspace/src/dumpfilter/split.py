@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .diskdump import DESC as _DESC
+from .diskdump import STATUS_INCOMPLETE
 from .errors import DumpError
 from .output import SafeFile, _write_all
 
-_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 _HDR = struct.Struct("<8si")  # signature, header_version
 _GEOM = struct.Struct("<IiiII")  # status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr
 _GEOM_OFF = 424
 _SUB_SPLIT = struct.Struct("<iqq")  # split, start_pfn, end_pfn (sub header offset 12)
 _SUB_SPLIT64 = struct.Struct("<qqq")  # start_pfn_64, end_pfn_64, max_mapnr_64 (offset 80)
-STATUS_INCOMPLETE = 0x8
 _CHUNK = 8 << 20  # bytes per streamed piece (bitmaps, descriptors, data)
 
 

@@ -11,6 +11,7 @@ With ``retry`` (a ``-d 11,31`` list has levels left) the limit or a full filesys
 from __future__ import annotations
 
 import sys
+from functools import partial
 
 from .errors import DumpError
 from .output import FileSink, FlatSink, OutputFull, SafeFile, sigterm_as_interrupt
@@ -42,19 +43,31 @@ def _write_split(src, classification, opts, stats) -> None:
     ranges = split_ranges(windows, classification.max_pfn, len(opts.split_files))
     written = 0
     for path, part in zip(opts.split_files, ranges, strict=True):
-        with SafeFile(path, force=opts.force) as out:
-            sink = FileSink(out.fd, path, opts.limit)
-            try:
-                write_kdump(src, classification, opts, stats, sink, part)
-            except OutputFull as e:
-                _written(stats, written + sink.bytes_written)
-                if sink.bytes_written < src.page_size:
-                    raise DumpError(f"{e}; nothing usable was written") from e
-                out.commit()
-                raise DumpError(f"{e}; {path} is marked incomplete") from e
+        write = partial(write_kdump, src, classification, opts, stats, part=part)
+        written += _to_file(path, write, src, opts, stats, written)
+
+
+def _to_file(path: str, write, src, opts, stats, before: int = 0, retry: bool = False) -> int:
+    """Run ``write(sink)`` into ``path`` through a SafeFile; the bytes written.
+
+    A full output: ``Retry`` (file removed) when ``retry`` and it is the limit or a full
+    filesystem; otherwise the file keeps its "incomplete" mark under ``path`` if anything
+    usable made it, and the command fails.  ``before``: bytes of earlier files (the report)."""
+    with SafeFile(path, force=opts.force) as out:
+        sink = FileSink(out.fd, path, opts.limit)
+        try:
+            write(sink)
+        except OutputFull as e:
+            _written(stats, before + sink.bytes_written)
+            if retry and e.no_space:
+                raise Retry(str(e)) from e  # leaving the with-block removes the file
+            if sink.bytes_written < src.page_size:
+                raise DumpError(f"{e}; nothing usable was written") from e
             out.commit()
-            written += sink.bytes_written
-    _written(stats, written)
+            raise DumpError(f"{e}; {path} is marked incomplete") from e
+        out.commit()
+    _written(stats, before + sink.bytes_written)
+    return sink.bytes_written
 
 
 def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None:
@@ -80,20 +93,8 @@ def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None
             sink.finish()
             _written(stats, sink.bytes_written)
             return
-        with SafeFile(opts.dumpfile, force=opts.force) as out:
-            sink = FileSink(out.fd, opts.dumpfile, opts.limit)
-            try:
-                writer(src, classification, opts, stats, sink)
-            except OutputFull as e:
-                _written(stats, sink.bytes_written)
-                if retry and e.no_space:
-                    raise Retry(str(e)) from e  # leaving the with-block removes the file
-                if sink.bytes_written < src.page_size:
-                    raise DumpError(f"{e}; nothing usable was written") from e
-                out.commit()
-                raise DumpError(f"{e}; {opts.dumpfile} is marked incomplete") from e
-            out.commit()
-            _written(stats, sink.bytes_written)
+        write = partial(writer, src, classification, opts, stats)
+        _to_file(opts.dumpfile, write, src, opts, stats, retry=retry)
 
 
 def _written(stats, n: int) -> None:
