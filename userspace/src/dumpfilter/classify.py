@@ -54,7 +54,7 @@ from .pagetypes import Encoding
 
 KEEP = np.uint8(PageClass.KEEP)
 PGMM_CACHED = 512  # makedumpfile reads struct pages 512 at a time; page[1] must be in-block
-STEP = 16384  # pages per numpy pass: their 1 MiB of struct pages stays in L2 between passes
+STEP = 8192  # pages per numpy pass: their 512 KiB of struct pages stays in L2 between passes
 
 # The per-page key: the facts the decision depends on, packed in 12 bits.
 B_TAIL, B_ANON, B_LRU, B_PRIV, B_SWAPC, B_SWAPB, B_HWP, B_SLABF, B_HEAD = (1 << i for i in range(9))
@@ -314,6 +314,24 @@ def plan_for(enc: Encoding, level: int) -> Plan:
     return p
 
 
+def _any(mask: np.ndarray) -> bool:
+    """``mask.any()`` minus numpy's Python-level reduction wrapper: a scan makes hundreds
+    of such tests on short arrays, where the wrapper costs more than the test."""
+    return bool(np.count_nonzero(mask))
+
+
+def _all(mask: np.ndarray) -> bool:
+    """``mask.all()``, the same way as ``_any``."""
+    return np.count_nonzero(mask) == mask.size
+
+
+def _ones(n: int) -> np.ndarray:
+    """``np.ones(n, np.int64)`` in two C calls (np.ones itself is Python-level)."""
+    a = np.empty(n, np.int64)
+    a.fill(1)
+    return a
+
+
 class Run:
     """n struct pages, consecutive in PFN order: column reads and row gathers.
 
@@ -321,11 +339,14 @@ class Run:
     blocks the sampled scan must judge page by page, read where they lie (no copy of them).
     """
 
-    __slots__ = ("raw", "sel", "g", "n")
+    __slots__ = ("raw", "sel", "g", "n", "_views")
 
-    def __init__(self, raw: np.ndarray, sel: np.ndarray | None = None, g: int = 0):
+    def __init__(self, raw: np.ndarray, sel: np.ndarray | None = None, g: int = 0, views=None):
         self.raw, self.sel, self.g = raw, sel, g
         self.n = len(raw) if sel is None else len(sel) * g
+        # typed views of ``raw`` by dtype, made once: a classify call reads four members
+        # of every run and sub-run, and making a view costs more than reading a small one
+        self._views: dict[str, tuple[np.ndarray, int] | None] = {} if views is None else views
 
     def __len__(self) -> int:
         return self.n
@@ -334,14 +355,20 @@ class Run:
         """The rows viewed as the member's own type, and the member's column, when it is
         aligned in a contiguous array: ufuncs and gathers on such a view run 2-7x faster
         than on w-byte slices viewed afterwards.  Blocks mode: shaped (blocks, G, words)."""
-        w = np.dtype(dtype).itemsize
-        spage = self.raw.shape[1]
-        if off % w or spage % w or not self.raw.flags.c_contiguous:
+        v = self._views.get(dtype, False)
+        if v is False:
+            w = np.dtype(dtype).itemsize
+            spage = self.raw.shape[1]
+            v = None
+            if not spage % w and self.raw.flags.c_contiguous:
+                typed = self.raw.view(dtype)
+                if self.sel is not None:
+                    typed = typed.reshape(-1, self.g, spage // w)
+                v = typed, w
+            self._views[dtype] = v
+        if v is None or off % v[1]:
             return None
-        typed = self.raw.view(dtype)
-        if self.sel is not None:
-            typed = typed.reshape(-1, self.g, spage // w)
-        return typed, off // w
+        return v[0], off // v[1]
 
     def col(self, off: int, dtype: str) -> np.ndarray:
         """One member of every struct page (a strided view, or gathered from the blocks)."""
@@ -372,9 +399,11 @@ class Run:
         return blocks[self.sel[idx // self.g], idx % self.g]
 
     def sub(self, a: int, b: int) -> Run:
+        if a == 0 and b >= self.n:
+            return self
         if self.sel is None:
             return Run(self.raw[a:b])
-        return Run(self.raw, self.sel[a // self.g : b // self.g], self.g)
+        return Run(self.raw, self.sel[a // self.g : b // self.g], self.g, self._views)
 
 
 def classify(
@@ -435,7 +464,7 @@ def _classify_dense(
         b = min(a + STEP, n)
         word, verdict = _verdicts(plan, run.sub(a, b))
         verdicts[a:b] = verdict
-        sp = np.flatnonzero(verdict >= V_P1)
+        sp = (verdict >= V_P1).nonzero()[0]
         if len(sp):
             words.append(word[sp])
             sps.append(sp + a)
@@ -464,13 +493,13 @@ def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
     np.bitwise_and(run.col(enc.off_flags, "<u8"), plan.fmask, out=tmp)
     np.bitwise_or(word, tmp, out=word)
     if plan.type_mode == "top":
-        np.take(plan.type_lut, run.col(enc.off_mapcount + 3, "u1"), out=tmp, mode="clip")
+        plan.type_lut.take(run.col(enc.off_mapcount + 3, "u1"), out=tmp, mode="clip")
         np.bitwise_or(word, tmp, out=word)
     elif plan.type_mode == "low":
         np.invert(run.col(enc.off_mapcount, "<u4"), out=low)
         if plan.zmask is not None:
             np.bitwise_and(low, plan.zmask, out=low)
-        np.take(plan.type_lut, low, out=tmp, mode="clip")
+        plan.type_lut.take(low, out=tmp, mode="clip")
         np.bitwise_or(word, tmp, out=word)
     elif plan.type_mode == "generic":
         mc = run.col(enc.off_mapcount, "<u4")
@@ -478,11 +507,11 @@ def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
         for i, (_, mask, want) in enumerate(plan.type_tests):
             hit = (mc & np.uint32(mask)) == np.uint32(want) if mask else mc == np.uint32(want)
             low |= hit.astype(np.intp) << i
-        np.take(plan.hit_words, low, out=tmp)
+        plan.hit_words.take(low, out=tmp)
         np.bitwise_or(word, tmp, out=word)
     np.multiply(word, plan.magic, out=word)
     np.right_shift(word, _U64(64 - HASH_BITS), out=word)
-    np.take(plan.verdict, word.view(np.intp), out=verdict, mode="clip")  # < 2**16: no cast
+    plan.verdict.take(word.view(np.intp), out=verdict, mode="clip")  # < 2**16: no cast
     return word, verdict
 
 
@@ -518,7 +547,7 @@ def _judge(
         return out
     if bound and len(ls):
         first = start_pfn + ls
-        if np.any(first // bound != (first + ll - 1) // bound):
+        if _any(first // bound != (first + ll - 1) // bound):
             raise _Crossing
     return _paint(out, ls, ll, lc, start_pfn, carry)
 
@@ -534,11 +563,11 @@ def _ranges(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Range starts (rows that exclude), how many pages each excludes, and their classes,
     for sampled rows: ``page1(rows)`` gives their page[1], ``pfns`` their PFNs."""
-    nz = np.flatnonzero(verdict)
+    nz = verdict.nonzero()[0]
     v = verdict[nz]
     cls = v & np.uint8(V_CLS)
-    length = np.ones(len(nz), np.int64)
-    sp = np.flatnonzero(v >= V_P1)
+    length = _ones(len(nz))
+    sp = (v >= V_P1).nonzero()[0]
     if len(sp):
         rows = nz[sp]
         length[sp], cls[sp] = _long(
@@ -571,36 +600,36 @@ def _long(
     cls = v & np.uint8(V_CLS)
     kind = v >> np.uint8(V_KIND_SHIFT) & np.uint8(3)
     order = None
-    hi = np.flatnonzero(v & np.uint8(V_P1))  # compound heads: page[1] matters
+    hi = (v & np.uint8(V_P1)).nonzero()[0]  # compound heads: page[1] matters
     if len(hi):
         hp = rows[hi]
         hpfn = start_pfn + hp if pfns is None else pfns[hp]
         ok = hpfn % PGMM_CACHED != PGMM_CACHED - 1
         if page1 is None and next_page is None:
             ok &= hp != n - 1
-        if not ok.all():
+        if not _all(ok):
             hi, hp, hpfn = hi[ok], hp[ok], hpfn[ok]
     if len(hi):
         p1 = partial(page1, hp) if page1 is not None else _after(run, hp, next_page)
         o, huge = _compound(plan, words[hi], p1, hpfn)
         order = np.zeros(len(rows), np.int64)
         order[hi] = o
-        if huge.any():
+        if _any(huge):
             hh = hi[huge]
             k = plan.key_lut[words[hh]]
             cls[hh] = plan.cls_huge[k]
             kind[hh] = plan.len_huge[k]
-    length = np.ones(len(rows), np.int64)
+    length = _ones(len(rows))
     if order is not None:
         comp = kind == L_COMPOUND
         length[comp] = np.int64(1) << order[comp]
     length[kind == L_UNACC] = 1 << (enc.nr_orders - 1)
-    bud = np.flatnonzero(kind == L_BUDDY)
+    bud = (kind == L_BUDDY).nonzero()[0]
     if len(bud):
         private = run.member(rows[bud], enc.off_private, "<u8")
         ok = private < np.uint64(enc.nr_orders)
         length[bud[ok]] = np.int64(1) << private[ok].astype(np.int64)
-        if not ok.all():  # an order the buddy allocator cannot have: not trusted as free
+        if not _all(ok):  # an order the buddy allocator cannot have: not trusted as free
             bi = bud[~ok]
             k = plan.key_lut[words[bi]] & np.uint16(0xFFFF & ~T_MASK)
             cls[bi] = plan.cls[k]
@@ -679,10 +708,10 @@ def _classify_sampled(
         rows + start_pfn,
     )
     big = length >= G
-    if not big.any():
+    if not _any(big):
         return None
     bs, bl, bc = starts[big], length[big], cls[big]
-    if np.any(bl % G):
+    if _any(bl % G):
         return None
     brow = rows[bs]
     bend = brow + bl
@@ -697,7 +726,7 @@ def _classify_sampled(
     lens = np.empty(2 * len(gs) + 1, np.int64)
     lens[0::2] = np.concatenate([gs, [K]]) - np.concatenate([[0], ge])
     lens[1::2] = ge - gs
-    gcls = np.repeat(vals, lens)
+    gcls = vals.repeat(lens)
     fine = gcls == KEEP
     if np.count_nonzero(fine) * 8 > K * 7:  # skipping so few blocks is not worth it
         return None
@@ -709,7 +738,7 @@ def _classify_sampled(
             return None
     mid = out[r0:r_end].reshape(K, G)
     mid[~fine] = gcls[~fine, None]
-    sel = np.flatnonzero(fine)
+    sel = fine.nonzero()[0]
     if len(sel):
         # the fine blocks back to back: PFNs modulo G (all a block-bound range depends on)
         # are those of the blocks' own PFNs
@@ -758,7 +787,7 @@ def _paint(
     prev = np.maximum.accumulate(ends)
     covered = np.zeros(len(ls), bool)
     covered[1:] = prev[:-1] > ls[1:]
-    if np.any(ends[covered] > prev[:-1][covered[1:]]):
+    if _any(ends[covered] > prev[:-1][covered[1:]]):
         return _paint_sequential(out, ls[1:], ends[1:] - ls[1:], lc[1:], start_pfn, carry)
     live = ~covered
     live[0] = cr > 0
@@ -772,11 +801,11 @@ def _paint(
         lens[0:-1:2] = ls - prev_end[:-1]
         lens[1::2] = le - ls
         lens[-1] = n - prev_end[-1]
-        paint = np.repeat(vals, lens)
+        paint = vals.repeat(lens)
         np.copyto(out, paint, where=paint != 0)
         if live[0] and carry.cls == KEEP:  # a carried range that keeps (not from a scan)
             out[:cr] = KEEP
-    last = ends[live][-1] if live.any() else 0
+    last = ends[live][-1] if _any(live) else 0
     if last > n:
         carry.end_pfn, carry.cls = start_pfn + int(last), int(lc[-1])
     elif carry_rel <= n:
@@ -789,8 +818,8 @@ def _paint_sequential(
 ) -> np.ndarray:
     """Exact sequential semantics for crossing ranges (corrupt data): a loop over starts."""
     n = len(out)
-    starts = np.flatnonzero(out)
-    length = np.ones(len(starts), np.int64)
+    starts = out.nonzero()[0]
+    length = _ones(len(starts))
     cls = out[starts]
     at = np.searchsorted(starts, ls)
     length[at] = ll
