@@ -230,7 +230,7 @@ def dumpable_windows(
     # The default window size: the scan caches its answer for that size, so a second pass (and
     # the report's count) does not scan mem_map again.
     for start, classes in classification.windows():
-        ram = classes != PageClass.HOLE
+        ram = classes != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
         dumpable = keep[classes]
         # Only what the source can read is dumpable, whatever a classification says.
         readable = np.zeros(len(classes), dtype=bool)

@@ -264,7 +264,7 @@ class KernelClassification:
                 lo, hi = max(a, start), min(b, stop)
                 if lo < hi:
                     out[lo - start : hi - start] = PageClass.KEEP
-            ram = out != PageClass.HOLE
+            ram = out != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
             # Runs overlapping [start, stop), painted at once: run r covers window offsets
             # lo[r] + t for t < len[r]; with g the index into all covered pages,
             # offset = g + lo[r] - (first g of run r).
@@ -283,7 +283,7 @@ class KernelClassification:
                 lo, hi = max(a, start), min(b, stop)
                 if lo < hi:
                     seg = out[lo - start : hi - start]
-                    seg[seg != PageClass.FREE] = PageClass.KEEP
+                    seg[seg != int(PageClass.FREE)] = PageClass.KEEP
             out[~ram] = PageClass.HOLE
             nd = self.nodata[(self.nodata >= start) & (self.nodata < stop)]
             out[nd - start] = PageClass.HOLE

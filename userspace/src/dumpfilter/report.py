@@ -28,14 +28,26 @@ _COUNTED = {
 }
 
 
+# Classes every dump has plenty of, counted one by one; the rest (HWPOISON, OFFLINE,
+# CACHE_PRIVATE, ZERO) is usually absent and only counted when pages are left over.
+# Plain ints: an IntEnum operand sends numpy's comparison down its int64 path (6x slower).
+_COMMON = tuple(int(k) for k in (PageClass.KEEP, PageClass.HOLE, PageClass.FREE))
+_COMMON += (int(PageClass.CACHE), int(PageClass.USER))
+_RARE = tuple(int(k) for k in PageClass if int(k) not in _COMMON)
+
+
 def class_counts(arr: np.ndarray) -> np.ndarray:
     """How many pages of each PageClass ``arr`` holds (16 slots).
 
     One equality count per class: 3x faster than ``np.bincount``, which first widens the
-    uint8 classes to intp (a 2 MiB temporary per 1 GiB window)."""
+    uint8 classes to intp (a 2 MiB temporary per 1 GiB window).  The rare classes cost a
+    pass only when the common ones leave pages uncounted (most windows: 5 passes, not 9)."""
     counts = np.zeros(16, np.int64)
-    for k in range(len(PageClass)):
+    for k in _COMMON:
         counts[k] = np.count_nonzero(arr == k)
+    if counts.sum() < arr.size:
+        for k in _RARE:
+            counts[k] = np.count_nonzero(arr == k)
     return counts
 
 

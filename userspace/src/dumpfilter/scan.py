@@ -39,6 +39,7 @@ from .x86_64 import AddressSpace
 WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
 HOLE = np.uint8(PageClass.HOLE)
+FREE = np.uint8(PageClass.FREE)
 
 
 class UserspaceClassification:
@@ -121,7 +122,7 @@ class UserspaceClassification:
             for a, b in self.image:
                 if b > w0 and a < w1:
                     seg = out[max(a, w0) - w0 : min(b, w1) - w0]
-                    seg[(seg != HOLE) & (seg != PageClass.FREE)] = PageClass.KEEP
+                    seg[(seg != HOLE) & (seg != FREE)] = PageClass.KEEP
             for p in self.nodata:
                 if w0 <= p < w1:
                     out[p - w0] = HOLE
