@@ -212,6 +212,7 @@ class Plan:
         verdict |= np.where(head, V_P1, 0).astype(np.uint8)
         verdict |= np.where(long, V_LONG, 0).astype(np.uint8)
         self.verdict = verdict.astype(np.uint8)[self.key_lut]
+        self.unaccepted = bool((self.len == L_UNACC).any())  # else no row needs that length
         # the sampling unit: 512 pages catches THPs and order-9 blocks as well as top-order
         # ones (which cover two units); page[1] of a unit's first page is in its own block
         self.granule = PGMM_CACHED if enc.nr_orders - 1 >= 9 else 0
@@ -382,21 +383,24 @@ class Run:
         blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
         return blocks[self.sel, :, off : off + w].reshape(-1, w).view(dtype)[:, 0]
 
-    def member(self, idx: np.ndarray, off: int, dtype: str) -> np.ndarray:
-        """One member of the struct pages at rows ``idx`` (only those bytes are read)."""
+    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Where rows ``idx`` lie: an index for ``member`` (work done once for many reads)."""
+        if self.sel is None:
+            return (idx,)
+        return self.sel[idx // self.g], idx % self.g
+
+    def member(self, idx: np.ndarray | tuple, off: int, dtype: str) -> np.ndarray:
+        """One member of the struct pages at rows ``idx`` or ``locate(idx)`` (only those
+        bytes are read)."""
+        loc = idx if isinstance(idx, tuple) else self.locate(idx)
         t = self._typed(off, dtype)
         if t is None:
-            return field(self.rows(idx), off, dtype)
+            if self.sel is None:
+                return field(self.raw[loc[0]], off, dtype)
+            blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
+            return field(blocks[loc], off, dtype)
         typed, c = t
-        if self.sel is None:
-            return typed[idx, c]
-        return typed[self.sel[idx // self.g], idx % self.g, c]
-
-    def rows(self, idx: np.ndarray) -> np.ndarray:
-        if self.sel is None:
-            return self.raw[idx]
-        blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
-        return blocks[self.sel[idx // self.g], idx % self.g]
+        return typed[(*loc, c)]
 
     def sub(self, a: int, b: int) -> Run:
         if a == 0 and b >= self.n:
@@ -468,8 +472,12 @@ def _classify_dense(
         if len(sp):
             words.append(word[sp])
             sps.append(sp + a)
-    sp = np.concatenate(sps) if sps else np.zeros(0, np.intp)
-    wsp = np.concatenate(words) if words else np.zeros(0, np.uint64)
+    if len(sps) == 1:
+        sp, wsp = sps[0], words[0]
+    else:
+        sp = np.concatenate(sps) if sps else np.zeros(0, np.intp)
+        wsp = np.concatenate(words) if words else np.zeros(0, np.uint64)
+    del sps, words  # the pieces: not alive while the run is judged
     return _judge(plan, run, verdicts, sp, wsp, start_pfn, carry, next_page, bound)
 
 
@@ -609,32 +617,36 @@ def _long(
             ok &= hp != n - 1
         if not _all(ok):
             hi, hp, hpfn = hi[ok], hp[ok], hpfn[ok]
+    length = _ones(len(rows))
     if len(hi):
         p1 = partial(page1, hp) if page1 is not None else _after(run, hp, next_page)
         o, huge = _compound(plan, words[hi], p1, hpfn)
-        order = np.zeros(len(rows), np.int64)
-        order[hi] = o
+        order = hi, o
         if _any(huge):
             hh = hi[huge]
             k = plan.key_lut[words[hh]]
             cls[hh] = plan.cls_huge[k]
             kind[hh] = plan.len_huge[k]
-    length = _ones(len(rows))
-    if order is not None:
-        comp = kind == L_COMPOUND
-        length[comp] = np.int64(1) << order[comp]
-    length[kind == L_UNACC] = 1 << (enc.nr_orders - 1)
+        length[hi] = np.where(kind[hi] == L_COMPOUND, np.int64(1) << o, 1)
+    if plan.unaccepted:
+        length[kind == L_UNACC] = 1 << (enc.nr_orders - 1)
     bud = (kind == L_BUDDY).nonzero()[0]
     if len(bud):
         private = run.member(rows[bud], enc.off_private, "<u8")
         ok = private < np.uint64(enc.nr_orders)
-        length[bud[ok]] = np.int64(1) << private[ok].astype(np.int64)
-        if not _all(ok):  # an order the buddy allocator cannot have: not trusted as free
+        if _all(ok):
+            length[bud] = np.left_shift(np.uint64(1), private)
+        else:  # an order the buddy allocator cannot have: not trusted as free
+            length[bud[ok]] = np.left_shift(np.uint64(1), private[ok])
             bi = bud[~ok]
             k = plan.key_lut[words[bi]] & np.uint16(0xFFFF & ~T_MASK)
             cls[bi] = plan.cls[k]
             comp = plan.len[k] == L_COMPOUND
-            length[bi] = np.where(comp, np.int64(1) << order[bi], 1) if order is not None else 1
+            length[bi] = 1
+            if order is not None:  # such a row may also be a compound head
+                full = np.zeros(len(rows), np.int64)
+                full[order[0]] = order[1]
+                length[bi] = np.where(comp, np.int64(1) << full[bi], 1)
     return length, cls
 
 
@@ -642,11 +654,14 @@ def _after(run: Run, rows: np.ndarray, next_page: np.ndarray | None):
     """Reader of members of the struct page after each of ``rows`` (``next_page`` after
     the run's last row)."""
 
+    at_end = rows[-1] == len(run) - 1
+    loc = run.locate((rows[:-1] if at_end else rows) + 1)
+
     def read(off: int, dtype: str) -> np.ndarray:
-        if rows[-1] == len(run) - 1:
+        if at_end:
             last = field(np.asarray(next_page).reshape(1, -1), off, dtype)
-            return np.concatenate([run.member(rows[:-1] + 1, off, dtype), last])
-        return run.member(rows + 1, off, dtype)
+            return np.concatenate([run.member(loc, off, dtype), last])
+        return run.member(loc, off, dtype)
 
     return read
 
