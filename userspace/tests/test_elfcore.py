@@ -59,6 +59,20 @@ def test_limited_windows_unmap_the_oldest_and_views_stay_valid(synth61, monkeypa
             assert v.tobytes() == synth61.page(p) and v.shape == (1, ps)
 
 
+def test_released_windows_keep_only_those_holding_the_given_ranges(synth61, monkeypatch):
+    monkeypatch.setattr(elfcore, "WINDOW", 1 << 20)
+    with ElfVmcore(synth61.path) as src:
+        ps = src.page_size
+        views = [src.read_pages(0x200 + 256 * i, 1) for i in range(3)]  # three 1 MiB windows
+        kept = src.read_pages(0x200 + 256 * 3, 1)
+        assert len(src._windows) == 4
+        src.release_windows([((0x200 + 256 * 3) * ps, (0x200 + 256 * 3 + 1) * ps)])
+        assert len(src._windows) == 1  # the one holding the kept page
+        assert kept.tobytes() == synth61.page(0x200 + 256 * 3)
+        for i, v in enumerate(views):  # a released window lives on in its views
+            assert v.tobytes() == synth61.page(0x200 + 256 * i)
+
+
 def test_a_read_into_a_hole_is_an_error(synth61):
     with ElfVmcore(synth61.path) as src:
         with pytest.raises(DumpError, match="not in the dump"):

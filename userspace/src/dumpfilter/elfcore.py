@@ -221,6 +221,22 @@ class ElfVmcore:
         self._max_windows = max(1, n)
         self._evict()
 
+    def release_windows(self, keep: list[tuple[int, int]]) -> None:
+        """Unmap now every window that holds none of the physical ranges ``keep``.
+
+        Called once the layout is read, with the struct pages the scan will read: the
+        windows of page tables and mem_section would otherwise be evicted, and their munmap
+        paid, in the middle of the scan (0.1-0.2 ms of a 1 GiB dump's)."""
+        wanted: set[int] = set()
+        for p0, p1 in keep:
+            for ld in self._segs:
+                lo, hi = max(p0, ld.paddr), min(p1, ld.paddr + ld.filesz)
+                if lo < hi:
+                    o0, o1 = ld.offset + lo - ld.paddr, ld.offset + hi - ld.paddr
+                    wanted.update(range(o0 - o0 % WINDOW, o1, WINDOW))
+        for base in [b for b in self._windows if b not in wanted]:
+            del self._windows[base]  # views still in use keep their mapping alive
+
     def _file_array(self, off: int, size: int) -> np.ndarray:
         """Bytes [off, off+size) of the file as a uint8 array, a view when in one window."""
         base = off - off % WINDOW

@@ -71,6 +71,10 @@ class UserspaceClassification:
         self._extent = getattr(src, "view_extent", None)
         self._cache_size = 0
         plan_for(self.encoding, dump_level)  # the level's lookup tables, made once
+        release = getattr(src, "release_windows", None)
+        if release is not None:  # setup's windows go with the setup (elfcore.release_windows)
+            spage = self.encoding.struct_size
+            release([(c.paddr, c.paddr + c.nr_pages * spage) for c in self.chunks])
         # everything up to here reads the layout (makedumpfile's setup before its
         # "Excluding unnecessary pages" step); iterating windows() is the scan proper
         self.prepare_seconds = time.perf_counter() - t0
