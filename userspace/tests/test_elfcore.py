@@ -59,18 +59,36 @@ def test_limited_windows_unmap_the_oldest_and_views_stay_valid(synth61, monkeypa
             assert v.tobytes() == synth61.page(p) and v.shape == (1, ps)
 
 
-def test_released_windows_keep_only_those_holding_the_given_ranges(synth61, monkeypatch):
+def test_released_windows_are_unmapped_and_views_stay_valid(synth61, monkeypatch):
     monkeypatch.setattr(elfcore, "WINDOW", 1 << 20)
     with ElfVmcore(synth61.path) as src:
-        ps = src.page_size
         views = [src.read_pages(0x200 + 256 * i, 1) for i in range(3)]  # three 1 MiB windows
-        kept = src.read_pages(0x200 + 256 * 3, 1)
-        assert len(src._windows) == 4
-        src.release_windows([((0x200 + 256 * 3) * ps, (0x200 + 256 * 3 + 1) * ps)])
-        assert len(src._windows) == 1  # the one holding the kept page
-        assert kept.tobytes() == synth61.page(0x200 + 256 * 3)
+        assert len(src._windows) == 3
+        src.release_windows()
+        assert not src._windows
         for i, v in enumerate(views):  # a released window lives on in its views
             assert v.tobytes() == synth61.page(0x200 + 256 * i)
+
+
+def test_span_views_stop_at_the_segment_and_span_ends(synth61, monkeypatch):
+    monkeypatch.setattr(elfcore, "SPAN", 1 << 20)
+    with ElfVmcore(synth61.path) as src:
+        ps = src.page_size
+        a, b = next((a, b) for a, b in synth61.ram if b - a > 512)
+        v = src.span_array(a * ps, (b - a) * ps)
+        assert 1 << 20 <= len(v) < (1 << 20) + mmap_granularity()  # up to SPAN past its base
+        assert v[:ps].tobytes() == synth61.page(a) and not v.flags.owndata
+        w = src.span_array((a + 1) * ps, ps)  # inside the span: the same mapping
+        assert w.tobytes() == synth61.page(a + 1)
+        end = src.span_array((b - 1) * ps, 4 * ps)  # never into the next segment's data
+        assert len(end) == ps and end.tobytes() == synth61.page(b - 1)
+        assert len(src.span_array(0xA0000, ps)) == 0  # a hole: nothing to view
+
+
+def mmap_granularity() -> int:
+    import mmap
+
+    return mmap.ALLOCATIONGRANULARITY
 
 
 def test_a_read_into_a_hole_is_an_error(synth61):

@@ -68,13 +68,12 @@ class UserspaceClassification:
         self.nodata = _nodata_pfns(src)
         self._ram_starts = [a for a, _ in src.ram_ranges]
         self._cache: list[tuple[int, np.ndarray]] | None = None
-        self._extent = getattr(src, "view_extent", None)
+        self._span = getattr(src, "span_array", None)
         self._cache_size = 0
         plan_for(self.encoding, dump_level)  # the level's lookup tables, made once
         release = getattr(src, "release_windows", None)
         if release is not None:  # setup's windows go with the setup (elfcore.release_windows)
-            spage = self.encoding.struct_size
-            release([(c.paddr, c.paddr + c.nr_pages * spage) for c in self.chunks])
+            release()
         # everything up to here reads the layout (makedumpfile's setup before its
         # "Excluding unnecessary pages" step); iterating windows() is the scan proper
         self.prepare_seconds = time.perf_counter() - t0
@@ -150,21 +149,21 @@ class UserspaceClassification:
 
     def _struct_pages(self, c: memmap.Chunk, p0: int, p1: int) -> tuple[np.ndarray, int]:
         """The struct pages of PFNs [p0, q) of chunk ``c`` as (q - p0, SIZE(page)) rows,
-        for the longest q <= p1 whose rows are a view of one input window (no copy).
-
-        A mapping of each run of its own was measured: one classify call per RAM piece,
-        but its munmap lands inside the scan and the synthetic 1 GiB dump took more
-        faults, so the windows stay shared and cached (elfcore.MAX_WINDOWS)."""
+        for the longest q <= p1 whose rows are a view of the scan's mapping (no copy,
+        elfcore.span_array), or of one struct page read piecewise when none holds it."""
         spage = self.encoding.struct_size
         pa = c.paddr + (p0 - c.start_pfn) * spage
         if c.split:  # one struct page in two physical pieces (memmap.Chunk)
             return _split_page(self.src, c, spage), p0 + 1
         # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around (64 KiB per
         # fault) maps what classify touches more cheaply
-        q = p1
-        if self._extent is not None:
-            q = min(p1, p0 + max(1, self._extent(pa) // spage))
-        return self.src.phys_array(pa, (q - p0) * spage).reshape(q - p0, spage), q
+        if self._span is None:  # e.g. a kdump-compressed input: its own reads
+            return self.src.phys_array(pa, (p1 - p0) * spage).reshape(p1 - p0, spage), p1
+        view = self._span(pa, (p1 - p0) * spage)
+        k = len(view) // spage
+        if not k:  # a struct page across a PT_LOAD edge, or beyond its file data
+            return self.src.phys_array(pa, spage).reshape(1, spage), p0 + 1
+        return view[: k * spage].reshape(k, spage), p0 + k
 
     def _in_ram(self, pfn: int) -> bool:
         i = bisect.bisect_right(self._ram_starts, pfn) - 1
@@ -182,6 +181,8 @@ class UserspaceClassification:
             pa = c.paddr
         else:
             return None
+        if self._span is not None and len(row := self._span(pa, spage)) == spage:
+            return row.copy()
         return self.src.phys_array(pa, spage).copy()
 
     def chunk_table(self) -> list[tuple[int, int, int]]:
