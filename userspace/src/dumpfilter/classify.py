@@ -54,6 +54,7 @@ from .pagetypes import Encoding
 
 KEEP = np.uint8(PageClass.KEEP)
 PGMM_CACHED = 512  # makedumpfile reads struct pages 512 at a time; page[1] must be in-block
+JUDGE_ROWS = 8192  # heads and buddies judged at once: bounds the temporaries of a dense run
 STEP = 8192  # pages per numpy pass: their 512 KiB of struct pages stays in L2 between passes
 
 # The per-page key: the facts the decision depends on, packed in 12 bits.
@@ -353,20 +354,14 @@ class Run:
         return self.n
 
     def _typed(self, off: int, dtype: str) -> tuple[np.ndarray, int] | None:
-        """The rows viewed as the member's own type, and the member's column, when it is
-        aligned in a contiguous array: ufuncs and gathers on such a view run 2-7x faster
-        than on w-byte slices viewed afterwards.  Blocks mode: shaped (blocks, G, words)."""
+        """All rows of ``raw`` viewed as the member's own type, and the member's column,
+        when it is aligned in a contiguous array: ufuncs and gathers on such a view run
+        2-7x faster than on w-byte slices viewed afterwards."""
         v = self._views.get(dtype, False)
         if v is False:
             w = np.dtype(dtype).itemsize
-            spage = self.raw.shape[1]
-            v = None
-            if not spage % w and self.raw.flags.c_contiguous:
-                typed = self.raw.view(dtype)
-                if self.sel is not None:
-                    typed = typed.reshape(-1, self.g, spage // w)
-                v = typed, w
-            self._views[dtype] = v
+            ok = not self.raw.shape[1] % w and self.raw.flags.c_contiguous
+            v = self._views[dtype] = (self.raw.view(dtype), w) if ok else None
         if v is None or off % v[1]:
             return None
         return v[0], off // v[1]
@@ -376,31 +371,39 @@ class Run:
         t = self._typed(off, dtype)
         if t is not None:
             typed, c = t
-            return typed[:, c] if self.sel is None else typed[self.sel, :, c].reshape(-1)
+            if self.sel is None:
+                return typed[:, c]
+            return typed.reshape(-1, self.g, typed.shape[1])[self.sel, :, c].reshape(-1)
         if self.sel is None:
             return field(self.raw, off, dtype)
         w = np.dtype(dtype).itemsize
         blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
         return blocks[self.sel, :, off : off + w].reshape(-1, w).view(dtype)[:, 0]
 
-    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Where rows ``idx`` lie: an index for ``member`` (work done once for many reads)."""
+    def locate(self, idx: np.ndarray) -> np.ndarray:
+        """The rows of ``raw`` that rows ``idx`` of the run are, for ``member`` (made once
+        for several reads; in place, since a dense run may have tens of thousands)."""
         if self.sel is None:
-            return (idx,)
-        return self.sel[idx // self.g], idx % self.g
+            return idx
+        at = self.sel[idx // self.g]
+        at *= self.g
+        at += idx % self.g
+        return at
 
-    def member(self, idx: np.ndarray | tuple, off: int, dtype: str) -> np.ndarray:
-        """One member of the struct pages at rows ``idx`` or ``locate(idx)`` (only those
-        bytes are read)."""
-        loc = idx if isinstance(idx, tuple) else self.locate(idx)
+    def member(self, idx: np.ndarray, off: int, dtype: str, *, located: bool = False):
+        """One member of the struct pages at rows ``idx`` of the run, or at rows ``idx``
+        of ``raw`` if ``located`` (only those bytes are read)."""
+        at = idx if located else self.locate(idx)
         t = self._typed(off, dtype)
         if t is None:
-            if self.sel is None:
-                return field(self.raw[loc[0]], off, dtype)
-            blocks = self.raw.reshape(-1, self.g, self.raw.shape[1])
-            return field(blocks[loc], off, dtype)
+            return field(self.raw[at], off, dtype)
         typed, c = t
-        return typed[(*loc, c)]
+        return typed[at, c]
+
+    def after(self, b: int) -> np.ndarray | None:
+        """The struct page after row ``b - 1``, when the run is plain rows (blocks mode:
+        None; no range and no page[1] there crosses a block edge)."""
+        return self.raw[b] if self.sel is None else None
 
     def sub(self, a: int, b: int) -> Run:
         if a == 0 and b >= self.n:
@@ -457,13 +460,18 @@ def _classify_dense(
 
     Verdicts are made STEP pages at a time (the strided reads stay in the CPU cache); the
     few rows that may exclude more than themselves, and their hashed words, are collected
-    and judged once for the whole run.
+    and judged a group of STEP chunks at a time, once a group has JUDGE_ROWS of them (the
+    carry takes a range on from one group to the next).  Judging costs ~80 bytes of
+    temporaries per row: a whole dense GiB at once (20 000 such rows on a fragmented
+    machine) raised the heap's high-water mark by 1.5 MiB, faulted in by every process.
     """
     if not isinstance(run, Run):
         run = Run(run)
     n = len(run)
     verdicts = np.empty(n, np.uint8)
-    sps, words = [], []
+    sps: list[np.ndarray] = []
+    words: list[np.ndarray] = []
+    g0 = k = 0  # the group being collected: its first row, its rows to judge one by one
     for a in range(0, n, STEP):
         b = min(a + STEP, n)
         word, verdict = _verdicts(plan, run.sub(a, b))
@@ -471,14 +479,26 @@ def _classify_dense(
         sp = (verdict >= V_P1).nonzero()[0]
         if len(sp):
             words.append(word[sp])
-            sps.append(sp + a)
-    if len(sps) == 1:
-        sp, wsp = sps[0], words[0]
-    else:
-        sp = np.concatenate(sps) if sps else np.zeros(0, np.intp)
-        wsp = np.concatenate(words) if words else np.zeros(0, np.uint64)
-    del sps, words  # the pieces: not alive while the run is judged
-    return _judge(plan, run, verdicts, sp, wsp, start_pfn, carry, next_page, bound)
+            sps.append(sp + (a - g0))
+            k += len(sp)
+        if b == n or k >= JUDGE_ROWS:
+            sp, wsp = _joined(sps, np.intp), _joined(words, np.uint64)
+            sps.clear()
+            words.clear()
+            nxt = next_page if b == n else run.after(b)
+            res = _judge(
+                plan, run.sub(g0, b), verdicts[g0:b], sp, wsp, start_pfn + g0, carry, nxt, bound
+            )
+            verdicts[g0:b] = res
+            g0, k = b, 0
+    return verdicts
+
+
+def _joined(parts: list[np.ndarray], dtype) -> np.ndarray:
+    """The pieces as one array, without a copy when there is only one."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
 
 def _verdicts(plan: Plan, run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -660,8 +680,8 @@ def _after(run: Run, rows: np.ndarray, next_page: np.ndarray | None):
     def read(off: int, dtype: str) -> np.ndarray:
         if at_end:
             last = field(np.asarray(next_page).reshape(1, -1), off, dtype)
-            return np.concatenate([run.member(loc, off, dtype), last])
-        return run.member(loc, off, dtype)
+            return np.concatenate([run.member(loc, off, dtype, located=True), last])
+        return run.member(loc, off, dtype, located=True)
 
     return read
 
