@@ -31,8 +31,8 @@ Pages inside an excluded range are not tested themselves ("continue at pfn + n")
 ranges that nest or are disjoint (true of aligned buddy blocks and compound pages) a range
 start is live exactly when it is not inside the running maximum of earlier range ends, and
 the live ranges are written with one ``np.repeat``.  Non-nesting ranges (only possible in
-corrupt data) fall back to a loop over *range starts*.  Verdicts are made 16384 struct pages
-(1 MiB) at a time so the strided reads hit the CPU cache.
+corrupt data) fall back to a loop over *range starts*.  Verdicts are made 8192 struct pages
+(512 KiB) at a time so the strided reads hit the CPU cache.
 
 Differences from makedumpfile 1.7.2, all deliberate: a slab page is never anon (6.2+ overlays
 ``slab.slabs`` on ``mapping``, MDF 5f17bdd); a buddy order >= LENGTH(zone.free_area) is not
