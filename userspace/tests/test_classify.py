@@ -204,6 +204,16 @@ def test_crossing_ranges_in_corrupt_data_use_sequential_semantics():
     assert (got[6:10] == C.KEEP).all()
 
 
+def test_a_carried_range_longer_than_a_corrupt_run_goes_on_past_it():
+    p = Pages("6.1", n=64)
+    p.buddy(8, 7)  # misaligned order 7: ends past the carried range (sequential path)
+    p.buddy(9, 1)
+    carry = Carry((1 << 20) + 100, int(C.FREE))
+    got = classify(p.enc, p.raw, 1 << 20, 31, carry)
+    assert (got == C.FREE).all()  # every page inside the carried range, none judged
+    assert (carry.end_pfn, carry.cls) == ((1 << 20) + 100, int(C.FREE))
+
+
 @pytest.mark.parametrize("kernel", ["6.16", "7.1"])
 def test_unaccepted_memory_is_free_as_a_max_order_block(kernel):
     p = Pages(kernel, n=2048)
@@ -435,6 +445,26 @@ def test_every_page_is_judged_as_makedumpfiles_loop_would(kernel, patched):
             bad = np.flatnonzero(got != want)
             assert not len(bad), (trial, level, bad[:5], got[bad[:5]], want[bad[:5]])
             assert (got_c.end_pfn, got_c.cls) == (end, end_cls) or got_c.end_pfn == end == 0
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_judging_heads_and_buddies_in_small_groups_changes_nothing(kernel, monkeypatch):
+    """Groups of one STEP chunk each: ranges carried from one group into the next."""
+    import dumpfilter.classify as cl
+
+    monkeypatch.setattr(cl, "STEP", cl.PGMM_CACHED)
+    monkeypatch.setattr(cl, "JUDGE_ROWS", 1)
+    rng = np.random.default_rng(11)
+    for trial in range(4):
+        p = _noisy_pages(kernel, rng, 5000 + 1024 * trial)
+        start = (1 << 20) + 64 * trial
+        carry_end = start + 700 if trial % 2 else 0
+        got_c = Carry(carry_end, int(C.FREE))
+        got = classify(p.enc, p.raw, start, 31, got_c, None)
+        want, end, end_cls = reference(p.enc, 31, p.raw, start, carry_end, int(C.FREE), None)
+        bad = np.flatnonzero(got != want)
+        assert not len(bad), (trial, bad[:5], got[bad[:5]], want[bad[:5]])
+        assert (got_c.end_pfn, got_c.cls) == (end, end_cls) or got_c.end_pfn == end == 0
 
 
 @pytest.mark.parametrize("mask", [0xFFFFF << 32, (1 << 64) - 1])

@@ -627,7 +627,7 @@ def _long(
     n = len(run)
     cls = v & np.uint8(V_CLS)
     kind = v >> np.uint8(V_KIND_SHIFT) & np.uint8(3)
-    order = None
+    heads = None  # (rows, compound orders) of the heads whose page[1] was read
     hi = (v & np.uint8(V_P1)).nonzero()[0]  # compound heads: page[1] matters
     if len(hi):
         hp = rows[hi]
@@ -641,7 +641,7 @@ def _long(
     if len(hi):
         p1 = partial(page1, hp) if page1 is not None else _after(run, hp, next_page)
         o, huge = _compound(plan, words[hi], p1, hpfn)
-        order = hi, o
+        heads = hi, o
         if _any(huge):
             hh = hi[huge]
             k = plan.key_lut[words[hh]]
@@ -663,9 +663,9 @@ def _long(
             cls[bi] = plan.cls[k]
             comp = plan.len[k] == L_COMPOUND
             length[bi] = 1
-            if order is not None:  # such a row may also be a compound head
+            if heads is not None:  # such a row may also be a compound head
                 full = np.zeros(len(rows), np.int64)
-                full[order[0]] = order[1]
+                full[heads[0]] = heads[1]
                 length[bi] = np.where(comp, np.int64(1) << full[bi], 1)
     return length, cls
 
@@ -862,7 +862,8 @@ def _paint_sequential(
     res = np.zeros(n, np.uint8)
     pos = max(carry.end_pfn - start_pfn, 0)
     res[: min(pos, n)] = carry.cls
-    carry.end_pfn = 0
+    if pos <= n:  # else the carried range covers all of this run and goes on past it
+        carry.end_pfn = 0
     for s, ln, c in zip(starts.tolist(), length.tolist(), cls.tolist(), strict=True):
         if s < pos:
             continue
