@@ -119,9 +119,11 @@ def decide(level: int, huge: bool) -> tuple[np.ndarray, np.ndarray]:
         (on(B_HWP), PageClass.HWPOISON, L_COMPOUND),
         (offline & ~slab, PageClass.OFFLINE, L_COMPOUND),
     ]
-    conds = [np.broadcast_to(c, key.shape) for c, _, _ in rules]
-    cls = np.select(conds, [int(c) for _, c, _ in rules], int(PageClass.KEEP)).astype(np.uint8)
-    kind = np.select(conds, [k for _, _, k in rules], L_ONE).astype(np.uint8)
+    # the index of the first rule that holds; the last row (keep, one page) always does
+    holds = np.vstack([np.broadcast_to(c, key.shape) for c, _, _ in rules] + [key >= 0])
+    first = holds.argmax(axis=0)
+    cls = np.array([int(c) for _, c, _ in rules] + [int(PageClass.KEEP)], np.uint8)[first]
+    kind = np.array([k for _, _, k in rules] + [L_ONE], np.uint8)[first]
     return cls, kind
 
 
