@@ -99,6 +99,7 @@ def test_windows_of_any_size_give_the_same_answer_each_time(synth_factory):
 
 def test_setup_windows_are_released_and_struct_pages_read_through_one_span(synth61, monkeypatch):
     monkeypatch.setattr(elfcore, "WINDOW", 1 << 20)
+    monkeypatch.setattr(elfcore, "SPAN", 4096)  # a range's struct pages: a span of their own
     _, whole = classes(synth61.path, 31)
     with source.open_source(synth61.path) as src:
         calls = []
@@ -106,7 +107,7 @@ def test_setup_windows_are_released_and_struct_pages_read_through_one_span(synth
         assert not src._windows  # page tables, mem_section, notes: unmapped before the scan
         monkeypatch.setattr(scan, "classify", lambda *a: calls.append(a[2]) or real(*a))
         assert np.array_equal(np.concatenate([a for _, a in c.windows()]), whole)
-        # one classify call per RAM range: 1 MiB windows no longer cut the runs
+        # one classify call per RAM range: neither 1 MiB windows nor spans cut the runs
         assert len(calls) == len(synth61.ram)
 
 

@@ -280,13 +280,13 @@ class ElfVmcore:
         return out
 
     def span_array(self, paddr: int, size: int) -> np.ndarray:
-        """A view of physical [paddr, paddr + n) for the largest n <= size that the scan's
-        mapping holds (n = 0: none does, e.g. paddr in a hole; use ``phys_array``).
+        """A view of physical [paddr, paddr + n): n = size, or less where the PT_LOAD's file
+        data ends (0 in a hole or beyond the file data: use ``phys_array`` there).
 
-        The scan reads struct pages through a mapping of their own, up to SPAN bytes from
-        where a read first needs it, instead of through the 8 MiB windows: a window edge
-        cut a run of struct pages in two, and each extra classify call cost ~0.15 ms, as
-        much as a tenth of a 1 GiB dump's scan.  One span at a time (a 1 GiB window's
+        The scan reads struct pages through a mapping of their own, SPAN bytes (or the
+        whole request) from where a read needs it, instead of the 8 MiB windows: a window
+        edge cut a run of struct pages in two, and each extra classify call cost ~0.15 ms,
+        as much as a tenth of a 1 GiB dump's scan.  One span at a time (a 1 GiB window's
         struct pages); the previous one is unmapped once no view uses it."""
         try:
             ld = self._seg_for(paddr, 1)
@@ -296,18 +296,19 @@ class ElfVmcore:
         end = ld.offset + ld.filesz  # not into the next segment's data
         if off >= end:
             return np.zeros(0, np.uint8)
+        want = min(size, end - off)
         sp = self._span
-        if sp is None or not sp[0] <= off < sp[0] + sp[1]:
+        if sp is None or not sp[0] <= off <= off + want <= sp[0] + sp[1]:
             base = off - off % mmap.ALLOCATIONGRANULARITY
-            length = min(SPAN + off - base, self.file_size - base)
+            # the whole request, if bigger (struct pages of more than 64 bytes)
+            length = min(max(SPAN, want) + off - base, self.file_size - base)
             try:
                 w = mmap.mmap(self._fd, length, _MAP_FLAGS, mmap.PROT_READ, offset=base)
             except (OSError, ValueError):
                 w = self._pread(length, base)  # no mmap: read (as _window does)
             self._span = sp = (base, length, w)
         base, length, w = sp
-        n = max(0, min(size, base + length - off, end - off))
-        return np.frombuffer(w, np.uint8, n, off - base)
+        return np.frombuffer(w, np.uint8, want, off - base)
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         return self.phys_array(paddr, size).tobytes()
