@@ -325,7 +325,7 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         write.write_dump(src, classification, opts, stats, retry=retry)
     elif opts.dump_level & 1:
         # makedumpfile's dry run still reads kept pages to count the zero ones
-        stats.add_zero(report.count_zero_pages(src, classification))
+        stats.add_zero(report.count_zero_pages(src, classification, opts.dump_level))
     stats.seconds["write"] = time.monotonic() - t_write
     return stats
 

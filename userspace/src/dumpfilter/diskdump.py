@@ -387,8 +387,9 @@ class RunReader:
         return out
 
 
-def _batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> Iterator[Batch]:
-    """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices."""
+def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> Iterator[Batch]:
+    """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices
+    (also what ``--dry-run`` zero-tests: it reads what a real run would)."""
     ranges = src.ram_ranges
     cuts = span_cuts(src)
     for start, _ram, dumpable in windows:
@@ -517,7 +518,7 @@ def write_kdump(
 
     windows = dumpable_windows(src, classification, opts.dump_level, part)
     with Encoder(codec, ps, opts.num_threads) as enc, RunReader(src) as runs:
-        for res in enc.map(_batches(src, windows, find_zero, runs)):
+        for res in enc.map(kept_batches(src, windows, find_zero, runs)):
             n = len(res.sizes)
             desc = np.zeros(n, dtype=DESC)
             ends = data_pos + np.cumsum(res.sizes)

@@ -125,45 +125,22 @@ class Stats:
         }
 
 
-def count_zero_pages(src, c, batch: int = 4096) -> int:
-    """Kept RAM pages whose contents are all zero (``--dry-run`` with dump level bit 1)."""
+def count_zero_pages(src, c, dump_level: int) -> int:
+    """Dumpable pages whose contents are all zero (``--dry-run`` with dump level bit 1).
+
+    Read as the writers read them (diskdump.kept_batches): sparse spans gathered with one
+    ``preadv`` per run of kept pages, dense ones viewed in the mapping; reading every span
+    with a kept page in it read most of RAM on a real 6.1 dump (48 ms; makedumpfile's whole
+    dry run takes 20)."""
+    from .compress import zero_rows
+    from .diskdump import RunReader, dumpable_windows, kept_batches
+
     n = 0
-    for w0, arr in c.windows():
-        keep = arr == PageClass.KEEP
-        if not keep.any():
-            continue
-        for a, b in src.ram_ranges:
-            lo, hi = max(a, w0), min(b, w0 + len(arr))
-            for b0 in range(lo, hi, batch):
-                b1 = min(b0 + batch, hi)
-                k = keep[b0 - w0 : b1 - w0]
-                if not k.any():
-                    continue
-                prior = src.is_dumpable(b0, b1)
-                if prior is not None:  # kdump input: pages it left out are not ours to count
-                    k = k & prior
-                pages = np.ascontiguousarray(_read_span(src, b0, b1 - b0))
-                zero = ~pages.view(np.uint64).any(axis=1)
-                n += int(np.count_nonzero(zero & k))
+    with RunReader(src) as runs:
+        for b in kept_batches(src, dumpable_windows(src, c, dump_level), True, runs):
+            zero = zero_rows(b.pages)
+            n += int(np.count_nonzero(zero if b.rows is None else zero[b.rows]))
     return n
-
-
-def _read_span(src, pfn: int, count: int) -> np.ndarray:
-    """Pages for the zero test; a page only partly inside a PT_LOAD (e.g. RAM ending at
-    0x9fc00) reads as zeros beyond the loaded bytes, as makedumpfile's ``read_pfn`` does."""
-    try:
-        return src.read_pages(pfn, count)
-    except DumpError:
-        ps = src.page_size
-        out = np.zeros((count, ps), np.uint8)
-        for i in range(count):  # only at range edges
-            for size in (ps, ps // 2, ps // 4, ps // 8):
-                try:
-                    out[i, :size] = src.phys_array((pfn + i) * ps, size)
-                    break
-                except DumpError:
-                    continue
-        return out
 
 
 def _h(v: int) -> str:
