@@ -29,7 +29,7 @@ ET_CORE = 4
 NT_PRSTATUS = 1
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
 WINDOW = 8 << 20  # bytes per mapping: 128 Ki struct pages, or 2048 pages of data
-MAX_WINDOWS = 4  # mapped at once while scanning: the struct pages of a 1 GiB dump stay mapped
+MAX_WINDOWS = 4  # mapped at once while the layout is read (page tables, mem_section, notes)
 DATA_WINDOWS = 2  # once pages are copied (limit_windows): 16 MiB mapped, whatever the size
 SPAN = 16 << 20  # the scan's mapping: the 64-byte struct pages of a 1 GiB window (span_array)
 # MAP_POPULATE slowed the page-table walk; MADV_POPULATE_READ of the struct pages before the
@@ -215,11 +215,11 @@ class ElfVmcore:
             self._windows.popitem(last=False)  # views keep their mapping alive
 
     def limit_windows(self, n: int = DATA_WINDOWS) -> None:
-        """Keep at most ``n`` windows mapped from now on (the least recently used go now).
+        """Keep at most ``n`` windows mapped from now on (the least recently used go now),
+        and drop the scan's span.
 
-        The scan wants the struct pages of a whole 1 GiB dump mapped at once (evicting one
-        inside the scan costs its munmap there); copying pages is sequential and needs one
-        window and the next, so writers switch to ``DATA_WINDOWS``: 16 MiB less resident."""
+        Copying pages is sequential and needs one window and the next, so writers switch to
+        ``DATA_WINDOWS`` once the scan is done: 16 MiB less resident."""
         self._max_windows = max(1, n)
         self._evict()
         self._span = None  # the scan's mapping: the struct pages are not read again
