@@ -120,7 +120,9 @@ def decide(level: int, huge: bool) -> tuple[np.ndarray, np.ndarray]:
         (offline & ~slab, PageClass.OFFLINE, L_COMPOUND),
     ]
     # the index of the first rule that holds; the last row (keep, one page) always does
-    holds = np.vstack([np.broadcast_to(c, key.shape) for c, _, _ in rules] + [key >= 0])
+    holds = np.ones((len(rules) + 1, NKEYS), bool)  # the last row stays all true
+    for i, (c, _, _) in enumerate(rules):
+        holds[i] = c
     first = holds.argmax(axis=0)
     cls = np.array([int(c) for _, c, _ in rules] + [int(PageClass.KEEP)], np.uint8)[first]
     kind = np.array([k for _, _, k in rules] + [L_ONE], np.uint8)[first]
