@@ -22,8 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compress import Batch, Encoder
-from .diskdump import RunReader, dumpable_windows, read_span, record_zero, span_cuts, spans
+from .compress import Encoder
+from .diskdump import (
+    RunReader,
+    dumpable_windows,
+    kept_batches,
+    read_span,
+    record_zero,
+    span_cuts,
+    spans,
+)
 from .errors import DumpError
 from .output import Progress
 from .pageclass import DL_ZERO
@@ -132,7 +140,6 @@ def _segments(
     ps = src.page_size
     loads = _loads(src)
     find_zero = bool(dump_level & DL_ZERO)
-    cuts = span_cuts(src)
     li = 0
     state: dict = {}
 
@@ -166,7 +173,8 @@ def _segments(
                 yield ("zero", int(np.count_nonzero(dumpable)) - int(np.count_nonzero(keep)))
             else:
                 nz = 0
-                for res in enc.map(_zero_batches(src, start, dumpable, cuts, runs)):
+                one = [(start, None, dumpable)]  # this window, as the writers batch it
+                for res in enc.map(kept_batches(src, one, True, runs)):
                     keep[res.batch.pfns[res.zero] - start] = False
                     nz += int(np.count_nonzero(res.zero))
                 if zeros is not None:
@@ -194,24 +202,6 @@ def _zero_record(zero: np.ndarray) -> tuple[str, np.ndarray]:
     if 4 * n <= len(zero) // 8:
         return ("offsets", np.flatnonzero(zero).astype(np.uint32))
     return ("bits", np.packbits(zero, bitorder="little"))
-
-
-def _zero_batches(
-    src, start: int, dumpable: np.ndarray, cuts, runs: RunReader | None = None
-) -> Iterator[Batch]:
-    end = start + len(dumpable)
-    for r0, r1 in src.ram_ranges:
-        lo, hi = max(r0, start), min(r1, end)
-        for s, e in spans(lo, hi, cuts) if lo < hi else ():
-            idx = np.flatnonzero(dumpable[s - start : e - start])
-            if len(idx):
-                pages = None
-                if len(idx) < e - s and runs is not None:
-                    pages = runs.gather(s, e, idx)  # sparse: read by runs, no page faults
-                if pages is None:
-                    pages = read_span(src, s, e - s)
-                    pages = pages if len(idx) == e - s else pages[idx]
-                yield Batch(pfns=s + idx, pages=pages, find_zero=True)
 
 
 def write_elf(src, classification, opts, stats, sink) -> None:
