@@ -253,3 +253,72 @@ def test_stats_json_dash_is_stdout(synth61, tmp_path):
     r = run_dumpfilter("--dry-run", "-d", "31", "--stats-json", "-", synth61.path)
     assert r.returncode == 0, r.stderr
     assert '"dump_level": 31' in r.stdout and not (tmp_path / "-").exists()
+
+
+# --- environment faults through the command line: one line, exit 1, nothing misleading ------
+
+
+def _one_line_failure(r) -> str:
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stderr
+
+
+def test_a_flattened_stream_into_a_closed_pipe_is_one_line(synth61):
+    cmd = [sys.executable, "-m", "dumpfilter.cli", "-F", "-c", "-d", "0", str(synth61.path)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(100)
+    p.stdout.close()  # the reader goes away mid-stream
+    p.wait(timeout=300)
+    err = p.stderr.read().decode()
+    assert p.returncode == 1 and err.count("\n") == 1 and "pipe" in err, err
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """``mount(opts)``: a scratch tmpfs (root only), unmounted afterwards."""
+    mounted = []
+
+    def make(opts: str) -> Path:
+        mnt = tmp_path / f"mnt{len(mounted)}"
+        mnt.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                           capture_output=True, text=True)  # fmt: skip
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        mounted.append(mnt)
+        return mnt
+
+    yield make
+    for mnt in mounted:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_an_unwritable_directory_is_one_line_naming_the_dump(synth61, mount):
+    mnt = mount("ro,size=1m")
+    err = _one_line_failure(run_dumpfilter("-c", "-d", "31", synth61.path, mnt / "dump"))
+    assert f"cannot create {mnt}/dump: Read-only file system" in err
+
+
+def test_a_full_filesystem_is_one_line_and_leaves_no_whole_looking_dump(synth61, mount):
+    mnt = mount("size=256k")
+    err = _one_line_failure(run_dumpfilter("-d", "0", synth61.path, mnt / "dump"))
+    assert "No space left on device" in err
+    left = os.listdir(mnt)
+    assert left in ([], ["dump"])
+    if left:  # what made it says so in its header (kdump status bit 0x8)
+        assert int.from_bytes((mnt / "dump").read_bytes()[424:428], "little") & 0x8
+
+
+def test_two_runs_writing_one_dump_never_both_succeed(synth61, tmp_path):
+    out = tmp_path / "dump"
+    cmd = [sys.executable, "-m", "dumpfilter.cli", "-c", "-d", "31", str(synth61.path), str(out)]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 1], results
+    (err,) = [e for rc, e in results if rc == 1]
+    assert "already exists" in err or "appeared while writing" in err
+    assert os.listdir(tmp_path) == ["dump"]
+    assert not int.from_bytes(out.read_bytes()[424:428], "little") & 0x8  # whole
+    r = run_dumpfilter("--dry-run", "-d", "0", out)  # and readable as an input
+    assert r.returncode == 0, r.stderr
