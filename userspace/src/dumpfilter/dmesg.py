@@ -177,7 +177,7 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
         (state == _DESC_COMMITTED) | (state == _DESC_FINALIZED)
     )
 
-    _check_seq_order(seq[idx[ok]])
+    _check_seq_order(seq[idx[ok]], ids[ok])
     records: list[Record] = []
     skipped = 0
     for i in idx[ok].tolist():
@@ -298,17 +298,20 @@ def _struct_size(vi: VmcoreInfo, name: str, member_end: int, slack: int) -> int:
     return size
 
 
-def _check_seq_order(seqs: np.ndarray) -> None:
-    """Records in id order carry increasing sequence numbers (prb_reserve() hands them out
-    in that order).  If most do not, the printk_info layout VMCOREINFO gives is not the
-    ring's, and the records read would be a random fraction of the log."""
+def _check_seq_order(seqs: np.ndarray, ids: np.ndarray) -> None:
+    """Records in id order carry consecutive sequence numbers: prb_reserve() gives an id's
+    record the seq of the slot's previous record plus the ring's size, so seq - id is the
+    same for every record.  If most neighbours disagree, the printk_info layout VMCOREINFO
+    gives is not the ring's, and the records read would be a random fraction of the log."""
     if len(seqs) < 4:
         return
-    rising = int(np.count_nonzero(seqs[1:] > seqs[:-1]))
-    if 2 * rising < len(seqs) - 1:
+    mask = np.uint64(_ID_MASK)
+    step = ((seqs[1:] - seqs[:-1]) & mask) == ((ids[1:] - ids[:-1]) & mask)
+    follow = int(np.count_nonzero(step))
+    if 2 * follow < len(step):
         raise DumpError(
-            f"printk ring buffer: only {rising} of {len(seqs) - 1} records follow their "
-            "predecessor's sequence number (printk_info layout in VMCOREINFO is wrong?)"
+            f"printk ring buffer: only {follow} of {len(step)} records follow their "
+            "predecessor's sequence number (is the printk_info layout in VMCOREINFO wrong?)"
         )
 
 
