@@ -198,3 +198,12 @@ def test_incomplete_mark_of_the_input_is_seen(small, tmp_path):
         assert src.incomplete
     with ElfVmcore(small.path) as src:
         assert not src.incomplete
+
+
+def test_ram_beyond_max_physmem_bits_is_refused(small, tmp_path):
+    # 2^51 is a 52-bit address, but this 4-level kernel addresses 46 bits of RAM
+    path = _damaged(
+        small, tmp_path, lambda p: dumpdamage.set_phdr(p, _load(p, 1), "p_paddr", 1 << 51)
+    )
+    with pytest.raises(DumpError, match=r"MAX_PHYSMEM_BITS\)=46"):
+        ElfVmcore(path)

@@ -200,6 +200,7 @@ class ElfVmcore:
             raise DumpError(f"{self.path} has no VMCOREINFO note")
         self.vmcoreinfo = VmcoreInfo.parse(info[0])
         self.page_size = self.vmcoreinfo.page_size
+        self._check_physmem(loads)
         self.loads = loads
         ps = self.page_size
         self.ram_ranges = merge_ranges(
@@ -230,6 +231,19 @@ class ElfVmcore:
                 f"header count ({PN_XNUM}..{MAX_PHNUM})"
             )
         return count
+
+    def _check_physmem(self, loads: list[Load]) -> None:
+        """RAM lies below 2^MAX_PHYSMEM_BITS (46 with 4-level paging): a PT_LOAD above it
+        is corrupt, and would make every per-PFN pass walk up to 2^40 PFNs of nothing."""
+        bits = self.vmcoreinfo.opt("NUMBER", "MAX_PHYSMEM_BITS")
+        if bits is None or not 0 < bits < 52:
+            return  # absent, or 52 already checked; a corrupt value is memmap's to report
+        for ld in loads:
+            if ld.paddr + ld.memsz > 1 << bits:
+                raise DumpError(
+                    f"{self.path}: the PT_LOAD at physical {ld.paddr:#x} ends at "
+                    f"{ld.paddr + ld.memsz:#x}, beyond NUMBER(MAX_PHYSMEM_BITS)={bits}"
+                )
 
     def _check_range(self, what: str, offset: int, size: int) -> None:
         """``size`` bytes at ``offset`` must lie inside the file (values from the dump)."""
