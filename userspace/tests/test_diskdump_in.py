@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import dumpdamage
 import numpy as np
@@ -14,6 +15,7 @@ from dumpfilter.diskdump_in import KdumpInput
 from dumpfilter.errors import DumpError
 from dumpfilter.pageclass import PageClass
 
+CMD = [sys.executable, "-m", "dumpfilter.cli"]
 needs_mdf = pytest.mark.skipif(MAKEDUMPFILE is None, reason="makedumpfile not installed")
 
 
@@ -171,3 +173,18 @@ def test_an_input_marked_incomplete_gives_an_output_marked_incomplete(ours, tmp_
     r = run_dumpfilter("-c", "-d", "31", out, again)
     assert r.returncode == 0, r.stderr
     assert _status(again) & 0x8
+
+
+@pytest.mark.parametrize("value", [b"45", b"-1", b"00"])
+def test_section_size_bits_in_a_kdump_inputs_notes_is_checked_quickly(ours, tmp_path, value):
+    path = tmp_path / "d"
+    data = bytearray(ours.read_bytes())
+    key = b"NUMBER(SECTION_SIZE_BITS)=27\n"
+    at = data.index(key) + len(key) - 3
+    data[at : at + 2] = value
+    path.write_bytes(bytes(data))
+    r = subprocess.run(
+        [*CMD, "--dry-run", "-d", "31", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "SECTION_SIZE_BITS" in r.stderr
