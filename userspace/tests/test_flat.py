@@ -124,3 +124,11 @@ def test_a_stream_cut_without_end_marker_leaves_nothing(stream, tmp_path):
     r = _rebuild(stream[: len(stream) // 2], tmp_path / "out")
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_an_end_marker_before_the_layout_is_whole_leaves_nothing(stream, tmp_path):
+    recs = dumpdamage.flat_records(stream)
+    for cut in (4096, recs[1][0]):  # no record at all; the first record (the header) only
+        r = _rebuild(stream[:cut] + dumpdamage.END_MARKER, tmp_path / "out")
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert os.listdir(tmp_path) == []

@@ -212,6 +212,8 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
             os.ftruncate(out.fd, max(end, os.fstat(out.fd).st_size))
         except OSError as e:
             raise DumpError(f"{path}: {e.strerror}") from e
+        if not ranges:
+            raise DumpError("flattened stream holds no data (its end marker comes first)")
         lacks = _missing_in(out.fd, _Written(ranges))
         if lacks is not None:
             _mark_incomplete(out, path, lacks)
@@ -221,24 +223,54 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
 
 def _mark_incomplete(out: SafeFile, path: str, lacks: str) -> None:
     """Set the rebuilt dump's own "incomplete" mark and keep it under *path* (as a dump cut
-    by -L is kept), then fail; with no header to mark, nothing is kept."""
+    by -L is kept), then fail.  Parts of the layout that were never written read as zeros:
+    descriptors that say "lost", program headers that are PT_NULL; if even so the dump does
+    not open, nothing is kept."""
+    early = f"flattened stream ends early (its end marker comes before the {lacks})"
     fd = os.open(f"/proc/self/fd/{out.fd}", os.O_RDONLY | os.O_CLOEXEC)
     try:
         head = os.pread(fd, 4096, 0)
+        need = _layout_end(fd, head)
     finally:
         os.close(fd)
-    at, bit = (
-        (_ELF_FLAGS, _ELF_INCOMPLETE)
-        if head[:4] == b"\x7fELF"
-        else (_KDUMP_STATUS, _KDUMP_INCOMPLETE)
-    )
+    elf = head[:4] == b"\x7fELF"
+    at, bit = (_ELF_FLAGS, _ELF_INCOMPLETE) if elf else (_KDUMP_STATUS, _KDUMP_INCOMPLETE)
     (value,) = struct.unpack_from("<I", head, at)
     try:
+        if need > os.fstat(out.fd).st_size:
+            os.ftruncate(out.fd, need)
         _write_all(out.fd, at, [struct.pack("<I", value | bit)], path)
     except OutputFull as e:
         raise DumpError(str(e)) from e
+    except (OSError, OverflowError):  # a size the layout cannot have
+        raise DumpError(f"{early}; nothing usable was rebuilt") from None
+    from .source import open_source
+
+    try:
+        open_source(f"/proc/self/fd/{out.fd}").close()
+    except DumpError:
+        raise DumpError(f"{early}; nothing usable was rebuilt") from None
     out.commit()
-    raise DumpError(
-        f"flattened stream ends early (its end marker comes before the {lacks}); "
-        f"{path} is marked incomplete"
-    )
+    raise DumpError(f"{early}; {path} is marked incomplete")
+
+
+def _layout_end(fd: int, head: bytes) -> int:
+    """Where the layout of a rebuilt kdump or ELF file needs it to end at least: the end of
+    the descriptor table, or of the program header table (0 when that is not known)."""
+    if head[:8] in (b"KDUMP   ", b"DISKDUMP") and len(head) >= 464:
+        bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", head, 428)
+        if bs <= 0 or sub_blocks <= 0:
+            return 0
+        bm_off = (1 + sub_blocks) * bs
+        half = bitmap_blocks * bs // 2
+        nbytes = min((max_mapnr + 7) // 8, half)
+        dumpable = 0
+        for b0 in range(0, nbytes, _CHUNK):
+            bm = os.pread(fd, min(_CHUNK, nbytes - b0), bm_off + half + b0)
+            dumpable += int(np.unpackbits(np.frombuffer(bm, np.uint8)).sum())
+        return bm_off + bitmap_blocks * bs + 24 * dumpable
+    if head[:4] == b"\x7fELF" and len(head) >= 64:
+        (phoff,) = struct.unpack_from("<Q", head, 32)
+        (phnum,) = struct.unpack_from("<H", head, 56)
+        return phoff + 56 * phnum if phnum != 0xFFFF else 0
+    return 0
