@@ -188,3 +188,14 @@ def test_section_size_bits_in_a_kdump_inputs_notes_is_checked_quickly(ours, tmp_
     )
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
     assert "SECTION_SIZE_BITS" in r.stderr
+
+
+def test_an_input_with_vmcoreinfo_but_no_notes_copy_passes_its_vmcoreinfo_on(ours, tmp_path):
+    # version 3 files carry VMCOREINFO alone (offset_vmcoreinfo), no copy of the PT_NOTE
+    path = _damaged(ours, tmp_path, "size_note", 0)
+    for fmt in ([], ["-E"]):
+        out = tmp_path / f"out{len(fmt)}"
+        r = run_dumpfilter(*fmt, "-d", "31", path, out)
+        assert r.returncode == 0, r.stderr
+        r = run_dumpfilter("--dry-run", "-d", "31", out)
+        assert r.returncode == 0, r.stderr

@@ -32,6 +32,13 @@ _MAX_SUB_BLOCKS = 1 << 20
 _LOST_STEP = 1 << 20  # PFNs per step when looking for the lost pages of an incomplete dump
 
 
+def _vmcoreinfo_note(desc: bytes) -> bytes:
+    """An ELF note named VMCOREINFO (type 0) holding ``desc``, 4-byte aligned."""
+    name = b"VMCOREINFO\0"
+    pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
+    return struct.pack("<III", len(name), len(desc), 0) + pad(name) + pad(desc)
+
+
 def _snappy_length(raw: bytes) -> int | None:
     """The uncompressed length a raw snappy block announces (a varint), None if malformed."""
     value = 0
@@ -119,7 +126,9 @@ class KdumpInput:
         elif version >= 3 and size_vi:
             self._check_range("offset_vmcoreinfo/size_vmcoreinfo", off_vi, size_vi)
             info = [self._pread(size_vi, off_vi)]
-            self.notes = b""
+            # no copy of the notes (version 3): the VMCOREINFO alone, as a note, so that a
+            # dump written from this one carries it too
+            self.notes = _vmcoreinfo_note(info[0])
             self.nr_cpus = self.header_nr_cpus
         else:
             info = []
