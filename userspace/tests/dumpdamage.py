@@ -153,6 +153,11 @@ def set_vmcoreinfo(path, key: str, value: str | None) -> None:
 
     The new PT_NOTE contents go at the end of the file (4 KiB aligned), with p_offset and
     p_filesz pointed there: everything else stays where it was."""
+    update_vmcoreinfo(path, {key: value})
+
+
+def update_vmcoreinfo(path, values: dict[str, str | None]) -> None:
+    """``set_vmcoreinfo`` of several keys at once."""
     note = first(path, PT_NOTE)
     with open(path, "rb") as f:
         f.seek(note["p_offset"])
@@ -161,9 +166,8 @@ def set_vmcoreinfo(path, key: str, value: str | None) -> None:
     for name, ntype, desc in _notes(data):
         if name.rstrip(b"\0") == b"VMCOREINFO":
             lines = desc.rstrip(b"\0").decode("ascii", "replace").split("\n")
-            kept = [ln for ln in lines if ln and ln.partition("=")[0] != key]
-            if value is not None:
-                kept.append(f"{key}={value}")
+            kept = [ln for ln in lines if ln and ln.partition("=")[0] not in values]
+            kept += [f"{k}={v}" for k, v in values.items() if v is not None]
             desc = ("\n".join(kept) + "\n").encode("ascii", "replace")
         out += _note(name, ntype, desc)
     size = os.path.getsize(path)
@@ -174,6 +178,18 @@ def set_vmcoreinfo(path, key: str, value: str | None) -> None:
     set_phdr(path, note, "p_offset", at)
     set_phdr(path, note, "p_filesz", len(out))
     set_phdr(path, note, "p_memsz", len(out))
+
+
+def write_phys(path, pa: int, data: bytes) -> None:
+    """Write ``data`` at physical address ``pa`` of an ELF vmcore (inside one PT_LOAD)."""
+    for ph in phdrs(path):
+        if ph["p_type"] == PT_LOAD and ph["p_paddr"] <= pa < ph["p_paddr"] + ph["p_filesz"]:
+            assert pa + len(data) <= ph["p_paddr"] + ph["p_filesz"]
+            with open(path, "r+b") as f:
+                f.seek(ph["p_offset"] + pa - ph["p_paddr"])
+                f.write(data)
+            return
+    raise ValueError(f"physical {pa:#x} is not in the file")
 
 
 def set_kdump(path, field: str, value: int) -> None:

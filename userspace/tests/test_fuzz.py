@@ -5,7 +5,7 @@ Every run must end in success (exit 0) or in exactly one error line and exit 1 (
 traceback, no "internal error" from the last-resort handler, which would mean a value went
 unchecked), within a time limit, and never leave a final-named output that is cut short
 without its incomplete mark.  The seed is fixed; ``DUMPFILTER_FUZZ_CASES`` (damaged inputs
-per kind, default 16) and ``DUMPFILTER_FUZZ_SEED`` make longer or other runs.
+per kind, default 20) and ``DUMPFILTER_FUZZ_SEED`` make longer or other runs.
 
 Each run forks this process and calls ``cli.main`` in the child with real file descriptors
 0, 1 and 2, so a run costs no interpreter start-up; a run past the time limit is killed and
@@ -14,6 +14,7 @@ reported as a hang.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -27,7 +28,7 @@ import dumpdamage as dd
 import numpy as np
 import pytest
 
-CASES = int(os.environ.get("DUMPFILTER_FUZZ_CASES", "16"))
+CASES = int(os.environ.get("DUMPFILTER_FUZZ_CASES", "20"))
 SEED = int(os.environ.get("DUMPFILTER_FUZZ_SEED", "16"))
 TIMEOUT = float(os.environ.get("DUMPFILTER_FUZZ_TIMEOUT", "120"))
 MODES = (
@@ -41,8 +42,39 @@ BAD_TEXT = ["", "zz", "9" * 29, "-1", "-24", "0", "1", "45", "64", "4096", "6553
 
 
 @pytest.fixture(scope="module")
-def small(synth_factory):
-    return synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+def small(synth_factory, tmp_path_factory):
+    """A 96 MiB 6.1 vmcore with a kernel log: a lockless printk ring in free RAM, found
+    through the VMCOREINFO keys 6.1 exports for it."""
+    from test_dmesg import VMCOREINFO_61, Ring
+
+    s = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+    path = str(tmp_path_factory.mktemp("fuzzlog") / "vmcore")
+    dd.sparse_copy(s.path, path)
+    ring = Ring(count_bits=5, size_bits=12)
+    for i in range(40):
+        ring.add(b"fuzz: line %d of the kernel log" % i, 1_000_000 * i)
+    pa = 0x5F00 << 12  # four pages the synthetic dump leaves unused
+    assert not s.pages(0x5F00, 4).any() and not dd_touched(s, 0x5F00, 4)
+    va = s.page_offset + pa
+    rb = bytearray(88)
+    struct.pack_into("<IxxxxQQQQ", rb, 0, 5, va + 0x1000, va + 0x2000, ring.head_id, ring.tail_id)
+    struct.pack_into("<IxxxxQQQ", rb, 48, 12, va + 0x3000, ring.head_lpos, 0)
+    dd.write_phys(path, pa, struct.pack("<Q", va + 0x100) + bytes(0x100 - 8) + bytes(rb))
+    for off, blob in ((0x1000, ring.descs), (0x2000, ring.infos), (0x3000, ring.data)):
+        dd.write_phys(path, pa + off, bytes(blob))
+    keys = {k: v for k, v in VMCOREINFO_61.items() if not k.startswith("SYMBOL(")}
+    dd.update_vmcoreinfo(path, {**keys, "SYMBOL(prb)": f"{va:x}"})
+    s = dataclasses.replace(s, path=path)
+    d = tmp_path_factory.mktemp("fuzzlog")
+    r = run(["--dump-dmesg", path, str(d / "log")], str(d))
+    assert r[0] == 0, r[1]
+    return s
+
+
+def dd_touched(s, pfn: int, count: int) -> bool:
+    from synthvmcore import _touched
+
+    return _touched(s, pfn, count)
 
 
 def _child(argv: list[str], stdin: str | None, err: str, stdout: str | None = None) -> None:
@@ -171,9 +203,14 @@ def _phys_to_file(path: str, pa: int) -> int | None:
     return None
 
 
-def damage_elf(rng, path: str, synth) -> str:
+# Kinds of damage, in turn (case number modulo the list): values read from the dump first.
+ELF_KINDS = (2, 1, 0, 2, 3, 2, 4, 1, 2, 5)
+KDUMP_KINDS = (0, 5, 3, 1, 2, 5, 4, 0, 3, 5)
+
+
+def damage_elf(rng, path: str, synth, case: int, read_keys: list[str]) -> str:
     size = os.path.getsize(path)
-    kind = int(rng.integers(6))
+    kind = ELF_KINDS[case % len(ELF_KINDS)]
     if kind == 0:
         field = list(dd.EHDR)[int(rng.integers(len(dd.EHDR)))]
         off, fmt = dd.EHDR[field]
@@ -182,16 +219,19 @@ def damage_elf(rng, path: str, synth) -> str:
         return f"ELF {field}={v:#x}"
     if kind == 1:
         hdrs = dd.phdrs(path)
-        ph = hdrs[int(rng.integers(len(hdrs)))]
+        ph = hdrs[int(rng.integers(len(hdrs)))] if rng.random() < 0.5 else hdrs[0]  # PT_NOTE
         field = list(dd.PHDR)[int(rng.integers(len(dd.PHDR)))]
         fmt = dd.PHDR[field][1]
         v = _value(rng, ph[field], size, fmt)
         dd.set_phdr(path, ph, field, v)
         return f"phdr {ph['index']} {field}={v:#x}"
     if kind == 2:
-        keys = list(dd.vmcoreinfo(path))
+        info = dd.vmcoreinfo(path)
+        keys = read_keys if rng.random() < 0.8 else list(info)
         key = keys[int(rng.integers(len(keys)))]
-        value = None if rng.random() < 0.15 else BAD_TEXT[int(rng.integers(len(BAD_TEXT)))]
+        value = None if rng.random() < 0.1 else BAD_TEXT[int(rng.integers(len(BAD_TEXT)))]
+        if value == "1" and info.get(key, "").lstrip("-").isdigit():  # near the true value
+            value = str(int(info[key]) + int(rng.choice([-8, -1, 1, 8, 64])))
         dd.set_vmcoreinfo(path, key, value)
         return f"VMCOREINFO {key}={value!r}"
     if kind == 3:  # page tables, mem_section, struct pages, utsname: what the dump describes
@@ -221,9 +261,9 @@ def damage_elf(rng, path: str, synth) -> str:
     return f"{n} random header bytes"
 
 
-def damage_kdump(rng, path: str) -> str:
+def damage_kdump(rng, path: str, case: int) -> str:
     size = os.path.getsize(path)
-    kind = int(rng.integers(6))
+    kind = KDUMP_KINDS[case % len(KDUMP_KINDS)]
     fields = {**dd.KDUMP_HEADER, **dd.KDUMP_SUB}
     if kind in (0, 1):
         field = list(fields)[int(rng.integers(len(fields)))]
@@ -255,9 +295,14 @@ def damage_kdump(rng, path: str) -> str:
         return f"truncated at {cut:#x}"
     # a VMCOREINFO value in the copied notes, same length
     data = open(path, "rb").read(lay["bitmap1"])
-    lines = [m for m in re.finditer(rb"\n([A-Z]+\([^)]*\)|[A-Z]+)=([^\n]+)", data)]
+    lines = list(
+        re.finditer(rb"\n((?:SIZE|OFFSET|LENGTH|NUMBER)\([^)]*\)|PAGESIZE)=([^\n]+)", data)
+    )
     m = lines[int(rng.integers(len(lines)))]
-    new = bytes(rng.choice(list(b"-0123456789abcdefx"), len(m.group(2))).tolist())
+    width = len(m.group(2))
+    picks = [b"-" + b"9" * (width - 1), b"9" * width, b"0" * width, b"45".rjust(width, b"0")]
+    picks.append(bytes(rng.choice(list(b"-0123456789abcdefx"), width).tolist()))
+    new = picks[int(rng.integers(len(picks)))][:width]
     with open(path, "r+b") as f:
         f.seek(m.start(2))
         f.write(new)
@@ -295,13 +340,36 @@ def _report(failures: list[str]) -> str:
     return f"{len(failures)} failing run(s):\n" + "\n".join(failures[:40])
 
 
-def test_damaged_elf_vmcores_fail_cleanly_or_succeed(small, tmp_path):
+@pytest.fixture(scope="module")
+def read_keys(small) -> list[str]:
+    """The VMCOREINFO keys a run reads (scan and kernel log) from the undamaged vmcore:
+    the values worth damaging most."""
+    from unittest import mock
+
+    from dumpfilter import dmesg, scan, source
+    from dumpfilter.vmcoreinfo import VmcoreInfo
+
+    seen: dict[str, None] = {}
+    get = VmcoreInfo._get
+
+    def spy(self, key):
+        seen[key] = None
+        return get(self, key)
+
+    with mock.patch.object(VmcoreInfo, "_get", spy), source.open_source(small.path) as src:
+        scan.userspace_scan(src, 31)
+        dmesg.read_log(dmesg._virt_reader(src), dmesg._vmcoreinfo_mapping(src))
+    assert len(seen) > 30
+    return list(seen)
+
+
+def test_damaged_elf_vmcores_fail_cleanly_or_succeed(small, read_keys, tmp_path):
     rng = np.random.default_rng(SEED)
     failures = []
     for case in range(CASES):
         path = str(tmp_path / "vmcore")
         dd.sparse_copy(small.path, path)
-        what = f"elf case {case}: " + damage_elf(rng, path, small)
+        what = f"elf case {case}: " + damage_elf(rng, path, small, case, read_keys)
         failures += _modes(path, tmp_path, what)
     assert not failures, _report(failures)
 
@@ -321,7 +389,7 @@ def test_damaged_kdump_inputs_fail_cleanly_or_succeed(kdump_input, tmp_path):
         path = str(tmp_path / "in")
         with open(path, "wb") as f:
             f.write(base)
-        what = f"kdump case {case}: " + damage_kdump(rng, path)
+        what = f"kdump case {case}: " + damage_kdump(rng, path, case)
         failures += _modes(path, tmp_path, what)
     assert not failures, _report(failures)
 
