@@ -105,7 +105,7 @@ def _dump_levels(text: str) -> tuple[int, ...]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, makedumpfile's status
-        if sys.stderr is not None:
+        if sys.stderr is not None:  # fd 2 closed: nowhere to say it
             sys.stderr.write(f"dumpfilter: {one_line(message)}\n")
         raise SystemExit(EXIT_FAILED)
 
@@ -396,6 +396,12 @@ def _closed_std_fds() -> set[int]:
         if new != fd:
             os.dup2(new, fd)
             os.close(new)
+    # Python made the streams of closed fds None; print(file=None) would then write to
+    # sys.stdout, which may be a -F stream
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # for the whole run
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
     return closed
 
 
@@ -403,13 +409,13 @@ def _check_std_streams(opts: Options, closed: set[int]) -> None:
     """The standard streams this run reads or writes must be open (and stdin not a
     directory): one error line now rather than a traceback later."""
     if opts.reassemble:
-        if 0 in closed or sys.stdin is None:
+        if 0 in closed:
             raise DumpError("-R reads the flattened stream from stdin, which is closed")
         if _is_dir(0):
             raise DumpError("-R reads the flattened stream from stdin, which is a directory")
     to_stdout = opts.flatten or (opts.dump_dmesg and opts.dumpfile is None)
     to_stdout = to_stdout or (opts.says(ML_REPORT) and not opts.flatten and not opts.dump_dmesg)
-    if to_stdout and (1 in closed or sys.stdout is None):
+    if to_stdout and 1 in closed:
         raise DumpError("standard output is closed")
 
 
@@ -423,7 +429,7 @@ def _is_dir(fd: int) -> bool:
 
 
 def _say_error(opts: Options, text: str) -> None:
-    if opts.says(ML_ERROR) and sys.stderr is not None:
+    if opts.says(ML_ERROR):
         print(f"dumpfilter: {one_line(text)}", file=sys.stderr)
 
 
@@ -455,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except Exception as e:
         # Last resort: a value no check caught.  One line; the traceback with -D.
-        if opts.says(ML_DEBUG) and sys.stderr is not None:
+        if opts.says(ML_DEBUG):
             import traceback
 
             traceback.print_exc()
