@@ -277,7 +277,6 @@ def detect(vi: VmcoreInfo) -> Encoding:
     if not top and buddy not in (0xFFFFFF7F, 0xBFFFFFFF):
         raise DumpError(f"unknown page-type encoding: PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x}")
 
-    off_ch = vi.offset(f"page.{ch_name}")
     spage = vi.size("page")
     if not MIN_STRUCT_PAGE <= spage <= MAX_STRUCT_PAGE:
         raise DumpError(f"VMCOREINFO SIZE(page)={spage} is implausible")
@@ -308,10 +307,9 @@ def detect(vi: VmcoreInfo) -> Encoding:
             raise DumpError(f"VMCOREINFO NUMBER({name})={v} is not a page-flag bit")
         return v
 
-    off_flags = vi.offset("page.flags")
     names = ("flags", "mapping", "private", ch_name, "_mapcount")
-    offs = [off_flags, *(vi.offset(f"page.{n}") for n in names[1:3]), off_ch]
-    offs.append(vi.offset("page._mapcount"))
+    offs = [vi.offset(f"page.{n}") for n in names]
+    off_flags = offs[0]
     for name, o in zip(names, offs, strict=True):
         if o + 8 > spage:
             raise DumpError(
@@ -337,7 +335,7 @@ def detect(vi: VmcoreInfo) -> Encoding:
         off_mapping=offs[1],
         off_private=offs[2],
         off_mapcount=offs[4],
-        off_compound_head=off_ch,
+        off_compound_head=offs[3],
         pg_lru=bit("PG_lru"),
         pg_private=bit("PG_private"),
         pg_reserved=_reserved_bit(vi, bit("PG_reserved"), bit("PG_private")),
