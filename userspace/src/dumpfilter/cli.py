@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import DumpError
+from .outfile import STDOUT
 
 if TYPE_CHECKING:
     from .report import Stats
@@ -70,10 +71,22 @@ def _size(text: str) -> int:
     t = text.strip().upper().removesuffix("B")
     try:
         if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError as e:
+            value = int(float(t[:-1]) * units[t[-1]])
+        else:
+            value = int(t)
+    except (ValueError, OverflowError) as e:  # OverflowError: inf, 1e400
         raise argparse.ArgumentTypeError(f"bad size {text!r}") from e
+    if not 0 < value < 1 << 63:  # an off_t
+        raise argparse.ArgumentTypeError(f"size {text!r} out of range")
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as Python would (a file name may hold a
+    newline), so that an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dump_levels(text: str) -> tuple[int, ...]:
@@ -93,7 +106,8 @@ def _dump_levels(text: str) -> tuple[int, ...]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, makedumpfile's status
-        sys.stderr.write(f"dumpfilter: {message}\n")
+        if sys.stderr is not None:  # fd 2 closed: nowhere to say it
+            sys.stderr.write(f"dumpfilter: {one_line(message)}\n")
         raise SystemExit(EXIT_FAILED)
 
 
@@ -167,6 +181,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p = build_parser()
     a = p.parse_args(argv)
     files = list(a.files)
+    if "" in files or a.stats_json == "":
+        p.error("an empty file name was given")
     split_files: tuple[str, ...] = ()
     merge_files: tuple[str, ...] = ()
     if a.merge:
@@ -371,30 +387,93 @@ def _common(opts: Options):
     return say
 
 
+def _closed_std_fds() -> set[int]:
+    """Which of fds 0, 1, 2 the caller left closed (``>&-``, ``<&-``).
+
+    Each is reopened on /dev/null, so that no file this run opens takes its number (a dump
+    written through "stdout" into the input vmcore's fd, say)."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        new = os.open(os.devnull, os.O_RDWR)
+        if new != fd:
+            os.dup2(new, fd)
+            os.close(new)
+    # Python made the streams of closed fds None; print(file=None) would then write to
+    # sys.stdout, which may be a -F stream
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # for the whole run
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    return closed
+
+
+def _check_std_streams(opts: Options, closed: set[int]) -> None:
+    """The standard streams this run reads or writes must be open (and stdin not a
+    directory): one error line now rather than a traceback later."""
+    if opts.reassemble:
+        if 0 in closed:
+            raise DumpError("-R reads the flattened stream from stdin, which is closed")
+        if _is_dir(0):
+            raise DumpError("-R reads the flattened stream from stdin, which is a directory")
+    to_stdout = opts.flatten or (opts.dump_dmesg and opts.dumpfile is None)
+    to_stdout = to_stdout or STDOUT in (opts.dumpfile, opts.stats_json)
+    to_stdout = to_stdout or (opts.says(ML_REPORT) and not opts.flatten and not opts.dump_dmesg)
+    if to_stdout and 1 in closed:
+        raise DumpError("standard output is closed")
+
+
+def _is_dir(fd: int) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _say_error(opts: Options, text: str) -> None:
+    if opts.says(ML_ERROR):
+        print(f"dumpfilter: {one_line(text)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    closed = _closed_std_fds()
     opts = parse_args(argv)  # a bad command line exits 1 here, with one line
     if opts.check_params:  # makedumpfile --check-params: nothing is opened
         return EXIT_OK
     try:
+        _check_std_streams(opts, closed)
         return run(opts)
     except DumpError as e:
-        if opts.says(ML_ERROR):
-            print(f"dumpfilter: {e}", file=sys.stderr)
+        _say_error(opts, str(e))
         return e.exit_code
     except KeyboardInterrupt:
-        print("dumpfilter: interrupted", file=sys.stderr)
+        _say_error(opts, "interrupted")
         return EXIT_FAILED
     except BrokenPipeError:
         # stdout went away under -F: nothing useful left to say on it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("dumpfilter: output pipe closed", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        _say_error(opts, "output pipe closed")
         return EXIT_FAILED
     except OSError as e:
-        print(
-            f"dumpfilter: {e.strerror or e}"
-            + (f": {e.filename}" if getattr(e, "filename", None) else ""),
-            file=sys.stderr,
-        )
+        name = getattr(e, "filename", None)
+        _say_error(opts, f"{e.strerror or e}" + (f": {name}" if name else ""))
+        return EXIT_FAILED
+    except MemoryError:
+        _say_error(opts, "out of memory")
+        return EXIT_FAILED
+    except Exception as e:
+        # Last resort: a value no check caught.  One line; the traceback with -D.
+        if opts.says(ML_DEBUG):
+            import traceback
+
+            traceback.print_exc()
+        _say_error(opts, f"internal error: {type(e).__name__}: {e}")
         return EXIT_FAILED
 
 

@@ -429,6 +429,8 @@ def write_kdump(
     geo = Geometry(ps, max_mapnr, len(src.notes))
     codec = opts.compression
     status = CODEC_FLAGS[codec] if codec else 0
+    if getattr(src, "incomplete", False):
+        status |= STATUS_INCOMPLETE  # pages the input lost are lost in the output too
     find_zero = bool(opts.dump_level & DL_ZERO)
 
     # Block 0 + sub header + notes.  A random-access file first says "incomplete" and is

@@ -229,7 +229,8 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         eh[5], eh[6], eh[8], eh[9] = phoff, shoff, 64, 56
         eh[10] = PN_XNUM if xnum else nph
         eh[11], eh[12], eh[13] = (64, 1, 0) if xnum else (0, 0, 0)
-        flags = eh[7]
+        # an input cut short (its own mark) gives an output that is not whole either
+        flags = eh[7] | (DUMP_ELF_INCOMPLETE if getattr(src, "incomplete", False) else 0)
         eh[7] = flags | (DUMP_ELF_INCOMPLETE if sink.seekable else 0)
         head = [_EHDR.pack(*eh)]
         sink.write_at(0, head)
