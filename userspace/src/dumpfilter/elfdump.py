@@ -241,6 +241,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         sink.write_at(notes_off, [bytes(src.notes)])
 
         progress = Progress(opts.says(1), "Copying data", nseg)
+        data_pfns: list[tuple[int, int]] = []  # PFN ranges the file holds data for
         cuts = span_cuts(src)
         pos = data_off
         i = 0
@@ -253,6 +254,8 @@ def write_elf(src, classification, opts, stats, sink) -> None:
             mem_hi = min(me * ps, ld.paddr + ld.filesz)
             filesz = max(file_hi - seg_lo, 0)
             off = pos if filesz else 0
+            if filesz:
+                data_pfns.append((s, fe))
             for p, q in spans(s, fe, cuts):
                 view = read_span(src, p, q - p).reshape(-1)
                 lo = max(seg_lo - p * ps, 0)
@@ -272,4 +275,10 @@ def write_elf(src, classification, opts, stats, sink) -> None:
     if sink.seekable:
         eh[7] = flags
         sink.write_at(0, [_EHDR.pack(*eh)])
+    if hasattr(stats, "elf_pages"):  # the report's "in ELF format" lines
+        from .report import elf_file_pages
+
+        stats.elf_pages = elf_file_pages(src, data_pfns)
+        # makedumpfile writes the program headers twice: its "Write bytes" counts them so
+        stats.uncounted_bytes = -_PHDR.size * nph if sink.seekable else 0
     record_zero(stats, zero)
