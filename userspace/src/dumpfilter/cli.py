@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import DumpError
+from .messages import ML_DEBUG, ML_ERROR, ML_PROGRESS, ML_REPORT, STDOUT_NAME, Messages
 
 if TYPE_CHECKING:
     from .report import Stats
@@ -25,13 +26,6 @@ if TYPE_CHECKING:
 # makedumpfile's exit codes (makedumpfile.h): COMPLETED, FAILED.
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-# --message-level bits (makedumpfile man page).
-ML_PROGRESS = 1
-ML_COMMON = 2
-ML_ERROR = 4
-ML_DEBUG = 8
-ML_REPORT = 16
 
 
 @dataclass
@@ -253,17 +247,18 @@ def run(opts: Options) -> int:
 
     _keep_freed_memory()
 
+    msgs = _messages(opts)
     if opts.reassemble:
         from . import flat
 
         flat.reassemble(sys.stdin.buffer, opts.dumpfile, force=opts.force)
-        return EXIT_OK
+        return _completed(msgs, [opts.dumpfile])
 
     if opts.merge_files:
         from . import split
 
         split.reassemble(opts.merge_files, opts.dumpfile, force=opts.force)
-        return EXIT_OK
+        return _completed(msgs, [opts.dumpfile])
 
     t0 = time.monotonic()
     with source.open_source(opts.vmcore) as src:
@@ -271,7 +266,7 @@ def run(opts: Options) -> int:
             from . import dmesg
 
             dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force, partial=opts.partial_dmesg)
-            return EXIT_OK
+            return _completed(msgs, [opts.dumpfile or STDOUT_NAME], "dmesg log")
 
         levels = opts.dump_levels or (opts.dump_level,)
         if opts.dry_run or opts.flatten or opts.split_files:
@@ -281,36 +276,65 @@ def run(opts: Options) -> int:
             try:
                 stats = _filter(src, attempt, retry=i + 1 < len(levels))
             except write.Retry as e:
-                _common(opts)(f"{e}; retrying with dump level {levels[i + 1]}")
+                msgs.common(f"{e}; retrying with dump level {levels[i + 1]}")
                 continue
             break
         stats.seconds["total"] = time.monotonic() - t0
 
-    if opts.says(ML_REPORT):
-        report.print_report(stats, sys.stderr if opts.flatten else sys.stdout)
+    if msgs.says(ML_REPORT):
+        msgs.write(ML_REPORT, "\n".join(report.report_lines(stats)))
     if opts.stats_json:
         report.write_json(stats, opts.stats_json)
+    if opts.dry_run:
+        return _completed(msgs, [])
+    if opts.flatten:
+        return _completed(msgs, [STDOUT_NAME])
+    return _completed(msgs, list(opts.split_files) or [opts.dumpfile])
+
+
+def _messages(opts: Options) -> Messages:
+    """makedumpfile's message levels; stdout is taken by the dump with -F (and by the log
+    with --dump-dmesg and no DUMPFILE)."""
+    busy = opts.flatten or (opts.dump_dmesg and not opts.dumpfile)
+    return Messages(opts.message_level, stdout_busy=busy)
+
+
+def _completed(msgs: Messages, saved: list[str], what: str = "dumpfile") -> int:
+    """makedumpfile's closing lines (common messages): where the output went, "Completed"."""
+    if saved:
+        msgs.saved(saved, what)
+    msgs.completed()
     return EXIT_OK
 
 
 def _filter(src, opts: Options, *, retry: bool) -> Stats:
     """Classify at ``opts.dump_level`` and write (or only count, with --dry-run)."""
     from . import report, scan
+    from .output import Progress
 
+    msgs = _messages(opts)
     t_scan = time.monotonic()
     classification = None
     if opts.kernel_scan:
         from . import kernelscan
 
         classification = kernelscan.try_kernel_scan(
-            src, opts.dump_level, opts.kernel_scan, say=_common(opts)
+            src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )
     if classification is None:
         classification = scan.userspace_scan(src, opts.dump_level)
-    stats = report.Stats.from_classification(classification, opts.dump_level)
+    progress = Progress(
+        opts.says(ML_PROGRESS), "Excluding unnecessary pages", classification.max_pfn
+    )
+    stats = report.Stats.from_classification(
+        classification, opts.dump_level, src=src, progress=progress
+    )
+    stats.split = bool(opts.split_files)
     prepare = getattr(classification, "prepare_seconds", 0.0)
     stats.seconds["prepare"] = prepare
     stats.seconds["scan"] = time.monotonic() - t_scan - prepare
+    for key, step in report.STEPS[:2]:
+        msgs.step(step, stats.seconds[key])
     if opts.says(ML_DEBUG):
         _debug_layout(src, classification, stats)
 
@@ -327,6 +351,7 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         # makedumpfile's dry run still reads kept pages to count the zero ones
         stats.add_zero(report.count_zero_pages(src, classification, opts.dump_level))
     stats.seconds["write"] = time.monotonic() - t_write
+    msgs.step(report.STEPS[2][1], stats.seconds["write"])
     return stats
 
 
@@ -353,16 +378,6 @@ def _debug_layout(src, classification, stats: Stats) -> None:
     )
     for line in lines:
         print(f"dumpfilter: debug: {line}", file=sys.stderr)
-
-
-def _common(opts: Options):
-    """A printer for common messages (stderr, honouring --message-level)."""
-
-    def say(text: str) -> None:
-        if opts.says(ML_COMMON):
-            print(f"dumpfilter: {text}", file=sys.stderr)
-
-    return say
 
 
 def main(argv: Sequence[str] | None = None) -> int:
