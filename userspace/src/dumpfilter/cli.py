@@ -347,9 +347,9 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         from . import write
 
         write.write_dump(src, classification, opts, stats, retry=retry)
-    elif opts.dump_level & 1:
-        # makedumpfile's dry run still reads kept pages to count the zero ones
-        stats.add_zero(report.count_zero_pages(src, classification, opts.dump_level))
+    else:
+        # as makedumpfile's dry run: all but the writing, so zero pages and sizes are known
+        report.dry_run(src, classification, opts, stats)
     stats.seconds["write"] = time.monotonic() - t_write
     msgs.step(report.STEPS[2][1], stats.seconds["write"])
     return stats
