@@ -91,21 +91,71 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_FAILED)
 
 
+_USAGE = """
+  dumpfilter [-d LEVEL[,LEVEL...]] [-c|-l|-p|-z|-E] [--num-threads N] [-L SIZE] [-f]
+             [--message-level N] [--show-stats] [--stats-json FILE] [--dry-run]
+             [--kernel-scan[=auto|require]] [-D] VMCORE DUMPFILE
+  dumpfilter -F [-d LEVEL] [-c|-l|-p|-z|-E] [options] VMCORE > STREAM
+  dumpfilter -R DUMPFILE < STREAM
+  dumpfilter --split [options] VMCORE DUMPFILE1 DUMPFILE2 [DUMPFILE3 ..]
+  dumpfilter --reassemble DUMPFILE1 DUMPFILE2 [DUMPFILE3 ..] DUMPFILE
+  dumpfilter --dump-dmesg [--partial-dmesg] VMCORE [LOGFILE]
+  dumpfilter --dry-run --show-stats [-d LEVEL] VMCORE
+  dumpfilter --check-params [options] VMCORE [DUMPFILE] | -h | -v"""
+
+_EPILOG = """\
+messages (--message-level, as makedumpfile's):
+  1   progress on stderr: rewritten in place on a terminal, a line every 5 s in a log
+  2   common messages on stdout: "The dumpfile is saved to X.", "makedumpfile Completed."
+  4   errors: one line on stderr
+  8   debug messages on stderr (-D)
+  16  the STEP times and the page report on stdout (--show-stats)
+  With -F, stdout carries the dump and messages for stdout go to stderr.
+
+exit status: 0 on success, 1 on any failure."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dumpfilter",
+        usage=_USAGE,
         description="Filter a Linux kernel crash dump (makedumpfile-compatible command line).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "-d", "--dump-level", type=_dump_levels, default=(0,), metavar="LEVEL[,LEVEL...]"
+        "-d",
+        "--dump-level",
+        type=_dump_levels,
+        default=(0,),
+        metavar="LEVEL[,LEVEL...]",
+        help="pages to exclude, a bit mask: 1 zero pages, 2 page cache without private data, "
+        "4 all page cache, 8 user process data, 16 free pages (31: all; default 0). "
+        "Hardware-poisoned and offline pages are always excluded. A list such as 11,31 "
+        "retries with the next level when the dump outgrows -L or the filesystem",
     )
     comp = p.add_mutually_exclusive_group()
-    comp.add_argument("-c", dest="compression", action="store_const", const="zlib")
-    comp.add_argument("-l", dest="compression", action="store_const", const="lzo")
-    comp.add_argument("-p", dest="compression", action="store_const", const="snappy")
-    comp.add_argument("-z", dest="compression", action="store_const", const="zstd")
-    p.add_argument("-E", dest="elf", action="store_true", help="write an ELF core")
-    p.add_argument("-F", dest="flatten", action="store_true", help="flattened stream to stdout")
+    comp.add_argument(
+        "-c", dest="compression", action="store_const", const="zlib", help="compress with zlib"
+    )
+    comp.add_argument(
+        "-l", dest="compression", action="store_const", const="lzo", help="compress with lzo"
+    )
+    comp.add_argument(
+        "-p", dest="compression", action="store_const", const="snappy", help="compress with snappy"
+    )
+    comp.add_argument(
+        "-z", dest="compression", action="store_const", const="zstd", help="compress with zstd"
+    )
+    p.add_argument(
+        "-E", dest="elf", action="store_true", help="write an ELF core, not kdump-compressed"
+    )
+    p.add_argument(
+        "-F",
+        dest="flatten",
+        action="store_true",
+        help="write a flattened stream to stdout (rebuild it with -R); messages go to stderr",
+    )
     p.add_argument(
         "-R",
         dest="reassemble",
@@ -123,25 +173,52 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="D1 D2 [D3 ..] DUMPFILE: merge --split files into one",
     )
-    p.add_argument("--num-threads", type=int, default=0, metavar="N")
-    p.add_argument("--message-level", type=int, default=7, metavar="N")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compress in N worker threads (0, the default: in the main thread); "
+        "the output is the same",
+    )
+    p.add_argument(
+        "--message-level",
+        type=int,
+        default=7,
+        metavar="N",
+        help="which messages to print, makedumpfile's bit mask: 1 progress, 2 common "
+        "messages, 4 errors, 8 debug, 16 report (default 7; 0: none)",
+    )
     p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
     p.add_argument(
         "--partial-dmesg",
         action="store_true",
         help="with --dump-dmesg: only what was logged since the log was last cleared",
     )
-    p.add_argument("--dry-run", action="store_true", help="classify and report, write nothing")
-    p.add_argument("--show-stats", action="store_true", help="print the page report")
+    p.add_argument(
+        "--dry-run", action="store_true", help="do everything but write: check and report"
+    )
+    p.add_argument(
+        "--show-stats", action="store_true", help="print the page report (message level 16)"
+    )
     p.add_argument("-f", dest="force", action="store_true", help="overwrite DUMPFILE")
-    p.add_argument("-L", dest="limit", type=_size, default=None, metavar="SIZE")
+    p.add_argument(
+        "-L",
+        dest="limit",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="write at most SIZE bytes (suffix K, M or G); a dump cut short is kept marked "
+        "incomplete and the run fails, unless a -d list has a level left",
+    )
     p.add_argument(
         "--kernel-scan",
         nargs="?",
         const="auto",
         default=None,
         choices=["auto", "require"],
-        help="classify in the capture kernel via /proc/vmcore_pfn_lists",
+        help="classify in the capture kernel via /proc/vmcore_pfn_lists "
+        "(auto: else our own scan; require: else fail)",
     )
     p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
     p.add_argument(
@@ -149,11 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only check that the command line is valid (exit 0) or not (exit 1)",
     )
-    p.add_argument("-D", dest="debug", action="store_true", help="debug messages too")
+    p.add_argument(
+        "-D", dest="debug", action="store_true", help="debug messages too (message level 8)"
+    )
     p.add_argument(
         "-v", action="version", version=f"dumpfilter {__version__}", help="show the version"
     )
-    p.add_argument("files", nargs="*", metavar="VMCORE [DUMPFILE]")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="VMCORE [DUMPFILE]",
+        help="the crash dump (/proc/vmcore, a saved ELF vmcore or a kdump-compressed dump) "
+        "and the file to write",
+    )
     return p
 
 
