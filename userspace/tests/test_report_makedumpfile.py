@@ -80,6 +80,10 @@ def test_report_of_a_kdump_input_is_makedumpfiles(makedumpfile_179, vmcore, tmp_
 def test_closing_lines_are_makedumpfiles(makedumpfile_179, vmcore, tmp_path):
     m, d = _both(makedumpfile_179, ["-d", "31", "-l"], vmcore.path, tmp_path, ["out"])
     assert d.stdout == m.stdout == "\nThe dumpfile is saved to out.\n\nmakedumpfile Completed.\n"
+    (tmp_path / "stats").mkdir()
+    args = ["-d", "31", "-l", "--show-stats"]
+    m, d = _both(makedumpfile_179, args, vmcore.path, tmp_path / "stats", ["out"])
+    assert d.stdout.splitlines()[-5:] == m.stdout.splitlines()[-5:]  # blank lines included
     (tmp_path / "split").mkdir()
     args = ["--split", "-d", "31"]
     m, d = _both(makedumpfile_179, args, vmcore.path, tmp_path / "split", ["a", "b", "c"])

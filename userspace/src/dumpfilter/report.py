@@ -306,6 +306,7 @@ def report_lines(stats: Stats) -> list[str]:
         f"write {sec.get('write', 0.0):.3f}, "
         f"total {sec.get('total', 0.0):.3f}",
         "",
+        "",  # makedumpfile's report ends with a blank line too
     ]
     return lines
 
