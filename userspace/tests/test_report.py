@@ -2,8 +2,11 @@
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from dumpfilter.pageclass import PageClass as C
 from dumpfilter.report import Stats, print_report, write_json
@@ -178,3 +181,38 @@ def test_elf_report_adds_the_in_elf_format_lines_and_their_percentage():
 def test_split_write_bytes_is_zero_as_makedumpfiles_parent_counts_it():
     text, r = _report(original=0xF0, written_bytes=5000, split=True)
     assert r["Write bytes"] == "0" and r["File bytes"] == "5000"
+
+
+def _sizes(report: str) -> tuple[str, str]:
+    """The report's "Write bytes" (makedumpfile's count) and "File bytes" (ours)."""
+    lines = report.splitlines()
+
+    def get(key: str) -> str:
+        return next(ln for ln in lines if ln.startswith(key)).split(":")[1].strip()
+
+    return get("Write bytes"), get("File bytes")
+
+
+@pytest.mark.parametrize(
+    "args", [["-d", "31", "-c"], ["-d", "1", "-z"], ["-E", "-d", "31"], ["-F", "-d", "31", "-l"]]
+)
+def test_dry_run_reports_the_sizes_the_real_run_writes(synth_factory, tmp_path, args):
+    from conftest import run_dumpfilter
+
+    synth = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+    dry = run_dumpfilter("--dry-run", "--show-stats", *args, synth.path)
+    if "-F" in args:
+        with open(tmp_path / "flat", "wb") as f:
+            real = subprocess.run(
+                [sys.executable, "-m", "dumpfilter.cli", "--show-stats", *args, synth.path],
+                stdout=f, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        size, report = (tmp_path / "flat").stat().st_size, real.stderr
+        dry_report = dry.stderr
+    else:
+        real = run_dumpfilter("--show-stats", *args, synth.path, tmp_path / "out")
+        size, report = (tmp_path / "out").stat().st_size, real.stdout
+        dry_report = dry.stdout
+    assert dry.returncode == real.returncode == 0, dry.stderr + real.stderr
+    assert _sizes(dry_report) == _sizes(report)
+    assert int(_sizes(report)[1]) == size
