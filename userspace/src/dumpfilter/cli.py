@@ -350,7 +350,13 @@ def run(opts: Options) -> int:
         if opts.dump_dmesg:
             from . import dmesg
 
-            dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force, partial=opts.partial_dmesg)
+            dmesg.dump_dmesg(
+                src,
+                opts.dumpfile,
+                force=opts.force,
+                partial=opts.partial_dmesg,
+                inputs=(opts.vmcore,),
+            )
             return _completed(msgs, [opts.dumpfile or STDOUT_NAME], "dmesg log")
 
         levels = opts.dump_levels or (opts.dump_level,)
@@ -369,7 +375,7 @@ def run(opts: Options) -> int:
     if msgs.says(ML_REPORT):
         msgs.write(ML_REPORT, "\n".join(report.report_lines(stats)))
     if opts.stats_json:
-        report.write_json(stats, opts.stats_json)
+        report.write_json(stats, opts.stats_json, inputs=(opts.vmcore,))
     if opts.dry_run:
         return _completed(msgs, [])
     if opts.flatten:
