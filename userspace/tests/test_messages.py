@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import pty
 import re
@@ -203,6 +204,13 @@ def test_flattened_output_keeps_stdout_for_the_dump_and_messages_on_stderr(small
     assert (tmp_path / "flat").read_bytes()[:12] == b"makedumpfile"
     assert "Original pages  : " in r.stderr
     assert r.stderr.endswith("\nThe dumpfile is saved to STDOUT.\n\nmakedumpfile Completed.\n")
+
+
+def test_a_json_report_on_stdout_keeps_stdout_to_itself(small):
+    r = run_dumpfilter("--dry-run", "--show-stats", "-d", "31", "--stats-json", "-", small.path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["dump_level"] == 31
+    assert "Original pages  : " in r.stderr and r.stderr.endswith(f"\n{COMPLETED}\n")
 
 
 def test_split_and_dry_run_closing_lines(small, tmp_path):

@@ -384,16 +384,21 @@ def run(opts: Options) -> int:
 
 
 def _messages(opts: Options) -> Messages:
-    """makedumpfile's message levels; stdout is taken by the dump with -F (and by the log
-    with --dump-dmesg and no DUMPFILE)."""
-    busy = opts.flatten or (opts.dump_dmesg and not opts.dumpfile)
+    """makedumpfile's message levels; stdout is taken by the dump with -F, by an output
+    named ``-`` (a --dump-dmesg log also without a name) and by ``--stats-json -``."""
+    busy = (
+        opts.flatten
+        or opts.dumpfile == "-"
+        or opts.stats_json == "-"
+        or (opts.dump_dmesg and not opts.dumpfile)
+    )
     return Messages(opts.message_level, stdout_busy=busy)
 
 
 def _completed(msgs: Messages, saved: list[str], what: str = "dumpfile") -> int:
     """makedumpfile's closing lines (common messages): where the output went, "Completed"."""
     if saved:
-        msgs.saved(saved, what)
+        msgs.saved([STDOUT_NAME if p == "-" else p for p in saved], what)
     msgs.completed()
     return EXIT_OK
 
