@@ -542,6 +542,10 @@ def write_kdump(
         raise DumpError(f"internal error: {desc_index} descriptors for {last - first} pages")
     if sink.seekable:
         sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
+        # the padding of the header blocks, which makedumpfile seeks over (its "Write bytes")
+        pad = ps - _HEADER.size + geo.sub_hdr_blocks * ps - _SUBHDR.size - geo.size_note
+        if hasattr(stats, "uncounted_bytes"):
+            stats.uncounted_bytes = pad
     record_zero(stats, zero_count)
 
 
