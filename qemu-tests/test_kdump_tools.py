@@ -56,14 +56,19 @@ SHIM = kdumpvm.REPO / ".venv" / "bin" / "dumpfilter"  # the command the README's
 # name: MAKEDUMP_ARGS written into the conffile (None: left commented out, as Debian ships it)
 VARIANTS = {
     "default": None,
-    "c": "-c -d 31",
-    "l": "-l -d 31",
-    "z": "-z -d 31",
-    "ml7": "-d 31 --message-level 7",
+    "lzo": "-l -d 31",
+    "zstd": "-z -d 31",
+    "zlib-ml7": "-c -d 31 --message-level 7",
 }
 # disk_dump_header.status bits of the page codec (makedumpfile's diskdump_mod.h)
-CODEC = {"default": 0x1, "c": 0x1, "l": 0x2, "z": 0x20, "ml7": 0}
+CODEC = {"default": 0x1, "lzo": 0x2, "zstd": 0x20, "zlib-ml7": 0x1}
 CODEC_BITS = 0x1 | 0x2 | 0x4 | 0x20
+# The dmesg command line does not depend on MAKEDUMP_ARGS: only the variant with Debian's
+# conffile as shipped saves it, the others set KDUMP_DUMP_DMESG=0 (a Python start less each).
+DMESG = "default"
+# Debian's kdump-tools reserves crashkernel=384M-:128M (its grub.d snippet): the capture
+# kernel gets what it gets on a default Debian install.
+CRASHKERNEL = "128M"
 GUEST_OUT = "/tmp/work"  # the cycle directory as the capture commands see it
 
 
@@ -91,6 +96,8 @@ def _savecore_cmd(name: str, args: str | None) -> str:
     edits = [f's|^KDUMP_COREDIR=.*|KDUMP_COREDIR="{GUEST_OUT}/kdump-{name}"|']
     if args is not None:
         edits.append(f's|^#MAKEDUMP_ARGS=.*|MAKEDUMP_ARGS="{args}"|')
+    if name != DMESG:
+        edits.append("s|^#KDUMP_DUMP_DMESG=.*|KDUMP_DUMP_DMESG=0|")
     sed = " ".join(f"-e {shlex.quote(e)}" for e in edits)
     conf = shlex.quote(str(kdt / "usr/share/kdump-tools/kdump-tools.conf"))
     return (
@@ -105,6 +112,7 @@ def _cycle() -> kdumpvm.CycleResult:
         kdumpvm.stock_kernel("6.1"),
         capture_cmds=[_setup_cmd(), *(_savecore_cmd(n, a) for n, a in VARIANTS.items())],
         save_raw=True,
+        crashkernel=CRASHKERNEL,
         tag="kdump-tools",
     )
     remember_cycle("6.1 kdump-tools", r)
@@ -182,7 +190,8 @@ def test_savecore_runs_dumpfilter_with_the_services_arguments_and_no_cp_fallback
     assert m.group(1) == want, log
     assert m.group(2).startswith(f"{GUEST_OUT}/kdump-{name}/"), log
     assert "falling back to 'cp'" not in log, log
-    assert "saved dmesg content in" in log and "saved vmcore in" in log, log
+    assert "saved vmcore in" in log, log
+    assert ("saved dmesg content in" in log) == (name == DMESG), log
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -191,7 +200,8 @@ def test_savecore_leaves_dump_and_dmesg_under_a_timestamp_and_nothing_else(kt, n
     time.strptime(stamp.name, "%Y%m%d%H%M")  # kdump-config's stamp: a minute, 12 digits
     assert len(stamp.name) == 12
     files = sorted(p.name for p in stamp.iterdir())
-    assert files == [f"dmesg.{stamp.name}", f"dump.{stamp.name}"], files
+    want = [f"dump.{stamp.name}"] + ([f"dmesg.{stamp.name}"] if name == DMESG else [])
+    assert files == sorted(want), files
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -235,9 +245,8 @@ def test_saved_dump_reads_back_page_exact(kt, name, tmp_path):
     readback_drgn(stamp / f"dump.{stamp.name}", raw, kept, ram & ~kept)
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_saved_dmesg_is_makedumpfiles_dmesg_of_the_crash(kt, name):
-    stamp = _stampdir(kt, name)
+def test_saved_dmesg_is_makedumpfiles_dmesg_of_the_crash(kt):
+    stamp = _stampdir(kt, DMESG)
     saved = (stamp / f"dmesg.{stamp.name}").read_bytes()
     assert b"sysrq triggered crash" in saved
     assert saved == _makedumpfile_of_raw("dmesg").read_bytes()
@@ -247,7 +256,7 @@ def test_crash_and_drgn_open_the_dump_as_the_service_saved_it(kt):
     """crash reads the release from the flattened file; drgn (no debug info) reads
     init_uts_ns through the dump's own page tables, at the address VMCOREINFO gives."""
     drgn = pytest.importorskip("drgn")
-    stamp = _stampdir(kt, "default")
+    stamp = _stampdir(kt, DMESG)
     dump = stamp / f"dump.{stamp.name}"
     p = _run(["crash", "--osrelease", str(dump)], text=False)
     assert p.stdout.decode().strip() == kt.release
