@@ -9,7 +9,9 @@ capture kernel) saves a crash as
 then renames dump-incomplete to dump.$STAMP ($STAMP is ``date +%Y%m%d%H%M``).  When
 makedumpfile fails it falls back to ``cp /proc/vmcore`` (vmcore.$STAMP).  It appends ``-F`` to
 MAKEDUMP_ARGS (default ``-F -c -d 31``), so the dump it saves is always a flattened stream,
-which ``makedumpfile -R`` turns into a kdump-compressed file.  It sets its own PATH
+which ``makedumpfile -R`` turns into a kdump-compressed file.  kdump-tools never runs -R
+itself (its ssh and ftp targets get the same stream): users do, after the fact, and here the
+host does, with Debian's makedumpfile and with dumpfilter.  It sets its own PATH
 (/bin:/usr/bin:/sbin:/usr/sbin): the ``makedumpfile`` it runs is /usr/bin/makedumpfile, where
 the README's "Use it with kdump-tools" puts dumpfilter with dpkg-divert.
 
@@ -124,6 +126,12 @@ def kt() -> kdumpvm.CycleResult:
     return _cycle()
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """Host-side outputs of this module's tests: rebuilt dumps, makedumpfile's."""
+    return tmp_path_factory.mktemp("kdump-tools")
+
+
 def _cmd(name: str) -> int:
     return 1 + list(VARIANTS).index(name)
 
@@ -146,24 +154,21 @@ def _run(argv: list[str], **kw) -> subprocess.CompletedProcess:
 
 
 @cache
-def _rebuilt(name: str, tool: str) -> Path:
+def _rebuilt(work: Path, name: str, tool: str) -> Path:
     """The saved flattened dump rebuilt into a kdump-compressed file by ``tool``'s -R."""
-    r = _cycle()
-    stamp = _stampdir(r, name)
-    out = r.dir / f"rebuilt-{tool}-{name}.kdump"
+    stamp = _stampdir(_cycle(), name)
+    out = work / f"rebuilt-{tool}-{name}.kdump"
     argv = [MAKEDUMPFILE] if tool == "makedumpfile" else DUMPFILTER
-    out.unlink(missing_ok=True)
     with open(stamp / f"dump.{stamp.name}", "rb") as stream:
         _run([*argv, "-R", str(out)], stdin=stream)
     return out
 
 
 @cache
-def _makedumpfile_of_raw(what: str) -> Path:
+def _makedumpfile_of_raw(work: Path, what: str) -> Path:
     """Debian's makedumpfile on the raw vmcore of the same crash: ``-d 31`` or ``dmesg``."""
     r = _cycle()
-    out = r.dir / f"oracle-{what}"
-    out.unlink(missing_ok=True)
+    out = work / f"makedumpfile-{what}"
     opts = ["--dump-dmesg"] if what == "dmesg" else ["-d", "31"]
     _run([MAKEDUMPFILE, *opts, str(r.path("vmcore")), str(out)])
     return out
@@ -205,11 +210,11 @@ def test_savecore_leaves_dump_and_dmesg_under_a_timestamp_and_nothing_else(kt, n
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_saved_dump_is_a_stream_makedumpfile_rebuilds_into_the_kdump_file_asked_for(kt, name):
+def test_saved_dump_is_a_stream_makedumpfile_rebuilds_into_the_kdump_file_asked_for(kt, name, work):
     stamp = _stampdir(kt, name)
     with open(stamp / f"dump.{stamp.name}", "rb") as f:
         assert f.read(13) == b"makedumpfile\0", "-F: a flattened stream, not an ELF copy"
-    theirs = _rebuilt(name, "makedumpfile")
+    theirs = _rebuilt(work, name, "makedumpfile")
     h = kdump_header(theirs)
     assert h["release"] == kt.release
     assert h["dump_level"] == 31
@@ -217,12 +222,12 @@ def test_saved_dump_is_a_stream_makedumpfile_rebuilds_into_the_kdump_file_asked_
     assert not h["status"] & 0x8, "marked incomplete (DUMP_DH_COMPRESSED_INCOMPLETE)"
     assert h["max_mapnr"] == RawVmcore(kt.path("vmcore")).max_pfn
     # `makedumpfile -R` through the divert is dumpfilter's -R: the same file
-    assert _rebuilt(name, "dumpfilter").read_bytes() == theirs.read_bytes()
+    assert _rebuilt(work, name, "dumpfilter").read_bytes() == theirs.read_bytes()
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_saved_dump_keeps_the_pages_makedumpfile_keeps_at_d31(kt, name):
-    ours, oracle = _rebuilt(name, "makedumpfile"), _makedumpfile_of_raw("d31")
+def test_saved_dump_keeps_the_pages_makedumpfile_keeps_at_d31(kt, name, work):
+    ours, oracle = _rebuilt(work, name, "makedumpfile"), _makedumpfile_of_raw(work, "d31")
     assert np.array_equal(kdump_bitmap1(ours), kdump_bitmap1(oracle)), "RAM bitmaps differ"
     a, b = kdump_bitmap2(ours), kdump_bitmap2(oracle)
     assert np.array_equal(a, b), (
@@ -232,11 +237,11 @@ def test_saved_dump_keeps_the_pages_makedumpfile_keeps_at_d31(kt, name):
 
 
 @pytest.mark.parametrize("name", VARIANTS)
-def test_saved_dump_reads_back_page_exact(kt, name, tmp_path):
+def test_saved_dump_reads_back_page_exact(kt, name, tmp_path, work):
     """Every kept page equals the raw vmcore's, read by libkdumpfile from the rebuilt file
     and by drgn from the flattened dump as the service saved it; excluded pages are absent."""
     raw = RawVmcore(kt.path("vmcore"))
-    rebuilt = _rebuilt(name, "makedumpfile")
+    rebuilt = _rebuilt(work, name, "makedumpfile")
     kept = kdump_bitmap2(rebuilt)
     ram = raw.ram()
     assert len(kept) == raw.max_pfn and not np.any(kept & ~ram)
@@ -245,11 +250,11 @@ def test_saved_dump_reads_back_page_exact(kt, name, tmp_path):
     readback_drgn(stamp / f"dump.{stamp.name}", raw, kept, ram & ~kept)
 
 
-def test_saved_dmesg_is_makedumpfiles_dmesg_of_the_crash(kt):
+def test_saved_dmesg_is_makedumpfiles_dmesg_of_the_crash(kt, work):
     stamp = _stampdir(kt, DMESG)
     saved = (stamp / f"dmesg.{stamp.name}").read_bytes()
     assert b"sysrq triggered crash" in saved
-    assert saved == _makedumpfile_of_raw("dmesg").read_bytes()
+    assert saved == _makedumpfile_of_raw(work, "dmesg").read_bytes()
 
 
 def test_crash_and_drgn_open_the_dump_as_the_service_saved_it(kt):
