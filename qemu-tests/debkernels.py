@@ -17,8 +17,9 @@ defaults and build a kdump initramfs.
     $CACHE/debian/stock/<series>       symlink to the newest <release> of that series
     $CACHE/debian/src/linux-source-<series>.tar.xz   Debian's patched source tarball
     $CACHE/debian/src/linux-source-<series>.version  its package version
-    $CACHE/debian/pkg/<package>/<version>/   a tool package's files (``dpkg-deb -x``; no
-                                       maintainer script runs), e.g. kdump-tools
+    $CACHE/debian/pkg/<package>/<version>/   a tool package's files (``dpkg-deb -x``) and
+                                       control files in DEBIAN/ (no maintainer script
+                                       runs), e.g. kdump-tools
     $CACHE/debian/pkg/<package>/current      symlink to the newest fetched <version>
 
 Nothing is pinned: each run asks the archive for the newest image of the series, and falls
@@ -274,7 +275,8 @@ def release(series_or_release: str) -> str:
 def fetch_package(pkg: str) -> Path:
     """The unpacked files of *pkg*'s newest version (the cached newest one when the archive
     cannot be reached): ``$CACHE/debian/pkg/<pkg>/<version>``, laid out as the package
-    installs them (``usr/sbin/kdump-config``, ...).  Only the data part is unpacked: the
+    installs them (``usr/sbin/kdump-config``, ...), with the control files in ``DEBIAN/``
+    (``md5sums`` tells whether a file is the package's).  Nothing is installed: the
     maintainer scripts, which would configure the host, never run."""
     base = root() / "pkg" / pkg
     current = base / "current"
@@ -291,6 +293,7 @@ def fetch_package(pkg: str) -> Path:
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=base))
         subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        subprocess.run(["dpkg-deb", "-e", str(deb), str(tmp / "DEBIAN")], check=True)
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)

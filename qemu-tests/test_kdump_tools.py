@@ -30,6 +30,7 @@ tools nobody here wrote: Debian's makedumpfile 1.7.2 (rebuilds the stream with -
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import subprocess
@@ -172,6 +173,18 @@ def _makedumpfile_of_raw(work: Path, what: str) -> Path:
     opts = ["--dump-dmesg"] if what == "dmesg" else ["-d", "31"]
     _run([MAKEDUMPFILE, *opts, str(r.path("vmcore")), str(out)])
     return out
+
+
+def test_the_scripts_the_capture_kernel_ran_are_debians_unmodified(kt):
+    """kdump-config and the conffile it was made from are the package's: their md5sums
+    are the ones in the package's control data."""
+    kdt = _kdump_tools()
+    sums = dict(
+        reversed(line.split(None, 1)) for line in (kdt / "DEBIAN/md5sums").read_text().splitlines()
+    )
+    for f in ("usr/sbin/kdump-config", "usr/share/kdump-tools/kdump-tools.conf"):
+        assert hashlib.md5((kdt / f).read_bytes()).hexdigest() == sums[f], f
+        assert str(kdt / f) in "".join(kt.cmds), f"the capture kernel did not use {f}"
 
 
 def test_the_makedumpfile_kdump_config_runs_is_dumpfilter(kt):
