@@ -6,8 +6,10 @@ capture kernel) saves a crash as
     makedumpfile --dump-dmesg /proc/vmcore $KDUMP_COREDIR/$STAMP/dmesg.$STAMP
     makedumpfile $MAKEDUMP_ARGS /proc/vmcore | compress > $KDUMP_COREDIR/$STAMP/dump-incomplete
 
-then renames dump-incomplete to dump.$STAMP ($STAMP is ``date +%Y%m%d%H%M``).  When
-makedumpfile fails it falls back to ``cp /proc/vmcore`` (vmcore.$STAMP).  It appends ``-F`` to
+then renames dump-incomplete to dump.$STAMP ($STAMP is ``date +%Y%m%d%H%M``).  It falls back
+to ``cp /proc/vmcore`` (vmcore.$STAMP) when that pipeline fails, and a pipeline's status is
+its last command's, ``compress``'s (dash has no pipefail): when makedumpfile fails, what it
+wrote is saved as dump.$STAMP and nothing is copied.  It appends ``-F`` to
 MAKEDUMP_ARGS (default ``-F -c -d 31``), so the dump it saves is always a flattened stream,
 which ``makedumpfile -R`` turns into a kdump-compressed file.  kdump-tools never runs -R
 itself (its ssh and ftp targets get the same stream): users do, after the fact, and here the
@@ -66,6 +68,8 @@ VARIANTS = {
 # disk_dump_header.status bits of the page codec (makedumpfile's diskdump_mod.h)
 CODEC = {"default": 0x1, "lzo": 0x2, "zstd": 0x20, "zlib-ml7": 0x1}
 CODEC_BITS = 0x1 | 0x2 | 0x4 | 0x20
+# A MAKEDUMP_ARGS every makedumpfile refuses: what the service does when its makedumpfile fails.
+FAILING = ("bad-level", "-c -d 32")
 # The dmesg command line does not depend on MAKEDUMP_ARGS: only the variant with Debian's
 # conffile as shipped saves it, the others set KDUMP_DUMP_DMESG=0 (a Python start less each).
 DMESG = "default"
@@ -113,7 +117,11 @@ def _savecore_cmd(name: str, args: str | None) -> str:
 def _cycle() -> kdumpvm.CycleResult:
     r = kdumpvm.run_kdump_cycle(
         kdumpvm.stock_kernel("6.1"),
-        capture_cmds=[_setup_cmd(), *(_savecore_cmd(n, a) for n, a in VARIANTS.items())],
+        capture_cmds=[
+            _setup_cmd(),
+            *(_savecore_cmd(n, a) for n, a in VARIANTS.items()),
+            _savecore_cmd(*FAILING),
+        ],
         save_raw=True,
         crashkernel=CRASHKERNEL,
         tag="kdump-tools",
@@ -134,7 +142,7 @@ def work(tmp_path_factory) -> Path:
 
 
 def _cmd(name: str) -> int:
-    return 1 + list(VARIANTS).index(name)
+    return 1 + [*VARIANTS, FAILING[0]].index(name)
 
 
 def _stampdir(r: kdumpvm.CycleResult, name: str) -> Path:
@@ -268,6 +276,20 @@ def test_saved_dmesg_is_makedumpfiles_dmesg_of_the_crash(kt, work):
     saved = (stamp / f"dmesg.{stamp.name}").read_bytes()
     assert b"sysrq triggered crash" in saved
     assert saved == _makedumpfile_of_raw(work, "dmesg").read_bytes()
+
+
+def test_a_failing_makedumpfile_leaves_an_empty_dump_and_no_vmcore(kt):
+    """What README "Use it with kdump-tools" warns of: dumpfilter refuses the arguments with
+    one line and exit status 1, and kdump-config, which sees only compress's status, reports
+    success with an empty dump.<stamp> and no cp fallback."""
+    name, args = FAILING
+    log = kt.log(_cmd(name))
+    assert f"running makedumpfile {args} -F /proc/vmcore | compress" in log, log
+    assert [line for line in log.splitlines() if line.startswith("dumpfilter:")], log
+    assert "falling back to 'cp'" not in log and "saved vmcore in" in log, log
+    stamp = _stampdir(kt, name)
+    assert sorted(p.name for p in stamp.iterdir()) == [f"dump.{stamp.name}"]
+    assert (stamp / f"dump.{stamp.name}").stat().st_size == 0
 
 
 def test_crash_and_drgn_open_the_dump_as_the_service_saved_it(kt):
