@@ -209,7 +209,7 @@ def test_refused_kernel_scan_falls_back_in_auto_and_fails_in_require(direction):
     if direction == "stock-crash-patched-capture":
         crashed, capture, probe = stock, patched, PROBE
     else:
-        ko = _module(stock.release)
+        ko = _module(stock)
         digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
         crashed, capture, probe = patched, stock, f"{PROBE} --insmod {ko} --module-digest {digest}"
     r = kdumpvm.run_kdump_cycle(
