@@ -306,7 +306,8 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
             src, opts.dump_level, opts.kernel_scan, say=_common(opts)
         )
     if classification is None:
-        classification = scan.userspace_scan(src, opts.dump_level)
+        workers = scan.workers_for(opts.num_threads)
+        classification = scan.userspace_scan(src, opts.dump_level, workers)
     stats = report.Stats.from_classification(classification, opts.dump_level)
     prepare = getattr(classification, "prepare_seconds", 0.0)
     stats.seconds["prepare"] = prepare
