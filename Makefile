@@ -5,7 +5,7 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export DUMPFILTER_CACHE ?= $(HOME)/.cache/dumpfilter
 
-.PHONY: setup venv host demo test test-unit test-e2e lint bench kernels clean
+.PHONY: setup venv host demo test test-unit test-e2e lint bench bench-scale kernels clean
 
 setup: host venv
 
@@ -38,6 +38,11 @@ demo: setup
 
 bench: setup
 	$(PY) userspace/bench/run.py
+
+# The cost curve from 1 GiB to 1 TiB of RAM (sparse synthetic vmcores, made once into
+# $(DUMPFILTER_CACHE)/scale): about an hour; userspace/bench/SCALE.md
+bench-scale: $(VENV)/.installed
+	$(PY) userspace/bench/scale.py
 
 # Patched 6.1 and 6.12 kernels for the QEMU tests, cached by series hash (kernel-patches/README.md).
 kernels:
