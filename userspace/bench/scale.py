@@ -42,7 +42,11 @@ REPO = HERE.parent.parent
 ANCHOR_BUILD = REPO.parent / "shared" / "anchors" / "build-makedumpfile.sh"
 DEBIAN_MDF = ("/usr/sbin/makedumpfile", "/usr/bin/makedumpfile")
 SIZES = (1, 16, 64, 256, 1024)
-DISK_PER_GIB = 0.026  # GiB on disk per GiB of RAM (mem_map 1.56 % + kept data), measured
+VMCORE_PER_GIB = 0.021  # GiB on disk per GiB of RAM: mem_map (1.56 %) and the kept data
+OUTPUT_PER_GIB = 0.006  # GiB of the largest dump written (-d 31 -l), per GiB of RAM
+DISK_MARGIN = 20 * (1 << 30)  # left free for everyone else on the disk
+BUSY_CAP = 3  # makedumpfile's 2-thread run stops at 3x its 1-thread time: it busy-waits
+MDF_THREADS_MAX_GIB = 16  # and above this size its 2-thread runs are left out
 _STEP = re.compile(r"STEP \[Excluding unnecessary pages\] : ([0-9.]+) seconds")
 GIB = 1 << 30
 
@@ -124,15 +128,24 @@ def diff_bits(a: bytes, b: bytes) -> str:
     return f"DIFFER (lengths {len(a)}/{len(b)}, first at PFN {first * 8:#x})"
 
 
+def _cpu(path: Path) -> float | None:
+    """User + system seconds from GNU time's output (forked scan workers included)."""
+    try:
+        u, s = path.read_text().split()[-2:]
+        return float(u) + float(s)
+    except (OSError, ValueError):
+        return None
+
+
 def _merge(cells: dict, key: str, cell: dict) -> None:
     """Keep the fastest run of a cell (its times), the highest peak RSS, any failure."""
     old = cells.get(key)
-    if old is None or old.get("error"):
+    if old is None:
         cells[key] = cell
         return
     if cell.get("error"):
         return
-    for k in ("seconds", "scan_seconds", "prepare_seconds"):
+    for k in ("seconds", "cpu_seconds", "scan_seconds", "prepare_seconds"):
         if cell.get(k) is not None and (old.get(k) is None or cell[k] < old[k]):
             old[k] = cell[k]
     old["maxrss_kib"] = max(old.get("maxrss_kib") or 0, cell.get("maxrss_kib") or 0)
@@ -146,6 +159,7 @@ def measure(size, tools: dict[str, list[str]], work: Path, timeout, warm_budget,
     say(f"== {size} GiB: {path} (load {load[0]:.2f}, {'warm' if warmed else 'cold'})")
     out = work / "dump"
     stats = work / "stats.json"
+    cpu = work / "cpu"
     res: dict = {
         "ram_gib": size,
         "ram_pages": manifest["ram_pages"],
@@ -162,8 +176,11 @@ def measure(size, tools: dict[str, list[str]], work: Path, timeout, warm_budget,
         for name in tools
         for threads in (None, 1, 2)
         if threads is not None or name == "dumpfilter"  # makedumpfile's default: 1 thread
+        if name == "dumpfilter" or threads != 2 or size <= MDF_THREADS_MAX_GIB
     ]
     ref: bytes | None = None
+    one: dict[tuple[str, str], float] = {}  # 1-thread times, for the 2-thread cap
+    capped: set[tuple[str, str]] = set()
     for rnd in range(repeat):  # rounds over every cell: a busy spell hits all tools alike
         for mode, name, threads in cells:
             df = name == "dumpfilter"
@@ -180,9 +197,22 @@ def measure(size, tools: dict[str, list[str]], work: Path, timeout, warm_budget,
             cmd = [*tools[name], *args, str(path)]
             if mode != "dry" or not df:
                 cmd.append(str(out))
-            r = bench.run_once(cmd, None, timeout)
+            cpu.unlink(missing_ok=True)
+            cmd = [bench.GNU_TIME, "-f", "%U %S", "-o", str(cpu), *cmd]
+            limit = timeout
+            if not df and threads == 2:
+                if (name, mode) in capped:
+                    continue  # it hit the cap once: once is enough
+                limit = min(timeout, max(20.0, BUSY_CAP * one.get((name, mode), timeout)))
+            r = bench.run_once(cmd, None, limit)
+            if not df and threads == 1 and r.ok:
+                one[(name, mode)] = min(r.seconds, one.get((name, mode), r.seconds))
+            if not df and threads == 2 and not r.ok and "timeout" in (r.error or ""):
+                capped.add((name, mode))
+                r.error = f"> {limit:.0f} s (stopped at {BUSY_CAP}x its 1-thread time)"
             cell = {
                 "seconds": r.seconds,
+                "cpu_seconds": _cpu(cpu) if r.ok else None,
                 "maxrss_kib": r.maxrss_kib,
                 "error": r.error,
                 "out_bytes": out.stat().st_size if out.exists() and r.ok else None,
@@ -222,6 +252,15 @@ def _cell(res: dict, name: str, mode: str, t: str, key: str = "seconds"):
     return None if c is None else c.get(key)
 
 
+def _show(res: dict, name: str, mode: str, t: str, key: str, unit: str) -> str:
+    """A cell's value, or why it has none (a capped run: '> N s')."""
+    c = res["cells"].get(f"{name}|{mode}|{t}")
+    if c is not None and c.get(key) is None and c.get("error"):
+        err = c["error"]
+        return err.split(" (")[0] if err.startswith(">") else "failed"
+    return _fmt(None if c is None else c.get(key), unit)
+
+
 def _fmt(v, unit: str = "s") -> str:
     if v is None:
         return "–"
@@ -247,6 +286,9 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
         ("Whole `--dry-run -d 31`", "dry", "seconds", "s"),
         ("Whole `-d 31 -z`", "z", "seconds", "s"),
         ("Whole `-d 31 -l`", "l", "seconds", "s"),
+        ("CPU seconds (user + system), `--dry-run -d 31`", "dry", "cpu_seconds", "s"),
+        ("CPU seconds (user + system), `-d 31 -z`", "z", "cpu_seconds", "s"),
+        ("CPU seconds (user + system), `-d 31 -l`", "l", "cpu_seconds", "s"),
         ("Peak RSS, `-d 31 -z`", "z", "maxrss_kib", "MiB"),
         ("Peak RSS, `-d 31 -l`", "l", "maxrss_kib", "MiB"),
     ]
@@ -265,11 +307,11 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
                 for t in ("default", "1", "2")
             }
             best = [x for x in (v[m9, "1"], v[m9, "2"]) if x is not None]
+            cols = [(m9, "1"), (m9, "2"), (m2, "1"), (m2, "2"), (df, "default"), (df, "1")]
+            cols.append((df, "2"))
+            shown = " | ".join(_show(r, n, mode, t, key, unit) for n, t in cols)
             lines.append(
-                f"| {r['ram_gib']} GiB | {_fmt(v[m9, '1'], unit)} | {_fmt(v[m9, '2'], unit)} "
-                f"| {_fmt(v[m2, '1'], unit)} | {_fmt(v[m2, '2'], unit)} "
-                f"| {_fmt(v[df, 'default'], unit)} | {_fmt(v[df, '1'], unit)} "
-                f"| {_fmt(v[df, '2'], unit)} | {_ratio(v[df, 'default'], min(best or [0]))} |"
+                f"| {r['ram_gib']} GiB | {shown} | {_ratio(v[df, 'default'], min(best or [0]))} |"
             )
         lines.append("")
     lines += [
@@ -352,9 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per command")
     ap.add_argument("--out", type=Path, help="where results go")
     ap.add_argument(
-        "--repeat", type=int, default=0, help="rounds per size (default 3 up to 64 GiB, else 1)"
+        "--repeat", type=int, default=0, help="rounds per size (default 2 up to 16 GiB, else 1)"
     )
     ap.add_argument("--no-debian", action="store_true", help="leave makedumpfile 1.7.2 out")
+    ap.add_argument(
+        "--drop-from",
+        type=int,
+        default=0,
+        metavar="GIB",
+        help="delete vmcores this big once measured",
+    )
     a = ap.parse_args(argv)
     out = a.out or bench.cache_dir() / "bench" / "scale"
     out.mkdir(parents=True, exist_ok=True)
@@ -373,21 +422,27 @@ def main(argv: list[str] | None = None) -> int:
     else:
         skipped.append(f"makedumpfile 1.7.2 column: {why}")
     tools["dumpfilter"] = bench.dumpfilter_cmd()
+    skipped.append(
+        f"makedumpfile --num-threads 2 above {MDF_THREADS_MAX_GIB} GiB: it busy-waits (each "
+        f"2-thread run is stopped at {BUSY_CAP}x its 1-thread time), so 1 thread is its best "
+        "configuration and the hours its 2-thread runs take are left out"
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     results: list[dict] = []
     for size in a.sizes or SIZES:
-        need = size * DISK_PER_GIB * GIB
         path = scalevmcore.cache_dir() / "scale" / scalevmcore.Params(size).key / "vmcore"
+        need = (0 if path.exists() else size * VMCORE_PER_GIB * GIB) + size * OUTPUT_PER_GIB * GIB
         free = shutil.disk_usage(bench.cache_dir()).free
-        # the vmcore (if not made yet) and the largest output, with 10 GiB to spare
-        if (0 if path.exists() else need) + need + (10 * GIB) > free:
+        if need + DISK_MARGIN > free:
             skipped.append(
-                f"{size} GiB: needs ~{need / GIB:.0f} GiB for the vmcore and as much for an "
-                f"output, {free / GIB:.0f} GiB free"
+                f"{size} GiB: needs ~{need / GIB:.0f} GiB of disk (vmcore and output) and "
+                f"{DISK_MARGIN / GIB:.0f} GiB left for others; {free / GIB:.0f} GiB free"
             )
             continue
-        repeat = a.repeat if a.repeat else (3 if size <= 64 else 1)
+        repeat = a.repeat if a.repeat else (2 if size <= 16 else 1)
         results.append(measure(size, tools, work, a.timeout, mem // 2, repeat))
+        if a.drop_from and size >= a.drop_from:
+            shutil.rmtree(path.parent)
         (out / "results.json").write_text(
             json.dumps({"time": time.time(), "results": results, "skipped": skipped}, indent=1)
         )
