@@ -151,7 +151,7 @@ def _merge(cells: dict, key: str, cell: dict) -> None:
     old["maxrss_kib"] = max(old.get("maxrss_kib") or 0, cell.get("maxrss_kib") or 0)
 
 
-def measure(size, tools: dict[str, list[str]], work: Path, timeout, warm_budget, repeat: int):
+def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("dry", "z", "l")):
     path = scalevmcore.ensure(size, say=say)
     manifest = json.loads((path.parent / "manifest.json").read_text())
     load = os.getloadavg()
@@ -172,7 +172,7 @@ def measure(size, tools: dict[str, list[str]], work: Path, timeout, warm_budget,
     }
     cells = [
         (mode, name, threads)
-        for mode in ("dry", "z", "l")
+        for mode in modes
         for name in tools
         for threads in (None, 1, 2)
         if threads is not None or name == "dumpfilter"  # makedumpfile's default: 1 thread
@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=0, help="rounds per size (default 2 up to 16 GiB, else 1)"
     )
     ap.add_argument("--no-debian", action="store_true", help="leave makedumpfile 1.7.2 out")
+    ap.add_argument("--modes", default="dry,z,l", help="of dry, z, l (default all)")
+    ap.add_argument("--append", action="store_true", help="add to the results in --out")
     ap.add_argument(
         "--drop-from",
         type=int,
@@ -416,11 +418,12 @@ def main(argv: list[str] | None = None) -> int:
         tools["makedumpfile 1.7.9"] = [m9]
     else:
         skipped.append(f"makedumpfile 1.7.9: {why}")
-    m2, why = (None, "--no-debian") if a.no_debian else makedumpfile_debian()
+    sizes = ", ".join(f"{g} GiB" for g in a.sizes or SIZES)
+    m2, why = (None, "left out (--no-debian)") if a.no_debian else makedumpfile_debian()
     if m2:
         tools["makedumpfile 1.7.2"] = [m2]
     else:
-        skipped.append(f"makedumpfile 1.7.2 column: {why}")
+        skipped.append(f"makedumpfile 1.7.2 at {sizes}: {why}")
     tools["dumpfilter"] = bench.dumpfilter_cmd()
     skipped.append(
         f"makedumpfile --num-threads 2 above {MDF_THREADS_MAX_GIB} GiB: it busy-waits (each "
@@ -429,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     results: list[dict] = []
+    if a.append and (out / "results.json").exists():
+        old = json.loads((out / "results.json").read_text())
+        results = old["results"]
+        skipped = old["skipped"] + [s for s in skipped if s not in old["skipped"]]
+    modes = tuple(m for m in a.modes.split(",") if m in ("dry", "z", "l"))
+    if len(modes) < 3:
+        skipped.append(f"at {sizes}: only {', '.join(modes)} measured (--modes)")
     for size in a.sizes or SIZES:
         path = scalevmcore.cache_dir() / "scale" / scalevmcore.Params(size).key / "vmcore"
         need = (0 if path.exists() else size * VMCORE_PER_GIB * GIB) + size * OUTPUT_PER_GIB * GIB
@@ -440,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         repeat = a.repeat if a.repeat else (2 if size <= 16 else 1)
-        results.append(measure(size, tools, work, a.timeout, mem // 2, repeat))
+        results.append(measure(size, tools, work, a.timeout, mem // 2, repeat, modes))
         if a.drop_from and size >= a.drop_from:
             shutil.rmtree(path.parent)
         (out / "results.json").write_text(
