@@ -84,6 +84,11 @@ def zero_rows(pages: np.ndarray) -> np.ndarray:
     return ~words.any(axis=1)
 
 
+# Pages from which one batch call beats a call per page: the batch call's own setup costs
+# about as much as compressing a few dozen pages, and -d 31 leaves mostly short runs
+ZSTD_BATCH_MIN = 256
+
+
 def _zstd_pages(zc, pages: np.ndarray, idx: list[int], ps: int) -> list[bytes]:
     """``zc.compress`` of each page ``pages[i]`` for i in ``idx``, in one C call: the batch
     entry point makes the same frames (one per page) without a Python call per page."""
@@ -197,7 +202,7 @@ class Encoder:
 
             lc = lzo.compress
             datas = [lc(pages[i].tobytes(), 1, False) for i in idx]
-        elif self.codec == "zstd" and len(idx) > 1:
+        elif self.codec == "zstd" and len(idx) >= ZSTD_BATCH_MIN:
             datas = _zstd_pages(comp.__self__, pages, idx, ps)
         else:
             datas = [comp(pages[i].data) for i in idx]
