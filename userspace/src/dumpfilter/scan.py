@@ -43,6 +43,9 @@ from .x86_64 import AddressSpace
 WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
 DEFAULT_WORKERS = 2  # scan processes without --num-threads (capped at the CPUs)
+# fewer windows than this per worker are scanned in the process itself: a fork costs
+# about as much as scanning one GiB
+MIN_WINDOWS_PER_WORKER = 2
 HOLE = np.uint8(PageClass.HOLE)
 FREE = np.uint8(PageClass.FREE)
 
@@ -103,7 +106,7 @@ class UserspaceClassification:
             self._cache, self._cache_size = store, size
 
     def _compute(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        if self.workers > 1 and self.max_pfn > size:
+        if self.workers > 1 and self.max_pfn > MIN_WINDOWS_PER_WORKER * self.workers * size:
             yield from self._compute_forked(size)
             return
         carry = Carry()
