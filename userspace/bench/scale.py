@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-debian", action="store_true", help="leave makedumpfile 1.7.2 out")
     ap.add_argument("--modes", default="dry,z,l", help="of dry, z, l (default all)")
     ap.add_argument("--append", action="store_true", help="add to the results in --out")
+    ap.add_argument("--report", action="store_true", help="only redo results.md, scale.png")
     ap.add_argument(
         "--drop-from",
         type=int,
@@ -436,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads((out / "results.json").read_text())
         results = old["results"]
         skipped = old["skipped"] + [s for s in skipped if s not in old["skipped"]]
+    if a.report:  # the tables and the plot again, from what was measured
+        old = json.loads((out / "results.json").read_text())
+        (out / "results.md").write_text(markdown(old["results"], old["skipped"]))
+        plot(old["results"], out / "scale.png")
+        return 0
     modes = tuple(m for m in a.modes.split(",") if m in ("dry", "z", "l"))
     if len(modes) < 3:
         skipped.append(f"at {sizes}: only {', '.join(modes)} measured (--modes)")
@@ -451,12 +457,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         repeat = a.repeat if a.repeat else (2 if size <= 16 else 1)
         results.append(measure(size, tools, work, a.timeout, mem // 2, repeat, modes))
-        if a.drop_from and size >= a.drop_from:
-            shutil.rmtree(path.parent)
         (out / "results.json").write_text(
             json.dumps({"time": time.time(), "results": results, "skipped": skipped}, indent=1)
         )
         (out / "results.md").write_text(markdown(results, skipped))
+        if a.drop_from and size >= a.drop_from:
+            shutil.rmtree(path.parent)
+    (out / "results.json").write_text(
+        json.dumps({"time": time.time(), "results": results, "skipped": skipped}, indent=1)
+    )
+    (out / "results.md").write_text(markdown(results, skipped))
     if results:
         plot(results, out / "scale.png")
     print(markdown(results, skipped))
