@@ -40,7 +40,7 @@ bench: setup
 	$(PY) userspace/bench/run.py
 
 # The cost curve from 1 GiB to 1 TiB of RAM (sparse synthetic vmcores, made once into
-# $(DUMPFILTER_CACHE)/scale): about an hour; userspace/bench/SCALE.md
+# $(DUMPFILTER_CACHE)/scale): an hour or more; userspace/bench/SCALE.md
 bench-scale: $(VENV)/.installed
 	$(PY) userspace/bench/scale.py
 
