@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export DUMPFILTER_CACHE ?= $(HOME)/.cache/dumpfilter
 
 .PHONY: setup venv host sources demo test test-unit test-fast test-e2e test-realdump lint bench \
-	kernels clean
+	bench-scale kernels clean
 
 setup: host venv
 
@@ -55,6 +55,11 @@ demo: setup
 
 bench: setup
 	$(PY) userspace/bench/run.py
+
+# The cost curve from 1 GiB to 1 TiB of RAM (sparse synthetic vmcores, made once into
+# $(DUMPFILTER_CACHE)/scale): an hour or more; userspace/bench/SCALE.md
+bench-scale: $(VENV)/.installed
+	$(PY) userspace/bench/scale.py
 
 # Patched 6.1 and 6.12 kernels for the QEMU tests, cached by series hash (kernel-patches/README.md).
 kernels:

@@ -73,6 +73,18 @@ def test_buddy_order_beyond_free_area_is_not_trusted(kernel):
     assert (p.run(31) == C.KEEP).all()
 
 
+@pytest.mark.parametrize("kernel", ["6.1", "6.3", "6.6"])
+def test_an_untrusted_buddy_that_heads_a_hugetlb_page_is_user_data(kernel):
+    """Not free (its order is beyond free_area), so judged as what else it is: the head of
+    a hugetlb page (page[1] says so), which is user data before it is hwpoison."""
+    p = Pages(kernel)
+    p.compound(8, 2, huge=True)
+    p.buddy(8, 11)
+    p.flag(8, "hwpoison")
+    got = p.run(31)
+    assert (got[8:12] == C.USER).all() and (got[:8] == C.KEEP).all() and got[12] == C.KEEP
+
+
 @pytest.mark.parametrize("kernel", ["6.1", "6.3", "6.6", "6.9"])
 def test_slab_flag_wins_over_a_buddy_looking_mapcount(kernel):
     p = Pages(kernel)

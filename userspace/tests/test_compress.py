@@ -97,3 +97,30 @@ def test_rows_select_kept_pages_from_a_view_like_a_gathered_copy(codec):
     assert a.zero.tolist() == b.zero.tolist() and a.sizes.tolist() == b.sizes.tolist()
     flat = lambda r: b"".join(bytes(memoryview(c).cast("B")) for c in r.chunks)  # noqa: E731
     assert flat(a) == flat(b)
+
+
+def test_zstd_batches_are_the_frames_of_one_compress_call_per_page():
+    """Big batches go through one multi_compress_to_buffer call, small ones a call per page:
+    byte for byte makedumpfile's per-page frames (zstd level 1, one frame a page) either way,
+    for rows of a view as for a whole batch."""
+    import zstandard
+
+    from dumpfilter.compress import ZSTD_BATCH_MIN
+
+    n = 4 * ZSTD_BATCH_MIN
+    pages = _pages(n, seed=3)
+    one = zstandard.ZstdCompressor(level=1)
+    rows = np.flatnonzero(~zero_rows(pages))[::2]
+    assert len(rows) >= ZSTD_BATCH_MIN
+    for batch in (
+        Batch(np.arange(n), pages, find_zero=True),
+        Batch(rows, pages, find_zero=True, rows=rows),
+        Batch(np.arange(20), pages[:20], find_zero=True),
+    ):
+        res = Encoder("zstd", PS).encode(batch)
+        kept = batch.rows if batch.rows is not None else np.arange(len(batch.pfns))
+        data = [pages[i].tobytes() for i in kept if pages[i].any()]
+        want = [one.compress(d) for d in data]
+        want = [w if len(w) < PS else d for w, d in zip(want, data, strict=True)]
+        assert [bytes(memoryview(c).cast("B")) for c in res.chunks] == want
+        assert (res.flags[(res.sizes < PS) & ~res.zero] != 0).all()

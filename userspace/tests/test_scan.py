@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 
@@ -319,3 +320,99 @@ def test_struct_pages_straddling_vmemmap_pages_are_read_whole(synth_factory, lea
         assert all(ch.nr_pages == 1 for ch in split)
     _, got = classes(synth.path, 31)
     assert np.array_equal(got, synth.expected_classes(31))
+
+
+# --- parallel scan (--num-threads): forked workers, one window each at a time ----------------
+
+
+def parallel_classes(path, level, window, workers):
+    with source.open_source(str(path)) as src:
+        c = scan.UserspaceClassification(src, level, window=window, workers=workers)
+        parts = list(c.windows())
+        assert [w0 for w0, _ in parts] == list(range(0, c.max_pfn, window))
+        return np.concatenate([a for _, a in parts])
+
+
+def _cut_ranges(synth, window: int) -> int:
+    """How many window edges fall inside a free block or a compound page."""
+    edges = np.arange(window, len(synth.kind), window)
+    long = np.isin(synth.kind, [sv.K_BUDDY, sv.K_THP, sv.K_HUGETLB, sv.K_FILE_FOLIO])
+    return int(np.count_nonzero(long[edges - 1] & long[edges]))
+
+
+@pytest.mark.parametrize("kernel", sv.KERNELS)
+def test_parallel_scan_gives_the_single_workers_verdicts_bit_for_bit(synth_factory, kernel):
+    """Window edges at 3001 PFNs cut buddy blocks and compound pages: the workers judge
+    each window as if nothing ran into it, the carried range makes it judged again."""
+    synth = synth_factory(kernel=kernel)
+    assert _cut_ranges(synth, 3001) > 10
+    for level in (31, 1, 16):
+        one = parallel_classes(synth.path, level, 3001, 1)
+        assert_same(one, synth, level)
+        for workers in (2, 3):
+            assert np.array_equal(parallel_classes(synth.path, level, 3001, workers), one)
+
+
+def test_parallel_scan_of_a_kdump_compressed_input(synth61, tmp_path, cli):
+    out = tmp_path / "d0"
+    cli("-d", "0", "-l", synth61.path, str(out), check=True)
+    one = parallel_classes(out, 31, 5000, 1)
+    assert np.array_equal(one, synth61.expected_classes(31))
+    assert np.array_equal(parallel_classes(out, 31, 5000, 2), one)
+
+
+def test_parallel_scan_of_ranges_crossing_window_edges_in_corrupt_data(synth_factory):
+    """A misaligned free block over a hole and two window edges: sequential semantics."""
+    synth = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x10008), (0x10010, 0x18000)])
+    _make_buddy_head(synth.path, 0x10000, 5)
+    plain = np.flatnonzero(synth.kind[0x11000:0x17000] == sv.K_KERNEL) + 0x11000
+    head = int(plain[plain % 0x1000 > 0xF00][0])  # an order-9 block from here crosses an edge
+    for pfn, order in ((head, 9), (head + 0x50, 3), (0x15001, 12)):
+        _make_buddy_head(synth.path, pfn, order)
+    with source.open_source(synth.path) as src:
+        c = scan.UserspaceClassification(src, 16, window=0x1000)
+        seq = np.concatenate([a for _, a in c.windows()])
+    assert (seq[head : head + 512] == PageClass.FREE).all()
+    assert (seq[0x10010:0x10018] == PageClass.FREE).all()
+    for workers in (2, 4):
+        assert np.array_equal(parallel_classes(synth.path, 16, 0x1000, workers), seq)
+
+
+def test_a_workers_error_is_one_dump_error_and_no_worker_is_left(synth61, monkeypatch):
+    real_window = scan.UserspaceClassification._window
+
+    def failing(self, w0, w1, carry):
+        if w0 == 3 * 4096:
+            raise scan.DumpError("struct pages unreadable at the third window")
+        return real_window(self, w0, w1, carry)
+
+    monkeypatch.setattr(scan.UserspaceClassification, "_window", failing)
+    with pytest.raises(scan.DumpError, match="unreadable at the third window"):
+        parallel_classes(synth61.path, 31, 4096, 2)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # every worker was reaped
+
+
+def test_a_worker_that_dies_is_a_dump_error(synth61, monkeypatch):
+    def dying(self, w0, w1, carry):
+        os._exit(3)
+
+    monkeypatch.setattr(scan.UserspaceClassification, "_window", dying)
+    with pytest.raises(scan.DumpError, match="a scan worker died"):
+        parallel_classes(synth61.path, 31, 4096, 2)
+
+
+def test_a_parallel_scan_stopped_early_leaves_no_worker(synth61):
+    with source.open_source(synth61.path) as src:
+        c = scan.UserspaceClassification(src, 31, window=1024, workers=2)
+        it = c.windows()
+        next(it)
+        it.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_num_threads_sets_the_scan_workers_and_zero_picks_the_default():
+    assert scan.workers_for(3) == 3
+    cpus = len(os.sched_getaffinity(0))
+    assert scan.workers_for(0) == max(1, min(scan.DEFAULT_WORKERS, cpus))

@@ -645,7 +645,7 @@ def _long(
     if len(hi):
         p1 = partial(page1, hp) if page1 is not None else _after(run, hp, next_page)
         o, huge = _compound(plan, words[hi], p1, hpfn)
-        heads = hi, o
+        heads = hi, o, huge
         if _any(huge):
             hh = hi[huge]
             k = plan.key_lut[words[hh]]
@@ -667,9 +667,15 @@ def _long(
             cls[bi] = plan.cls[k]
             comp = plan.len[k] == L_COMPOUND
             length[bi] = 1
-            if heads is not None:  # such a row may also be a compound head
+            if heads is not None:  # such a row may also be a compound head, maybe hugetlb
                 full = np.zeros(len(rows), np.int64)
                 full[heads[0]] = heads[1]
+                hb = np.zeros(len(rows), bool)
+                hb[heads[0]] = heads[2]
+                hb = hb[bi]
+                if _any(hb):
+                    cls[bi] = np.where(hb, plan.cls_huge[k], cls[bi])
+                    comp = np.where(hb, plan.len_huge[k], plan.len[k]) == L_COMPOUND
                 length[bi] = np.where(comp, np.int64(1) << full[bi], 1)
     return length, cls
 

@@ -192,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="compress in N worker threads (0, the default: in the main thread); "
-        "the output is the same",
+        help="classify in N forked processes over PFN ranges and compress in N threads "
+        "(0, the default: two scan processes where two CPUs are free, compression in the "
+        "main thread); the output is the same",
     )
     p.add_argument(
         "--message-level",
@@ -434,7 +435,8 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
             src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )
     if classification is None:
-        classification = scan.userspace_scan(src, opts.dump_level)
+        workers = scan.workers_for(opts.num_threads)
+        classification = scan.userspace_scan(src, opts.dump_level, workers)
     progress = Progress(
         opts.says(ML_PROGRESS), "Excluding unnecessary pages", classification.max_pfn
     )

@@ -25,7 +25,11 @@ Three rules are applied on top of makedumpfile's per-page decision:
 from __future__ import annotations
 
 import bisect
+import os
+import signal
+import struct
 import time
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -38,6 +42,10 @@ from .x86_64 import AddressSpace
 
 WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
+DEFAULT_WORKERS = 2  # scan processes without --num-threads (capped at the CPUs)
+# fewer windows than this per worker are scanned in the process itself: a fork costs
+# about as much as scanning one GiB
+MIN_WINDOWS_PER_WORKER = 2
 HOLE = np.uint8(PageClass.HOLE)
 FREE = np.uint8(PageClass.FREE)
 
@@ -47,8 +55,9 @@ class UserspaceClassification:
 
     scan = "userspace"
 
-    def __init__(self, src, dump_level: int, *, window: int = WINDOW_PFNS):
+    def __init__(self, src, dump_level: int, *, window: int = WINDOW_PFNS, workers: int = 1):
         t0 = time.perf_counter()
+        self.workers = max(1, workers)
         self.src = src
         self.dump_level = dump_level
         self.max_pfn = src.max_pfn
@@ -67,6 +76,7 @@ class UserspaceClassification:
         # the 1st bitmap, as makedumpfile does (it only clears them from the 2nd)
         self.nodata = _nodata_pfns(src)
         self._ram_starts = [a for a, _ in src.ram_ranges]
+        self._chunk_ends = [c.start_pfn + c.nr_pages for c in self.chunks]
         self._cache: list[tuple[int, np.ndarray]] | None = None
         self._span = getattr(src, "span_array", None)
         self._cache_size = 0
@@ -96,40 +106,122 @@ class UserspaceClassification:
             self._cache, self._cache_size = store, size
 
     def _compute(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        if self.workers > 1 and self.max_pfn > MIN_WINDOWS_PER_WORKER * self.workers * size:
+            yield from self._compute_forked(size)
+            return
+        carry = Carry()
+        for w0 in range(0, self.max_pfn, size):
+            yield w0, self._window(w0, min(w0 + size, self.max_pfn), carry)
+
+    def _compute_forked(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The windows classified by ``workers`` forked processes, window i by worker
+        i mod workers, each window from an empty carry, read back in PFN order; bit for bit
+        the sequential answer.
+
+        Windows depend on each other only through the carry: a range (buddy block, compound
+        page) that runs on past a window's end.  A window is therefore classified
+        speculatively as if nothing ran into it; when the true carry from the window before
+        does reach into it (a range crossing a window edge: misaligned, i.e. corrupt, or
+        larger than a window), the parent classifies that window again with it.  Processes,
+        not threads: the scan is thousands of numpy calls per GiB on 8192-page steps, and
+        the Python between them holds the GIL.
+
+        A worker writes a window's result to its pipe and blocks there until it is read,
+        so each holds at most one window beyond the pipe's buffer: its classes (1 byte per
+        page) and its own struct-page mapping.  Workers inherit the prepared scan (layout,
+        lookup tables) and share the parent's memory copy-on-write."""
+        n = self.workers
+        starts = list(range(0, self.max_pfn, size))
+        workers: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+        try:
+            for k in range(n):
+                r, w = os.pipe()
+                with warnings.catch_warnings():
+                    # a writer's compression threads may run (dumps above CACHE_LIMIT_PFNS
+                    # are scanned again while writing): the worker only runs numpy on
+                    # its own memory and never takes a lock those threads could hold
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:  # the worker: never returns
+                    os.close(r)
+                    self._worker(w, starts[k::n], size)
+                os.close(w)
+                workers.append((pid, r))
+            carry = Carry()
+            for i, w0 in enumerate(starts):
+                w1 = min(w0 + size, self.max_pfn)
+                out = np.empty(w1 - w0, np.uint8)
+                end, cls, err = _read_result(workers[i % n][1], out)
+                if carry.end_pfn > w0:  # a range runs into this window: again, with it
+                    out = self._window(w0, w1, carry)
+                elif err is not None:
+                    raise DumpError(err)
+                else:
+                    carry.end_pfn, carry.cls = end, cls
+                yield w0, out
+        finally:
+            for pid, r in workers:
+                os.close(r)  # a worker still writing gets EPIPE and exits
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                os.waitpid(pid, 0)
+
+    def _worker(self, fd: int, starts: list[int], size: int) -> None:
+        """A forked worker: classify ``starts``' windows, write each result to ``fd``."""
+        code = 0
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+            for w0 in starts:
+                c = Carry()
+                try:
+                    out = self._window(w0, min(w0 + size, self.max_pfn), c)
+                except DumpError as e:
+                    # the parent raises it only if the carry does not cover the window
+                    _write_all(fd, _RESULT.pack(1, 0, 0) + str(e).encode()[:_MAX_ERR])
+                    continue
+                _write_all(fd, _RESULT.pack(0, c.end_pfn, c.cls))
+                _write_all(fd, out)
+        except BaseException as e:  # noqa: BLE001  (a worker must never return)
+            try:
+                msg = f"scan worker failed: {type(e).__name__}: {e}".encode()[:_MAX_ERR]
+                _write_all(fd, _RESULT.pack(1, 0, 0) + msg)
+            except OSError:
+                pass
+            code = 1
+        finally:
+            os._exit(code)
+
+    def _window(self, w0: int, w1: int, carry: Carry) -> np.ndarray:
+        """Classes of PFNs [w0, w1), ``carry`` holding a range that runs into them."""
         enc = self.encoding
         spage = enc.struct_size
-        carry = Carry()
         chunks = self.chunks
-        ram = self.src.ram_ranges
-        ci = 0
-        for w0 in range(0, self.max_pfn, size):
-            w1 = min(w0 + size, self.max_pfn)
-            out = np.full(w1 - w0, HOLE, np.uint8)
-            for a, b in ram:
-                if b > w0 and a < w1:
-                    out[max(a, w0) - w0 : min(b, w1) - w0] = PageClass.KEEP
-            while ci < len(chunks) and chunks[ci].start_pfn + chunks[ci].nr_pages <= w0:
-                ci += 1
-            j = ci
-            while j < len(chunks) and chunks[j].start_pfn < w1:
-                c = chunks[j]
-                c0, c1 = max(c.start_pfn, w0), min(c.start_pfn + c.nr_pages, w1)
-                for p0, p1 in self._ram_pieces(c0, c1):
-                    while p0 < p1:
-                        raw, q = self._struct_pages(c, p0, p1)
-                        # page[1] only of a PFN judged too (the kernel scan's rule)
-                        nxt = self._next_page(j, q, spage) if q < p1 or self._in_ram(q) else None
-                        out[p0 - w0 : q - w0] = classify(enc, raw, p0, self.dump_level, carry, nxt)
-                        p0 = q
-                j += 1
-            for a, b in self.image:
-                if b > w0 and a < w1:
-                    seg = out[max(a, w0) - w0 : min(b, w1) - w0]
-                    seg[(seg != HOLE) & (seg != FREE)] = PageClass.KEEP
-            for p in self.nodata:
-                if w0 <= p < w1:
-                    out[p - w0] = HOLE
-            yield w0, out
+        out = np.full(w1 - w0, HOLE, np.uint8)
+        for a, b in self.src.ram_ranges:
+            if b > w0 and a < w1:
+                out[max(a, w0) - w0 : min(b, w1) - w0] = PageClass.KEEP
+        j = bisect.bisect_right(self._chunk_ends, w0)
+        while j < len(chunks) and chunks[j].start_pfn < w1:
+            c = chunks[j]
+            c0, c1 = max(c.start_pfn, w0), min(c.start_pfn + c.nr_pages, w1)
+            for p0, p1 in self._ram_pieces(c0, c1):
+                while p0 < p1:
+                    raw, q = self._struct_pages(c, p0, p1)
+                    # page[1] only of a PFN judged too (the kernel scan's rule)
+                    nxt = self._next_page(j, q, spage) if q < p1 or self._in_ram(q) else None
+                    out[p0 - w0 : q - w0] = classify(enc, raw, p0, self.dump_level, carry, nxt)
+                    p0 = q
+            j += 1
+        for a, b in self.image:
+            if b > w0 and a < w1:
+                seg = out[max(a, w0) - w0 : min(b, w1) - w0]
+                seg[(seg != HOLE) & (seg != FREE)] = PageClass.KEEP
+        for p in self.nodata:
+            if w0 <= p < w1:
+                out[p - w0] = HOLE
+        return out
 
     def _ram_pieces(self, p0: int, p1: int) -> Iterator[tuple[int, int]]:
         """The parts of [p0, p1) inside RAM, in order.
@@ -200,6 +292,34 @@ class UserspaceClassification:
         ]
 
 
+_RESULT = struct.Struct("<BqB")  # error?, carry end_pfn, carry class
+_MAX_ERR = 4000  # an error message fits in a pipe's atomic write
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data).cast("B")
+    while len(view):
+        view = view[os.write(fd, view) :]
+
+
+def _read_result(fd: int, out: np.ndarray) -> tuple[int, int, str | None]:
+    """One window's result from a worker: (carry end, carry class, error or None); the
+    classes go to ``out``.  A worker that died says so."""
+    head = os.read(fd, _RESULT.size)
+    if len(head) < _RESULT.size:  # read from a pipe: a short header only if it died
+        return 0, 0, "a scan worker died"
+    err, end, cls = _RESULT.unpack(head)
+    if err:
+        return 0, 0, (os.read(fd, _MAX_ERR).decode(errors="replace") or "scan worker failed")
+    view = memoryview(out).cast("B")
+    while len(view):
+        got = os.readv(fd, [view])
+        if not got:
+            return 0, 0, "a scan worker died"
+        view = view[got:]
+    return end, cls, None
+
+
 def _split_page(src, c: memmap.Chunk, spage: int) -> np.ndarray:
     """The one struct page of a split chunk, assembled from its two physical pieces."""
     raw = np.empty((1, spage), np.uint8)
@@ -251,6 +371,15 @@ def _nodata_pfns(src) -> list[int]:
     return sorted(out)
 
 
-def userspace_scan(src, dump_level: int) -> UserspaceClassification:
-    """Prepare the scan of ``src`` (reads VMCOREINFO, page tables, mem_section now)."""
-    return UserspaceClassification(src, dump_level)
+def workers_for(num_threads: int) -> int:
+    """Scan workers for ``--num-threads N``: N, or with 0 (the default) DEFAULT_WORKERS
+    capped at the CPUs this process may run on."""
+    if num_threads > 0:
+        return num_threads
+    return max(1, min(DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def userspace_scan(src, dump_level: int, workers: int = 1) -> UserspaceClassification:
+    """Prepare the scan of ``src`` (reads VMCOREINFO, page tables, mem_section now);
+    ``workers`` processes classify it."""
+    return UserspaceClassification(src, dump_level, workers=workers)
