@@ -322,7 +322,7 @@ def patch1(root: Path, tree: str) -> list[str]:
 KCONFIG = """
 config PROC_VMCORE_PFN_LISTS
 \ttristate "/proc/vmcore_pfn_lists: page classification for dump filters"
-\tdepends on PROC_VMCORE && {core} && 64BIT
+\tdepends on PROC_VMCORE && {core} && X86_64
 \thelp
 \t  In a kdump capture kernel, let a dump filter such as makedumpfile
 \t  ask this kernel to classify the crashed kernel's pages (free,
@@ -354,6 +354,11 @@ per-class counts, with a resume cursor kept by the caller, so the
 kernel holds no per-scan state.  VMCORE_PFN_IOC_INFO says whether scans
 are possible and, if not, why.
 
+fs/proc/vmcore.c gains two accessors for it: vmcore_oldmem_layout()
+(the old-memory ranges /proc/vmcore reads and its ELF notes) and
+vmcore_has_callbacks() (whether a driver such as virtio-mem must be
+asked which page frames may be read).
+
 This revisits the 2012 /proc/vmcore_pfn_lists proposal and answers the
 objections that stopped it:
 
@@ -364,18 +369,126 @@ objections that stopped it:
    own scan.
  - Panic path: nothing runs in the crashing kernel; everything happens
    in the capture kernel, on request.
- - Memory: the old-memory ranges from the ELF core header, one mapping
-   of one mem_map chunk at a time (at most 16 MiB) and a small staging
-   buffer; the chunk table and the runs are in the caller's memory.
+ - Memory: the old-memory ranges, one mapping of part of one mem_map
+   chunk at a time (at most 16 MiB), one page of copied struct pages
+   and about 7 KiB per call; the chunk table and the runs are in the
+   caller's memory.
  - I/O: each chunk is mapped once; the speed of the I/O path is not
    what this is about, mmap() of /proc/vmcore already fixed that.
- - Safety: every chunk must lie inside the crashed kernel's memory, the
-   whole request is validated before any page is read, no pointer
-   stored in an old struct page is followed and no reference is taken.
+ - Safety: every value used comes from one copy of the request that
+   was checked before any page is read; a chunk must lie inside the
+   memory /proc/vmcore reads and outside the capture kernel's RAM;
+   struct pages are classified in a copy, never in place; no pointer
+   stored in an old struct page is followed and no reference is taken;
+   one call covers at most 4 GiB worth of page frames and stops for
+   signals.  Memory encryption and vmcore callbacks, which
+   /proc/vmcore honours and this scan cannot, make it refuse with
+   -EOPNOTSUPP.
 
-The file exists only in a kdump kernel, is root only and is built with
-CONFIG_PROC_VMCORE_PFN_LISTS (tristate).  The same source builds out of
-tree as a module for distribution kernels.
+The file exists only in a kdump kernel on x86_64, is root only and is
+built with CONFIG_PROC_VMCORE_PFN_LISTS (tristate).
+"""
+
+
+OOT = "VMCORE_PFN_LISTS_OOT"
+
+
+def strip_oot(text: str) -> str:
+    """The in-tree form of a source file: ``#ifdef VMCORE_PFN_LISTS_OOT`` blocks dropped,
+    ``#ifndef`` blocks kept without their guards (the ``#else`` branches likewise).
+
+    The out-of-tree module is compiled with -DVMCORE_PFN_LISTS_OOT from the same file; only
+    these two forms of conditional on that symbol are understood, nested ones are not.
+    """
+    out: list[str] = []
+    depth = 0  # nesting of #if inside the OOT conditional
+    keep: bool | None = None  # None: outside an OOT conditional
+    for line in text.splitlines(keepends=True):
+        s = line.strip()
+        if keep is None:
+            if s in (f"#ifdef {OOT}", f"#ifndef {OOT}"):
+                keep = s.startswith("#ifndef")
+                depth = 0
+                continue
+            if OOT in s:
+                sys.exit(f"mkseries: unsupported use of {OOT}: {s!r}")
+            out.append(line)
+            continue
+        if s.startswith("#if"):
+            depth += 1
+        elif s.startswith("#endif"):
+            if not depth:
+                keep = None
+                continue
+            depth -= 1
+        elif s.startswith("#else") and not depth:
+            keep = not keep
+            continue
+        if OOT in s:
+            sys.exit(f"mkseries: nested use of {OOT}: {s!r}")
+        if keep:
+            out.append(line)
+    if keep is not None:
+        sys.exit(f"mkseries: unterminated #ifdef {OOT}")
+    return "".join(out)
+
+
+VMCORE_ACCESSORS = """
+/**
+ * vmcore_oldmem_layout - the crashed kernel's memory as /proc/vmcore reads it
+ * @fn: called with @arg for each range of old memory: physical start, size
+ * @arg: passed to @fn
+ * @notes: set to the ELF notes /proc/vmcore presents, device dumps excepted
+ * @notes_size: set to the size of @notes
+ *
+ * For /proc/vmcore_pfn_lists, which reads the crashed kernel's struct pages
+ * and must read nothing /proc/vmcore would not.  The ranges and notes are
+ * built by vmcore_init() from the ELF core header and do not change later.
+ *
+ * Return: 0, -ENODATA when /proc/vmcore is not set up, or the first
+ * non-zero value @fn returned.
+ */
+int vmcore_oldmem_layout(int (*fn)(void *arg, u64 paddr, u64 size), void *arg,
+\t\t\t const void **notes, size_t *notes_size)
+{
+\tstruct vmcore *m;
+\tint ret;
+
+\tif (!proc_vmcore)
+\t\treturn -ENODATA;
+\tlist_for_each_entry(m, &vmcore_list, list) {
+\t\tret = fn(arg, m->paddr, m->size);
+\t\tif (ret)
+\t\t\treturn ret;
+\t}
+\t*notes = elfnotes_buf;
+\t*notes_size = elfnotes_orig_sz;
+\treturn 0;
+}
+EXPORT_SYMBOL_GPL(vmcore_oldmem_layout);
+
+/**
+ * vmcore_has_callbacks - whether a driver registered a vmcore callback
+ *
+ * Return: true when reading old memory has to ask a driver which page
+ * frames are RAM, as /proc/vmcore does.
+ */
+bool vmcore_has_callbacks(void)
+{
+\tbool ret;
+\tint idx;
+
+\tidx = srcu_read_lock(&vmcore_cb_srcu);
+\tret = !list_empty(&vmcore_cb_list);
+\tsrcu_read_unlock(&vmcore_cb_srcu, idx);
+\treturn ret;
+}
+EXPORT_SYMBOL_GPL(vmcore_has_callbacks);
+"""
+
+CRASH_DUMP_DECLS = """int vmcore_oldmem_layout(int (*fn)(void *arg, u64 paddr, u64 size), void *arg,
+\t\t\t const void **notes, size_t *notes_size);
+bool vmcore_has_callbacks(void);
 """
 
 
@@ -383,7 +496,13 @@ def patch2(root: Path, tree: str) -> list[str]:
     for rel in NEW_FILES:
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes((SRC / rel).read_bytes())
+        dst.write_text(strip_oot((SRC / rel).read_text()))
+    v = Edit(root, "fs/proc/vmcore.c")
+    v.before("\n/* Init function for vmcore module. */\n", VMCORE_ACCESSORS)
+    v.save()
+    h = Edit(root, "include/linux/crash_dump.h")
+    h.after("extern void unregister_vmcore_cb(struct vmcore_cb *cb);\n", CRASH_DUMP_DECLS)
+    h.save()
     core = "CRASH_CORE" if tree == "6.1" else "VMCORE_INFO"
     k = Edit(root, "fs/proc/Kconfig")
     k.after(
@@ -400,10 +519,11 @@ def patch2(root: Path, tree: str) -> list[str]:
     i.after("    vmcoreinfo\n", "    vmcore_pfn_lists\n")
     i.save()
     n = Edit(root, "Documentation/userspace-api/ioctl/ioctl-number.rst")
+    # The contact column starts where the table's third column of '=' ends.
+    rule = next(ln for ln in n.text.splitlines() if ln.startswith("====  =====  ===="))
     n.before(
         "0xC0  00-0F  linux/usb/iowarrior.h\n",
-        "0xB9  01-02  uapi/linux/vmcore_pfn_lists.h"
-        + " " * 30
+        "0xB9  01-02  linux/vmcore_pfn_lists.h".ljust(rule.rindex(" ") + 1)
         + "<mailto:kexec@lists.infradead.org>\n",
     )
     n.save()
@@ -412,6 +532,8 @@ def patch2(root: Path, tree: str) -> list[str]:
     mt.after("F:\tinclude/uapi/linux/vmcore.h\n", "F:\tinclude/uapi/linux/vmcore_pfn_lists.h\n")
     mt.save()
     return NEW_FILES + [
+        "fs/proc/vmcore.c",
+        "include/linux/crash_dump.h",
         "fs/proc/Kconfig",
         "fs/proc/Makefile",
         "Documentation/admin-guide/kdump/index.rst",
@@ -426,6 +548,8 @@ TOUCHED = {
 }
 COMMON = [
     "Documentation/admin-guide/kdump/vmcoreinfo.rst",
+    "fs/proc/vmcore.c",
+    "include/linux/crash_dump.h",
     "fs/proc/Kconfig",
     "fs/proc/Makefile",
     "Documentation/admin-guide/kdump/index.rst",
