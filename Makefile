@@ -5,7 +5,8 @@ VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 export DUMPFILTER_CACHE ?= $(HOME)/.cache/dumpfilter
 
-.PHONY: setup venv host demo test test-unit test-e2e lint bench kernels clean
+.PHONY: setup venv host sources demo test test-unit test-fast test-e2e test-realdump lint bench \
+	kernels clean
 
 setup: host venv
 
@@ -20,18 +21,34 @@ $(VENV)/.installed: userspace/pyproject.toml
 	$(PY) -m pip install -q -e 'userspace[test]'
 	touch $@
 
+# Debian's kernel sources as git trees in the cache (the series check and the kernel builds).
+sources:
+	kernel-patches/debian-tree.sh 6.1 >/dev/null
+	kernel-patches/debian-tree.sh 6.12 >/dev/null
+
 lint: venv
 	$(VENV)/bin/ruff check userspace qemu-tests
 	$(VENV)/bin/ruff format --check userspace qemu-tests
 
-test-unit: venv
-	cd userspace && $(PY) -m pytest -q
+# -rs: every skip says why.
+PYTEST := $(PY) -m pytest -q -rs
+
+test-unit: venv sources
+	cd userspace && $(PYTEST)
+
+# Unit tests that need no real vmcore; the ones that do (marker realdump) run after the cycles.
+test-fast: venv sources
+	cd userspace && $(PYTEST) -m 'not realdump'
 
 test-e2e: setup
-	cd qemu-tests && $(PY) -m pytest -q
+	cd qemu-tests && $(PYTEST)
 
-# The README's test command: lint, unit tests on synthetic dumps, then real kdump cycles.
-test: setup lint test-unit test-e2e
+test-realdump: venv
+	cd userspace && $(PYTEST) -m realdump
+
+# The README's test command: lint, unit tests on synthetic dumps, real kdump cycles, then the
+# unit tests that read the vmcores those cycles left in the cache.
+test: setup lint test-fast test-e2e test-realdump
 
 demo: setup
 	$(PY) qemu-tests/demo.py

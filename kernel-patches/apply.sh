@@ -19,7 +19,7 @@ version=$(mk VERSION).$(mk PATCHLEVEL)
 sublevel=$(mk SUBLEVEL)
 case "$version" in
 6.1) tested=192 ;;
-6.12) tested=117 ;;
+6.12) tested=118 ;;
 *) die "$tree is Linux $version.$sublevel; series exist for 6.1 and 6.12 only" ;;
 esac
 series=("$here/v$version"/*.patch)

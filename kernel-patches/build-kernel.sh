@@ -1,11 +1,11 @@
 #!/bin/bash
 # Build a patched kernel for the QEMU kdump tests: kernel-patches/build-kernel.sh 6.1|6.12
 #
-# Debian's linux-source-VERSION is unpacked once into a git tree under the cache, the
-# series is applied with apply.sh, and the kernel is configured as tinyconfig +
+# Debian's newest linux-source-VERSION is fetched and unpacked once into a git tree under
+# the cache (debian-tree.sh), the series is applied with apply.sh, and the kernel is configured as tinyconfig +
 # kdump-guest.config + vmcore-pfn-lists.config and built with ccache out of tree.  The
-# result is keyed by a hash of the series and the config fragments, so a kernel is rebuilt
-# only when one of them changes:
+# result is keyed by a hash of the Debian source version, the series and the config
+# fragments, so a kernel is rebuilt only when one of them changes:
 #
 #   $DUMPFILTER_CACHE/kernels/build/linux-VERSION-HASH/{bzImage,vmlinux,config,System.map}
 #   $DUMPFILTER_CACHE/kernels/linux-VERSION-patched -> build/linux-VERSION-HASH
@@ -19,15 +19,9 @@ die() { echo "build-kernel.sh: $*" >&2; exit 1; }
 [ $# -eq 1 ] || die "usage: $0 6.1|6.12"
 ver=$1
 case "$ver" in 6.1 | 6.12) ;; *) die "unknown version $ver (6.1 or 6.12)" ;; esac
-tarball=/usr/src/linux-source-$ver.tar.xz
-[ -f "$tarball" ] || die "$tarball missing: apt-get install linux-source-$ver"
-
 cache=${DUMPFILTER_CACHE:-$HOME/.cache/dumpfilter}/kernels
-tree=$cache/tree/linux-$ver
 obj=$cache/obj/linux-$ver
 fragments=("$here/kdump-guest.config" "$here/vmcore-pfn-lists.config")
-hash=$(cat "$here/v$ver"/*.patch "${fragments[@]}" | sha256sum | cut -c1-16)
-out=$cache/build/linux-$ver-$hash
 link=$cache/linux-$ver-patched
 
 # One build per version at a time (the tree and object directory are shared); a second
@@ -36,24 +30,20 @@ mkdir -p "$cache"
 exec 9>"$cache/.build-linux-$ver.lock"
 flock 9
 
+# The pristine Debian tree (tag debian-base) of the newest source, unpacked once.
+tree=$(DEBIAN_TREE_LOCKED=1 "$here/debian-tree.sh" "$ver")
+source_version=$(cat "$tree/.git/debian-version")
+hash=$( (echo "$source_version" && cat "$here/v$ver"/*.patch "${fragments[@]}") |
+	sha256sum | cut -c1-16)
+out=$cache/build/linux-$ver-$hash
+
 if [ -f "$out/.complete" ]; then
 	ln -sfn "$out" "$link"
-	echo "build-kernel.sh: linux-$ver is up to date (series $hash)" >&2
+	echo "build-kernel.sh: linux-$ver is up to date (source $source_version, key $hash)" >&2
 	echo "$out"
 	exit 0
 fi
 
-# A pristine git tree of Debian's source, tagged debian-base, made once.
-if ! git -C "$tree" rev-parse -q --verify debian-base >/dev/null 2>&1; then
-	echo "build-kernel.sh: unpacking $tarball" >&2
-	rm -rf "$tree" && mkdir -p "$tree"
-	tar xJf "$tarball" -C "$tree" --strip-components=1
-	git -C "$tree" init -q
-	git -C "$tree" add -A -f  # Debian's tarball ships a .gitignore ignoring "/*"
-	git -C "$tree" -c user.name=dumpfilter -c user.email=dumpfilter@example.org \
-		commit -q -m "Debian linux-source-$ver"
-	git -C "$tree" tag debian-base
-fi
 git -C "$tree" am --abort >/dev/null 2>&1 || true
 git -C "$tree" reset -q --hard debian-base
 git -C "$tree" clean -q -fd
@@ -79,7 +69,7 @@ mkdir -p "$out.tmp"
 cp "$obj/arch/x86/boot/bzImage" "$obj/vmlinux" "$obj/System.map" "$out.tmp/"
 cp "$obj/.config" "$out.tmp/config"
 git -C "$tree" log --oneline debian-base..HEAD >"$out.tmp/series.txt"
-echo "$(($(date +%s) - start)) s build, series $hash" >"$out.tmp/.complete"
+echo "$(($(date +%s) - start)) s build, source $source_version, key $hash" >"$out.tmp/.complete"
 rm -rf "$out" && mv "$out.tmp" "$out"
 ln -sfn "$out" "$link"
 echo "build-kernel.sh: built $out in $(($(date +%s) - start)) s" >&2

@@ -9,9 +9,10 @@ does not fit is caught here rather than by `git am`.
 
     mkseries.py [--check] [--tree 6.1|6.12] [--src-root DIR]
 
-The pristine Debian trees come from $DUMPFILTER_CACHE/kernels/src/linux-source-<ver>
-(unpacked from /usr/src/linux-source-<ver>.tar.xz if missing).  Only the files the series
-touches are copied into a scratch git repository, so this runs in seconds; `git am` works
+The pristine Debian files are read from the debian-base tag of the tree debian-tree.sh keeps
+in the cache (the newest linux-source-<ver>, fetched, never installed; build-kernel.sh builds
+in the same tree).  Only the files the series touches are copied into a scratch git
+repository, so this runs in seconds; `git am` works
 on the full tree because the blobs are identical.  --check regenerates into a temporary
 directory and fails if the committed patches differ.
 """
@@ -35,25 +36,26 @@ NEW_FILES = [
     "include/uapi/linux/vmcore_pfn_lists.h",
     "Documentation/admin-guide/kdump/vmcore_pfn_lists.rst",
 ]
-TREES = {"6.1": "6.1.192", "6.12": "6.12.117"}
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("DUMPFILTER_CACHE") or str(Path.home() / ".cache" / "dumpfilter")
-    return Path(base) / "kernels"
+TREES = {"6.1": "6.1.192", "6.12": "6.12.118"}
 
 
 def pristine_tree(tree: str) -> Path:
-    """The unpacked Debian source; unpacked on first use, never modified."""
-    root = cache_dir() / "src"
-    path = root / f"linux-source-{tree}"
-    if not path.is_dir():
-        tarball = Path(f"/usr/src/linux-source-{tree}.tar.xz")
-        if not tarball.is_file():
-            sys.exit(f"mkseries: {tarball} missing (apt-get install linux-source-{tree})")
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["tar", "xJf", str(tarball), "-C", str(root)], check=True)
-    return path
+    """The Debian source tree of *tree*, whose debian-base tag holds the pristine files."""
+    p = subprocess.run(
+        [str(HERE / "debian-tree.sh"), tree], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if p.returncode:
+        sys.exit(f"mkseries: no Debian linux-source-{tree} (debian-tree.sh failed)")
+    return Path(p.stdout.strip().splitlines()[-1])
+
+
+def pristine_file(root: Path, rel: str, from_git: bool) -> bytes:
+    if from_git:
+        return subprocess.run(
+            ["git", "-C", str(root), "show", f"debian-base:{rel}"],
+            stdout=subprocess.PIPE, check=True,
+        ).stdout  # fmt: skip
+    return (root / rel).read_bytes()
 
 
 class Edit:
@@ -567,7 +569,7 @@ def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
         for rel in TOUCHED[tree] + COMMON:
             dst = repo / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes((pristine / rel).read_bytes())
+            dst.write_bytes(pristine_file(pristine, rel, from_git=src_root is None))
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"Debian linux-source-{tree} ({TREES[tree]})")
         base = git(repo, "rev-parse", "HEAD").strip()

@@ -67,12 +67,13 @@ from pathlib import Path
 
 import pexpect
 
+import debkernels
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GUEST = HERE / "guest"
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
 BUSYBOX = Path("/bin/busybox")
-STOCK = {"6.1": "6.1.0-56-amd64", "6.12": "6.12.117+deb12-amd64"}
 # What the stock kernels need as modules to reach a 9p share over virtio-pci.
 NEEDED_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
@@ -182,10 +183,12 @@ def bzimage_release(image: Path) -> str:
 
 
 def stock_kernel(which: str) -> Kernel:
-    """Debian's stock kernel: "6.1", "6.12" or a full release installed in /boot."""
-    rel = STOCK.get(which, which)
-    image = Path(f"/boot/vmlinuz-{rel}")
-    mods = Path(f"/lib/modules/{rel}")
+    """Debian's stock kernel: "6.1", "6.12" (the newest fetched) or a full release string,
+    unpacked in the cache by debkernels.py (host-setup.sh fetches them)."""
+    root = debkernels.stock_dir(which)
+    rel = debkernels.release(which)
+    image = root / "boot" / f"vmlinuz-{rel}"
+    mods = root / "lib" / "modules" / rel
     if not image.exists() or not mods.is_dir():
         raise FileNotFoundError(f"{image} or {mods} missing: run qemu-tests/host-setup.sh")
     return Kernel(image=image, release=rel, modules=mods)

@@ -58,13 +58,16 @@ def _patched(ver: str) -> kdumpvm.Kernel:
     return kdumpvm.custom_kernel(out / "bzImage", vmlinux=out / "vmlinux")
 
 
-def _module(rel: str) -> Path:
+def _module(kernel: kdumpvm.Kernel) -> Path:
+    """The module built against the unpacked headers of a stock kernel."""
+    assert kernel.modules is not None
     p = subprocess.run(
-        ["make", "-s", "-C", str(REPO / "kernel-patches/module"), f"KVER={rel}"],
+        ["make", "-s", "-C", str(REPO / "kernel-patches/module"), f"KVER={kernel.release}",
+         f"KDIR={kernel.modules / 'build'}"],
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     if p.returncode:
-        raise AssertionError(f"module build for {rel} failed:\n{p.stderr[-3000:]}")
+        raise AssertionError(f"module build for {kernel.release} failed:\n{p.stderr[-3000:]}")
     return Path(p.stdout.strip().splitlines()[-1].split("module: ", 1)[1])
 
 
@@ -77,7 +80,7 @@ def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
             kernel, probe, extra = _patched(ver), PROBE, [DFW]
         else:
             kernel = kdumpvm.stock_kernel(ver)
-            ko = _module(kdumpvm.STOCK[ver])
+            ko = _module(kernel)
             digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
             probe = f"{PROBE} --insmod {ko} --module-digest {digest}"
         _cycles[variant] = kdumpvm.run_kdump_cycle(

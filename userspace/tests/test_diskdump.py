@@ -278,6 +278,7 @@ def _cached_cycles() -> list[Path]:
     return list(per_release.values())
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(not _cached_cycles(), reason="no real vmcore + makedumpfile output cached")
 @pytest.mark.parametrize("cycle", _cached_cycles(), ids=lambda d: d.name)
 def test_real_dump_with_makedumpfiles_verdicts_is_byte_identical(cycle, tmp_path):

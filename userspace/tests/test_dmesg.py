@@ -563,6 +563,7 @@ def _cached_vmcores() -> list[str]:
     return sorted(one_per_release.values())
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")
 @pytest.mark.parametrize("vmcore", _cached_vmcores())
 def test_real_vmcore_log_matches_makedumpfile_and_has_the_panic(vmcore, tmp_path):
@@ -580,6 +581,7 @@ def test_real_vmcore_log_matches_makedumpfile_and_has_the_panic(vmcore, tmp_path
         assert text == ref.read_bytes()
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")
 @pytest.mark.parametrize("vmcore", _cached_vmcores())
 def test_real_vmcore_partial_log_is_makedumpfiles_and_starts_after_the_clear(vmcore, tmp_path):
@@ -611,6 +613,7 @@ def test_partial_dmesg_alone_is_a_usage_error(capsys):
     assert e.value.code == 1 and "--partial-dmesg needs --dump-dmesg" in capsys.readouterr().err
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(not _cached_vmcores(), reason="no real vmcore cached by qemu-tests")
 def test_real_vmcore_log_to_stdout_without_file(capsysbinary):
     from dumpfilter import cli

@@ -174,6 +174,7 @@ def _cycles():
     return _cached_cycles()
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(MAKEDUMPFILE is None or not _cycles(), reason="no real dump cached")
 @pytest.mark.parametrize("cycle", _cycles(), ids=lambda d: d.name)
 def test_real_dump_elf_matches_makedumpfile_given_its_verdicts(cycle, tmp_path):

@@ -14,8 +14,7 @@ from conftest import MAKEDUMPFILE
 from test_diskdump import Kdump
 from test_readback import KDUMPFILE_READER, SYS_PY, _have_kdumpfile, check_pages, read_with
 
-from dumpfilter.errors import DumpError
-from dumpfilter.output import SafeFile, keep_table
+from dumpfilter.output import keep_table
 from dumpfilter.pageclass import PageClass
 
 CMD = [sys.executable, "-m", "dumpfilter.cli"]
@@ -149,24 +148,6 @@ def test_keep_table_follows_the_dump_level_bits():
     assert t[PageClass.KEEP] and not t[[1, 2, 3, 4, 5, 6, 7]].any()
 
 
-def test_safe_file_appears_only_on_commit(tmp_path):
-    path = tmp_path / "out"
-    with SafeFile(str(path)) as f:
-        os.write(f.fd, b"data")
-        assert not path.exists() and len(os.listdir(tmp_path)) == 1
-        f.commit()
-    assert path.read_bytes() == b"data" and os.listdir(tmp_path) == ["out"]
-    with pytest.raises(RuntimeError), SafeFile(str(tmp_path / "x")) as f:
-        os.write(f.fd, b"half")
-        raise RuntimeError
-    assert os.listdir(tmp_path) == ["out"]
-
-
-def test_safe_file_refuses_a_non_regular_target_even_with_force(tmp_path):
-    with pytest.raises(DumpError, match="not a regular file"):
-        SafeFile(str(tmp_path), force=True)
-
-
 def _real_vmcores(limit: int = 1) -> list:
     from pathlib import Path
 
@@ -175,6 +156,7 @@ def _real_vmcores(limit: int = 1) -> list:
     return found[:limit]
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(MAKEDUMPFILE is None or not _real_vmcores(), reason="no real 6.1 vmcore")
 @pytest.mark.parametrize("vmcore", _real_vmcores(), ids=lambda p: p.parent.name)
 def test_cli_on_a_real_61_dump_is_byte_identical_to_makedumpfile_at_d1(vmcore, tmp_path):

@@ -210,6 +210,7 @@ class Opts:
     """The fields of cli.Options the writers use."""
 
     dumpfile: str | None = None
+    vmcore: str | None = None
     dump_level: int = 31
     compression: str | None = None
     elf: bool = False

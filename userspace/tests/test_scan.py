@@ -282,6 +282,7 @@ def _real_61_dumps():
     return sorted(glob.glob(os.path.join(cache, "cycles", "6.1.*", "vmcore")))[:1]
 
 
+@pytest.mark.realdump
 @pytest.mark.skipif(
     MAKEDUMPFILE is None or not _real_61_dumps(),
     reason="needs makedumpfile and a 6.1 vmcore from the qemu-tests harness",

@@ -270,7 +270,13 @@ def run(opts: Options) -> int:
         if opts.dump_dmesg:
             from . import dmesg
 
-            dmesg.dump_dmesg(src, opts.dumpfile, force=opts.force, partial=opts.partial_dmesg)
+            dmesg.dump_dmesg(
+                src,
+                opts.dumpfile,
+                force=opts.force,
+                partial=opts.partial_dmesg,
+                inputs=(opts.vmcore,),
+            )
             return EXIT_OK
 
         levels = opts.dump_levels or (opts.dump_level,)
@@ -289,7 +295,7 @@ def run(opts: Options) -> int:
     if opts.says(ML_REPORT):
         report.print_report(stats, sys.stderr if opts.flatten else sys.stdout)
     if opts.stats_json:
-        report.write_json(stats, opts.stats_json)
+        report.write_json(stats, opts.stats_json, inputs=(opts.vmcore,))
     return EXIT_OK
 
 

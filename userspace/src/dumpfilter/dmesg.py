@@ -329,12 +329,13 @@ def format_records(records: Iterable[Record], caller: bool = False) -> bytes:
     return b"".join(out)
 
 
-def _write_file(path: str, data: bytes, force: bool) -> None:
-    """Temporary name + rename (output.SafeFile): never a partial log under the final name."""
-    from .output import SafeFile, _write_all
+def _write_file(path: str, data: bytes, force: bool, inputs: tuple[str, ...] = ()) -> None:
+    """Through outfile.SafeFile: never a partial log under the final name, never the input."""
+    from .outfile import SafeFile
+    from .output import _write_all
 
-    with SafeFile(path, force=force) as out:
-        _write_all(out.fd, 0, [data], path)
+    with SafeFile(path, force=force, seek=False, inputs=inputs) as out:
+        _write_all(out.fd, None, [data], path)
         out.commit()
 
 
@@ -352,7 +353,12 @@ def _virt_reader(src) -> ReadVirt:
 
 
 def dump_dmesg(
-    src, path: str | None, force: bool = False, caller: bool = False, partial: bool = False
+    src,
+    path: str | None,
+    force: bool = False,
+    caller: bool = False,
+    partial: bool = False,
+    inputs: tuple[str, ...] = (),
 ) -> int:
     """Write the crashed kernel's log to ``path`` (stdout if None); returns the record count."""
     log = read_log(_virt_reader(src), _vmcoreinfo_mapping(src), partial=partial)
@@ -363,5 +369,5 @@ def dump_dmesg(
         sys.stdout.buffer.write(text)
         sys.stdout.buffer.flush()
     else:
-        _write_file(path, text, force)
+        _write_file(path, text, force, inputs)
     return len(log.records)

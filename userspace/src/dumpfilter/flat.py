@@ -14,7 +14,8 @@ import struct
 from typing import BinaryIO
 
 from .errors import DumpError
-from .output import FlatSink, OutputFull, SafeFile, _write_all
+from .outfile import SafeFile
+from .output import FlatSink, OutputFull, _write_all
 
 _RECORD = struct.Struct(">qq")
 _CHUNK = 1 << 20
@@ -49,7 +50,7 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
     del version  # makedumpfile writes 1 and does not check it either
     buf = bytearray(_CHUNK)
     end = 0
-    with SafeFile(path, force=force) as out:
+    with SafeFile(path, force=force, inputs=(0,)) as out:  # stdin must not be the output
         while True:
             rec = _read_exact(stream, _RECORD.size)
             if len(rec) < _RECORD.size:
@@ -77,9 +78,10 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
                 pos += got
                 size -= got
             end = max(end, pos)
-        try:
-            os.ftruncate(out.fd, max(end, os.fstat(out.fd).st_size))
-        except OSError as e:
-            raise DumpError(f"{path}: {e.strerror}") from e
+        if not out.direct:  # a file ends where the stream's last record ended
+            try:
+                os.ftruncate(out.fd, max(end, os.fstat(out.fd).st_size))
+            except OSError as e:
+                raise DumpError(f"{path}: {e.strerror}") from e
         out.commit()
     return end

@@ -1,4 +1,4 @@
-"""Safe output: temporary name + rename, ``-f``, ``-L SIZE``, ENOSPC, Ctrl-C, progress.
+"""Output sinks: ``-L SIZE``, ENOSPC, Ctrl-C, progress (paths and naming: outfile.py).
 
 A dump under its final name is either whole or says in its header that it is not (kdump
 ``status |= 0x8``, ELF ``e_flags |= 1``, as makedumpfile's ``check_and_modify_kdump_headers``
@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -175,63 +174,6 @@ class FlatSink:
     @property
     def bytes_written(self) -> int:
         return self.emitted
-
-
-class SafeFile:
-    """Creates ``.NAME.dumpfilter-PID`` next to *path*; ``commit()`` renames it to *path*.
-
-    Anything else (an exception, Ctrl-C) removes the temporary file, so the final name never
-    holds a half-written dump.  Refuses an existing *path* unless *force*.  Like makedumpfile,
-    no fsync: the rename is atomic, durability is the caller's ``sync`` (kdump scripts run it).
-    """
-
-    def __init__(self, path: str, force: bool = False):
-        self.path = path
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        except OSError as e:
-            raise DumpError(f"{path}: {e.strerror}") from e
-        if st is not None:
-            if not force:
-                raise DumpError(f"{path}: already exists (use -f to overwrite)")
-            if not stat.S_ISREG(st.st_mode):
-                raise DumpError(f"{path}: exists and is not a regular file")
-        d, base = os.path.split(os.path.abspath(path))
-        self.tmp = os.path.join(d, f".{base}.dumpfilter-{os.getpid()}")
-        try:
-            self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            raise DumpError(f"cannot create {self.tmp}: {e.strerror}") from e
-        self.done = False
-
-    def commit(self) -> None:
-        """Close and move into place (atomic within one filesystem)."""
-        try:
-            os.close(self.fd)
-            self.fd = -1
-            os.rename(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise DumpError(f"cannot rename {self.tmp} to {self.path}: {e.strerror}") from e
-        self.done = True
-
-    def abort(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
-
-    def __enter__(self) -> SafeFile:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.done:
-            self.abort()
 
 
 @contextmanager

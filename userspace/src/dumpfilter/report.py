@@ -8,7 +8,6 @@ kept pages and move all-zero ones from ``kept`` to ``zero`` (§3.5).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -181,20 +180,19 @@ def print_report(stats: Stats, file: IO[str]) -> None:
     file.flush()
 
 
-def write_json(stats: Stats, path: str) -> None:
-    """Write the JSON report atomically (temporary name + rename)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(stats.as_json(), f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as e:
+def write_json(stats: Stats, path: str, inputs: tuple[str, ...] = ()) -> None:
+    """Write the JSON report by outfile's rule (a report, so an existing one is replaced);
+    ``-`` is stdout."""
+    from .outfile import SafeFile
+    from .output import OutputFull, _write_all
+
+    data = (json.dumps(stats.as_json(), indent=2, sort_keys=False) + "\n").encode()
+    with SafeFile(path, force=True, seek=False, inputs=inputs) as out:
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise DumpError(f"cannot write {path}: {e.strerror}") from None
+            _write_all(out.fd, None, [data], path)
+        except OutputFull as e:
+            raise DumpError(str(e)) from None
+        out.commit()
 
 
 def needs_zero_count(stats: Stats) -> bool:

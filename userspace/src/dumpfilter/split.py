@@ -27,7 +27,8 @@ import numpy as np
 from .diskdump import DESC as _DESC
 from .diskdump import STATUS_INCOMPLETE
 from .errors import DumpError
-from .output import SafeFile, _write_all
+from .outfile import SafeFile
+from .output import _write_all
 
 _HDR = struct.Struct("<8si")  # signature, header_version
 _GEOM = struct.Struct("<IiiII")  # status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr
@@ -175,7 +176,7 @@ def reassemble(paths: Sequence[str], out: str, force: bool = False) -> None:
             parts.append(_open_part(path))
         parts.sort(key=lambda p: p.start)
         _check_set(parts)
-        with SafeFile(out, force=force) as f:
+        with SafeFile(out, force=force, inputs=paths) as f:
             _merge(parts, f.fd, out)
             f.commit()
     finally:

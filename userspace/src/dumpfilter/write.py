@@ -1,6 +1,7 @@
 """``write_dump``: pick the writer and the sink, and make failure visible.
 
-Success: the temporary file is renamed to DUMPFILE (or the flattened stream gets its end marker).
+Success: the finished file takes the name DUMPFILE (outfile.py says how, by what the path
+names), or the flattened stream gets its end marker.
 ``-L`` / ENOSPC / a write error: the dump keeps the "incomplete" mark it was written with
 (kdump ``status |= 0x8``, ELF ``e_flags |= 1``), is moved under DUMPFILE as makedumpfile leaves
 it, and the command fails (exit 1).  Anything else, Ctrl-C included, removes the temporary file.
@@ -14,7 +15,8 @@ import sys
 from functools import partial
 
 from .errors import DumpError
-from .output import FileSink, FlatSink, OutputFull, SafeFile, sigterm_as_interrupt
+from .outfile import SafeFile
+from .output import FileSink, FlatSink, OutputFull, sigterm_as_interrupt
 
 
 def _writer(opts):
@@ -53,7 +55,7 @@ def _to_file(path: str, write, src, opts, stats, before: int = 0, retry: bool = 
     A full output: ``Retry`` (file removed) when ``retry`` and it is the limit or a full
     filesystem; otherwise the file keeps its "incomplete" mark under ``path`` if anything
     usable made it, and the command fails.  ``before``: bytes of earlier files (the report)."""
-    with SafeFile(path, force=opts.force) as out:
+    with SafeFile(path, force=opts.force, inputs=(opts.vmcore,)) as out:
         sink = FileSink(out.fd, path, opts.limit)
         try:
             write(sink)

@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Debian's kernels for the guests, fetched into the cache and never installed on the host.
+
+The tests boot Debian's stock kernels, build the module against their headers and patch
+Debian's kernel sources.  Installing those packages would put kernels into the host's /boot,
+run update-initramfs and, on a machine with GRUB, change what it boots.  Instead the .debs
+are fetched with ``apt-get download`` through a private apt state (its own sources list,
+package lists and archive cache under the cache directory; the host's apt state is not
+touched) and unpacked with ``dpkg-deb -x``:
+
+    $CACHE/debian/apt/                 private sources.list, lists/, archives
+    $CACHE/debian/debs/                .debs while they are unpacked (deleted after)
+    $CACHE/debian/stock/<release>/     boot/vmlinuz-<release>, lib/modules/<release>/ (with
+                                       modules.dep from depmod) and the unpacked headers
+    $CACHE/debian/stock/<series>       symlink to the newest <release> of that series
+    $CACHE/debian/src/linux-source-<series>.tar.xz   Debian's patched source tarball
+    $CACHE/debian/src/linux-source-<series>.version  its package version
+
+Nothing is pinned: each run asks the archive for the newest image of the series, and falls
+back to the newest cached one when the archive cannot be reached.  ``PACKAGES`` in each
+release directory records the package versions a result came from.
+
+    debkernels.py fetch [SERIES...]     fetch images, modules and headers (default: all)
+    debkernels.py source SERIES         fetch the source tarball; print its path
+    debkernels.py release SERIES        print the release string of the cached newest image
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ARCHIVE = "http://deb.debian.org/debian"
+SECURITY = "http://deb.debian.org/debian-security"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+SUITES = ((ARCHIVE, "bookworm"), (ARCHIVE, "bookworm-updates"), (SECURITY, "bookworm-security"))
+# The image package of each series, by release string: Debian's ABI name for 6.1
+# (6.1.0-N-amd64) and the upstream version for the bookworm build of 6.12.
+IMAGE = {
+    "6.1": re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)-unsigned$"),
+    "6.12": re.compile(r"^linux-image-(6\.12\.(\d+)\+deb12-amd64)-unsigned$"),
+}
+SERIES = tuple(IMAGE)
+
+
+class FetchError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
+
+
+def root() -> Path:
+    return cache_dir() / "debian"
+
+
+def _say(msg: str) -> None:
+    print(f"debkernels: {msg}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- private apt
+
+
+def _apt_dir() -> Path:
+    d = root() / "apt"
+    (d / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    lines = [f"deb [signed-by={KEYRING}] {uri} {suite} main\n" for uri, suite in SUITES]
+    src = d / "sources.list"
+    if not src.exists() or src.read_text() != "".join(lines):
+        src.write_text("".join(lines))
+    return d
+
+
+def _apt_opts() -> list[str]:
+    d = _apt_dir()
+    return [
+        f"-o=Dir::Etc::sourcelist={d / 'sources.list'}",
+        "-o=Dir::Etc::sourceparts=-",
+        f"-o=Dir::State::Lists={d / 'lists'}",
+        f"-o=Dir::Cache={d / 'cache'}",
+        "-o=Dir::State::status=/dev/null",  # nothing "installed": candidates are the newest
+        "-o=APT::Architecture=amd64",
+        "-o=APT::Sandbox::User=root",  # download into our own directory as the caller
+        "-qq",
+    ]
+
+
+_updated = False
+
+
+def _update() -> bool:
+    """Refresh the private package lists once per process; False if the archive is away."""
+    global _updated
+    if not _updated:
+        r = subprocess.run(["apt-get", *_apt_opts(), "update"], capture_output=True, text=True)
+        if r.returncode != 0:
+            _say(f"apt-get update failed ({r.stderr.strip().splitlines()[-1:]}); using cache")
+            return False
+        _updated = True
+    return True
+
+
+def _apt_cache(*args: str) -> str:
+    r = subprocess.run(["apt-cache", *_apt_opts(), *args], capture_output=True, text=True)
+    return r.stdout if r.returncode == 0 else ""
+
+
+def _candidate(pkg: str) -> str | None:
+    for line in _apt_cache("policy", pkg).splitlines():
+        line = line.strip()
+        if line.startswith("Candidate:"):
+            v = line.split(":", 1)[1].strip()
+            return None if v == "(none)" else v
+    return None
+
+
+def _download(pkgs: list[str]) -> list[Path]:
+    """The .deb of each package's newest version, in $CACHE/debian/debs (reused if there)."""
+    debs = root() / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    out, want = [], []
+    for p in pkgs:
+        ver = _candidate(p)
+        if ver is None:
+            raise FetchError(f"the archive has no package {p}")
+        # dpkg file names write an epoch colon as %3a; kernels have none.
+        found = list(debs.glob(f"{p}_{ver}_*.deb"))
+        if found:
+            out.append(found[0])
+        else:
+            want.append(f"{p}={ver}")
+    if want:
+        _say(f"downloading {' '.join(want)}")
+        r = subprocess.run(
+            ["apt-get", *_apt_opts(), "download", *want], cwd=debs, capture_output=True, text=True
+        )
+        if r.returncode != 0:
+            raise FetchError(f"apt-get download failed: {r.stderr.strip()}")
+        for w in want:
+            p, ver = w.split("=", 1)
+            found = list(debs.glob(f"{p}_{ver}_*.deb"))
+            if not found:
+                raise FetchError(f"apt-get download gave no file for {w}")
+            out.append(found[0])
+    return out
+
+
+def _depends(pkg: str) -> list[str]:
+    """The linux-headers-*/linux-kbuild-* packages *pkg* depends on (first alternatives)."""
+    names = []
+    for line in _apt_cache("show", pkg).splitlines():
+        if line.startswith("Depends:"):
+            for alt in line.split(":", 1)[1].split(","):
+                name = alt.split("|")[0].split("(")[0].strip()
+                if name.startswith(("linux-headers-", "linux-kbuild-")):
+                    names.append(name)
+            break
+    return names
+
+
+# --------------------------------------------------------------------------- stock kernels
+
+
+def _newest_in_archive(series: str) -> str | None:
+    pat = IMAGE[series]
+    best = None
+    for name in _apt_cache("pkgnames", "linux-image-").split():
+        m = pat.match(name)
+        if m and (best is None or int(m.group(2)) > best[0]):
+            best = (int(m.group(2)), m.group(1))
+    return best[1] if best else None
+
+
+def _newest_cached(series: str) -> str | None:
+    pat = IMAGE[series]
+    best = None
+    stock = root() / "stock"
+    if stock.is_dir():
+        for d in stock.iterdir():
+            m = pat.match(f"linux-image-{d.name}-unsigned")
+            if m and (d / ".complete").exists() and (best is None or int(m.group(2)) > best[0]):
+                best = (int(m.group(2)), m.group(1))
+    return best[1] if best else None
+
+
+def _relink_absolute(tree: Path, final: Path) -> None:
+    """Point the packages' absolute symlinks and includes (/usr/src/...) at *final*, the
+    path *tree* will be renamed to (lib/modules/<release>/build, the headers' Makefile)."""
+    for link in [p for p in tree.rglob("*") if p.is_symlink()]:
+        target = os.readlink(link)
+        if target.startswith("/"):
+            link.unlink()
+            link.symlink_to(final / target.lstrip("/"))
+    for mk in (tree / "usr" / "src").glob("linux-headers-*/Makefile"):
+        text = mk.read_text()
+        fixed = re.sub(r"(?m)^include /usr/src/", f"include {final}/usr/src/", text)
+        if fixed != text:
+            mk.write_text(fixed)
+
+
+def fetch_stock(series: str) -> str:
+    """Make the newest stock kernel of *series* ready in the cache; its release string."""
+    online = _update()
+    rel = _newest_in_archive(series) if online else None
+    if rel is None:
+        rel = _newest_cached(series)
+        if rel is None:
+            raise FetchError(f"no Debian {series} kernel in the archive or the cache")
+        _say(f"{series}: archive unavailable, using cached {rel}")
+    dest = root() / "stock" / rel
+    if not (dest / ".complete").exists():
+        image = f"linux-image-{rel}-unsigned"
+        headers = f"linux-headers-{rel}"
+        pkgs = [image, headers, *_depends(headers)]
+        debs = _download(pkgs)
+        (root() / "stock").mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{rel}.", dir=root() / "stock"))
+        for deb in debs:
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        _relink_absolute(tmp, dest)
+        # The package's postinst runs depmod; the initramfs builder needs modules.dep.
+        subprocess.run(["depmod", "-b", str(tmp), rel], check=True)
+        versions = "".join(f"{d.name.split('_')[0]} {d.name.split('_')[1]}\n" for d in debs)
+        (tmp / "PACKAGES").write_text(versions)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+        (dest / ".complete").write_text(rel + "\n")
+        for deb in debs:  # unpacked: the tree is what is kept
+            deb.unlink()
+        _say(f"{series}: {rel} unpacked into {dest}")
+    link = root() / "stock" / series
+    if not link.is_symlink() or os.readlink(link) != rel:
+        tmp_link = link.with_name(f".{series}.link")
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(rel)
+        tmp_link.rename(link)
+    return rel
+
+
+def stock_dir(series_or_release: str) -> Path:
+    """The unpacked tree of a stock kernel: a series ("6.1") or a full release string."""
+    d = root() / "stock" / series_or_release
+    if not (d / ".complete").exists():
+        raise FileNotFoundError(f"{d}: not fetched; run qemu-tests/host-setup.sh")
+    return d.resolve()
+
+
+def release(series_or_release: str) -> str:
+    return (stock_dir(series_or_release) / ".complete").read_text().strip()
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def fetch_source(series: str) -> Path:
+    """Debian's patched source tarball of *series* (newest in the archive, else cached)."""
+    src = root() / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    tarball = src / f"linux-source-{series}.tar.xz"
+    version_file = src / f"linux-source-{series}.version"
+    pkg = f"linux-source-{series}"
+    ver = _candidate(pkg) if _update() else None
+    if ver is None:
+        if tarball.exists():
+            return tarball
+        raise FetchError(f"no {pkg} in the archive or the cache")
+    if tarball.exists() and version_file.exists() and version_file.read_text().strip() == ver:
+        return tarball
+    (deb,) = _download([pkg])
+    with tempfile.TemporaryDirectory(dir=src) as tmp:
+        member = f"./usr/src/linux-source-{series}.tar.xz"
+        subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, stdout=open(
+            Path(tmp) / "deb.tar", "wb"))  # fmt: skip
+        subprocess.run(["tar", "xf", "deb.tar", member], cwd=tmp, check=True)
+        os.replace(Path(tmp) / member, tarball)
+    version_file.write_text(ver + "\n")
+    deb.unlink()
+    _say(f"{pkg} {ver} -> {tarball}")
+    return tarball
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="fetch stock images, modules and headers")
+    f.add_argument("series", nargs="*", help=f"any of {', '.join(SERIES)} (default: all)")
+    s = sub.add_parser("source", help="fetch a source tarball and print its path")
+    s.add_argument("series", choices=SERIES)
+    r = sub.add_parser("release", help="print the cached release string of a series")
+    r.add_argument("series")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "fetch":
+            for series in a.series or SERIES:
+                if series not in SERIES:
+                    raise FetchError(f"unknown series {series} (one of {', '.join(SERIES)})")
+                print(fetch_stock(series))
+        elif a.cmd == "source":
+            print(fetch_source(a.series))
+        else:
+            print(release(a.series))
+    except (FetchError, FileNotFoundError, subprocess.CalledProcessError) as e:
+        _say(str(e))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
