@@ -651,12 +651,12 @@ static int vpl_check_chunks(const struct vmcore_pfn_chunk *c, u32 nr)
 /*
  * Classify one struct page of the crashed kernel, mirroring the dump levels
  * of makedumpfile: the first matching rule wins, and a compound page is
- * decided by its head for all its pages.  @p points into our mapping of the
- * chunk; @has_next says whether p[1] is mapped too.  Nothing here follows a
- * pointer stored in the page (they are the crashed kernel's addresses), and
- * no reference is taken: only the helpers that read the page's own words
- * (or p[1] for a head) are used, after PageTail() ruled out tail pages whose
- * helpers would chase compound_head.
+ * decided by its head for all its pages.  @p points into this kernel's copy
+ * of the struct pages; @has_next says whether p[1] was copied too.  Nothing
+ * here follows a pointer stored in the page (they are the crashed kernel's
+ * addresses), and no reference is taken: only the helpers that read the
+ * page's own words (or p[1] for a head) are used, after PageTail() ruled out
+ * tail pages whose helpers would chase compound_head.
  */
 static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 {
