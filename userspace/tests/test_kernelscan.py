@@ -377,6 +377,7 @@ typedef uint64_t u64; typedef uint32_t u32;
 #define U32_MAX UINT32_MAX
 #define SZ_16K (16U << 10)
 #define SZ_4G (1ULL << 32)
+#define SZ_1M (1U << 20)
 #define PAGE_SHIFT 12
 #define PAGE_SIZE 4096UL
 #define GFP_KERNEL 0
@@ -871,6 +872,175 @@ def test_kernel_chunk_validation(scan_code, chunk, prev_end, expect):
     out = subprocess.run([str(scan_code), "chunk", *(str(x) for x in chunk), str(prev_end)],
                          check=True, capture_output=True, text=True).stdout  # fmt: skip
     assert int(out) == expect
+
+
+# The setup harness: vpl_setup() as an open() runs it, over fake sources of the crashed
+# kernel's memory and notes (vmcore's own data, or a /proc/vmcore read through a path), with
+# one allocation or open that fails on request.
+SETUP_SHIM = r"""
+#include <elf.h>
+#define GFP_KERNEL 0
+#define CC_ATTR_MEM_ENCRYPT 1
+#define VMCOREINFO_NOTE_SIZE 4096
+#define O_RDONLY 0
+#define ENODATA_ 61
+#define IS_ERR(p) ((uintptr_t)(p) >= (uintptr_t)-4095)
+#define PTR_ERR(p) ((long)(intptr_t)(p))
+#define ERR_PTR(e) ((void *)(intptr_t)(e))
+#define pr_info(...) do { } while (0)
+#define mutex_lock(m) do { } while (0)
+#define mutex_unlock(m) do { } while (0)
+#define mutex_lock_killable(m) 0
+struct elf64_hdr {
+    unsigned char e_ident[16]; uint16_t e_type, e_machine; uint32_t e_version;
+    uint64_t e_entry, e_phoff, e_shoff; uint32_t e_flags;
+    uint16_t e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx;
+};
+struct elf64_phdr {
+    uint32_t p_type, p_flags; uint64_t p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_align;
+};
+struct file { int x; };
+static int vpl_lock, fail_next, encrypted, n_layout, n_paths;
+static bool vpl_ready; static int vpl_status;
+static struct vpl_range *vpl_ranges; static unsigned int vpl_nr_ranges;
+static unsigned char image[1 << 16]; static size_t image_size, notes_off, notes_size;
+static char running_note[VMCOREINFO_NOTE_SIZE];
+static void *kcalloc(size_t n, size_t s, int g)
+{ if (fail_next) { fail_next = 0; return NULL; } return calloc(n ? n : 1, s); }
+static void *kvcalloc(size_t n, size_t s, int g) { return kcalloc(n, s, g); }
+static void *kvmalloc(size_t n, int g) { return malloc(n); }
+static void kvfree(const void *p) { free((void *)p); }
+static void *kmemdup(const void *p, size_t n, int g)
+{ void *q = malloc(n); memcpy(q, p, n); return q; }
+static bool cc_platform_has(int attr) { return encrypted; }
+static unsigned long paddr_vmcoreinfo_note(void) { return 0; }
+static void *phys_to_virt(unsigned long pa) { return running_note; }
+static void sort(void *b, size_t n, size_t s, int (*cmp)(const void *, const void *), void *sw)
+{ qsort(b, n, s, cmp); }
+/* the crashed kernel as fs/proc/vmcore.c holds it */
+static int vmcore_oldmem_layout(int (*fn)(void *, u64, u64), void *arg, const void **notes,
+                                size_t *size)
+{
+    n_layout++;
+    fn(arg, 0x100000, 0x3f00000); fn(arg, 0x100000000ULL, 0x40000000);
+    *notes = image + notes_off; *size = notes_size;
+    return 0;
+}
+/* the crashed kernel as a path names it */
+static struct file the_file;
+static struct file *filp_open(const char *path, int flags, int mode)
+{
+    n_paths++;
+    if (fail_next) { fail_next = 0; return ERR_PTR(-ENOMEM); }
+    return &the_file;
+}
+static long kernel_read(struct file *f, void *buf, size_t n, loff_t *pos)
+{
+    if (*pos >= (loff_t)image_size) return 0;
+    if (n > image_size - *pos) n = image_size - *pos;
+    memcpy(buf, image + *pos, n); *pos += n; return n;
+}
+static void filp_close(struct file *f, void *id) { }
+"""
+SETUP_MAIN = r"""
+static size_t put_note(unsigned char *at, const char *name, const char *desc)
+{
+    Elf64_Nhdr *nh = (Elf64_Nhdr *)at;
+    size_t nl = strlen(name) + 1, dl = strlen(desc);
+    nh->n_namesz = nl; nh->n_descsz = dl; nh->n_type = 0;
+    memcpy(at + sizeof(*nh), name, nl);
+    memcpy(at + sizeof(*nh) + ((nl + 3) & ~3UL), desc, dl);
+    return sizeof(*nh) + ((nl + 3) & ~3UL) + ((dl + 3) & ~3UL);
+}
+/* u SCENARIO CRASHED_INFO RUNNING_INFO OPENS */
+int main(int argc, char **argv) {
+    size_t a, b;
+    char *old = slurp(argv[2], &a), *cur = slurp(argv[3], &b);
+    old[a] = cur[b] = 0;
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)image; Elf64_Phdr *ph = (Elf64_Phdr *)(image + 64);
+    memcpy(eh->e_ident, ELFMAG, SELFMAG); eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_phoff = 64; eh->e_phentsize = sizeof(*ph); eh->e_phnum = 3;
+    notes_off = 64 + 3 * sizeof(*ph);
+    notes_size = put_note(image + notes_off, "VMCOREINFO", old);
+    image_size = notes_off + notes_size;
+    ph[0].p_type = PT_NOTE; ph[0].p_offset = notes_off; ph[0].p_filesz = notes_size;
+    ph[1].p_type = PT_LOAD; ph[1].p_paddr = 0x100000; ph[1].p_memsz = 0x3f00000;
+    ph[2].p_type = PT_LOAD; ph[2].p_paddr = 0x100000000ULL; ph[2].p_memsz = 0x40000000;
+    put_note((unsigned char *)running_note, "VMCOREINFO", cur);
+    fail_next = !strcmp(argv[1], "transient"); encrypted = !strcmp(argv[1], "encrypted");
+    for (int i = 0; i < atoi(argv[4]); i++) {
+        vpl_setup();
+        printf("%d %d %u %d %d|%s\n", vpl_ready, vpl_status, vpl_nr_ranges, n_layout, n_paths,
+               vpl_reason);
+    }
+    return 0;
+}
+"""
+SETUP_CUT = ["vpl_key_prefixes", "vpl_required_keys", "vpl_key_selected", "vpl_find_key",
+             "vpl_lines_match", "vpl_compare_vmcoreinfo", "vpl_read_t", "vpl_buf",
+             "vpl_read_buf", "vpl_find_vmcoreinfo", "vpl_cmp_range", "vpl_merge_ranges",
+             "vpl_layout", "vpl_add_range", "vpl_vmcore_range", "vpl_load_oldmem",
+             "vpl_read_vmcore_headers", "vpl_permanent", "vpl_setup"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup_code(tmp_path_factory):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc needed")
+    d = tmp_path_factory.mktemp("vplu")
+    text = KSRC.read_text()
+    cuts = []
+    for n in SETUP_CUT:
+        try:
+            cuts.append(_cut(text, n))
+        except StopIteration:
+            continue
+    slurp = MAIN[: MAIN.index("int main")]
+    body = (SHIM + _defines(text) + _cut(text, "vpl_range") + SETUP_SHIM + "".join(cuts)
+            + slurp + SETUP_MAIN)  # fmt: skip
+    (d / "u.c").write_text(body)
+    subprocess.run(["gcc", "-Wall", "-Werror", "-Wno-unused-function", "-Wno-unused-variable",
+                    "-I/usr/include", "-o", str(d / "u"), str(d / "u.c")], check=True)  # fmt: skip
+
+    def run(scenario: str, crashed: str, running: str, opens: int) -> list[tuple]:
+        (d / "old").write_text(crashed)
+        (d / "cur").write_text(running)
+        out = subprocess.run([str(d / "u"), scenario, str(d / "old"), str(d / "cur"),
+                              str(opens)], check=True, capture_output=True,
+                             text=True).stdout  # fmt: skip
+        rows = []
+        for ln in out.splitlines():
+            nums, reason = ln.split("|", 1)
+            rows.append((*(int(x) for x in nums.split()), reason))
+        return rows
+
+    return run
+
+
+def test_open_after_a_failed_setup_tries_again_and_succeeds(setup_code):
+    # The first open runs out of memory; it must not leave the interface refused.
+    first, second = setup_code("transient", INFO_61, INFO_61, 2)
+    assert first[0] == 0  # not ready: nothing was kept
+    assert second[:3] == (1, 0, 2)
+
+
+def test_a_verdict_about_the_kernels_is_kept_and_not_recomputed(setup_code):
+    other = INFO_61.replace("BUILD-ID=0123abcd", "BUILD-ID=0123abce")
+    rows = setup_code("plain", other, INFO_61, 3)
+    assert [r[:2] for r in rows] == [(1, -errno.EXDEV)] * 3
+    assert rows[0][3:5] == rows[-1][3:5]  # the crashed kernel's data was read once
+    assert "BUILD-ID" in rows[-1][5]
+
+
+def test_setup_refuses_when_memory_encryption_is_active(setup_code):
+    ((ready, status, _, layout, paths, reason),) = setup_code("encrypted", INFO_61, INFO_61, 1)
+    assert (ready, status, layout, paths) == (1, -errno.EOPNOTSUPP, 0, 0)
+    assert "encryption" in reason
+
+
+def test_setup_takes_old_memory_from_vmcore_not_from_a_path(setup_code):
+    ((ready, status, nr_ranges, layout, paths, _),) = setup_code("plain", INFO_61, INFO_61, 1)
+    assert (ready, status, nr_ranges, paths) == (1, 0, 2, 0) and layout > 0
 
 
 def test_memmap_chunks_with_a_split_struct_page_are_packed_without_it():
