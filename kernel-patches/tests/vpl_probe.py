@@ -131,8 +131,6 @@ def hostile(fd: int, chunks: np.ndarray, spage: int) -> dict[str, dict]:
     # A run buffer of one entry: thousands of resumed calls must cover the same pages.
     res["one_run_per_call"] = one_run_per_call(fd, np.ascontiguousarray(chunks[:2]))
     res["unprivileged_open"] = unprivileged_open()
-    res["work_bound"] = work_bound(fd, chunks)
-    res["signal_stop"] = [signal_stop(chunks, s) for s in (signal.SIGINT, signal.SIGTERM)]
     return res
 
 
@@ -428,6 +426,8 @@ def main() -> int:
                 "level31_differing_pfns": int((karr != uarr).sum()),
             }  # fmt: skip
             res["hostile"] = hostile(k.fd, chunks, spage)
+            res["work_bound"] = work_bound(k.fd, chunks)
+        res["signal_stop"] = [signal_stop(chunks, s) for s in (signal.SIGINT, signal.SIGTERM)]
         res["compat"] = in_child(compat_info_and_scan, chunks)
         with ks.KernelScanner() as k:
             res["info_after"] = dataclasses.asdict(k.info())
