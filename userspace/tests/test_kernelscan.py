@@ -827,11 +827,20 @@ def test_kernel_scan_of_aliasing_chunks_is_bounded_per_call_and_resumes(scan_cod
     # 8192 chunks of 256 page frames each, all naming the same struct pages: 2^21 frames.
     one = _run_scan(scan_code, nchunks=8192, pages=256, alias=1, max_calls=1)
     ret, _, next_chunk, _, done, covered = one.calls[0][:6]
-    assert ret == 0 and not done and 0 < covered <= 1 << 20 and 0 < next_chunk <= 257
+    # 256 chunks of 256 frames: the chunk bound ends the call first
+    assert ret == 0 and not done and covered == 256 * 256 and next_chunk == 256
     whole = _run_scan(scan_code, nchunks=8192, pages=256, alias=1)
     assert whole.calls[-1][4] == 1 and all(c[0] == 0 for c in whole.calls)
     assert sum(c[5] for c in whole.calls) == 1 << 21
     assert whole.bad_maps == 0
+
+
+def test_kernel_scan_call_ends_after_4_gib_of_page_frames(scan_code):
+    # 64 chunks of 2^17 frames (the struct pages of 2^17 frames fill the harness's old
+    # memory, so they alias): the page frame bound ends the call inside chunk 8.
+    one = _run_scan(scan_code, nchunks=64, pages=1 << 17, alias=1, max_runs=1 << 20, max_calls=1)
+    ret, _, next_chunk, next_pfn, done, covered = one.calls[0][:6]
+    assert (ret, done, covered, next_chunk, next_pfn) == (0, 0, 1 << 20, 8, 1 << 20)
 
 
 def test_kernel_scan_returns_erestartsys_on_a_pending_signal_before_reading(scan_code):

@@ -902,7 +902,8 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 	 * is read and is the only one used.
 	 */
 	first = req.next_chunk ? req.next_chunk - 1 : 0;
-	nr = min_t(u32, req.nr_chunks - first, VPL_CALL_CHUNKS + 1);
+	nr = min_t(u32, req.nr_chunks - first,
+		   VPL_CALL_CHUNKS + (req.next_chunk - first));
 	uchunks = u64_to_user_ptr(req.chunks);
 	if (copy_from_user(s->chunks, uchunks + first, nr * sizeof(s->chunks[0]))) {
 		ret = -EFAULT;
