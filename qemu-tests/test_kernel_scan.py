@@ -209,10 +209,11 @@ def test_aliasing_chunks_are_bounded_per_call_and_signals_stop_a_scan(vcycle):
     res = _probe(vcycle)
     wb = res["work_bound"]
     assert wb["errno"] == 0, wb
-    # one call: at most 256 chunks and 2^20 page frames, whichever comes first
-    assert not wb["done"] and 0 < wb["covered"] <= 1 << 20, wb
+    # one call: at most 256 chunks and 2^20 struct pages examined, whichever comes first; the
+    # last free block or compound page examined may carry the answer past 2^20 frames
+    assert not wb["done"] and 0 < wb["covered"] < (1 << 20) + (1 << 18), wb
     assert 0 < wb["next_chunk"] <= 256, wb
-    assert wb["covered"] == 1 << 20 or wb["next_chunk"] == 256, wb
+    assert wb["covered"] >= 1 << 20 or wb["next_chunk"] == 256, wb
     for stop in res["signal_stop"]:
         # exit 42: the child's own handler ran, between two bounded calls
         assert stop["exit"] == 42, stop
@@ -265,7 +266,7 @@ def test_refused_kernel_scan_falls_back_in_auto_and_fails_in_require(direction):
     if direction == "stock-crash-patched-capture":
         crashed, capture, probe = stock, patched, PROBE
     else:
-        ko = _module(stock.release)
+        ko = _module(stock)
         digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
         crashed, capture, probe = patched, stock, f"{PROBE} --insmod {ko} --module-digest {digest}"
     r = kdumpvm.run_kdump_cycle(

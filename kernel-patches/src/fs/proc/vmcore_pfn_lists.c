@@ -54,7 +54,7 @@
 #define VPL_RUN_BATCH		32
 /* Chunks of the caller's table one call copies, checks and scans at most. */
 #define VPL_CALL_CHUNKS		256
-/* Page frames one call covers at most (4 GiB of memory); the caller resumes. */
+/* Struct pages one call examines at most (4 GiB of memory); the caller resumes. */
 #define VPL_CALL_PAGES		(SZ_4G >> PAGE_SHIFT)
 
 /*
