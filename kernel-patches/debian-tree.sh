@@ -17,14 +17,21 @@ case "$ver" in 6.1 | 6.12) ;; *) die "unknown version $ver (6.1 or 6.12)" ;; esa
 cache=${DUMPFILTER_CACHE:-$HOME/.cache/dumpfilter}/kernels
 tree=$cache/tree/linux-$ver
 mkdir -p "$cache"
-# The tree is shared with build-kernel.sh, which holds this lock while it builds.
-[ -n "${DEBIAN_TREE_LOCKED:-}" ] || { exec 9>"$cache/.build-linux-$ver.lock"; flock 9; }
 
 tarball=$(python3 "$here/../qemu-tests/debkernels.py" source "$ver") ||
 	die "no Debian linux-source-$ver (see the message above)"
 want=$(cat "${tarball%.tar.xz}.version" 2>/dev/null || echo unknown)
-have=$(cat "$tree/.git/debian-version" 2>/dev/null || true)
-if [ "$have" != "$want" ] || ! git -C "$tree" rev-parse -q --verify debian-base >/dev/null 2>&1; then
+current() {
+	[ "$(cat "$tree/.git/debian-version" 2>/dev/null)" = "$want" ] &&
+		git -C "$tree" rev-parse -q --verify debian-base >/dev/null 2>&1
+}
+# The tree is shared with build-kernel.sh, which holds this lock while it builds; readers of
+# debian-base (mkseries.py) need it only when the tree must be made.
+if ! current && [ -z "${DEBIAN_TREE_LOCKED:-}" ]; then
+	exec 9>"$cache/.build-linux-$ver.lock"
+	flock 9
+fi
+if ! current; then
 	echo "debian-tree.sh: unpacking linux-source-$ver $want" >&2
 	rm -rf "$tree" && mkdir -p "$tree"
 	tar xJf "$tarball" -C "$tree" --strip-components=1

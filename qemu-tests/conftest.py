@@ -49,6 +49,11 @@ def main_cycle(kernel: str) -> kdumpvm.CycleResult:
     return _cycles[kernel]
 
 
+def remember_cycle(name: str, r: kdumpvm.CycleResult) -> None:
+    """List a cycle another test module ran in the session's cycle-time summary."""
+    _cycles[name] = r
+
+
 def host_classes(r: kdumpvm.CycleResult) -> np.ndarray:
     """dumpfilter's per-PFN PageClass for the raw vmcore of cycle ``r`` (host side), through
     the documented Python API: scan.userspace_scan(src, level).windows()."""

@@ -6,7 +6,9 @@ Debian's kernel sources.  Installing those packages would put kernels into the h
 run update-initramfs and, on a machine with GRUB, change what it boots.  Instead the .debs
 are fetched with ``apt-get download`` through a private apt state (its own sources list,
 package lists and archive cache under the cache directory; the host's apt state is not
-touched) and unpacked with ``dpkg-deb -x``:
+touched) and unpacked with ``dpkg-deb -x``.  The same goes for kdump-tools, whose scripts the
+capture kernel runs: installing it would make its maintainer scripts edit the host's GRUB
+defaults and build a kdump initramfs.
 
     $CACHE/debian/apt/                 private sources.list, lists/, archives
     $CACHE/debian/debs/                .debs while they are unpacked (deleted after)
@@ -15,6 +17,10 @@ touched) and unpacked with ``dpkg-deb -x``:
     $CACHE/debian/stock/<series>       symlink to the newest <release> of that series
     $CACHE/debian/src/linux-source-<series>.tar.xz   Debian's patched source tarball
     $CACHE/debian/src/linux-source-<series>.version  its package version
+    $CACHE/debian/pkg/<package>/<version>/   a tool package's files (``dpkg-deb -x``) and
+                                       control files in DEBIAN/ (no maintainer script
+                                       runs), e.g. kdump-tools
+    $CACHE/debian/pkg/<package>/current      symlink to the newest fetched <version>
 
 Nothing is pinned: each run asks the archive for the newest image of the series, and falls
 back to the newest cached one when the archive cannot be reached.  ``PACKAGES`` in each
@@ -23,6 +29,7 @@ release directory records the package versions a result came from.
     debkernels.py fetch [SERIES...]     fetch images, modules and headers (default: all)
     debkernels.py source SERIES         fetch the source tarball; print its path
     debkernels.py release SERIES        print the release string of the cached newest image
+    debkernels.py package NAME          fetch and unpack a tool package; print its tree
 """
 
 from __future__ import annotations
@@ -131,8 +138,7 @@ def _download(pkgs: list[str]) -> list[Path]:
         ver = _candidate(p)
         if ver is None:
             raise FetchError(f"the archive has no package {p}")
-        # dpkg file names write an epoch colon as %3a; kernels have none.
-        found = list(debs.glob(f"{p}_{ver}_*.deb"))
+        found = list(debs.glob(f"{p}_{_deb_version(ver)}_*.deb"))
         if found:
             out.append(found[0])
         else:
@@ -146,11 +152,16 @@ def _download(pkgs: list[str]) -> list[Path]:
             raise FetchError(f"apt-get download failed: {r.stderr.strip()}")
         for w in want:
             p, ver = w.split("=", 1)
-            found = list(debs.glob(f"{p}_{ver}_*.deb"))
+            found = list(debs.glob(f"{p}_{_deb_version(ver)}_*.deb"))
             if not found:
                 raise FetchError(f"apt-get download gave no file for {w}")
             out.append(found[0])
     return out
+
+
+def _deb_version(ver: str) -> str:
+    """A version as apt writes it in a .deb's file name: an epoch's colon becomes %3a."""
+    return ver.replace(":", "%3a")
 
 
 def _depends(pkg: str) -> list[str]:
@@ -258,6 +269,53 @@ def release(series_or_release: str) -> str:
     return (stock_dir(series_or_release) / ".complete").read_text().strip()
 
 
+# --------------------------------------------------------------------------- tool packages
+
+
+def fetch_package(pkg: str) -> Path:
+    """The unpacked files of *pkg*'s newest version (the cached newest one when the archive
+    cannot be reached): ``$CACHE/debian/pkg/<pkg>/<version>``, laid out as the package
+    installs them (``usr/sbin/kdump-config``, ...), with the control files in ``DEBIAN/``
+    (``md5sums`` tells whether a file is the package's).  Nothing is installed: the
+    maintainer scripts, which would configure the host, never run."""
+    base = root() / "pkg" / pkg
+    current = base / "current"
+    ver = _candidate(pkg) if _update() else None
+    if ver is None:
+        if (current / ".complete").exists():
+            _say(f"{pkg}: archive unavailable, using cached {os.readlink(current)}")
+            return current.resolve()
+        raise FetchError(f"no {pkg} in the archive or the cache")
+    name = ver.split(":", 1)[-1]  # an epoch only orders versions; the tree is named without
+    dest = base / name
+    if not (dest / ".complete").exists():
+        (deb,) = _download([pkg])
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=base))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        subprocess.run(["dpkg-deb", "-e", str(deb), str(tmp / "DEBIAN")], check=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+        (dest / ".complete").write_text(f"{pkg} {ver}\n")
+        deb.unlink()
+        _say(f"{pkg} {ver} unpacked into {dest}")
+    if not current.is_symlink() or os.readlink(current) != name:
+        tmp_link = base / ".current.link"
+        tmp_link.unlink(missing_ok=True)
+        tmp_link.symlink_to(name)
+        tmp_link.rename(current)
+    return dest
+
+
+def package_dir(pkg: str) -> Path:
+    """The newest fetched tree of *pkg*, without asking the archive; fetched if none is."""
+    current = root() / "pkg" / pkg / "current"
+    if (current / ".complete").exists():
+        return current.resolve()
+    return fetch_package(pkg)
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -297,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("series", choices=SERIES)
     r = sub.add_parser("release", help="print the cached release string of a series")
     r.add_argument("series")
+    pk = sub.add_parser("package", help="fetch and unpack a tool package; print its tree")
+    pk.add_argument("name")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "fetch":
@@ -306,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(fetch_stock(series))
         elif a.cmd == "source":
             print(fetch_source(a.series))
+        elif a.cmd == "package":
+            print(fetch_package(a.name))
         else:
             print(release(a.series))
     except (FetchError, FileNotFoundError, subprocess.CalledProcessError) as e:

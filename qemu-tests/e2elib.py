@@ -5,16 +5,22 @@
   layout from reference/kdump-compressed-format.md (header block, sub header blocks, then the
   1st and 2nd bitmaps of equal size, bit ``pfn % 8`` of byte ``pfn // 8``).
 - ``KPF``: /proc/kpageflags bit numbers (include/uapi/linux/kernel-page-flags.h).
+- ``readback_libkdumpfile``, ``readback_drgn``: a dump read back page by page by Debian's
+  libkdumpfile and by drgn, against the raw vmcore of the same crash.
 """
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
 PAGE = 4096
+HERE = Path(__file__).resolve().parent
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-libkdumpfile lives there
 
 
 class KPF:
@@ -156,3 +162,53 @@ def _bitmap(path: Path, which: int) -> np.ndarray:
     start = (1 + h["sub_hdr_size"]) * bs + which * half
     raw = np.fromfile(path, dtype=np.uint8, count=half, offset=start)
     return np.unpackbits(raw, bitorder="little")[: h["max_mapnr"]].astype(bool)
+
+
+def readback_libkdumpfile(
+    dump: Path, raw: RawVmcore, kept: np.ndarray, excluded: np.ndarray, workdir: Path
+) -> None:
+    """Debian's libkdumpfile (readback_kdumpfile.py, run by Debian's python3) opens ``dump``
+    as a kdump-compressed file, reads every ``kept`` page as the raw vmcore has it and finds
+    no probed ``excluded`` page; AssertionError saying which pages if not."""
+    runs = Path(workdir) / "runs.json"
+    runs.write_text(json.dumps({"kept": raw.runs(kept), "excluded": raw.runs(excluded)}))
+    p = subprocess.run(
+        [SYSTEM_PYTHON, str(HERE / "readback_kdumpfile.py"), str(dump), str(raw.path), str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if p.returncode != 0:
+        raise AssertionError(f"libkdumpfile read-back of {dump} failed:\n{p.stderr[-3000:]}")
+    res = json.loads(p.stdout)
+    assert res["format"] == "diskdump"
+    assert res["kept_pages"] == int(kept.sum()) > 0
+    assert res["bad_kept"] == [], f"kept pages that read back wrong: {res['bad_kept'][:20]}"
+    assert res["excluded_checked"] > 0
+    assert res["excluded_present"] == [], (
+        f"excluded pages readable from the dump: {res['excluded_present'][:20]}"
+    )
+
+
+def readback_drgn(dump: Path, raw: RawVmcore, kept: np.ndarray, excluded: np.ndarray) -> None:
+    """drgn reads every ``kept`` page of ``dump`` as the raw vmcore has it and faults on the
+    first page of (up to 500) ``excluded`` runs; AssertionError naming the first PFN if not."""
+    import drgn
+
+    prog = drgn.Program()
+    prog.set_core_dump(str(dump))
+    for pfn, count in raw.runs(kept):
+        got = np.frombuffer(prog.read(pfn * PAGE, count * PAGE, True), dtype=np.uint8)
+        want = raw.pages(pfn, count).reshape(-1)
+        if not np.array_equal(got, want):
+            bad = np.flatnonzero((got != want).reshape(count, PAGE).any(axis=1))
+            raise AssertionError(f"drgn reads pfn {pfn + int(bad[0])} differently from the vmcore")
+    probes = [pfn for pfn, _count in raw.runs(excluded)][:500]
+    readable = []
+    for pfn in probes:
+        try:
+            prog.read(pfn * PAGE, PAGE, True)
+            readable.append(pfn)
+        except drgn.FaultError:
+            pass
+    assert probes and readable == [], f"excluded pfns readable through drgn: {readable[:20]}"

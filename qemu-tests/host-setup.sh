@@ -1,10 +1,12 @@
 #!/bin/sh
 # Install the host tools dumpfilter's tests, demo and kernel builds need (Debian bookworm),
-# then fetch Debian's newest stock 6.1 and 6.12 kernels into the cache for the guests.
+# then fetch Debian's newest stock 6.1 and 6.12 kernels and kdump-tools into the cache for the
+# guests.
 #
 # Only tools are installed.  Guest kernels, their modules and headers are never installed on
 # the host (that would write /boot, run update-initramfs and could change what the machine
-# boots): debkernels.py downloads the .debs into the cache and unpacks them there.
+# boots), and neither is kdump-tools (its maintainer scripts edit the boot loader's defaults):
+# debkernels.py downloads the .debs into the cache and unpacks them there.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 PKGS="qemu-system-x86 qemu-utils kexec-tools makedumpfile crash busybox-static
@@ -21,3 +23,4 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 fi
 python3 "$here/debkernels.py" fetch >/dev/null
+python3 "$here/debkernels.py" package kdump-tools >/dev/null

@@ -10,6 +10,7 @@ x86_64 Linux 6.1 (the VMCOREINFO values are what a 6.1 kernel exports).
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
 import time
@@ -620,3 +621,42 @@ def test_real_vmcore_log_to_stdout_without_file(capsysbinary):
 
     assert cli.main(["--dump-dmesg", _cached_vmcores()[0]]) == 0
     assert b"] Kernel panic - not syncing: sysrq triggered crash\n" in capsysbinary.readouterr().out
+
+
+# --- a layout in VMCOREINFO that is not the ring's is an error, not a fraction of the log ----
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("SIZE(prb_desc)", "4096"),
+        ("SIZE(prb_desc)", "16"),
+        ("SIZE(printk_info)", "4096"),
+        ("SIZE(printk_info)", "80"),
+    ],
+)
+def test_structure_sizes_that_do_not_fit_their_members_are_refused(key, value):
+    ring = Ring()
+    for i in range(10):
+        ring.add(b"line %d" % i, i)
+    with pytest.raises(DumpError, match=re.escape(f"{key}={value}")):
+        read(ring, {**VMCOREINFO_61, key: value})
+
+
+def test_records_whose_sequence_numbers_do_not_follow_are_a_layout_error():
+    ring = Ring(count_bits=5, size_bits=10)
+    for i in range(20):
+        ring.add(b"line %d" % i, i)
+    rng = np.random.default_rng(3)
+    for slot in range(ring.count):  # what a wrong OFFSET(printk_info.seq) would read
+        struct.pack_into("<Q", ring.infos, slot * 88, int(rng.integers(0, 1 << 62)))
+    with pytest.raises(DumpError, match="sequence number"):
+        read(ring)
+
+
+def test_a_few_damaged_sequence_numbers_still_give_the_log():
+    ring = Ring(count_bits=5, size_bits=10)
+    for i in range(20):
+        ring.add(b"line %d" % i, i)
+    struct.pack_into("<Q", ring.infos, 7 * 88, 0)
+    assert len(read(ring).records) == 20

@@ -3,6 +3,7 @@
 import os
 import shutil
 
+import dumpdamage
 import numpy as np
 import pytest
 
@@ -108,3 +109,101 @@ def test_notes_parser_rejects_a_note_running_past_the_segment():
     bad = (5).to_bytes(4, "little") + (100).to_bytes(4, "little") + b"\0\0\0\0" + b"CORE\0\0\0\0"
     with pytest.raises(DumpError, match="malformed"):
         elfcore.parse_notes(bad)
+
+
+# --- values from the dump are bounded before they are used ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small(synth_factory):
+    """A 96 MiB 6.1 vmcore: cheap to copy and damage."""
+    return synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+
+
+def _damaged(small, tmp_path, damage) -> str:
+    path = str(tmp_path / "vmcore")
+    dumpdamage.sparse_copy(small.path, path)
+    damage(path)
+    return path
+
+
+def _load(path, i=0):
+    return [ph for ph in dumpdamage.phdrs(path) if ph["p_type"] == dumpdamage.PT_LOAD][i]
+
+
+def _note(path):
+    return dumpdamage.first(path, dumpdamage.PT_NOTE)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: dumpdamage.set_ehdr(p, "e_phoff", (1 << 64) - 64), "program header table"),
+        (lambda p: dumpdamage.set_ehdr(p, "e_phnum", 0xFFFF), "no section header"),
+        (lambda p: dumpdamage.set_phdr(p, _note(p), "p_offset", (1 << 64) - 100), "PT_NOTE 0"),
+        (lambda p: dumpdamage.set_phdr(p, _note(p), "p_filesz", 1 << 40), "p_filesz=0x"),
+        (lambda p: dumpdamage.set_phdr(p, _load(p), "p_memsz", (1 << 64) - 1), "p_memsz"),
+        (lambda p: dumpdamage.set_phdr(p, _load(p), "p_paddr", (1 << 64) - 4096), "p_paddr"),
+        (lambda p: dumpdamage.set_phdr(p, _load(p, 1), "p_offset", 1 << 63), "truncated"),
+    ],
+    ids=["e_phoff", "xnum-without-shdr", "note-offset", "note-size", "memsz", "paddr", "offset"],
+)
+def test_header_values_beyond_the_file_or_the_address_space_are_named(
+    small, tmp_path, damage, message
+):
+    path = _damaged(small, tmp_path, damage)
+    with pytest.raises(DumpError, match=message) as e:
+        ElfVmcore(path)
+    assert "\n" not in str(e.value)
+
+
+def _xnum(small, tmp_path, nulls: int, sh_info: int | None = None) -> str:
+    """The vmcore with its program headers moved behind ``nulls`` PT_NULL entries, counted
+    through PN_XNUM and section header 0 (``sh_info`` overrides the count it holds)."""
+    path = str(tmp_path / "xnum")
+    dumpdamage.sparse_copy(small.path, path)
+    hdrs = dumpdamage.phdrs(path)
+    with open(path, "rb") as f:
+        raw = [(f.seek(ph["at"]), f.read(56))[1] for ph in hdrs]
+    table = raw[:1] + [bytes(56)] * nulls + raw[1:]  # PT_NOTE first, the PT_LOADs last
+    at = -(-os.path.getsize(path) // 4096) * 4096
+    shoff = at + 56 * len(table)
+    shdr = bytearray(64)
+    shdr[44:48] = (len(table) if sh_info is None else sh_info).to_bytes(4, "little")
+    with open(path, "r+b") as f:
+        f.seek(at)
+        f.write(b"".join(table) + shdr)
+    for field, value in (("e_phoff", at), ("e_phnum", 0xFFFF), ("e_shoff", shoff)):
+        dumpdamage.set_ehdr(path, field, value)
+    dumpdamage.set_ehdr(path, "e_shentsize", 64)
+    dumpdamage.set_ehdr(path, "e_shnum", 1)
+    return path
+
+
+def test_pn_xnum_reads_every_program_header_past_65535(small, tmp_path):
+    with ElfVmcore(small.path) as src:
+        want = (src.loads, src.ram_ranges)
+    with ElfVmcore(_xnum(small, tmp_path, 70_000)) as src:
+        assert (src.loads, src.ram_ranges) == want
+
+
+def test_pn_xnum_with_a_count_below_0xffff_is_refused(small, tmp_path):
+    with pytest.raises(DumpError, match="sh_info=3 "):
+        ElfVmcore(_xnum(small, tmp_path, 10, sh_info=3))
+
+
+def test_incomplete_mark_of_the_input_is_seen(small, tmp_path):
+    path = _damaged(small, tmp_path, lambda p: dumpdamage.set_ehdr(p, "e_flags", 1))
+    with ElfVmcore(path) as src:
+        assert src.incomplete
+    with ElfVmcore(small.path) as src:
+        assert not src.incomplete
+
+
+def test_ram_beyond_max_physmem_bits_is_refused(small, tmp_path):
+    # 2^51 is a 52-bit address, but this 4-level kernel addresses 46 bits of RAM
+    path = _damaged(
+        small, tmp_path, lambda p: dumpdamage.set_phdr(p, _load(p, 1), "p_paddr", 1 << 51)
+    )
+    with pytest.raises(DumpError, match=r"MAX_PHYSMEM_BITS\)=46"):
+        ElfVmcore(path)

@@ -6,12 +6,17 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 
+import dumpdamage
 import pytest
 
 from dumpfilter import flat
 from dumpfilter.errors import DumpError
 from dumpfilter.output import FlatSink
+
+CMD = [sys.executable, "-m", "dumpfilter.cli"]
 
 
 def _stream(records: list[tuple[int, bytes]], end: bool = True) -> bytes:
@@ -71,3 +76,59 @@ def test_reassembly_refuses_an_existing_file_without_force(tmp_path):
     assert out.read_bytes() == b"keep"
     flat.reassemble(io.BytesIO(_stream([(0, b"new")])), str(out), force=True)
     assert out.read_bytes() == b"new"
+
+
+# --- an end marker that comes early ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=[["-c"], ["-E"]], ids=["kdump", "elf"])
+def stream(request, synth_factory, tmp_path_factory):
+    s = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+    path = tmp_path_factory.mktemp("flat") / "stream"
+    with open(path, "wb") as f:
+        r = subprocess.run(
+            [*CMD, "-F", *request.param, "-d", "31", s.path], stdout=f, stderr=subprocess.PIPE
+        )
+    assert r.returncode == 0, r.stderr
+    return path.read_bytes()
+
+
+def _rebuild(data: bytes, out) -> subprocess.CompletedProcess:
+    return subprocess.run([*CMD, "-R", str(out)], input=data, capture_output=True)
+
+
+def _marked(path) -> bool:
+    head = open(path, "rb").read(4096)
+    if head[:4] == b"\x7fELF":
+        return bool(struct.unpack_from("<I", head, 48)[0] & 1)
+    return bool(struct.unpack_from("<I", head, 424)[0] & 8)
+
+
+def test_a_whole_stream_rebuilds_unmarked(stream, tmp_path):
+    r = _rebuild(stream, tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert not _marked(tmp_path / "out")
+
+
+@pytest.mark.parametrize("where", [0.3, 0.6, 0.95])
+def test_an_early_end_marker_leaves_a_dump_marked_incomplete_and_fails(stream, tmp_path, where):
+    recs = dumpdamage.flat_records(stream)
+    pos = recs[max(1, int(len(recs) * where))][0]
+    r = _rebuild(stream[:pos] + dumpdamage.END_MARKER, tmp_path / "out")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert b"marked incomplete" in r.stderr
+    assert _marked(tmp_path / "out")
+
+
+def test_a_stream_cut_without_end_marker_leaves_nothing(stream, tmp_path):
+    r = _rebuild(stream[: len(stream) // 2], tmp_path / "out")
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_end_marker_before_the_layout_is_whole_leaves_nothing(stream, tmp_path):
+    recs = dumpdamage.flat_records(stream)
+    for cut in (4096, recs[1][0]):  # no record at all; the first record (the header) only
+        r = _rebuild(stream[:cut] + dumpdamage.END_MARKER, tmp_path / "out")
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert os.listdir(tmp_path) == []

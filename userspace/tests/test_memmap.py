@@ -1,5 +1,6 @@
 """mem_section -> physically contiguous mem_map chunks."""
 
+import dumpdamage
 import numpy as np
 import pytest
 
@@ -7,7 +8,7 @@ from dumpfilter.elfcore import ElfVmcore
 from dumpfilter.errors import DumpError
 from dumpfilter.memmap import mem_map_chunks, present_sections, section_flag_mask
 from dumpfilter.vmcoreinfo import VmcoreInfo
-from dumpfilter.x86_64 import AddressSpace
+from dumpfilter.x86_64 import AddressSpace, Unmapped
 
 
 def test_contiguous_vmemmap_gives_one_chunk_per_run(synth61):
@@ -65,3 +66,45 @@ def test_vmemmap_symbol_disagreeing_with_mem_section_is_a_dump_error(synth_facto
     s = synth_factory(kernel="6.1", patched=True, vmemmap_symbol=0xFFFFEA0040000000)
     with ElfVmcore(s.path) as src, pytest.raises(DumpError, match="corrupt mem_section"):
         mem_map_chunks(src)
+
+
+@pytest.fixture(scope="module")
+def small(synth_factory):
+    return synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
+
+
+def _with(small, tmp_path, key, value):
+    path = str(tmp_path / "vmcore")
+    dumpdamage.sparse_copy(small.path, path)
+    dumpdamage.set_vmcoreinfo(path, key, value)
+    return path
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("NUMBER(SECTION_SIZE_BITS)", "0", "SECTION_SIZE_BITS"),
+        ("NUMBER(SECTION_SIZE_BITS)", "-1", "SECTION_SIZE_BITS"),
+        ("NUMBER(SECTION_SIZE_BITS)", "45", "SECTION_SIZE_BITS"),
+        ("NUMBER(SECTION_SIZE_BITS)", "9" * 29, "SECTION_SIZE_BITS"),
+        ("OFFSET(mem_section.section_mem_map)", "-8", "section_mem_map"),
+        ("OFFSET(mem_section.section_mem_map)", "16", "section_mem_map"),
+        ("SIZE(mem_section)", "8192", "SIZE\\(mem_section\\)"),
+        ("LENGTH(mem_section)", "1000000", "LENGTH\\(mem_section\\)"),
+        ("NUMBER(MAX_PHYSMEM_BITS)", "64", "MAX_PHYSMEM_BITS"),
+    ],
+)
+def test_mem_section_values_x86_64_never_has_are_named(small, tmp_path, key, value, message):
+    with ElfVmcore(_with(small, tmp_path, key, value)) as src:
+        with pytest.raises(DumpError, match=message) as e:
+            mem_map_chunks(src)
+    assert "\n" not in str(e.value)
+
+
+def test_an_unmapped_walk_says_how_much_around_it_is_unmapped(small):
+    with ElfVmcore(small.path) as src:
+        asp = AddressSpace(src)
+        # far beyond the vmemmap of 96 MiB: its PUD (or PGD) entry is not present
+        with pytest.raises(Unmapped) as e:
+            asp.walk(small.vmemmap_base + (300 << 30))
+    assert e.value.size >= 1 << 30

@@ -116,3 +116,22 @@ def test_exported_mapping_anon_bit_is_used_and_the_fallback_is_bit_0():
     assert enc_for("6.12")[0].anon_bit == 0
     with pytest.raises(DumpError, match="PAGE_MAPPING_ANON"):
         enc_for("6.1", patched=True, anon_bit=3)
+
+
+@pytest.mark.parametrize("key", ["flags", "mapping", "private", "_mapcount", "compound_head"])
+@pytest.mark.parametrize("value", ["-24", "64", "4096"])
+def test_struct_page_offsets_outside_the_struct_are_named(key, value):
+    text = sv.vmcoreinfo_text("6.1")
+    old = next(ln for ln in text.split("\n") if ln.startswith(f"OFFSET(page.{key})="))
+    vi = VmcoreInfo.parse(text.replace(old, f"OFFSET(page.{key})={value}"))
+    with pytest.raises(DumpError, match=rf"OFFSET\(page\.{key}\)"):
+        detect(vi)
+
+
+@pytest.mark.parametrize("orders", ["0", "17", "64"])
+def test_page_order_counts_beyond_a_section_are_refused(orders):
+    text = sv.vmcoreinfo_text("6.1").replace(
+        "LENGTH(zone.free_area)=11", f"LENGTH(zone.free_area)={orders}"
+    )
+    with pytest.raises(DumpError, match=f"LENGTH\\(zone.free_area\\)={orders}"):
+        detect(VmcoreInfo.parse(text))

@@ -56,3 +56,34 @@ def test_garbage_value_is_a_clear_error():
 def test_raw_mapping_is_exposed_for_other_readers():
     vi = VmcoreInfo.parse(TEXT)
     assert vi.raw["CRASHTIME"] == "1764130000" and "SIZE(page)" in vi
+
+
+@pytest.mark.parametrize(
+    "line, key",
+    [
+        ("OFFSET(page.mapping)=-24", "OFFSET(page.mapping)"),
+        ("SIZE(page)=4294967296", "SIZE(page)"),
+        ("LENGTH(zone.free_area)=-1", "LENGTH(zone.free_area)"),
+        ("NUMBER(SECTION_SIZE_BITS)=" + "9" * 29, "NUMBER(SECTION_SIZE_BITS)"),
+        ("SYMBOL(prb)=-ffff", "SYMBOL(prb)"),
+    ],
+)
+def test_values_out_of_their_c_types_range_are_named(line, key):
+    vi = VmcoreInfo.parse(f"PAGESIZE=4096\n{line}\n".encode())
+    kind, _, name = key.partition("(")
+    with pytest.raises(DumpError, match="out of range") as e:
+        vi.opt(kind, name[:-1])
+    assert key in str(e.value)
+
+
+@pytest.mark.parametrize("ps", ["8192", "65536", str(1 << 40)])
+def test_page_sizes_other_than_x86_64s_are_refused(ps):
+    with pytest.raises(DumpError, match=f"PAGESIZE={ps}"):
+        _ = VmcoreInfo.parse(f"PAGESIZE={ps}\n".encode()).page_size
+
+
+def test_a_value_with_a_newline_or_many_digits_stays_one_short_line():
+    vi = VmcoreInfo.parse(b"PAGESIZE=4096\nSIZE(page)=6\x014" + b"7" * 200 + b"\n")
+    with pytest.raises(DumpError) as e:
+        vi.size("page")
+    assert "\n" not in str(e.value) and "\x01" not in str(e.value) and len(str(e.value)) < 100

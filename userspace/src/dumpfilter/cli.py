@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import DumpError
+from .messages import ML_DEBUG, ML_ERROR, ML_PROGRESS, ML_REPORT, STDOUT_NAME, Messages
+from .outfile import STDOUT
 
 if TYPE_CHECKING:
     from .report import Stats
@@ -25,13 +27,6 @@ if TYPE_CHECKING:
 # makedumpfile's exit codes (makedumpfile.h): COMPLETED, FAILED.
 EXIT_OK = 0
 EXIT_FAILED = 1
-
-# --message-level bits (makedumpfile man page).
-ML_PROGRESS = 1
-ML_COMMON = 2
-ML_ERROR = 4
-ML_DEBUG = 8
-ML_REPORT = 16
 
 
 @dataclass
@@ -70,10 +65,22 @@ def _size(text: str) -> int:
     t = text.strip().upper().removesuffix("B")
     try:
         if t and t[-1] in units:
-            return int(float(t[:-1]) * units[t[-1]])
-        return int(t)
-    except ValueError as e:
+            value = int(float(t[:-1]) * units[t[-1]])
+        else:
+            value = int(t)
+    except (ValueError, OverflowError) as e:  # OverflowError: inf, 1e400
         raise argparse.ArgumentTypeError(f"bad size {text!r}") from e
+    if not 0 < value < 1 << 63:  # an off_t
+        raise argparse.ArgumentTypeError(f"size {text!r} out of range")
+    return value
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped as Python would (a file name may hold a
+    newline), so that an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dump_levels(text: str) -> tuple[int, ...]:
@@ -93,25 +100,76 @@ def _dump_levels(text: str) -> tuple[int, ...]:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, makedumpfile's status
-        sys.stderr.write(f"dumpfilter: {message}\n")
+        if sys.stderr is not None:  # fd 2 closed: nowhere to say it
+            sys.stderr.write(f"dumpfilter: {one_line(message)}\n")
         raise SystemExit(EXIT_FAILED)
+
+
+_USAGE = """
+  dumpfilter [-d LEVEL[,LEVEL...]] [-c|-l|-p|-z|-E] [--num-threads N] [-L SIZE] [-f]
+             [--message-level N] [--show-stats] [--stats-json FILE] [--dry-run]
+             [--kernel-scan[=auto|require]] [-D] VMCORE DUMPFILE
+  dumpfilter -F [-d LEVEL] [-c|-l|-p|-z|-E] [options] VMCORE > STREAM
+  dumpfilter -R DUMPFILE < STREAM
+  dumpfilter --split [options] VMCORE DUMPFILE1 DUMPFILE2 [DUMPFILE3 ..]
+  dumpfilter --reassemble DUMPFILE1 DUMPFILE2 [DUMPFILE3 ..] DUMPFILE
+  dumpfilter --dump-dmesg [--partial-dmesg] VMCORE [LOGFILE]
+  dumpfilter --dry-run --show-stats [-d LEVEL] VMCORE
+  dumpfilter --check-params [options] VMCORE [DUMPFILE] | -h | -v"""
+
+_EPILOG = """\
+messages (--message-level, as makedumpfile's):
+  1   progress on stderr: rewritten in place on a terminal, a line every 5 s in a log
+  2   common messages on stdout: "The dumpfile is saved to X.", "makedumpfile Completed."
+  4   errors: one line on stderr
+  8   debug messages on stderr (-D)
+  16  the STEP times and the page report on stdout (--show-stats)
+  With -F, stdout carries the dump and messages for stdout go to stderr.
+
+exit status: 0 on success, 1 on any failure."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dumpfilter",
+        usage=_USAGE,
         description="Filter a Linux kernel crash dump (makedumpfile-compatible command line).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "-d", "--dump-level", type=_dump_levels, default=(0,), metavar="LEVEL[,LEVEL...]"
+        "-d",
+        "--dump-level",
+        type=_dump_levels,
+        default=(0,),
+        metavar="LEVEL[,LEVEL...]",
+        help="pages to exclude, a bit mask: 1 zero pages, 2 page cache without private data, "
+        "4 all page cache, 8 user process data, 16 free pages (31: all; default 0). "
+        "Hardware-poisoned and offline pages are always excluded. A list such as 11,31 "
+        "retries with the next level when the dump outgrows -L or the filesystem",
     )
     comp = p.add_mutually_exclusive_group()
-    comp.add_argument("-c", dest="compression", action="store_const", const="zlib")
-    comp.add_argument("-l", dest="compression", action="store_const", const="lzo")
-    comp.add_argument("-p", dest="compression", action="store_const", const="snappy")
-    comp.add_argument("-z", dest="compression", action="store_const", const="zstd")
-    p.add_argument("-E", dest="elf", action="store_true", help="write an ELF core")
-    p.add_argument("-F", dest="flatten", action="store_true", help="flattened stream to stdout")
+    comp.add_argument(
+        "-c", dest="compression", action="store_const", const="zlib", help="compress with zlib"
+    )
+    comp.add_argument(
+        "-l", dest="compression", action="store_const", const="lzo", help="compress with lzo"
+    )
+    comp.add_argument(
+        "-p", dest="compression", action="store_const", const="snappy", help="compress with snappy"
+    )
+    comp.add_argument(
+        "-z", dest="compression", action="store_const", const="zstd", help="compress with zstd"
+    )
+    p.add_argument(
+        "-E", dest="elf", action="store_true", help="write an ELF core, not kdump-compressed"
+    )
+    p.add_argument(
+        "-F",
+        dest="flatten",
+        action="store_true",
+        help="write a flattened stream to stdout (rebuild it with -R); messages go to stderr",
+    )
     p.add_argument(
         "-R",
         dest="reassemble",
@@ -129,25 +187,52 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="D1 D2 [D3 ..] DUMPFILE: merge --split files into one",
     )
-    p.add_argument("--num-threads", type=int, default=0, metavar="N")
-    p.add_argument("--message-level", type=int, default=7, metavar="N")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="compress in N worker threads (0, the default: in the main thread); "
+        "the output is the same",
+    )
+    p.add_argument(
+        "--message-level",
+        type=int,
+        default=7,
+        metavar="N",
+        help="which messages to print, makedumpfile's bit mask: 1 progress, 2 common "
+        "messages, 4 errors, 8 debug, 16 report (default 7; 0: none)",
+    )
     p.add_argument("--dump-dmesg", action="store_true", help="write the kernel log as text")
     p.add_argument(
         "--partial-dmesg",
         action="store_true",
         help="with --dump-dmesg: only what was logged since the log was last cleared",
     )
-    p.add_argument("--dry-run", action="store_true", help="classify and report, write nothing")
-    p.add_argument("--show-stats", action="store_true", help="print the page report")
+    p.add_argument(
+        "--dry-run", action="store_true", help="do everything but write: check and report"
+    )
+    p.add_argument(
+        "--show-stats", action="store_true", help="print the page report (message level 16)"
+    )
     p.add_argument("-f", dest="force", action="store_true", help="overwrite DUMPFILE")
-    p.add_argument("-L", dest="limit", type=_size, default=None, metavar="SIZE")
+    p.add_argument(
+        "-L",
+        dest="limit",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="write at most SIZE bytes (suffix K, M or G); a dump cut short is kept marked "
+        "incomplete and the run fails, unless a -d list has a level left",
+    )
     p.add_argument(
         "--kernel-scan",
         nargs="?",
         const="auto",
         default=None,
         choices=["auto", "require"],
-        help="classify in the capture kernel via /proc/vmcore_pfn_lists",
+        help="classify in the capture kernel via /proc/vmcore_pfn_lists "
+        "(auto: else our own scan; require: else fail)",
     )
     p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
     p.add_argument(
@@ -155,11 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only check that the command line is valid (exit 0) or not (exit 1)",
     )
-    p.add_argument("-D", dest="debug", action="store_true", help="debug messages too")
+    p.add_argument(
+        "-D", dest="debug", action="store_true", help="debug messages too (message level 8)"
+    )
     p.add_argument(
         "-v", action="version", version=f"dumpfilter {__version__}", help="show the version"
     )
-    p.add_argument("files", nargs="*", metavar="VMCORE [DUMPFILE]")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="VMCORE [DUMPFILE]",
+        help="the crash dump (/proc/vmcore, a saved ELF vmcore or a kdump-compressed dump) "
+        "and the file to write",
+    )
     return p
 
 
@@ -167,6 +260,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p = build_parser()
     a = p.parse_args(argv)
     files = list(a.files)
+    if "" in files or a.stats_json == "":
+        p.error("an empty file name was given")
     split_files: tuple[str, ...] = ()
     merge_files: tuple[str, ...] = ()
     if a.merge:
@@ -253,17 +348,18 @@ def run(opts: Options) -> int:
 
     _keep_freed_memory()
 
+    msgs = _messages(opts)
     if opts.reassemble:
         from . import flat
 
         flat.reassemble(sys.stdin.buffer, opts.dumpfile, force=opts.force)
-        return EXIT_OK
+        return _completed(msgs, [opts.dumpfile])
 
     if opts.merge_files:
         from . import split
 
         split.reassemble(opts.merge_files, opts.dumpfile, force=opts.force)
-        return EXIT_OK
+        return _completed(msgs, [opts.dumpfile])
 
     t0 = time.monotonic()
     with source.open_source(opts.vmcore) as src:
@@ -277,7 +373,7 @@ def run(opts: Options) -> int:
                 partial=opts.partial_dmesg,
                 inputs=(opts.vmcore,),
             )
-            return EXIT_OK
+            return _completed(msgs, [opts.dumpfile or STDOUT_NAME], "dmesg log")
 
         levels = opts.dump_levels or (opts.dump_level,)
         if opts.dry_run or opts.flatten or opts.split_files:
@@ -287,36 +383,70 @@ def run(opts: Options) -> int:
             try:
                 stats = _filter(src, attempt, retry=i + 1 < len(levels))
             except write.Retry as e:
-                _common(opts)(f"{e}; retrying with dump level {levels[i + 1]}")
+                msgs.common(f"{e}; retrying with dump level {levels[i + 1]}")
                 continue
             break
         stats.seconds["total"] = time.monotonic() - t0
 
-    if opts.says(ML_REPORT):
-        report.print_report(stats, sys.stderr if opts.flatten else sys.stdout)
+    if msgs.says(ML_REPORT):
+        msgs.write(ML_REPORT, "\n".join(report.report_lines(stats)))
     if opts.stats_json:
         report.write_json(stats, opts.stats_json, inputs=(opts.vmcore,))
+    if opts.dry_run:
+        return _completed(msgs, [])
+    if opts.flatten:
+        return _completed(msgs, [STDOUT_NAME])
+    return _completed(msgs, list(opts.split_files) or [opts.dumpfile])
+
+
+def _messages(opts: Options) -> Messages:
+    """makedumpfile's message levels; stdout is taken by the dump with -F, by an output
+    named ``-`` (a --dump-dmesg log also without a name) and by ``--stats-json -``."""
+    busy = (
+        opts.flatten
+        or opts.dumpfile == "-"
+        or opts.stats_json == "-"
+        or (opts.dump_dmesg and not opts.dumpfile)
+    )
+    return Messages(opts.message_level, stdout_busy=busy)
+
+
+def _completed(msgs: Messages, saved: list[str], what: str = "dumpfile") -> int:
+    """makedumpfile's closing lines (common messages): where the output went, "Completed"."""
+    if saved:
+        msgs.saved([STDOUT_NAME if p == STDOUT else p for p in saved], what)
+    msgs.completed()
     return EXIT_OK
 
 
 def _filter(src, opts: Options, *, retry: bool) -> Stats:
     """Classify at ``opts.dump_level`` and write (or only count, with --dry-run)."""
     from . import report, scan
+    from .output import Progress
 
+    msgs = _messages(opts)
     t_scan = time.monotonic()
     classification = None
     if opts.kernel_scan:
         from . import kernelscan
 
         classification = kernelscan.try_kernel_scan(
-            src, opts.dump_level, opts.kernel_scan, say=_common(opts)
+            src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )
     if classification is None:
         classification = scan.userspace_scan(src, opts.dump_level)
-    stats = report.Stats.from_classification(classification, opts.dump_level)
+    progress = Progress(
+        opts.says(ML_PROGRESS), "Excluding unnecessary pages", classification.max_pfn
+    )
+    stats = report.Stats.from_classification(
+        classification, opts.dump_level, src=src, progress=progress
+    )
+    stats.split = bool(opts.split_files)
     prepare = getattr(classification, "prepare_seconds", 0.0)
     stats.seconds["prepare"] = prepare
     stats.seconds["scan"] = time.monotonic() - t_scan - prepare
+    for key, step in report.STEPS[:2]:
+        msgs.step(step, stats.seconds[key])
     if opts.says(ML_DEBUG):
         _debug_layout(src, classification, stats)
 
@@ -329,10 +459,11 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         from . import write
 
         write.write_dump(src, classification, opts, stats, retry=retry)
-    elif opts.dump_level & 1:
-        # makedumpfile's dry run still reads kept pages to count the zero ones
-        stats.add_zero(report.count_zero_pages(src, classification, opts.dump_level))
+    else:
+        # as makedumpfile's dry run: all but the writing, so zero pages and sizes are known
+        report.dry_run(src, classification, opts, stats)
     stats.seconds["write"] = time.monotonic() - t_write
+    msgs.step(report.STEPS[2][1], stats.seconds["write"])
     return stats
 
 
@@ -361,40 +492,93 @@ def _debug_layout(src, classification, stats: Stats) -> None:
         print(f"dumpfilter: debug: {line}", file=sys.stderr)
 
 
-def _common(opts: Options):
-    """A printer for common messages (stderr, honouring --message-level)."""
+def _closed_std_fds() -> set[int]:
+    """Which of fds 0, 1, 2 the caller left closed (``>&-``, ``<&-``).
 
-    def say(text: str) -> None:
-        if opts.says(ML_COMMON):
-            print(f"dumpfilter: {text}", file=sys.stderr)
+    Each is reopened on /dev/null, so that no file this run opens takes its number (a dump
+    written through "stdout" into the input vmcore's fd, say)."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.add(fd)
+    for fd in sorted(closed):
+        new = os.open(os.devnull, os.O_RDWR)
+        if new != fd:
+            os.dup2(new, fd)
+            os.close(new)
+    # Python made the streams of closed fds None; print(file=None) would then write to
+    # sys.stdout, which may be a -F stream
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # for the whole run
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
+    return closed
 
-    return say
+
+def _check_std_streams(opts: Options, closed: set[int]) -> None:
+    """The standard streams this run reads or writes must be open (and stdin not a
+    directory): one error line now rather than a traceback later."""
+    if opts.reassemble:
+        if 0 in closed:
+            raise DumpError("-R reads the flattened stream from stdin, which is closed")
+        if _is_dir(0):
+            raise DumpError("-R reads the flattened stream from stdin, which is a directory")
+    to_stdout = opts.flatten or (opts.dump_dmesg and opts.dumpfile is None)
+    to_stdout = to_stdout or STDOUT in (opts.dumpfile, opts.stats_json)
+    to_stdout = to_stdout or (opts.says(ML_REPORT) and not opts.flatten and not opts.dump_dmesg)
+    if to_stdout and 1 in closed:
+        raise DumpError("standard output is closed")
+
+
+def _is_dir(fd: int) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISDIR(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _say_error(opts: Options, text: str) -> None:
+    if opts.says(ML_ERROR):
+        print(f"dumpfilter: {one_line(text)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    closed = _closed_std_fds()
     opts = parse_args(argv)  # a bad command line exits 1 here, with one line
     if opts.check_params:  # makedumpfile --check-params: nothing is opened
         return EXIT_OK
     try:
+        _check_std_streams(opts, closed)
         return run(opts)
     except DumpError as e:
-        if opts.says(ML_ERROR):
-            print(f"dumpfilter: {e}", file=sys.stderr)
+        _say_error(opts, str(e))
         return e.exit_code
     except KeyboardInterrupt:
-        print("dumpfilter: interrupted", file=sys.stderr)
+        _say_error(opts, "interrupted")
         return EXIT_FAILED
     except BrokenPipeError:
         # stdout went away under -F: nothing useful left to say on it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        print("dumpfilter: output pipe closed", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        _say_error(opts, "output pipe closed")
         return EXIT_FAILED
     except OSError as e:
-        print(
-            f"dumpfilter: {e.strerror or e}"
-            + (f": {e.filename}" if getattr(e, "filename", None) else ""),
-            file=sys.stderr,
-        )
+        name = getattr(e, "filename", None)
+        _say_error(opts, f"{e.strerror or e}" + (f": {name}" if name else ""))
+        return EXIT_FAILED
+    except MemoryError:
+        _say_error(opts, "out of memory")
+        return EXIT_FAILED
+    except Exception as e:
+        # Last resort: a value no check caught.  One line; the traceback with -D.
+        if opts.says(ML_DEBUG):
+            import traceback
+
+            traceback.print_exc()
+        _say_error(opts, f"internal error: {type(e).__name__}: {e}")
         return EXIT_FAILED
 
 

@@ -429,6 +429,8 @@ def write_kdump(
     geo = Geometry(ps, max_mapnr, len(src.notes))
     codec = opts.compression
     status = CODEC_FLAGS[codec] if codec else 0
+    if getattr(src, "incomplete", False):
+        status |= STATUS_INCOMPLETE  # pages the input lost are lost in the output too
     find_zero = bool(opts.dump_level & DL_ZERO)
 
     # Block 0 + sub header + notes.  A random-access file first says "incomplete" and is
@@ -540,6 +542,10 @@ def write_kdump(
         raise DumpError(f"internal error: {desc_index} descriptors for {last - first} pages")
     if sink.seekable:
         sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
+        # the padding of the header blocks, which makedumpfile seeks over (its "Write bytes")
+        pad = ps - _HEADER.size + geo.sub_hdr_blocks * ps - _SUBHDR.size - geo.size_note
+        if hasattr(stats, "uncounted_bytes"):
+            stats.uncounted_bytes = pad
     record_zero(stats, zero_count)
 
 

@@ -18,15 +18,35 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .elfcore import parse_notes
+from .elfcore import MAX_NOTES, MAX_PHYS, parse_notes
 from .errors import DumpError
-from .vmcoreinfo import VmcoreInfo
+from .vmcoreinfo import X86_64_PAGE_SIZE, VmcoreInfo
 
 _FLAG_CODEC = {0x1: "zlib", 0x2: "lzo", 0x4: "snappy", 0x20: "zstd"}
 _DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 _BLOCK_BITS = 512  # prefix-count granularity
 _POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 _CACHE_PAGES = 256
+STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE: the writer was cut short
+_MAX_SUB_BLOCKS = 1 << 20
+_LOST_STEP = 1 << 20  # PFNs per step when looking for the lost pages of an incomplete dump
+
+
+def _vmcoreinfo_note(desc: bytes) -> bytes:
+    """An ELF note named VMCOREINFO (type 0) holding ``desc``, 4-byte aligned."""
+    name = b"VMCOREINFO\0"
+    pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
+    return struct.pack("<III", len(name), len(desc), 0) + pad(name) + pad(desc)
+
+
+def _snappy_length(raw: bytes) -> int | None:
+    """The uncompressed length a raw snappy block announces (a varint), None if malformed."""
+    value = 0
+    for i, b in enumerate(raw[:5]):
+        value |= (b & 0x7F) << (7 * i)
+        if not b & 0x80:
+            return value
+    return None
 
 
 class KdumpInput:
@@ -48,7 +68,10 @@ class KdumpInput:
             raise
 
     def _pread(self, size: int, off: int) -> bytes:
-        data = os.pread(self._f.fileno(), size, off)
+        try:
+            data = os.pread(self._f.fileno(), size, off)
+        except OSError as e:
+            raise DumpError(f"{self.path}: read error at offset {off:#x}: {e.strerror}") from None
         if len(data) != size:
             raise DumpError(f"{self.path} is truncated (short read at offset {off:#x})")
         return data
@@ -66,10 +89,20 @@ class KdumpInput:
             )
         status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", h, 424)
         (self.header_nr_cpus,) = struct.unpack_from("<i", h, 460)
-        if bs <= 0 or bs & (bs - 1) or not 0 < sub_blocks < 1 << 20 or bitmap_blocks <= 0:
-            raise DumpError(f"{self.path}: corrupt kdump header")
+        self.file_size = size = os.fstat(self._f.fileno()).st_size
+        # blocks are pages (makedumpfile writes block_size = page size), 4 KiB on x86_64
+        if bs != X86_64_PAGE_SIZE:
+            raise DumpError(
+                f"{self.path}: kdump header block_size={bs} is not the x86_64 page size "
+                f"({X86_64_PAGE_SIZE})"
+            )
+        if not 0 < sub_blocks < _MAX_SUB_BLOCKS or (1 + sub_blocks) * bs > size:
+            raise DumpError(f"{self.path}: kdump header sub_hdr_size={sub_blocks} is corrupt")
+        if bitmap_blocks <= 0:
+            raise DumpError(f"{self.path}: kdump header bitmap_blocks={bitmap_blocks} is corrupt")
         self.block_size = bs
         self.status = status
+        self.incomplete = bool(status & STATUS_INCOMPLETE)
         sub = self._pread(104, bs)
         (self.phys_base,) = struct.unpack_from("<Q", sub, 0)
         (self.input_dump_level,) = struct.unpack_from("<i", sub, 8)
@@ -79,14 +112,23 @@ class KdumpInput:
         if version >= 6:
             (max64,) = struct.unpack_from("<Q", sub, 96)
             max_mapnr = max64 or max_mapnr
+        if max_mapnr > MAX_PHYS // bs:
+            raise DumpError(
+                f"{self.path}: max_mapnr={max_mapnr:#x} is beyond x86_64's 52-bit physical "
+                "address space"
+            )
         if version >= 4 and size_note:
+            self._check_range("offset_note/size_note", off_note, size_note)
             self.notes = self._pread(size_note, off_note)
             parsed = parse_notes(self.notes)
             info = [d for n, _t, d in parsed if n == b"VMCOREINFO"]
             self.nr_cpus = sum(1 for n, t, _ in parsed if n == b"CORE" and t == 1)
         elif version >= 3 and size_vi:
+            self._check_range("offset_vmcoreinfo/size_vmcoreinfo", off_vi, size_vi)
             info = [self._pread(size_vi, off_vi)]
-            self.notes = b""
+            # no copy of the notes (version 3): the VMCOREINFO alone, as a note, so that a
+            # dump written from this one carries it too
+            self.notes = _vmcoreinfo_note(info[0])
             self.nr_cpus = self.header_nr_cpus
         else:
             info = []
@@ -102,7 +144,6 @@ class KdumpInput:
         self.max_pfn = int(max_mapnr)
         bm_off = (1 + sub_blocks) * bs
         self.desc_off = bm_off + bitmap_blocks * bs
-        size = os.fstat(self._f.fileno()).st_size
         if size < self.desc_off:
             raise DumpError(f"{self.path} is truncated (bitmaps)")
         self._mm = mmap.mmap(self._f.fileno(), self.desc_off, mmap.MAP_PRIVATE, mmap.PROT_READ)
@@ -120,7 +161,38 @@ class KdumpInput:
         self.ram_ranges = self._runs(self._bm1)
         if not self.ram_ranges:
             raise DumpError(f"{self.path}: the RAM bitmap is empty")
-        self.file_size = size
+        self._dumpable = self._bm2  # minus the pages an incomplete dump lost
+        if self.incomplete:
+            self._dumpable = self._without_lost_pages()
+
+    def _check_range(self, what: str, off: int, size: int) -> None:
+        """A region the sub header points at must lie in the file (and be note-sized)."""
+        if off < 0 or size > MAX_NOTES or off + size > self.file_size:
+            raise DumpError(
+                f"{self.path}: kdump sub header {what} ({off:#x}, {size:#x}) lies outside "
+                f"the file ({self.file_size:#x} bytes)"
+            )
+
+    def _without_lost_pages(self) -> np.ndarray:
+        """The 2nd bitmap less the pages whose descriptor was never written.
+
+        A dump cut short (-L, a full disk) keeps its bitmaps but leaves the descriptors of
+        the pages that did not fit all zero (offset 0); those pages are not in the dump, and
+        a re-filtered dump must not claim them either.  The 2nd bitmap itself still numbers
+        the descriptors, so it stays as it is."""
+        out = np.array(self._bm2)
+        step = _LOST_STEP // 8
+        for b0 in range(0, len(out), step):
+            bits = np.unpackbits(self._bm2[b0 : b0 + step], bitorder="little")
+            pfns = np.flatnonzero(bits)
+            if len(pfns) == 0:
+                continue
+            first = int(self._prefix[b0 * 8 // _BLOCK_BITS])
+            raw = self._pread(24 * len(pfns), self.desc_off + 24 * first)
+            lost = pfns[np.frombuffer(raw, _DESC)["offset"] == 0]
+            bits[lost] = 0
+            out[b0 : b0 + step] = np.packbits(bits, bitorder="little")
+        return out
 
     def _runs(self, bm: np.ndarray) -> list[tuple[int, int]]:
         """[start, end) runs of set bits, found window by window (bounded memory)."""
@@ -151,7 +223,7 @@ class KdumpInput:
 
     def is_dumpable(self, start_pfn: int, end_pfn: int) -> np.ndarray:
         out = np.zeros(end_pfn - start_pfn, bool)
-        got = self._bits(self._bm2, start_pfn, end_pfn)
+        got = self._bits(self._dumpable, start_pfn, end_pfn)
         out[: len(got)] = got
         return out
 
@@ -180,6 +252,9 @@ class KdumpInput:
             raise DumpError(f"{self.path}: corrupt page descriptor for pfn {pfn:#x}")
         raw = self._pread(size, off)
         codec = _FLAG_CODEC.get(flags & 0x27)
+        if codec == "snappy" and _snappy_length(raw) != ps:
+            # the stream's own length header, checked before anything is allocated for it
+            raise DumpError(f"{self.path}: pfn {pfn:#x} does not decompress to a page (snappy)")
         if codec is None:
             if size != ps:
                 raise DumpError(f"{self.path}: pfn {pfn:#x} has size {size} but no compression")

@@ -136,24 +136,36 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
             f"{n - 1} records behind head id {head_id:#x}, ring holds {count})"
         )
 
-    desc_size = _sane_size(vi.size("prb_desc"))
-    info_size = _sane_size(vi.size("printk_info"))
+    lpos = vi.offset("prb_desc.text_blk_lpos")
+    o_begin, o_next = vi.offset("prb_data_blk_lpos.begin"), vi.offset("prb_data_blk_lpos.next")
+    o_state = vi.offset("prb_desc.state_var") + counter
+    o_seq, o_ts = vi.offset("printk_info.seq"), vi.offset("printk_info.ts_nsec")
+    o_tlen = vi.offset("printk_info.text_len")
+    o_caller = vi.opt("OFFSET", "printk_info.caller_id")
+    # Array strides must be the structures the members describe: a wrong one reads every
+    # record but the first from the wrong place, and would print a fraction of the log.
+    # 5.10's prb_desc also has a dict_blk_lpos (16 bytes) that VMCOREINFO does not describe.
+    desc_end = max(o_state + 8, lpos + o_begin + 8, lpos + o_next + 8)
+    desc_size = _struct_size(vi, "prb_desc", desc_end, 16)
+    info_end = max(o_seq + 8, o_ts + 8, o_tlen + 2, 0 if o_caller is None else o_caller + 4)
+    if vi.has("OFFSET(printk_info.dev_info)") and vi.has("SIZE(dev_printk_info)"):
+        info_end = max(info_end, vi.offset("printk_info.dev_info") + vi.size("dev_printk_info"))
+        info_size = _struct_size(vi, "printk_info", info_end, 0)
+    else:  # before 5.11: no dev_info; dict_len and the level/flag bytes are not described
+        info_size = _struct_size(vi, "printk_info", info_end, 16)
     descs = _read(read_virt, descs_va, count * desc_size, "the printk descriptor array")
     infos = _read(read_virt, infos_va, count * info_size, "the printk_info array")
     data = _read(read_virt, data_va, 1 << size_bits, "the printk text ring")
 
-    state_var = _field_view(
-        descs, count, desc_size, vi.offset("prb_desc.state_var") + counter, "<u8"
-    )
-    lpos = vi.offset("prb_desc.text_blk_lpos")
-    begin = _field_view(descs, count, desc_size, lpos + vi.offset("prb_data_blk_lpos.begin"), "<u8")
-    nxt = _field_view(descs, count, desc_size, lpos + vi.offset("prb_data_blk_lpos.next"), "<u8")
-    seq = _field_view(infos, count, info_size, vi.offset("printk_info.seq"), "<u8")
-    ts = _field_view(infos, count, info_size, vi.offset("printk_info.ts_nsec"), "<u8")
-    text_len = _field_view(infos, count, info_size, vi.offset("printk_info.text_len"), "<u2")
+    state_var = _field_view(descs, count, desc_size, o_state, "<u8")
+    begin = _field_view(descs, count, desc_size, lpos + o_begin, "<u8")
+    nxt = _field_view(descs, count, desc_size, lpos + o_next, "<u8")
+    seq = _field_view(infos, count, info_size, o_seq, "<u8")
+    ts = _field_view(infos, count, info_size, o_ts, "<u8")
+    text_len = _field_view(infos, count, info_size, o_tlen, "<u2")
     caller = None
-    if vi.has("OFFSET(printk_info.caller_id)"):
-        caller = _field_view(infos, count, info_size, vi.offset("printk_info.caller_id"), "<u4")
+    if o_caller is not None:
+        caller = _field_view(infos, count, info_size, o_caller, "<u4")
 
     # Walk ids tail..head (the kernel's reader order); a slot is usable only if its state_var
     # still carries this id and the record is committed or finalized.
@@ -165,6 +177,7 @@ def read_lockless(read_virt: ReadVirt, vmcoreinfo: Mapping[str, str]) -> Log:
         (state == _DESC_COMMITTED) | (state == _DESC_FINALIZED)
     )
 
+    _check_seq_order(seq[idx[ok]], ids[ok])
     records: list[Record] = []
     skipped = 0
     for i in idx[ok].tolist():
@@ -271,6 +284,35 @@ def read_legacy(
         )
         idx += length
     raise DumpError("kernel log_buf is corrupt (record chain does not reach log_next_idx)")
+
+
+def _struct_size(vi: VmcoreInfo, name: str, member_end: int, slack: int) -> int:
+    """SIZE(name), which must hold its described members (ending at ``member_end``) and at
+    most ``slack`` bytes of undescribed ones, after alignment to 8 bytes."""
+    size = vi.size(name)
+    most = -(-member_end // 8) * 8 + slack
+    if not member_end <= size <= most:
+        raise DumpError(
+            f"VMCOREINFO SIZE({name})={size} does not fit its members ({member_end}..{most} bytes)"
+        )
+    return size
+
+
+def _check_seq_order(seqs: np.ndarray, ids: np.ndarray) -> None:
+    """Records in id order carry consecutive sequence numbers: prb_reserve() gives an id's
+    record the seq of the slot's previous record plus the ring's size, so seq - id is the
+    same for every record.  If most neighbours disagree, the printk_info layout VMCOREINFO
+    gives is not the ring's, and the records read would be a random fraction of the log."""
+    if len(seqs) < 4:
+        return
+    mask = np.uint64(_ID_MASK)
+    step = ((seqs[1:] - seqs[:-1]) & mask) == ((ids[1:] - ids[:-1]) & mask)
+    follow = int(np.count_nonzero(step))
+    if 2 * follow < len(step):
+        raise DumpError(
+            f"printk ring buffer: only {follow} of {len(step)} records follow their "
+            "predecessor's sequence number (is the printk_info layout in VMCOREINFO wrong?)"
+        )
 
 
 def _sane_size(size: int) -> int:

@@ -24,6 +24,12 @@ from .errors import DumpError
 from .vmcoreinfo import VmcoreInfo
 
 PT_LOAD, PT_NOTE = 1, 4
+PHDR_SIZE, SHDR_SIZE = 56, 64
+PN_XNUM = 0xFFFF  # e_phnum when the real count is in section header 0's sh_info
+MAX_PHNUM = 1 << 22  # one per memory range: millions would be a corrupt sh_info
+MAX_NOTES = 64 << 20  # NT_PRSTATUS of 8192 CPUs and VMCOREINFO take a few MiB
+MAX_PHYS = 1 << 52  # x86_64 MAX_PHYSMEM_BITS with 5-level paging
+ELF_INCOMPLETE = 0x1  # e_flags bit of a dump cut short (makedumpfile DUMP_ELF_INCOMPLETE)
 EM_X86_64 = 62
 ET_CORE = 4
 NT_PRSTATUS = 1
@@ -124,42 +130,64 @@ class ElfVmcore:
             raise DumpError(f"{self.path}: big-endian ELF; only x86_64 vmcores are supported")
         if len(eh) < 64:
             raise DumpError(f"{self.path} is truncated (ELF header)")
-        (e_type, e_machine, _v, _entry, e_phoff, _sh, _fl, _ehs, e_phentsize, e_phnum) = (
+        (e_type, e_machine, _v, _entry, e_phoff, e_shoff, e_flags, _ehs, e_phentsize, e_phnum) = (
             struct.unpack_from("<HHIQQQIHHH", eh, 16)
         )
+        e_shentsize, e_shnum = struct.unpack_from("<HH", eh, 58)
         if e_machine != EM_X86_64:
             name = _MACHINES.get(e_machine, f"machine {e_machine}")
             raise DumpError(f"{self.path} is an {name} vmcore; only x86_64 is supported")
         if e_type != ET_CORE:
             raise DumpError(f"{self.path} is not an ELF core file (e_type {e_type})")
-        if e_phentsize != 56 or not 1 <= e_phnum <= 65535:
-            raise DumpError(f"{self.path}: bad program header table ({e_phnum} x {e_phentsize})")
         self.ehdr = eh
+        # the writers' "incomplete" mark (-L, a full disk): what is missing stays missing
+        self.incomplete = bool(e_flags & ELF_INCOMPLETE)
         self.file_size = os.fstat(self._fd).st_size
         if self.file_size <= 0:
             raise DumpError(f"{self.path}: size unknown or zero; cannot map it")
-        ph = self._pread(56 * e_phnum, e_phoff)
+        if e_phentsize != PHDR_SIZE or e_phnum == 0:
+            raise DumpError(f"{self.path}: bad program header table ({e_phnum} x {e_phentsize})")
+        if e_phnum == PN_XNUM:
+            e_phnum = self._xnum(e_shoff, e_shentsize, e_shnum)
+        self._check_range("the program header table (e_phoff)", e_phoff, PHDR_SIZE * e_phnum)
+        ph = self._pread(PHDR_SIZE * e_phnum, e_phoff)
         loads: list[Load] = []
         notes = []
         for i in range(e_phnum):
             p_type, p_flags, off, vaddr, paddr, filesz, memsz, _al = struct.unpack_from(
-                "<IIQQQQQQ", ph, 56 * i
+                "<IIQQQQQQ", ph, PHDR_SIZE * i
             )
             if p_type == PT_NOTE:
+                if filesz > MAX_NOTES:
+                    raise DumpError(
+                        f"{self.path}: PT_NOTE {i} p_filesz={filesz:#x} is implausible "
+                        f"(notes are at most {MAX_NOTES >> 20} MiB)"
+                    )
+                self._check_range(f"PT_NOTE {i} (p_offset)", off, filesz)
                 notes.append((off, filesz))
             elif p_type == PT_LOAD:
                 if memsz == 0:
                     continue
                 if filesz > memsz:
                     raise DumpError(f"{self.path}: PT_LOAD {i} has filesz > memsz")
+                if paddr + memsz > MAX_PHYS:
+                    raise DumpError(
+                        f"{self.path}: PT_LOAD {i} p_paddr={paddr:#x} p_memsz={memsz:#x} ends "
+                        "beyond x86_64's 52-bit physical address space"
+                    )
+                if vaddr + memsz > 1 << 64:
+                    raise DumpError(
+                        f"{self.path}: PT_LOAD {i} p_vaddr={vaddr:#x} p_memsz={memsz:#x} runs "
+                        "past the end of the address space"
+                    )
+                # /proc/vmcore reports its real size; a saved copy shorter than its PT_LOADs
+                # is cut.
+                if filesz and off + filesz > self.file_size:
+                    raise DumpError(
+                        f"{self.path} is truncated: PT_LOAD {i} ends at byte "
+                        f"{off + filesz:#x} but the file has {self.file_size:#x}"
+                    )
                 loads.append(Load(paddr, vaddr, off, filesz, memsz, p_flags))
-        # /proc/vmcore reports its real size; a saved copy shorter than its PT_LOADs is cut.
-        for ld in loads:
-            if ld.offset + ld.filesz > self.file_size:
-                raise DumpError(
-                    f"{self.path} is truncated: a PT_LOAD ends at byte "
-                    f"{ld.offset + ld.filesz:#x} but the file has {self.file_size:#x}"
-                )
         if not loads:
             raise DumpError(f"{self.path} has no PT_LOAD segments")
         if not notes:
@@ -172,6 +200,7 @@ class ElfVmcore:
             raise DumpError(f"{self.path} has no VMCOREINFO note")
         self.vmcoreinfo = VmcoreInfo.parse(info[0])
         self.page_size = self.vmcoreinfo.page_size
+        self._check_physmem(loads)
         self.loads = loads
         ps = self.page_size
         self.ram_ranges = merge_ranges(
@@ -185,7 +214,47 @@ class ElfVmcore:
         self._starts = np.array([ld.paddr for ld in self._segs], np.uint64)
         self._ends = np.array([ld.paddr + ld.memsz for ld in self._segs], np.uint64)
 
+    def _xnum(self, e_shoff: int, e_shentsize: int, e_shnum: int) -> int:
+        """The program header count of an ELF with ``e_phnum == PN_XNUM``: more than 65534
+        headers (a machine with many memory ranges), the real count in section header 0's
+        ``sh_info`` (elf(5); the kernel's vmcore and makedumpfile's ELF output do this)."""
+        if e_shoff == 0 or e_shnum == 0 or e_shentsize < SHDR_SIZE:
+            raise DumpError(
+                f"{self.path}: e_phnum is PN_XNUM (0xffff) but there is no section header "
+                "to hold the real program header count"
+            )
+        self._check_range("section header 0 (e_shoff)", e_shoff, SHDR_SIZE)
+        (count,) = struct.unpack_from("<I", self._pread(SHDR_SIZE, e_shoff), 44)
+        if not PN_XNUM <= count <= MAX_PHNUM:
+            raise DumpError(
+                f"{self.path}: section header 0 sh_info={count} is not a PN_XNUM program "
+                f"header count ({PN_XNUM}..{MAX_PHNUM})"
+            )
+        return count
+
+    def _check_physmem(self, loads: list[Load]) -> None:
+        """RAM lies below 2^MAX_PHYSMEM_BITS (46 with 4-level paging): a PT_LOAD above it
+        is corrupt, and would make every per-PFN pass walk up to 2^40 PFNs of nothing."""
+        bits = self.vmcoreinfo.opt("NUMBER", "MAX_PHYSMEM_BITS")
+        if bits is None or not 0 < bits < 52:
+            return  # absent, or 52 already checked; a corrupt value is memmap's to report
+        for ld in loads:
+            if ld.paddr + ld.memsz > 1 << bits:
+                raise DumpError(
+                    f"{self.path}: the PT_LOAD at physical {ld.paddr:#x} ends at "
+                    f"{ld.paddr + ld.memsz:#x}, beyond NUMBER(MAX_PHYSMEM_BITS)={bits}"
+                )
+
+    def _check_range(self, what: str, offset: int, size: int) -> None:
+        """``size`` bytes at ``offset`` must lie inside the file (values from the dump)."""
+        if offset + size > self.file_size:
+            raise DumpError(
+                f"{self.path}: {what} at {offset:#x} (+{size:#x}) lies beyond the end of the "
+                f"file ({self.file_size:#x} bytes)"
+            )
+
     # ---------------------------------------------------------------- physical reads
+
     def _seg_for(self, paddr: int, size: int) -> Load:
         last = self._last
         if last.paddr <= paddr and paddr + size <= last.paddr + last.memsz:

@@ -211,11 +211,13 @@ def write_elf(src, classification, opts, stats, sink) -> None:
     with Encoder(None, ps, opts.num_threads) as enc, RunReader(src) as runs:
         nseg = 0
         zero = 0
+        data_pages = 0  # pages of segment data: what the progress counts
         for item in _segments(src, classification, opts.dump_level, enc, zeros, runs):
             if item[0] == "zero":
                 zero += item[1]
             else:
                 nseg += 1
+                data_pages += item[2] - item[1]
         nph = nseg + 1
         xnum = nph >= PN_XNUM
         phoff = 64
@@ -229,7 +231,8 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         eh[5], eh[6], eh[8], eh[9] = phoff, shoff, 64, 56
         eh[10] = PN_XNUM if xnum else nph
         eh[11], eh[12], eh[13] = (64, 1, 0) if xnum else (0, 0, 0)
-        flags = eh[7]
+        # an input cut short (its own mark) gives an output that is not whole either
+        flags = eh[7] | (DUMP_ELF_INCOMPLETE if getattr(src, "incomplete", False) else 0)
         eh[7] = flags | (DUMP_ELF_INCOMPLETE if sink.seekable else 0)
         head = [_EHDR.pack(*eh)]
         sink.write_at(0, head)
@@ -240,7 +243,9 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         )
         sink.write_at(notes_off, [bytes(src.notes)])
 
-        progress = Progress(opts.says(1), "Copying data", nseg)
+        progress = Progress(opts.says(1), "Copying data", data_pages)
+        done = 0
+        data_pfns: list[tuple[int, int]] = []  # PFN ranges the file holds data for
         cuts = span_cuts(src)
         pos = data_off
         i = 0
@@ -253,23 +258,32 @@ def write_elf(src, classification, opts, stats, sink) -> None:
             mem_hi = min(me * ps, ld.paddr + ld.filesz)
             filesz = max(file_hi - seg_lo, 0)
             off = pos if filesz else 0
+            if filesz:
+                data_pfns.append((s, fe))
             for p, q in spans(s, fe, cuts):
                 view = read_span(src, p, q - p).reshape(-1)
                 lo = max(seg_lo - p * ps, 0)
                 hi = min(file_hi - p * ps, (q - p) * ps)
                 sink.write_at(pos, [view[lo:hi]])
                 pos += hi - lo
+                done += q - p
+                progress.update(done)
             vaddr = ld.vaddr + (seg_lo - ld.paddr) if ld.vaddr else 0
             i += 1
             sink.write_at(
                 phoff + 56 * i,
                 [_PHDR.pack(PT_LOAD, ld.flags, off, vaddr, seg_lo, filesz, mem_hi - seg_lo, 0)],
             )
-            progress.update(i)
         progress.finish()
         if i != nseg:
             raise DumpError(f"internal error: {i} segments written, {nseg} counted")
     if sink.seekable:
         eh[7] = flags
         sink.write_at(0, [_EHDR.pack(*eh)])
+    if hasattr(stats, "elf_pages"):  # the report's "in ELF format" lines
+        from .report import elf_file_pages
+
+        stats.elf_pages = elf_file_pages(src, data_pfns)
+        # makedumpfile writes the program headers twice: its "Write bytes" counts them so
+        stats.uncounted_bytes = -_PHDR.size * nph if sink.seekable else 0
     record_zero(stats, zero)

@@ -13,12 +13,141 @@ import os
 import struct
 from typing import BinaryIO
 
+import numpy as np
+
 from .errors import DumpError
 from .outfile import SafeFile
 from .output import FlatSink, OutputFull, _write_all
 
 _RECORD = struct.Struct(">qq")
 _CHUNK = 1 << 20
+# Where the "incomplete" mark of each format lives: kdump header ``status`` (offset 424,
+# DUMP_DH_COMPRESSED_INCOMPLETE) and ELF64 ``e_flags`` (offset 48, DUMP_ELF_INCOMPLETE).
+_KDUMP_STATUS, _KDUMP_INCOMPLETE = 424, 0x8
+_ELF_FLAGS, _ELF_INCOMPLETE = 48, 0x1
+_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+_DESC_STEP = 1 << 20  # descriptors checked per step
+
+
+class _Written:
+    """The byte ranges the records filled, merged; ``has(a, b)`` for arrays of ranges."""
+
+    def __init__(self, ranges: list[tuple[int, int]]):
+        starts: list[int] = []
+        ends: list[int] = []
+        for a, b in sorted(r for r in ranges if r[0] < r[1]):
+            if ends and a <= ends[-1]:
+                ends[-1] = max(ends[-1], b)
+            else:
+                starts.append(a)
+                ends.append(b)
+        self.starts = np.array(starts, np.int64)
+        self.ends = np.array(ends, np.int64)
+
+    def has(self, a, b) -> np.ndarray:
+        a, b = np.atleast_1d(np.asarray(a, np.int64)), np.atleast_1d(np.asarray(b, np.int64))
+        i = np.searchsorted(self.starts, a, side="right") - 1
+        ok = i >= 0
+        return ok & (self.ends[np.maximum(i, 0)] >= b)
+
+
+def _missing_in(wfd: int, written: _Written) -> str | None:
+    """``_missing`` of the file open (perhaps write-only) as ``wfd``, read through a
+    descriptor of its own."""
+    try:
+        fd = os.open(f"/proc/self/fd/{wfd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise DumpError(f"cannot read back the rebuilt dump: {e.strerror}") from e
+    try:
+        return _missing(fd, written)
+    finally:
+        os.close(fd)
+
+
+def _missing(fd: int, written: _Written) -> str | None:
+    """What the rebuilt file lacks that its own headers say it holds, or None if whole.
+
+    A stream that ends early but with its end marker (a writer that stopped and still
+    closed the stream) rebuilds into a file of the right shape with parts never written;
+    those parts are found here from the file's layout: kdump header, bitmaps, descriptors
+    and the page data they point at, or an ELF's program headers and segments."""
+    head = os.pread(fd, 4096, 0)
+    if head[:8] in (b"KDUMP   ", b"DISKDUMP") and len(head) >= 464:
+        return _kdump_missing(fd, head, written)
+    if head[:4] == b"\x7fELF" and len(head) >= 64 and head[4] == 2:
+        return _elf_missing(fd, head, written)
+    return None
+
+
+def _kdump_missing(fd: int, head: bytes, written: _Written) -> str | None:
+    status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", head, 424)
+    if bs <= 0 or sub_blocks <= 0 or bitmap_blocks <= 0:
+        return None  # not a layout to check; reading it will say what is wrong
+    bm_off = (1 + sub_blocks) * bs
+    desc_off = bm_off + bitmap_blocks * bs
+    if not written.has([0, bs], [464, bs + 104]).all():
+        return "the kdump header"
+    (off_note, size_note) = struct.unpack("<qQ", os.pread(fd, 16, bs + 48))
+    if size_note and not written.has(off_note, off_note + size_note)[0]:
+        return "the notes"
+    if not written.has(bm_off, desc_off)[0]:
+        return "the bitmaps"
+    size = os.fstat(fd).st_size
+    half = bitmap_blocks * bs // 2
+    nbytes = min((max_mapnr + 7) // 8, half)
+    dumpable = 0
+    for b0 in range(0, nbytes, _CHUNK):
+        bm = np.frombuffer(os.pread(fd, min(_CHUNK, nbytes - b0), bm_off + half + b0), np.uint8)
+        dumpable += int(np.unpackbits(bm).sum())
+    if not written.has(desc_off, desc_off + 24 * dumpable)[0]:
+        return "page descriptors"
+    for i in range(0, dumpable, _DESC_STEP):
+        n = min(_DESC_STEP, dumpable - i)
+        raw = os.pread(fd, 24 * n, desc_off + 24 * i)
+        if len(raw) != 24 * n:
+            return "page descriptors"
+        d = np.frombuffer(raw, _DESC)
+        off, end = d["offset"], d["offset"] + d["size"].astype(np.int64)
+        lost = off == 0  # never written: allowed only in a dump already marked so
+        if status & _KDUMP_INCOMPLETE:
+            off, end = off[~lost], end[~lost]
+        if not ((off > 0) & (end <= size) & written.has(off, end)).all():
+            return "page data"
+    return None
+
+
+def _elf_missing(fd: int, head: bytes, written: _Written) -> str | None:
+    (phoff,) = struct.unpack_from("<Q", head, 32)
+    (shoff,) = struct.unpack_from("<Q", head, 40)
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    if phentsize != 56:
+        return None
+    if not written.has(0, 64)[0]:
+        return "the ELF header"
+    if phnum == 0xFFFF and shoff:  # PN_XNUM: the count is in section header 0
+        if not written.has(shoff, shoff + 64)[0]:
+            return "the section header"
+        (phnum,) = struct.unpack_from("<I", os.pread(fd, 64, shoff).ljust(64, b"\0"), 44)
+    if not written.has(phoff, phoff + 56 * phnum)[0]:
+        return "program headers"
+    ph = np.frombuffer(
+        os.pread(fd, 56 * phnum, phoff).ljust(56 * phnum, b"\0"),
+        np.dtype(
+            [
+                ("type", "<u4"),
+                ("flags", "<u4"),
+                ("offset", "<u8"),
+                ("x", "<u8", 4),
+                ("align", "<u8"),
+            ]
+        ),
+    )
+    filesz = ph["x"][:, 2]
+    used = (np.isin(ph["type"], (1, 4))) & (filesz > 0)
+    off = ph["offset"][used].astype(np.int64)
+    if len(off) and not written.has(off, off + filesz[used].astype(np.int64)).all():
+        return "segment data"
+    return None
 
 
 def _read_exact(stream: BinaryIO, n: int) -> bytes:
@@ -50,6 +179,7 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
     del version  # makedumpfile writes 1 and does not check it either
     buf = bytearray(_CHUNK)
     end = 0
+    ranges: list[tuple[int, int]] = []
     with SafeFile(path, force=force, inputs=(0,)) as out:  # stdin must not be the output
         while True:
             rec = _read_exact(stream, _RECORD.size)
@@ -77,11 +207,72 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
                     raise DumpError(str(e)) from e
                 pos += got
                 size -= got
+            ranges.append((offset, pos))
             end = max(end, pos)
         if not out.direct:  # a file ends where the stream's last record ended
             try:
                 os.ftruncate(out.fd, max(end, os.fstat(out.fd).st_size))
             except OSError as e:
                 raise DumpError(f"{path}: {e.strerror}") from e
+        if not ranges:
+            raise DumpError("flattened stream holds no data (its end marker comes first)")
+        lacks = _missing_in(out.fd, _Written(ranges))
+        if lacks is not None:
+            _mark_incomplete(out, path, lacks)
         out.commit()
     return end
+
+
+def _mark_incomplete(out: SafeFile, path: str, lacks: str) -> None:
+    """Set the rebuilt dump's own "incomplete" mark and keep it under *path* (as a dump cut
+    by -L is kept), then fail.  Parts of the layout that were never written read as zeros:
+    descriptors that say "lost", program headers that are PT_NULL; if even so the dump does
+    not open, nothing is kept."""
+    early = f"flattened stream ends early (its end marker comes before the {lacks})"
+    fd = os.open(f"/proc/self/fd/{out.fd}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        head = os.pread(fd, 4096, 0)
+        need = _layout_end(fd, head)
+    finally:
+        os.close(fd)
+    elf = head[:4] == b"\x7fELF"
+    at, bit = (_ELF_FLAGS, _ELF_INCOMPLETE) if elf else (_KDUMP_STATUS, _KDUMP_INCOMPLETE)
+    (value,) = struct.unpack_from("<I", head, at)
+    try:
+        if need > os.fstat(out.fd).st_size:
+            os.ftruncate(out.fd, need)
+        _write_all(out.fd, at, [struct.pack("<I", value | bit)], path)
+    except OutputFull as e:
+        raise DumpError(str(e)) from e
+    except (OSError, OverflowError):  # a size the layout cannot have
+        raise DumpError(f"{early}; nothing usable was rebuilt") from None
+    from .source import open_source
+
+    try:
+        open_source(f"/proc/self/fd/{out.fd}").close()
+    except DumpError:
+        raise DumpError(f"{early}; nothing usable was rebuilt") from None
+    out.commit()
+    raise DumpError(f"{early}; {path} is marked incomplete")
+
+
+def _layout_end(fd: int, head: bytes) -> int:
+    """Where the layout of a rebuilt kdump or ELF file needs it to end at least: the end of
+    the descriptor table, or of the program header table (0 when that is not known)."""
+    if head[:8] in (b"KDUMP   ", b"DISKDUMP") and len(head) >= 464:
+        bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", head, 428)
+        if bs <= 0 or sub_blocks <= 0:
+            return 0
+        bm_off = (1 + sub_blocks) * bs
+        half = bitmap_blocks * bs // 2
+        nbytes = min((max_mapnr + 7) // 8, half)
+        dumpable = 0
+        for b0 in range(0, nbytes, _CHUNK):
+            bm = os.pread(fd, min(_CHUNK, nbytes - b0), bm_off + half + b0)
+            dumpable += int(np.unpackbits(np.frombuffer(bm, np.uint8)).sum())
+        return bm_off + bitmap_blocks * bs + 24 * dumpable
+    if head[:4] == b"\x7fELF" and len(head) >= 64:
+        (phoff,) = struct.unpack_from("<Q", head, 32)
+        (phnum,) = struct.unpack_from("<H", head, 56)
+        return phoff + 56 * phnum if phnum != 0xFFFF else 0
+    return 0

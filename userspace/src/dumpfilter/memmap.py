@@ -26,10 +26,25 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import DumpError
-from .x86_64 import AddressSpace
+from .x86_64 import AddressSpace, Unmapped
 
 SECTION_MARKED_PRESENT = 1 << 0
 SECTION_HAS_MEM_MAP = 1 << 1
+# arch/x86/include/asm/sparsemem.h: 128 MiB sections on every x86_64 kernel; physical
+# addresses of 46 bits with 4-level paging, 52 with 5-level (44 before 2.6.31).
+X86_64_SECTION_SIZE_BITS = 27
+X86_64_PHYSMEM_BITS = (44, 46, 52)
+
+
+def section_pfn_shift(vi) -> int:
+    """PFN_SECTION_SHIFT of the dump: NUMBER(SECTION_SIZE_BITS) - PAGE_SHIFT, checked."""
+    bits = vi.number("SECTION_SIZE_BITS")
+    if bits != X86_64_SECTION_SIZE_BITS:
+        raise DumpError(
+            f"VMCOREINFO NUMBER(SECTION_SIZE_BITS)={bits}: x86_64 kernels use "
+            f"{X86_64_SECTION_SIZE_BITS}"
+        )
+    return bits - (vi.page_size.bit_length() - 1)
 
 
 def section_flag_mask(vi, pfn_shift: int) -> int:
@@ -67,20 +82,26 @@ def present_sections(src, asp: AddressSpace) -> list[tuple[int, int]]:
     nr_roots = vi.length("mem_section")
     off_map = vi.offset("mem_section.section_mem_map")
     ps = vi.page_size
-    section_bits = vi.number("SECTION_SIZE_BITS")
+    pfn_shift = section_pfn_shift(vi)
+    section_bits = X86_64_SECTION_SIZE_BITS
     physmem_bits = vi.number("MAX_PHYSMEM_BITS")
-    pfn_shift = section_bits - (ps.bit_length() - 1)
-    if not (
-        ms_size >= 8
-        and 0 < pfn_shift < 40
-        and 0 < nr_roots <= 1 << 24
-        and off_map + 8 <= ms_size
-        and section_bits < physmem_bits <= 64
-    ):
-        raise DumpError("VMCOREINFO mem_section values are inconsistent")
+    if physmem_bits not in X86_64_PHYSMEM_BITS:
+        raise DumpError(f"VMCOREINFO NUMBER(MAX_PHYSMEM_BITS)={physmem_bits} is not x86_64's")
+    if not 8 <= ms_size <= ps:
+        raise DumpError(f"VMCOREINFO SIZE(mem_section)={ms_size} is implausible")
+    if off_map + 8 > ms_size:
+        raise DumpError(
+            f"VMCOREINFO OFFSET(mem_section.section_mem_map)={off_map} is outside "
+            f"SIZE(mem_section)={ms_size}"
+        )
     per_root = ps // ms_size
-    if per_root * nr_roots < (1 << (physmem_bits - section_bits)) // 2:
-        raise DumpError("VMCOREINFO LENGTH(mem_section) is too small for MAX_PHYSMEM_BITS")
+    # include/linux/mmzone.h: NR_SECTION_ROOTS = DIV_ROUND_UP(NR_MEM_SECTIONS, SECTIONS_PER_ROOT)
+    nr_sections = 1 << (physmem_bits - section_bits)
+    if not nr_sections // 2 <= per_root * nr_roots < nr_sections + per_root:
+        raise DumpError(
+            f"VMCOREINFO LENGTH(mem_section)={nr_roots} does not fit "
+            f"MAX_PHYSMEM_BITS={physmem_bits}"
+        )
     flag_mask = section_flag_mask(vi, pfn_shift)
     # SYMBOL(vmemmap) (6.9+, and 6.1 with our patch) is vmemmap_base, the value every present
     # section codes with SPARSEMEM_VMEMMAP: a section that disagrees means a corrupt dump.
@@ -124,7 +145,7 @@ def mem_map_chunks(src, asp: AddressSpace | None = None) -> list[Chunk]:
     vi = src.vmcoreinfo
     spage = vi.size("page")
     ps = vi.page_size
-    pfn_shift = vi.number("SECTION_SIZE_BITS") - (ps.bit_length() - 1)
+    pfn_shift = section_pfn_shift(vi)
     per_sec = 1 << pfn_shift
     if not 16 <= spage <= 4096:
         raise DumpError(f"VMCOREINFO SIZE(page)={spage} is implausible")
@@ -143,8 +164,14 @@ def mem_map_chunks(src, asp: AddressSpace | None = None) -> list[Chunk]:
             va = (coded + pfn * spage) & ((1 << 64) - 1)
             try:
                 pa, leaf = asp.walk(va)
+            except Unmapped as e:
+                # nothing is mapped up to the end of the block whose entry is not present
+                # (4 KiB .. 512 GiB of vmemmap): go on at the first struct page after it
+                gap = e.size - (va & (e.size - 1))
+                pfn += max(1, -(-gap // spage))
+                continue
             except DumpError:
-                # not mapped: skip the rest of this leaf (at least one 4 KiB vmemmap page)
+                # a page table outside the dump: skip this 4 KiB vmemmap page
                 pfn = max(pfn + 1, pfn + (ps - va % ps) // spage)
                 continue
             room = leaf - (va & (leaf - 1))

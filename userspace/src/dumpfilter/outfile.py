@@ -16,7 +16,7 @@ does, so a link is written through and its target's directory holds the temporar
 
 An output is never the input: a target that is the same file as one of ``inputs`` (same
 device and inode, through any link) is refused, ``-f`` or not.  Every message names the
-path the user gave, never a temporary name.
+path the user gave, never a temporary name (cli.py escapes control characters in them).
 """
 
 from __future__ import annotations
@@ -32,20 +32,13 @@ from .errors import DumpError
 STDOUT = "-"
 
 
-def quoted(path: str) -> str:
-    """*path* for a one-line message: control characters (a newline) escaped."""
-    if path.isprintable():
-        return path
-    return repr(path)[1:-1]
-
-
 def _stat(path: str, follow: bool = True) -> os.stat_result | None:
     try:
         return os.stat(path, follow_symlinks=follow)
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise DumpError(f"{quoted(path)}: {e.strerror}") from e
+        raise DumpError(f"{path}: {e.strerror}") from e
 
 
 def same_file_as(st: os.stat_result, inputs: Iterable[str | int | None]) -> bool:
@@ -121,15 +114,15 @@ class SafeFile:
         st = _stat(target)
         if st is not None:
             if same_file_as(st, inputs):
-                raise DumpError(f"{quoted(path)}: is the input; refusing to overwrite it")
+                raise DumpError(f"{path}: is the input; refusing to overwrite it")
             if not force:
-                raise DumpError(f"{quoted(path)}: already exists (use -f to overwrite)")
+                raise DumpError(f"{path}: already exists (use -f to overwrite)")
             kind = stat.S_IFMT(st.st_mode)
             if kind in (stat.S_IFCHR, stat.S_IFIFO, stat.S_IFBLK):
                 self._open_device(target, seek)
                 return
             if kind != stat.S_IFREG:
-                raise DumpError(f"{quoted(path)}: exists and is not a regular file or device")
+                raise DumpError(f"{path}: exists and is not a regular file or device")
             self.replace = True
         self.target = target
         self._open_unnamed(os.path.dirname(target) or ".")
@@ -144,9 +137,7 @@ class SafeFile:
         except OSError as e:
             raise DumpError("standard output is closed") from e
         if seek and not _seekable(fd):
-            raise DumpError(
-                f"{quoted(self.path)}: cannot seek (a pipe or terminal); use -F for a stream"
-            )
+            raise DumpError(f"{self.path}: cannot seek (a pipe or terminal); use -F for a stream")
         self.fd = fd
         self.direct = True
         self.owned = False
@@ -156,7 +147,7 @@ class SafeFile:
             # A FIFO blocks here until it has a reader, as with any writer (`cat > fifo`).
             fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
-            raise DumpError(f"cannot open {quoted(self.path)}: {e.strerror}") from e
+            raise DumpError(f"cannot open {self.path}: {e.strerror}") from e
         try:
             self._direct(fd, seek)
         except DumpError:
@@ -174,7 +165,7 @@ class SafeFile:
                 return
             except OSError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
-                    raise DumpError(f"cannot create {quoted(self.path)}: {e.strerror}") from e
+                    raise DumpError(f"cannot create {self.path}: {e.strerror}") from e
         self.tmp = os.path.join(
             directory, f".{os.path.basename(self.target)}.dumpfilter-{os.getpid()}"
         )
@@ -182,7 +173,7 @@ class SafeFile:
             self.fd = os.open(self.tmp, flags | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as e:
             self.tmp = None
-            raise DumpError(f"cannot create {quoted(self.path)}: {e.strerror}") from e
+            raise DumpError(f"cannot create {self.path}: {e.strerror}") from e
 
     # -- finishing -----------------------------------------------------------------------
 
@@ -196,7 +187,7 @@ class SafeFile:
             self.fd = -1
         except OSError as e:
             self.abort()
-            raise DumpError(f"cannot write {quoted(self.path)}: {e.strerror}") from e
+            raise DumpError(f"cannot write {self.path}: {e.strerror}") from e
         self.done = True
 
     def _name(self) -> None:
@@ -210,7 +201,7 @@ class SafeFile:
             except FileExistsError:
                 self.abort()
                 raise DumpError(
-                    f"{quoted(self.path)}: appeared while writing (another run?); "
+                    f"{self.path}: appeared while writing (another run?); "
                     "not replaced (use -f to overwrite)"
                 ) from None
             if self.tmp:

@@ -195,33 +195,114 @@ def sigterm_as_interrupt() -> Iterator[None]:
             signal.signal(s, h)
 
 
-class Progress:
-    """``--message-level`` bit 0: a percentage on stderr, only when stderr is a terminal."""
+# makedumpfile's progress line: the step name in 50 columns, the share done in tenths of a
+# percent, a spinner and the estimated time left.
+PROGRESS_WIDTH = 50
+_SPINNER = "/|\\-"
+TTY_INTERVAL = 1.0  # a terminal line is rewritten at most this often, as makedumpfile's
+LOG_INTERVAL = 5.0  # a log (stderr not a terminal) gets a full line at most this often
 
-    def __init__(self, enabled: bool, label: str = "Copying data", total: int = 0):
-        self.on = enabled and sys.stderr.isatty()
+
+def eta_text(seconds: int) -> str:
+    """The time left as makedumpfile shows it: seconds below 100 s, then minutes and seconds,
+    hours and minutes, days and hours."""
+    minutes, hours = seconds // 60, seconds // 3600
+    days = hours // 24
+    if seconds < 100:
+        return f"eta: {seconds}s"
+    if minutes < 100:
+        return f"eta: {minutes}m{seconds % 60}s"
+    if hours < 48:
+        return f"eta: {hours}h{minutes % 60}m"
+    if days < 100:
+        return f"eta: {days}d{hours % 24}h"
+    return "eta: >100day"
+
+
+class Progress:
+    """``--message-level`` bit 1: how far a long step is, on stderr.
+
+    On a terminal one line is rewritten in place (``\\r``) at most once a second, as
+    makedumpfile's.  When stderr is a file or a pipe (a kdump service's log) carriage returns
+    would pile up into one endless line, so whole lines are written instead: one every
+    ``LOG_INTERVAL`` seconds, and the 100 % line after them.  A step shorter than that logs
+    nothing, so that a log is not filled with steps of a second and a failure right after a
+    short step is still the one line on stderr.  A stderr that cannot be written to (closed)
+    silences it: progress is never a reason to fail.
+    """
+
+    def __init__(
+        self,
+        enabled: bool,
+        label: str = "Copying data",
+        total: int = 0,
+        *,
+        stream=None,
+        clock=time.monotonic,
+    ):
+        self.stream = sys.stderr if stream is None else stream
+        self.on = bool(enabled) and self.stream is not None
+        try:
+            self.tty = self.on and self.stream.isatty()
+        except (OSError, ValueError):
+            self.on = self.tty = False
         self.label = label
         self.total = total
-        self._last = 0.0
-        self._t0 = time.monotonic()
+        self.clock = clock
+        self.interval = TTY_INTERVAL if self.tty else LOG_INTERVAL
+        self._t0 = clock()
+        self._last: float | None = None
+        self._lapse = 0
+
+    def line(self, done: int, now: float) -> str:
+        """The progress text for *done* of *total* at time *now* (no line end)."""
+        promille = min(done * 1000 // self.total, 1000) if self.total > 0 else 1000
+        eta = ""
+        if promille:
+            elapsed = now - self._t0
+            eta = eta_text(max(int(elapsed * 1000 / promille - elapsed), 0))
+        spin = _SPINNER[self._lapse % 4]
+        return (
+            f"{self.label:<{PROGRESS_WIDTH}}: [{promille // 10:3d}.{promille % 10} %] "
+            f"{spin}  {eta:>16}"
+        )
+
+    def _emit(self, done: int, now: float) -> None:
+        text = self.line(done, now)
+        self._lapse += 1
+        try:
+            self.stream.write(f"\r{text}" if self.tty else f"{text}\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.on = False
 
     def update(self, done: int) -> None:
         if not self.on:
             return
-        now = time.monotonic()
-        if now - self._last < 0.2:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return
+        if self._last is None and not self.tty:
+            # a log's first line comes after one interval: short steps log only their 100 %
+            self._last = now
             return
         self._last = now
-        pct = 100.0 * done / self.total if self.total else 100.0
-        sys.stderr.write(f"\r{self.label:<28}: [{pct:5.1f} %] {now - self._t0:6.1f}s")
-        sys.stderr.flush()
+        self._emit(done, now)
 
     def finish(self) -> None:
-        if self.on:
-            self._last = 0.0
-            self.update(self.total)
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        """The 100 % line; on a terminal it ends the rewritten line."""
+        if not self.on:
+            return
+        if not self.tty and not self._lapse:
+            return
+        self._emit(self.total, self.clock())
+        if self.tty:
+            try:
+                self.stream.write("\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+        self.on = False
 
 
 def keep_table(dump_level: int):

@@ -118,6 +118,12 @@ PAGE_MAPPING_ANON_FALLBACK = 0x1
 TOP_BYTE_SHIFT = 24
 
 
+# x86_64 struct page: 64 bytes (56 without CONFIG_MEMCG, 80 with KMSAN's shadow pointers);
+# the bounds only keep a corrupt value from making the scan read nonsense strides.
+MIN_STRUCT_PAGE, MAX_STRUCT_PAGE = 16, 4096
+MAX_NR_ORDERS = 16
+
+
 def _is_top_byte(v: int) -> bool:
     """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (kernel-page-types.md §3.8)."""
     return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
@@ -246,9 +252,9 @@ def detect(vi: VmcoreInfo) -> Encoding:
         _need(vi, key, "struct page layout")
     _need(vi, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)", "free-page detection, kernel 3.9+")
     if vi.has("OFFSET(page.compound_info)"):  # 7.1+ rename (MDF f50c015)
-        off_ch = vi.offset("page.compound_info")
+        ch_name = "compound_info"
     elif vi.has("OFFSET(page.compound_head)"):
-        off_ch = vi.offset("page.compound_head")
+        ch_name = "compound_head"
     else:
         raise DumpError(
             "VMCOREINFO has neither OFFSET(page.compound_head) nor "
@@ -272,6 +278,8 @@ def detect(vi: VmcoreInfo) -> Encoding:
         raise DumpError(f"unknown page-type encoding: PAGE_BUDDY_MAPCOUNT_VALUE={buddy:#x}")
 
     spage = vi.size("page")
+    if not MIN_STRUCT_PAGE <= spage <= MAX_STRUCT_PAGE:
+        raise DumpError(f"VMCOREINFO SIZE(page)={spage} is implausible")
     order_off = dtor_off = None
     if row.order == "page":
         order_kind, order_off = "page1_u8", vi.offset("page.compound_order")
@@ -299,23 +307,25 @@ def detect(vi: VmcoreInfo) -> Encoding:
             raise DumpError(f"VMCOREINFO NUMBER({name})={v} is not a page-flag bit")
         return v
 
-    off_flags = vi.offset("page.flags")
-    offs = [
-        off_flags,
-        vi.offset("page.mapping"),
-        vi.offset("page.private"),
-        off_ch,
-        vi.offset("page._mapcount"),
-    ]
-    for o in offs:
+    names = ("flags", "mapping", "private", ch_name, "_mapcount")
+    offs = [vi.offset(f"page.{n}") for n in names]
+    off_flags = offs[0]
+    for name, o in zip(names, offs, strict=True):
         if o + 8 > spage:
-            raise DumpError(f"VMCOREINFO struct page offsets exceed SIZE(page)={spage}")
+            raise DumpError(
+                f"VMCOREINFO OFFSET(page.{name})={o} does not fit in SIZE(page)={spage}"
+            )
     for o in (order_off, dtor_off):
         if o is not None and not 0 <= o < spage:
             raise DumpError("VMCOREINFO compound order/dtor offsets are out of range")
     nr_orders = vi.length("zone.free_area")
-    if not 1 <= nr_orders <= 64:
-        raise DumpError(f"VMCOREINFO LENGTH(zone.free_area)={nr_orders} is implausible")
+    # include/linux/mmzone.h: MAX_PAGE_ORDER + PAGE_SHIFT <= SECTION_SIZE_BITS (27 on x86_64),
+    # so a buddy block is at most 2^15 pages and there are at most 16 orders.
+    if not 1 <= nr_orders <= MAX_NR_ORDERS:
+        raise DumpError(
+            f"VMCOREINFO LENGTH(zone.free_area)={nr_orders} is implausible "
+            f"(x86_64 has at most {MAX_NR_ORDERS} page orders)"
+        )
     return Encoding(
         name=row.name,
         osrelease=vi.osrelease,
@@ -325,7 +335,7 @@ def detect(vi: VmcoreInfo) -> Encoding:
         off_mapping=offs[1],
         off_private=offs[2],
         off_mapcount=offs[4],
-        off_compound_head=off_ch,
+        off_compound_head=offs[3],
         pg_lru=bit("PG_lru"),
         pg_private=bit("PG_private"),
         pg_reserved=_reserved_bit(vi, bit("PG_reserved"), bit("PG_private")),

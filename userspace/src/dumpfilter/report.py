@@ -1,8 +1,22 @@
 """Page counts per class, makedumpfile's text report, and the stable ``--stats-json``.
 
 Each page is counted once, in the class that excluded it (kernel-page-types.md §3.3).
-``zero`` is not known to a scan: writers (or ``count_zero_pages`` for ``--dry-run``) read the
-kept pages and move all-zero ones from ``kept`` to ``zero`` (§3.5).
+``zero`` is not known to a scan: writers (also in ``--dry-run``, into a sink that keeps
+nothing) read the kept pages and move all-zero ones from ``kept`` to ``zero`` (§3.5).
+
+The text report (``--show-stats``) prints makedumpfile 1.7.9's lines with makedumpfile's
+arithmetic, since scripts read them, and then our own counts under names of their own:
+
+- "Original pages" is the sum of the pages of every PT_LOAD of an ELF input, so RAM that two
+  PT_LOADs cover (the kernel text that kexec_file_load maps a second time) counts twice, and
+  "Memory Hole" (total - original) wraps below zero; our "RAM pages" counts each PFN once.
+  From a kdump-compressed input it is the 1st bitmap's count, as ours.
+- "Remaining pages" is original - excluded, so it holds the doubly counted pages too, and the
+  RAM pages without data; our "Dumped pages" is what the dump holds.
+- The percentage is truncated, not rounded.
+- "Write bytes" counts what makedumpfile writes: the block padding of a kdump file's headers
+  is skipped, not written, and an ELF file's program headers are written twice; ``--split``
+  counts 0 (the parts are written by child processes there).  Our "File bytes" is the size.
 """
 
 from __future__ import annotations
@@ -60,13 +74,26 @@ class Stats:
     )
     page_size: int = 4096
     written_bytes: int = 0
+    # makedumpfile's "Original pages" (see the module doc); -1: not known, the RAM pages
+    original: int = -1
+    # -E: the pages of each input PT_LOAD that the ELF file holds data for (makedumpfile's
+    # "Remaining pages in ELF format"); None for other formats
+    elf_pages: int | None = None
+    # bytes of the output that makedumpfile does not count in "Write bytes": kdump header
+    # padding it skips (positive), ELF program headers it writes twice (negative)
+    uncounted_bytes: int = 0
+    split: bool = False  # --split: makedumpfile's parent process writes nothing itself
 
     @classmethod
-    def from_classification(cls, c, dump_level: int) -> Stats:
+    def from_classification(cls, c, dump_level: int, *, src=None, progress=None) -> Stats:
         """Count ``c``'s classes.  ``ram`` is what the writer's 1st bitmap marks: every
         non-HOLE PFN plus ``c.nodata``, the RAM pages a PT_LOAD only partly holds (e.g. PFN
         159 when a range ends at 0x9fc00), which makedumpfile marks RAM in the 1st bitmap but
-        drops from the 2nd.  They are in no class: ``ram - excluded - kept`` counts them."""
+        drops from the 2nd.  They are in no class: ``ram - excluded - kept`` counts them.
+
+        ``src``: the input, for makedumpfile's "Original pages" (default ``c.src``).
+        ``progress``: an ``output.Progress`` told how many PFNs are judged (the scan is lazy:
+        this loop is where it runs)."""
         counts = np.zeros(16, np.int64)
         nd_attr = getattr(c, "nodata", None)  # a list (userspace) or an array (kernel scan)
         nodata = np.asarray([] if nd_attr is None else nd_attr, np.int64)
@@ -75,14 +102,20 @@ class Stats:
             counts += class_counts(arr)
             nd = nodata[(nodata >= w0) & (nodata < w0 + len(arr))] - w0
             nodata_ram += int(np.count_nonzero(arr[nd] == PageClass.HOLE))
+            if progress is not None:
+                progress.update(w0 + len(arr))
+        if progress is not None:
+            progress.finish()
         total = int(c.max_pfn)
         hole = int(counts[PageClass.HOLE]) - nodata_ram
         pages = {"total": total, "ram": total - hole, "zero": int(counts[PageClass.ZERO])}
         for name, k in _COUNTED.items():
             pages[name] = int(counts[k])
         pages["kept"] = int(counts[PageClass.KEEP])
-        ps = getattr(getattr(c, "src", None), "page_size", 4096)
-        return cls(dump_level=dump_level, scan=c.scan, pages=pages, page_size=ps)
+        src = getattr(c, "src", None) if src is None else src
+        ps = getattr(src, "page_size", 4096)
+        original = original_pages(src, total) if src is not None else pages["ram"]
+        return cls(dump_level=dump_level, scan=c.scan, pages=pages, page_size=ps, original=original)
 
     def add_zero(self, n: int) -> None:
         """Writers: ``n`` kept pages were all zero and excluded as such."""
@@ -124,38 +157,122 @@ class Stats:
         }
 
 
-def count_zero_pages(src, c, dump_level: int) -> int:
-    """Dumpable pages whose contents are all zero (``--dry-run`` with dump level bit 1).
+class _CountingSink:
+    """Keeps nothing, measures a file: where a real run's bytes would go (``--dry-run``)."""
 
-    Read as the writers read them (diskdump.kept_batches): sparse spans gathered with one
-    ``preadv`` per run of kept pages, dense ones viewed in the mapping; reading every span
-    with a kept page in it read most of RAM on a real 6.1 dump (48 ms; makedumpfile's whole
-    dry run takes 20)."""
-    from .compress import zero_rows
-    from .diskdump import RunReader, dumpable_windows, kept_batches
+    seekable = True
+    limit = None
+    name = "dry run"
 
+    def __init__(self) -> None:
+        self.end = 0
+
+    def write_at(self, offset: int, buffers) -> None:
+        n = sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
+        self.end = max(self.end, offset + n)
+
+    @property
+    def bytes_written(self) -> int:
+        return self.end
+
+
+def dry_run(src, c, opts, stats: Stats) -> None:
+    """``--dry-run``: run the writer ``opts`` asks for into a sink that keeps nothing, as
+    makedumpfile's dry run does, so that the zero pages are found and "Write bytes" is what
+    the real run would write (compressed sizes included).  A ``--split`` set is measured as
+    one file: its "Write bytes" is 0 anyway, its zero pages are the same."""
+    from .output import FlatSink
+
+    if opts.flatten:
+
+        class _CountingFlatSink(FlatSink):
+            def _emit(self, buffers) -> None:
+                self.emitted += sum(
+                    len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers
+                )
+
+        sink = _CountingFlatSink(-1, "dry run")
+    else:
+        sink = _CountingSink()
+    if opts.elf:
+        from .elfdump import write_elf as writer
+    else:
+        from .diskdump import write_kdump as writer
+    writer(src, c, opts, stats, sink)
+    if opts.flatten:
+        sink.finish()
+    stats.written_bytes = sink.bytes_written
+
+
+def original_pages(src, max_pfn: int) -> int:
+    """makedumpfile's "Original pages": every PT_LOAD's pages (``p_memsz``, partial pages
+    included) summed, overlaps and all; the RAM PFN count of an input without PT_LOADs."""
+    ps = src.page_size
+    loads = getattr(src, "loads", None)
+    if not loads:
+        return sum(b - a for a, b in src.ram_ranges)
     n = 0
-    with RunReader(src) as runs:
-        for b in kept_batches(src, dumpable_windows(src, c, dump_level), True, runs):
-            zero = zero_rows(b.pages)
-            n += int(np.count_nonzero(zero if b.rows is None else zero[b.rows]))
+    for ld in loads:
+        a = min(ld.paddr // ps, max_pfn)
+        b = min(-(-(ld.paddr + ld.memsz) // ps), max_pfn)
+        n += b - a
+    return n
+
+
+def elf_file_pages(src, ranges: list[tuple[int, int]]) -> int:
+    """Pages of each input PT_LOAD (each RAM range without PT_LOADs) that lie in the PFN
+    ``ranges`` an ELF output holds data for, summed over the PT_LOADs, as makedumpfile counts
+    its "Remaining pages in ELF format" (it writes a PT_LOAD that repeats RAM again)."""
+    if not ranges:
+        return 0
+    ps = src.page_size
+    loads = getattr(src, "loads", None)
+    spans = (
+        [(ld.paddr // ps, -(-(ld.paddr + ld.memsz) // ps)) for ld in loads]
+        if loads
+        else list(src.ram_ranges)
+    )
+    r = np.asarray(ranges, np.int64)
+    starts, ends = r[:, 0], r[:, 1]
+    n = 0
+    for a, b in spans:
+        n += int(np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0, None).sum())
     return n
 
 
 def _h(v: int) -> str:
-    return f"0x{v:016x}"
+    return f"0x{v & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def print_report(stats: Stats, file: IO[str]) -> None:
-    """The report makedumpfile prints with --show-stats (makedumpfile-anchor.md §4)."""
+# makedumpfile's STEP names for our phases (its report prints one line per step)
+STEPS = (
+    ("prepare", "Checking for memory holes"),
+    ("scan", "Excluding unnecessary pages"),
+    ("write", "Copying data"),
+)
+
+
+def makedumpfile_write_bytes(stats: Stats) -> int:
+    return 0 if stats.split else stats.written_bytes - stats.uncounted_bytes
+
+
+def report_lines(stats: Stats) -> list[str]:
+    """The ``--show-stats`` report: makedumpfile 1.7.9's lines, then ours (module doc)."""
     p = stats.pages
-    hole = p["total"] - p["ram"]
-    remaining = p["ram"] - stats.excluded
-    pct = (100.0 * remaining / p["ram"]) if p["ram"] else 0.0
+    total = p["total"]
+    original = stats.original if stats.original >= 0 else p["ram"]
+    excluded = stats.excluded
+    remaining = original - excluded
+    shown = remaining
     lines = [
         "",
-        f"Original pages  : {_h(p['ram'])}",
-        f"  Excluded pages   : {_h(stats.excluded)}",
+        f"Original pages  : {_h(original)}",
+        f"  Excluded pages   : {_h(excluded)}",
+    ]
+    if stats.elf_pages is not None:
+        shown = stats.elf_pages
+        lines.append(f"     in ELF format : {_h(original - stats.elf_pages)}")
+    lines += [
         f"    Pages filled with zero  : {_h(p['zero'])}",
         f"    Non-private cache pages : {_h(p['cache'])}",
         f"    Private cache pages     : {_h(p['cache_private'])}",
@@ -164,19 +281,38 @@ def print_report(stats: Stats, file: IO[str]) -> None:
         f"    Hwpoison pages          : {_h(p['hwpoison'])}",
         f"    Offline pages           : {_h(p['offline'])}",
         f"  Remaining pages  : {_h(remaining)}",
-        f"  (The number of pages is reduced to {pct:.0f}%.)",
-        f"Memory Hole     : {_h(hole)}",
-        "--------------------------------------------------",
-        f"Total pages     : {_h(p['total'])}",
-        f"Write bytes     : {stats.written_bytes}",
-        f"Scan            : {stats.scan}, dump level {stats.dump_level}",
-        f"Seconds         : prepare {stats.seconds.get('prepare', 0.0):.3f}, "
-        f"scan {stats.seconds.get('scan', 0.0):.3f}, "
-        f"write {stats.seconds.get('write', 0.0):.3f}, "
-        f"total {stats.seconds.get('total', 0.0):.3f}",
-        "",
     ]
-    file.write("\n".join(lines))
+    if stats.elf_pages is not None:
+        lines.append(f"     in ELF format : {_h(stats.elf_pages)}")
+    pct = shown * 100 // original if original > 0 else 0
+    ram = p["ram"]
+    kept_pct = 100.0 * p["kept"] / ram if ram else 0.0
+    sec = stats.seconds
+    lines += [
+        f"  (The number of pages is reduced to {pct}%.)",
+        f"Memory Hole     : {_h(total - original)}",
+        "--------------------------------------------------",
+        f"Total pages     : {_h(total)}",
+        f"Write bytes     : {makedumpfile_write_bytes(stats)}",
+        "",
+        f"RAM pages       : {_h(ram)}",
+        f"  Dumped pages     : {_h(p['kept'])}",
+        f"  (The dump holds {kept_pct:.2f}% of RAM.)",
+        f"File bytes      : {stats.written_bytes}",
+        f"Scan            : {stats.scan}, dump level {stats.dump_level}",
+        f"Seconds         : prepare {sec.get('prepare', 0.0):.3f}, "
+        f"scan {sec.get('scan', 0.0):.3f}, "
+        f"write {sec.get('write', 0.0):.3f}, "
+        f"total {sec.get('total', 0.0):.3f}",
+        "",
+        "",  # makedumpfile's report ends with a blank line too
+    ]
+    return lines
+
+
+def print_report(stats: Stats, file: IO[str]) -> None:
+    """Write ``report_lines`` to *file*."""
+    file.write("\n".join(report_lines(stats)))
     file.flush()
 
 

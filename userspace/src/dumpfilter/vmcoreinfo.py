@@ -13,6 +13,14 @@ from collections.abc import Mapping
 
 from .errors import DumpError
 
+X86_64_PAGE_SIZE = 4096
+_SIZE_LIMIT = 1 << 32
+
+
+def _show(text: str) -> str:
+    """A value for an error line: quoted, control characters escaped, long ones cut."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
 
 class VmcoreInfo:
     """Parsed VMCOREINFO; ``raw`` is the key -> text mapping, in note order."""
@@ -41,27 +49,35 @@ class VmcoreInfo:
         except KeyError:
             raise DumpError(f"VMCOREINFO has no {key}") from None
 
-    def _int(self, key: str, base: int) -> int:
+    def _int(self, key: str, base: int, lo: int = -(1 << 63), hi: int = 1 << 64) -> int:
+        """The value of ``key``, which must lie in ``[lo, hi)`` (what the kernel's C type
+        can print), else a DumpError naming the key."""
         text = self._get(key).strip()
         try:
             if base == 0 or text.lower().startswith(("0x", "-0x")):
-                return int(text, 0 if text.lower().lstrip("-").startswith("0x") else 10)
-            return int(text, base)
+                value = int(text, 0 if text.lower().lstrip("-").startswith("0x") else 10)
+            else:
+                value = int(text, base)
         except ValueError:
-            raise DumpError(f"VMCOREINFO {key}={text!r} is not a number") from None
+            raise DumpError(f"VMCOREINFO {key}={_show(text)} is not a number") from None
+        if not lo <= value < hi:
+            raise DumpError(f"VMCOREINFO {key}={_show(text)} is out of range")
+        return value
 
     # ---------------------------------------------------------------- typed accessors
     def symbol(self, name: str) -> int:
-        return self._int(f"SYMBOL({name})", 16)
+        return self._int(f"SYMBOL({name})", 16, 0)
 
+    # SIZE/OFFSET/LENGTH are unsigned (``%lu`` of sizeof/offsetof/ARRAY_SIZE): negative text
+    # is corruption, and no kernel structure or array the readers use is near 4 GiB.
     def size(self, name: str) -> int:
-        return self._int(f"SIZE({name})", 10)
+        return self._int(f"SIZE({name})", 10, 0, _SIZE_LIMIT)
 
     def offset(self, name: str) -> int:
-        return self._int(f"OFFSET({name})", 10)
+        return self._int(f"OFFSET({name})", 10, 0, _SIZE_LIMIT)
 
     def length(self, name: str) -> int:
-        return self._int(f"LENGTH({name})", 10)
+        return self._int(f"LENGTH({name})", 10, 0, _SIZE_LIMIT)
 
     def number(self, name: str) -> int:
         """NUMBER(name) as the signed long the kernel printed (hex if it has ``0x``)."""
@@ -93,6 +109,8 @@ class VmcoreInfo:
         ps = self._int("PAGESIZE", 10)
         if ps <= 0 or ps & (ps - 1):
             raise DumpError(f"VMCOREINFO PAGESIZE={ps} is not a power of two")
+        if ps != X86_64_PAGE_SIZE:  # every reader here is x86_64's (4 KiB base pages)
+            raise DumpError(f"VMCOREINFO PAGESIZE={ps}: x86_64 pages are {X86_64_PAGE_SIZE} bytes")
         return ps
 
     @property

@@ -24,6 +24,15 @@ _LEVELS5 = (48, 39, 30, 21, 12)
 _NAMES = {48: "PGD(5)", 39: "PGD", 30: "PUD", 21: "PMD", 12: "PTE"}
 
 
+class Unmapped(DumpError):
+    """``va`` is not mapped: the entry at the level of ``size`` (4 KiB .. 256 TiB) is not
+    present, so nothing in the ``size``-aligned block around ``va`` is mapped either."""
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size
+
+
 class AddressSpace:
     """Translate kernel virtual addresses of one dump; ``read_virt`` reads through it."""
 
@@ -71,7 +80,9 @@ class AddressSpace:
         for shift in levels:
             e = self._entry(table, (va >> shift) & 511, va, shift)
             if not e & P:
-                raise DumpError(f"kernel address {va:#x} is not mapped ({_NAMES[shift]} entry)")
+                raise Unmapped(
+                    f"kernel address {va:#x} is not mapped ({_NAMES[shift]} entry)", 1 << shift
+                )
             addr = e & self.addr_mask
             if shift in (30, 21) and e & PSE:
                 size = 1 << shift
