@@ -22,7 +22,8 @@ case "$version" in
 6.12) tested=118 ;;
 *) die "$tree is Linux $version.$sublevel; series exist for 6.1 and 6.12 only" ;;
 esac
-series=("$here/v$version"/*.patch)
+# The patches, not the cover letter (0000-cover-letter.patch).
+series=("$here/v$version"/[0-9][0-9][0-9][1-9]-*.patch)
 [ -e "${series[0]}" ] || die "no patches in $here/v$version"
 [ "$sublevel" = "$tested" ] ||
 	echo "apply.sh: note: series tested on $version.$tested, tree is $version.$sublevel" >&2

@@ -33,7 +33,7 @@ flock 9
 # The pristine Debian tree (tag debian-base) of the newest source, unpacked once.
 tree=$(DEBIAN_TREE_LOCKED=1 "$here/debian-tree.sh" "$ver")
 source_version=$(cat "$tree/.git/debian-version")
-hash=$( (echo "$source_version" && cat "$here/v$ver"/*.patch "${fragments[@]}") |
+hash=$( (echo "$source_version" && cat "$here/v$ver"/[0-9][0-9][0-9][1-9]-*.patch "${fragments[@]}") |
 	sha256sum | cut -c1-16)
 out=$cache/build/linux-$ver-$hash
 

@@ -324,7 +324,7 @@ def patch1(root: Path, tree: str) -> list[str]:
 KCONFIG = """
 config PROC_VMCORE_PFN_LISTS
 \ttristate "/proc/vmcore_pfn_lists: page classification for dump filters"
-\tdepends on PROC_VMCORE && {core} && 64BIT
+\tdepends on PROC_VMCORE && {core} && X86_64
 \thelp
 \t  In a kdump capture kernel, let a dump filter such as makedumpfile
 \t  ask this kernel to classify the crashed kernel's pages (free,
@@ -356,6 +356,11 @@ per-class counts, with a resume cursor kept by the caller, so the
 kernel holds no per-scan state.  VMCORE_PFN_IOC_INFO says whether scans
 are possible and, if not, why.
 
+fs/proc/vmcore.c gains two accessors for it: vmcore_oldmem_layout()
+(the old-memory ranges /proc/vmcore reads and its ELF notes) and
+vmcore_has_callbacks() (whether a driver such as virtio-mem must be
+asked which page frames may be read).
+
 This revisits the 2012 /proc/vmcore_pfn_lists proposal and answers the
 objections that stopped it:
 
@@ -366,26 +371,261 @@ objections that stopped it:
    own scan.
  - Panic path: nothing runs in the crashing kernel; everything happens
    in the capture kernel, on request.
- - Memory: the old-memory ranges from the ELF core header, one mapping
-   of one mem_map chunk at a time (at most 16 MiB) and a small staging
-   buffer; the chunk table and the runs are in the caller's memory.
+ - Memory: the old-memory ranges, one mapping of part of one mem_map
+   chunk at a time (at most 16 MiB), one page of copied struct pages
+   and about 7 KiB per call; the chunk table and the runs are in the
+   caller's memory.
  - I/O: each chunk is mapped once; the speed of the I/O path is not
    what this is about, mmap() of /proc/vmcore already fixed that.
- - Safety: every chunk must lie inside the crashed kernel's memory, the
-   whole request is validated before any page is read, no pointer
-   stored in an old struct page is followed and no reference is taken.
+ - Safety: every value used comes from one copy of the request that
+   was checked before any page is read; a chunk must lie inside the
+   memory /proc/vmcore reads and outside the capture kernel's RAM;
+   struct pages are classified in a copy, never in place; no pointer
+   stored in an old struct page is followed and no reference is taken;
+   one call examines the struct pages of at most 4 GiB of memory and
+   stops for signals.  Memory encryption and vmcore callbacks, which
+   /proc/vmcore honours and this scan cannot, make it refuse with
+   -EOPNOTSUPP.
 
-The file exists only in a kdump kernel, is root only and is built with
-CONFIG_PROC_VMCORE_PFN_LISTS (tristate).  The same source builds out of
-tree as a module for distribution kernels.
+The file exists only in a kdump kernel on x86_64, is root only and is
+built with CONFIG_PROC_VMCORE_PFN_LISTS (tristate).
 """
+
+
+OOT = "VMCORE_PFN_LISTS_OOT"
+
+
+def strip_oot(text: str) -> str:
+    """The in-tree form of a source file: ``#ifdef VMCORE_PFN_LISTS_OOT`` blocks dropped,
+    ``#ifndef`` blocks kept without their guards (the ``#else`` branches likewise).
+
+    The out-of-tree module is compiled with -DVMCORE_PFN_LISTS_OOT from the same file; only
+    these two forms of conditional on that symbol are understood, nested ones are not.
+    """
+    out: list[str] = []
+    depth = 0  # nesting of #if inside the OOT conditional
+    keep: bool | None = None  # None: outside an OOT conditional
+    for line in text.splitlines(keepends=True):
+        s = line.strip()
+        if keep is None:
+            if s in (f"#ifdef {OOT}", f"#ifndef {OOT}"):
+                keep = s.startswith("#ifndef")
+                depth = 0
+                continue
+            if OOT in s:
+                sys.exit(f"mkseries: unsupported use of {OOT}: {s!r}")
+            out.append(line)
+            continue
+        if s.startswith("#if"):
+            depth += 1
+        elif s.startswith("#endif"):
+            if not depth:
+                keep = None
+                continue
+            depth -= 1
+        elif s.startswith("#else") and not depth:
+            keep = not keep
+            continue
+        if OOT in s:
+            sys.exit(f"mkseries: nested use of {OOT}: {s!r}")
+        if keep:
+            out.append(line)
+    if keep is not None:
+        sys.exit(f"mkseries: unterminated #ifdef {OOT}")
+    return "".join(out)
+
+
+VMCORE_ACCESSORS = """
+/**
+ * vmcore_oldmem_layout - the crashed kernel's memory as /proc/vmcore reads it
+ * @fn: called with @arg for each range of old memory: physical start, size
+ * @arg: passed to @fn
+ * @notes: set to the ELF notes /proc/vmcore presents, device dumps excepted
+ * @notes_size: set to the size of @notes
+ *
+ * For /proc/vmcore_pfn_lists, which reads the crashed kernel's struct pages
+ * and must read nothing /proc/vmcore would not.  The ranges and notes are
+ * built by vmcore_init() from the ELF core header and do not change later.
+ *
+ * Return: 0, -ENODATA when /proc/vmcore is not set up, or the first
+ * non-zero value @fn returned.
+ */
+int vmcore_oldmem_layout(int (*fn)(void *arg, u64 paddr, u64 size), void *arg,
+\t\t\t const void **notes, size_t *notes_size)
+{
+\tstruct vmcore *m;
+\tint ret;
+
+\tif (!proc_vmcore)
+\t\treturn -ENODATA;
+\tlist_for_each_entry(m, &vmcore_list, list) {
+\t\tret = fn(arg, m->paddr, m->size);
+\t\tif (ret)
+\t\t\treturn ret;
+\t}
+\t*notes = elfnotes_buf;
+\t*notes_size = elfnotes_orig_sz;
+\treturn 0;
+}
+EXPORT_SYMBOL_GPL(vmcore_oldmem_layout);
+
+/**
+ * vmcore_has_callbacks - whether a driver registered a vmcore callback
+ *
+ * Return: true when reading old memory has to ask a driver which page
+ * frames are RAM, as /proc/vmcore does.
+ */
+bool vmcore_has_callbacks(void)
+{
+\tbool ret;
+\tint idx;
+
+\tidx = srcu_read_lock(&vmcore_cb_srcu);
+\tret = !list_empty(&vmcore_cb_list);
+\tsrcu_read_unlock(&vmcore_cb_srcu, idx);
+\treturn ret;
+}
+EXPORT_SYMBOL_GPL(vmcore_has_callbacks);
+"""
+
+CRASH_DUMP_DECLS = """int vmcore_oldmem_layout(int (*fn)(void *arg, u64 paddr, u64 size), void *arg,
+\t\t\t const void **notes, size_t *notes_size);
+bool vmcore_has_callbacks(void);
+"""
+
+
+COVER_TEXT = """\
+kdump: let the capture kernel classify the crashed kernel's pages
+
+Dump filters such as makedumpfile drop free pages, page cache and user
+data from a kdump by decoding the crashed kernel's struct pages in
+userspace, with copies of PageBuddy(), PageSlab(), the compound and
+hugetlb rules and the page type encoding rebuilt from VMCOREINFO values.
+Those copies break whenever mm changes them (6.3, 6.6, 6.9, 6.10 and
+6.12 each needed a makedumpfile update), and a stale filter silently
+keeps every page or drops the wrong ones.
+
+This series lets the capture kernel do the classification with its own
+helpers, when - and only when - it is the kernel that crashed:
+
+ 1/2 exports the VMCOREINFO values a filter still has to assume
+     ({exports}).
+ 2/2 adds /proc/vmcore_pfn_lists: the filter passes the crashed
+     kernel's mem_map chunk table, a dump level and a buffer; the
+     kernel returns (pfn, count, class) runs to exclude, or refuses
+     with -EXDEV when the crashed kernel's VMCOREINFO shows another
+     build, struct page layout or page flag values.  Two accessors in
+     fs/proc/vmcore.c give it the old memory and notes /proc/vmcore
+     itself uses.
+
+Design
+------
+- All state of a scan is in the caller's request (a resume cursor), so
+  the kernel keeps nothing per file or per scan.
+- Each call copies the part of the chunk table it may scan once, checks
+  all of it (inside the memory /proc/vmcore reads, outside the capture
+  kernel's RAM, sorted, bounded) before any page is read, and uses only
+  that copy.
+- A call examines the struct pages of at most 4 GiB of memory in at
+  most 256 chunks, reschedules after every batch and stops for pending
+  signals.
+- Struct pages are copied into kernel memory before the page-flag
+  helpers look at them; no pointer stored in an old struct page is
+  followed and no reference is taken.
+- Memory encryption and registered vmcore callbacks, which /proc/vmcore
+  honours through paths this scan does not have, make it refuse with
+  -EOPNOTSUPP.  x86_64 only until another architecture is tested.
+
+Answers to the objections to the 2012 proposal
+----------------------------------------------
+Cliff Wickman's 2012 /proc/vmcore_pfn_lists and Jingbai Ma's 2013
+panic-time bitmap were not merged.  The objections, and this design:
+
+- Source of the speedup: most of the 2012 gain was avoiding one
+  ioremap() per 4 KiB read() of /proc/vmcore, which mmap() fixed in
+  v3.11.  This series does not claim that; it maps each chunk once, as
+  an mmap()-based filter does.  Correctness across kernel versions comes
+  first; the classification speed is measured against a userspace scan
+  that already uses mmap().
+- Version skew: the scan runs only when the crashed kernel's VMCOREINFO
+  shows the identical build, layout and values; otherwise -EXDEV with
+  the differing key, and the filter falls back to its own scan.
+- Work at panic: none.  Nothing runs in the crashing kernel; everything
+  happens in the capture kernel, on request.
+- Capture kernel memory: the merged old-memory ranges per boot; per
+  call one mapping of at most 16 MiB of struct pages, one page of
+  copies and about 7 KiB.  Nothing grows with the size of the dump.
+- Maintenance: the rules live next to the helpers and change with them;
+  userspace keeps its scan as the fallback, and VMCOREINFO exports stay
+  needed for it and for crash and drgn; a forgotten export shows up as
+  a refusal, not as a wrong dump.
+
+Numbers
+-------
+1 GiB QEMU guests (TCG on a loaded 2-core host, 262112 page frames):
+the scan ioctl classified every page in 9.3 to 9.8 ms (this series as
+a module on Debian's 6.1 and 6.12) and 11.9 to 13.2 ms (patched
+tinyconfig kernels) against 25 to 35 ms for a vectorised userspace
+classifier reading the same struct pages through mmap(), with the same
+result at every dump level.  Finding the chunk table costs the same
+for both and dominates end to end (0.8x to 1.1x on such a small
+guest).  One call over 4096 chunks naming the same struct pages
+returned in 5 to 55 ms; a scan's signal handler ran 9 to 345 ms after
+the signal.  Numbers from terabyte machines are still needed.
+
+Tested
+------
+- The kernel scan equals the userspace scan of the same dump, page frame
+  by page frame, for dump levels 1 to 31, on patched kernels and on
+  distribution kernels with the same source built as a module.
+- Hostile requests (ranges outside old memory or in the capture
+  kernel's RAM, overlapping, wrapping, misaligned, oversized, chunks
+  aliasing the same struct pages) fail with the documented errno or
+  return bounded, correct answers; the kernel log stays clean.  A
+  table rewritten during the call is tested on the scan code compiled
+  in userspace.
+- A first opener whose /proc/vmcore is another file, and a 32-bit
+  caller, get the same answers as everyone else.
+- A crashed kernel that differs from the capture kernel is refused.
+- checkpatch.pl --strict, W=1 and sparse clean on the new and touched
+  files; each patch builds on its own.
+
+Where it goes
+-------------
+To: kexec@lists.infradead.org
+Cc: Baoquan He <bhe@redhat.com>, Vivek Goyal <vgoyal@redhat.com>,
+    Dave Young <dyoung@redhat.com>,
+    Andrew Morton <akpm@linux-foundation.org>,
+    linux-fsdevel@vger.kernel.org, linux-mm@kvack.org,
+    linux-doc@vger.kernel.org, linux-kernel@vger.kernel.org
+
+Based on Debian's linux-source-{tree} ({version}).
+"""
+
+COVER_EXPORTS = {
+    "6.1": "PAGE_OFFLINE_MAPCOUNT_VALUE everywhere, PAGE_TYPE_BASE,\n"
+    "     PAGE_MAPCOUNT_RESERVE, PAGE_MAPPING_ANON, PG_reserved,\n"
+    "     SECTION_MAP_LAST_BIT, vmemmap, VMALLOC_START, page_offset_base",
+    "6.12": "PAGE_TYPE_SHIFT, PAGE_MAPPING_ANON, PG_reserved,\n"
+    "     SECTION_MAP_LAST_BIT, page_offset_base",
+}
+COVER = {
+    tree: COVER_TEXT.format(exports=COVER_EXPORTS[tree], tree=tree, version=version)
+    for tree, version in TREES.items()
+}
 
 
 def patch2(root: Path, tree: str) -> list[str]:
     for rel in NEW_FILES:
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes((SRC / rel).read_bytes())
+        dst.write_text(strip_oot((SRC / rel).read_text()))
+    v = Edit(root, "fs/proc/vmcore.c")
+    v.before("\n/* Init function for vmcore module. */\n", VMCORE_ACCESSORS)
+    v.save()
+    h = Edit(root, "include/linux/crash_dump.h")
+    h.after("extern void unregister_vmcore_cb(struct vmcore_cb *cb);\n", CRASH_DUMP_DECLS)
+    h.save()
     core = "CRASH_CORE" if tree == "6.1" else "VMCORE_INFO"
     k = Edit(root, "fs/proc/Kconfig")
     k.after(
@@ -402,10 +642,11 @@ def patch2(root: Path, tree: str) -> list[str]:
     i.after("    vmcoreinfo\n", "    vmcore_pfn_lists\n")
     i.save()
     n = Edit(root, "Documentation/userspace-api/ioctl/ioctl-number.rst")
+    # The contact column starts where the table's third column of '=' ends.
+    rule = next(ln for ln in n.text.splitlines() if ln.startswith("====  =====  ===="))
     n.before(
         "0xC0  00-0F  linux/usb/iowarrior.h\n",
-        "0xB9  01-02  uapi/linux/vmcore_pfn_lists.h"
-        + " " * 30
+        "0xB9  01-02  linux/vmcore_pfn_lists.h".ljust(rule.rindex(" ") + 1)
         + "<mailto:kexec@lists.infradead.org>\n",
     )
     n.save()
@@ -414,6 +655,8 @@ def patch2(root: Path, tree: str) -> list[str]:
     mt.after("F:\tinclude/uapi/linux/vmcore.h\n", "F:\tinclude/uapi/linux/vmcore_pfn_lists.h\n")
     mt.save()
     return NEW_FILES + [
+        "fs/proc/vmcore.c",
+        "include/linux/crash_dump.h",
         "fs/proc/Kconfig",
         "fs/proc/Makefile",
         "Documentation/admin-guide/kdump/index.rst",
@@ -428,6 +671,8 @@ TOUCHED = {
 }
 COMMON = [
     "Documentation/admin-guide/kdump/vmcoreinfo.rst",
+    "fs/proc/vmcore.c",
+    "include/linux/crash_dump.h",
     "fs/proc/Kconfig",
     "fs/proc/Makefile",
     "Documentation/admin-guide/kdump/index.rst",
@@ -462,12 +707,21 @@ def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
             repo,
             "format-patch",
             "-q",
+            "--cover-letter",
             "--zero-commit",
             "--no-signature",
             "-o",
             str(out),
             f"{base}..HEAD",
         )
+        cover = out / "0000-cover-letter.patch"
+        subject, blurb = COVER[tree].split("\n\n", 1)
+        text = cover.read_text()
+        for placeholder, real in (("*** SUBJECT HERE ***", subject), ("*** BLURB HERE ***", blurb)):
+            if text.count(placeholder) != 1:
+                sys.exit(f"mkseries: {placeholder!r} not found once in the cover letter")
+            text = text.replace(placeholder, real.rstrip("\n"))
+        cover.write_text(text)
         return [Path(p) for p in names.split()] or sorted(out.glob("*.patch"))
 
 

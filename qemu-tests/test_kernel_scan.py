@@ -185,6 +185,63 @@ def test_one_run_per_call_resumes_to_the_same_pages(vcycle):
     assert ks.RUN_DTYPE == small.dtype
 
 
+def _expand_runs(pfn, count, cls) -> np.ndarray:
+    n = int((np.asarray(pfn, np.int64) + np.asarray(count, np.int64)).max(initial=0))
+    out = np.zeros(n, np.uint8)
+    for p, c, k in zip(pfn, count, cls, strict=True):
+        out[int(p) : int(p) + int(c)] = k
+    return out
+
+
+def test_first_opener_with_a_false_proc_vmcore_gets_the_true_old_memory(vcycle):
+    """The probe's first open of the interface comes from a mount namespace where
+    /proc/vmcore is a bind-mounted fake (one 4 KiB range, no VMCOREINFO): the interface must
+    not read it, and everyone after gets the same, working interface."""
+    res = _probe(vcycle)
+    ns = res["namespace"]
+    assert "error" not in ns, ns
+    assert ns["sees_fake"], "the namespace's /proc/vmcore was not the fake"
+    assert ns["info"]["status"] == 0, ns["info"]
+    assert ns["info"]["nr_old_ranges"] == res["info"]["nr_old_ranges"] > 1
+
+
+def test_aliasing_chunks_are_bounded_per_call_and_signals_stop_a_scan(vcycle):
+    res = _probe(vcycle)
+    wb = res["work_bound"]
+    assert wb["errno"] == 0, wb
+    # one call: at most 256 chunks and 2^20 struct pages examined, whichever comes first; the
+    # last free block or compound page examined may carry the answer past 2^20 frames
+    assert not wb["done"] and 0 < wb["covered"] < (1 << 20) + (1 << 18), wb
+    assert 0 < wb["next_chunk"] <= 256, wb
+    assert wb["covered"] >= 1 << 20 or wb["next_chunk"] == 256, wb
+    for stop in res["signal_stop"]:
+        # exit 42: the child's own handler ran, between two bounded calls
+        assert stop["exit"] == 42, stop
+        assert stop["seconds_to_stop"] < 5, stop
+
+
+def test_32bit_caller_gets_the_same_answer(vcycle):
+    """INFO and a whole level-31 scan through the ia32 system call entry, every structure
+    below 4 GiB.  The patched kernels are built with IA32 emulation; a stock kernel without
+    it must be the only reason for no answer."""
+    res = _probe(vcycle)
+    c = res["compat"]
+    stock = vcycle.release.endswith("-amd64")  # Debian's; the patched ones are "6.x.y+"
+    if stock and (c.get("skipped") == "no IA32 emulation" or c.get("error") == "killed by SIGSEGV"):
+        return
+    assert "error" not in c and "skipped" not in c, c
+    assert c["base"] < 1 << 32
+    assert c["info_ret"] == 0 and c["info"] == res["info"], c
+    assert c["scan_ret"] == 0, c
+    compat = np.load(vcycle.path("vpl_compat_runs.npy"))
+    runs = np.load(vcycle.path("vpl_runs.npz"))
+    assert len(compat) == c["runs"] > 0
+    assert np.array_equal(
+        _expand_runs(compat["pfn"], compat["count"], compat["cls"]),
+        _expand_runs(runs["l31_pfn"], runs["l31_count"], runs["l31_cls"]),
+    )
+
+
 def test_dumpfilter_kernel_scan_require_gives_the_same_report(vcycle):
     _probe(vcycle)
     assert vcycle.rc(1) == 0, vcycle.log(1)
@@ -245,8 +302,8 @@ def test_speed_is_measured_in_the_capture_kernel(vcycle, record_property):
 
 def _vmcoreinfo(path: Path) -> dict[str, str]:
     """VMCOREINFO text of a kdump-compressed file, found through kdump_sub_header
-    offset_vmcoreinfo/size_vmcoreinfo (offsets 32/40 of the sub-header at block 1,
-    shared/reference/kdump-compressed-format.md) -- read without drgn, to check drgn against."""
+    offset_vmcoreinfo/size_vmcoreinfo (offsets 32/40 of the sub-header at block 1) -- read
+    without drgn, to check drgn against."""
     with open(path, "rb") as f:
         f.seek(4096 + 32)
         off, size = struct.unpack("<QQ", f.read(16))

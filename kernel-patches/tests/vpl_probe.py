@@ -16,11 +16,15 @@ The host compares the runs with the userspace scan of the raw vmcore saved by th
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import errno
 import json
+import mmap
 import os
 import re
+import signal
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -130,6 +134,166 @@ def hostile(fd: int, chunks: np.ndarray, spage: int) -> dict[str, dict]:
     return res
 
 
+def aliasing_table(chunks: np.ndarray, nr: int) -> np.ndarray:
+    """``nr`` chunks with disjoint page frame ranges that all name the first chunk's struct
+    pages: valid, and without a bound per call one ioctl would visit all of them."""
+    n0 = int(min(int(chunks[0]["nr_pages"]), ks.MAX_CHUNK_PAGES))
+    table = np.zeros(nr, ks.CHUNK_DTYPE)
+    table["start_pfn"] = np.arange(nr, dtype=np.uint64) * np.uint64(n0)
+    table["nr_pages"] = n0
+    table["paddr"] = chunks[0]["paddr"]
+    return table
+
+
+def work_bound(fd: int, chunks: np.ndarray) -> dict:
+    """One call on 4096 aliasing chunks: returns soon, with its cursor, not done."""
+    table = aliasing_table(chunks, 4096)
+    runs = np.zeros(1 << 16, ks.RUN_DTYPE)
+    t0 = time.monotonic()
+    err, f = raw_scan(fd, chunks_ptr=table.ctypes.data, nr_chunks=len(table),
+                      runs_ptr=runs.ctypes.data, max_runs=len(runs))  # fmt: skip
+    dt = time.monotonic() - t0
+    if err:
+        return {"errno": err, "seconds": dt}
+    return {"errno": 0, "seconds": dt, "covered": int(sum(f[11:])), "done": f[9],
+            "next_chunk": f[8], "total_pfns": int(table["nr_pages"].sum())}  # fmt: skip
+
+
+def signal_stop(chunks: np.ndarray, signo: int) -> dict:
+    """A child scans a table of 2^20 aliasing chunks (hours of work) with a Python handler for
+    ``signo``; the parent sends it after 1 s.  Bounded calls and the kernel's signal checks
+    must let the handler run within a fraction of a second."""
+    table = aliasing_table(chunks, 1 << 20)  # VMCORE_PFN_MAX_CHUNKS
+    pid = os.fork()
+    if pid == 0:
+        def stop(*_):
+            os._exit(42)
+
+        signal.signal(signo, stop)
+        try:
+            with ks.KernelScanner() as k:
+                k.scan(table, 31)
+        except (OSError, ks.KernelScanUnavailable):
+            os._exit(43)
+        os._exit(0)
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    os.kill(pid, signo)
+    _, status = os.waitpid(pid, 0)
+    return {"signal": signal.Signals(signo).name, "exit": os.waitstatus_to_exitcode(status),
+            "seconds_to_stop": time.monotonic() - t0}  # fmt: skip
+
+
+def fake_vmcore() -> bytes:
+    """An ELF core with one 4 KiB PT_LOAD at physical 0 and no notes."""
+    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
+    eh = struct.pack("<16sHHIQQQIHHHHHH", ident, 4, 62, 1, 0, 64, 0, 0, 64, 56, 1, 0, 0, 0)
+    ph = struct.pack("<IIQQQQQQ", 1, 7, 0x1000, 0, 0, 0x1000, 0x1000, 0)
+    return (eh + ph).ljust(0x2000, b"\0")
+
+
+def in_child(fn, *args) -> dict:
+    """``fn(*args)`` in a child process; its dict comes back through a pipe.  A child killed
+    by a signal (an ia32 system call where the kernel does not take them) is reported."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        try:
+            out = fn(*args)
+        except (OSError, ValueError, ks.KernelScanUnavailable) as e:
+            out = {"error": str(e)}
+        os.write(wfd, json.dumps(out).encode())
+        os._exit(0)
+    os.close(wfd)
+    data = b""
+    while chunk := os.read(rfd, 65536):
+        data += chunk
+    os.close(rfd)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        return {"error": f"killed by {signal.Signals(os.WTERMSIG(status)).name}"}
+    return json.loads(data or b"{}")
+
+
+def namespace_open() -> dict:
+    """The first open of the interface, from a mount namespace whose /proc/vmcore is another
+    file (an ELF core with one bogus range and no VMCOREINFO): the interface must describe the
+    true old memory all the same, and later openers must get the same answer."""
+    fake = Path("vpl_fake_vmcore").resolve()
+    fake.write_bytes(fake_vmcore())
+
+    def child() -> dict:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x00020000):  # CLONE_NEWNS
+            raise OSError(ctypes.get_errno(), "unshare")
+        if libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None):  # MS_REC | MS_PRIVATE
+            raise OSError(ctypes.get_errno(), "mount private")
+        if libc.mount(str(fake).encode(), b"/proc/vmcore", None, 0x1000, None):  # MS_BIND
+            raise OSError(ctypes.get_errno(), "bind mount")
+        out: dict = {}
+        with open("/proc/vmcore", "rb") as f:
+            out["sees_fake"] = f.read(len(fake_vmcore())) == fake_vmcore()
+        with ks.KernelScanner() as k:
+            out["info"] = dataclasses.asdict(k.info())
+        return out
+
+    return in_child(child)
+
+
+def compat_info_and_scan(chunks: np.ndarray) -> dict:
+    """INFO and a whole scan through the ia32 system call entry (int 0x80), with every
+    structure below 4 GiB, as a 32-bit program would make them: the kernel takes the compat
+    ioctl path.  Only where the kernel has IA32 emulation."""
+    syms = Path("/proc/kallsyms").read_text()
+    if not re.search(r" __ia32_(compat_)?sys_ioctl$", syms, re.MULTILINE):
+        return {"skipped": "no IA32 emulation"}
+    map_32bit = 0x40
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | map_32bit
+    # push rbx; mov ebx, edi; mov ecx, esi; mov eax, 54 (ia32 ioctl); int 0x80;
+    # movsxd rax, eax; pop rbx; ret  -- edx already holds the third argument
+    code = bytes.fromhex("5389fb89f1b836000000cd804863c05bc3")
+    text = mmap.mmap(-1, 4096, flags=flags,
+                     prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)  # fmt: skip
+    text.write(code)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(text))
+    call = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_int, ctypes.c_uint, ctypes.c_uint)(addr)
+    table = np.ascontiguousarray(chunks, ks.CHUNK_DTYPE)
+    mem = mmap.mmap(-1, ks.SCAN.size + ks.INFO.size + table.nbytes + (1 << 20), flags=flags)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    req_at, info_at = base, base + ks.SCAN.size
+    tab_at = info_at + ks.INFO.size
+    runs_at = (tab_at + table.nbytes + 7) & ~7
+    max_runs = (base + len(mem) - runs_at) // ks.RUN_DTYPE.itemsize
+    ctypes.memmove(tab_at, table.ctypes.data, table.nbytes)
+    out: dict = {"base": base}
+    with ks.KernelScanner() as k:
+        ret = call(k.fd, ks.IOC_INFO, info_at)
+        out["info_ret"] = ret
+        out["info"] = dataclasses.asdict(ks.KernelInfo.unpack(ctypes.string_at(info_at,
+                                                                                ks.INFO.size)))
+        parts, nc, npfn, calls = [], 0, 0, 0
+        while True:
+            ctypes.memmove(req_at, ks.SCAN.pack(ks.SCAN.size, 0, 31, len(table), tab_at,
+                                                runs_at, max_runs, 0, nc, 0, npfn,
+                                                *([0] * ks.NR_CLASSES)), ks.SCAN.size)  # fmt: skip
+            ret = call(k.fd, ks.IOC_SCAN, req_at)
+            calls += 1
+            if ret:
+                out["scan_ret"] = ret
+                return out
+            f = ks.SCAN.unpack(ctypes.string_at(req_at, ks.SCAN.size))
+            runs = np.frombuffer(ctypes.string_at(runs_at, f[7] * 16), ks.RUN_DTYPE).copy()
+            parts.append(runs)
+            if f[9]:
+                break
+            nc, npfn = f[8], f[10]
+    allruns = np.concatenate(parts)
+    np.save("vpl_compat_runs.npy", allruns)
+    out.update(scan_ret=0, calls=calls, runs=len(allruns))
+    return out
+
+
 def one_run_per_call(fd: int, chunks: np.ndarray) -> dict:
     runs = np.zeros(1, ks.RUN_DTYPE)
     got: list[tuple[int, int, int]] = []
@@ -201,6 +365,8 @@ def main() -> int:
     if not res["present"]:
         Path("vpl_probe.json").write_text(json.dumps(res, indent=1))
         return 0
+    # Before anything else opens the interface: its first opener sees a false /proc/vmcore.
+    res["namespace"] = namespace_open()
     with ks.KernelScanner() as k:
         res["info"] = dataclasses.asdict(k.info())
     if res["info"]["status"]:
@@ -260,6 +426,9 @@ def main() -> int:
                 "level31_differing_pfns": int((karr != uarr).sum()),
             }  # fmt: skip
             res["hostile"] = hostile(k.fd, chunks, spage)
+            res["work_bound"] = work_bound(k.fd, chunks)
+        res["signal_stop"] = [signal_stop(chunks, s) for s in (signal.SIGINT, signal.SIGTERM)]
+        res["compat"] = in_child(compat_info_and_scan, chunks)
         with ks.KernelScanner() as k:
             res["info_after"] = dataclasses.asdict(k.info())
     res["log"] = kernel_log_problems()

@@ -6,8 +6,11 @@ builds (memmap.py: ``(start_pfn, nr_pages, struct_page_paddr)``), a makedumpfile
 and a run buffer, and answers ``(pfn, count, class)`` runs to exclude, classified by its own
 ``PageBuddy()``/``PageLRU()``/... helpers.  It refuses with ``EXDEV`` unless the crashed
 kernel's VMCOREINFO shows the running kernel (build id, struct page layout, page flag and
-type values), because only then do its helpers read the old struct pages correctly
-(in-kernel-scan-history.md, objection 2).  Class numbers are ``PageClass``.
+type values), because only then do its helpers read the old struct pages correctly (the
+version-skew objection of 2012).  It also refuses, with ``EOPNOTSUPP``, when memory
+encryption is active or a driver registered a vmcore callback.  One call does a bounded
+amount of work; ``KernelScanner.scan`` resumes until the kernel says done.  Class numbers
+are ``PageClass``.
 
 ``try_kernel_scan`` returns a ``Classification`` or, in ``auto`` mode, ``None`` after one
 line saying why the userspace scan has to run instead; ``require`` raises ``DumpError``.
@@ -223,7 +226,11 @@ class KernelScanner:
 def _errno_reason(e: OSError) -> KernelScanUnavailable:
     what = {
         errno.EXDEV: "refused: the crashed kernel is not the running kernel",
-        errno.ENODATA: "refused: no usable ELF core header or VMCOREINFO",
+        errno.ENODATA: "refused: /proc/vmcore is not set up or has no VMCOREINFO",
+        errno.EOPNOTSUPP: (
+            "refused: memory encryption is active or a driver registered a vmcore callback"
+        ),
+        errno.EINTR: "error: interrupted by a signal",
         errno.ERANGE: "error: a mem_map chunk lies outside the crashed kernel's memory",
         errno.E2BIG: "error: request too large",
         errno.EINVAL: "error: request rejected as invalid",

@@ -7,13 +7,13 @@
  * the dump (free, page cache, user, hwpoison, offline), classified with this
  * kernel's own page-flag helpers instead of a userspace copy of them.
  *
- * That is only sound if the crashed kernel is this kernel: the first use
+ * That is only sound if the crashed kernel is this kernel: the first open
  * compares the crashed kernel's VMCOREINFO with this kernel's own (build id,
  * release, struct page layout, page flag and page type values) and every
  * scan is refused with -EXDEV when they differ.  Every chunk must lie inside
- * the crashed kernel's memory as /proc/vmcore describes it (the PT_LOADs of
- * the ELF core header).  Nothing here runs before or during the crash, only
- * in the capture kernel.
+ * the crashed kernel's memory as /proc/vmcore reads it and outside this
+ * kernel's RAM.  Nothing here runs before or during the crash, only in the
+ * capture kernel.
  *
  * See Documentation/admin-guide/kdump/vmcore_pfn_lists.rst.
  */
@@ -21,10 +21,14 @@
 #define pr_fmt(fmt) "vmcore_pfn_lists: " fmt
 
 #include <linux/capability.h>
+#include <linux/cc_platform.h>
+#include <linux/compat.h>
 #include <linux/crash_dump.h>
 #include <linux/elf.h>
 #include <linux/fs.h>
+#include <linux/gfp.h>
 #include <linux/io.h>
+#include <linux/ioport.h>
 #include <linux/kernel.h>
 #include <linux/minmax.h>
 #include <linux/mm.h>
@@ -40,18 +44,31 @@
 #include <linux/sort.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include <uapi/linux/vmcore_pfn_lists.h>
+#include <linux/vmcore_pfn_lists.h>
 
-/* Bounds on what the ELF core header may make us allocate or map. */
-#define VPL_MAX_PHDRS		8192
-#define VPL_MAX_NOTE_BYTES	SZ_1M
+/* Bounds on what the crashed kernel's notes may make us allocate. */
 #define VPL_MAX_INFO_BYTES	SZ_16K
 /* Runs are reported with a 32-bit count: larger compound orders are kept. */
 #define VPL_MAX_ORDER		31
-/* Runs staged on the stack before copy_to_user(). */
-#define VPL_BATCH		32
-/* struct pages examined between cond_resched() calls. */
-#define VPL_RESCHED_PAGES	4096
+/* Runs collected in struct vpl_state before copy_to_user(). */
+#define VPL_RUN_BATCH		32
+/* Chunks of the caller's table one call copies, checks and scans at most. */
+#define VPL_CALL_CHUNKS		256
+/* Struct pages one call examines at most (4 GiB of memory); the caller resumes. */
+#define VPL_CALL_PAGES		(SZ_4G >> PAGE_SHIFT)
+
+/*
+ * The struct pages are classified in a copy, one page-sized buffer at a
+ * time, never where a device could still be writing them.  The copy starts
+ * past the beginning of the buffer so that no struct page in it is
+ * page-aligned: compound_head() takes a page-aligned head whose page[1]
+ * looks like a tail for a fake head of a hugetlb page with an optimised
+ * vmemmap and returns the address stored in page[1], which would be the
+ * crashed kernel's.  The last struct page copied is only there to be the
+ * page[1] of the one before it.
+ */
+#define VPL_COPY_OFFSET		__alignof__(struct page)
+#define VPL_COPY_PAGES		((PAGE_SIZE - VPL_COPY_OFFSET) / sizeof(struct page) - 1)
 
 /* Number of buddy orders, taken from the allocator's own free_area array. */
 #define VPL_NR_ORDERS	(sizeof_field(struct zone, free_area) / sizeof(struct free_area))
@@ -61,6 +78,11 @@ struct vpl_range {
 	u64 end;
 };
 
+/*
+ * Set up once, at the first open that succeeds, under vpl_lock; read-only
+ * afterwards.  A setup that fails for a reason that may pass (no memory, a
+ * read error, a signal) leaves nothing behind and the next open tries again.
+ */
 static DEFINE_MUTEX(vpl_lock);
 static bool vpl_ready;
 static int vpl_status;
@@ -191,39 +213,76 @@ static int vpl_compare_vmcoreinfo(const char *old, size_t old_size,
 	return 0;
 }
 
+/* Reads @len bytes at offset @off of a note segment; 0 or a negative errno. */
+typedef int (*vpl_read_t)(void *src, void *buf, size_t len, u64 off);
+
+struct vpl_buf {
+	const void *data;
+	size_t size;
+};
+
+static int vpl_read_buf(void *src, void *buf, size_t len, u64 off)
+{
+	const struct vpl_buf *b = src;
+
+	if (off > b->size || len > b->size - off)
+		return -EIO;
+	memcpy(buf, b->data + off, len);
+	return 0;
+}
+
 /*
- * Look for the VMCOREINFO note in a buffer of ELF notes; return a copy of
- * its descriptor, or NULL.
+ * Walk the ELF notes in [0, @size) of @src for the VMCOREINFO note and
+ * return a NUL-terminated copy of its descriptor in *@info.  Only the note
+ * headers and the one descriptor are read, so the note segment may be as
+ * large as the machine's CPU count and device dumps make it.
  */
-static char *vpl_find_vmcoreinfo(const void *notes, size_t size, size_t *out_size)
+static int vpl_find_vmcoreinfo(vpl_read_t read, void *src, u64 size,
+			       char **info, size_t *info_size)
 {
 	static const char name[] = VMCOREINFO_NOTE_NAME;
-	size_t off = 0, namesz, descsz, step;
-	const struct elf64_note *nh;
+	char nbuf[sizeof(name)];
+	struct elf64_note nh;
+	u64 off = 0, namesz, descsz;
 	char *copy;
+	int ret;
 
-	while (off + sizeof(*nh) <= size) {
-		nh = notes + off;
-		if (!nh->n_namesz && !nh->n_descsz)
+	while (off <= size && size - off >= sizeof(nh)) {
+		ret = read(src, &nh, sizeof(nh), off);
+		if (ret)
+			return ret;
+		if (!nh.n_namesz && !nh.n_descsz)
 			break;
-		namesz = ALIGN((size_t)nh->n_namesz, 4);
-		descsz = ALIGN((size_t)nh->n_descsz, 4);
-		step = sizeof(*nh) + namesz + descsz;
-		if (namesz > size || descsz > size || off + step > size)
+		namesz = ALIGN((u64)nh.n_namesz, 4);
+		descsz = ALIGN((u64)nh.n_descsz, 4);
+		if (namesz + descsz > size - off - sizeof(nh))
 			break;
-		if (nh->n_namesz == sizeof(name) &&
-		    !memcmp(notes + off + sizeof(*nh), name, sizeof(name))) {
-			if (nh->n_descsz > VPL_MAX_INFO_BYTES)
-				return NULL;
-			copy = kmemdup(notes + off + sizeof(*nh) + namesz,
-				       nh->n_descsz, GFP_KERNEL);
-			if (copy)
-				*out_size = nh->n_descsz;
-			return copy;
+		if (nh.n_namesz == sizeof(name)) {
+			ret = read(src, nbuf, sizeof(nbuf), off + sizeof(nh));
+			if (ret)
+				return ret;
+			if (!memcmp(nbuf, name, sizeof(name))) {
+				if (nh.n_descsz > VPL_MAX_INFO_BYTES)
+					break;
+				copy = kmalloc(nh.n_descsz + 1, GFP_KERNEL);
+				if (!copy)
+					return -ENOMEM;
+				ret = read(src, copy, nh.n_descsz,
+					   off + sizeof(nh) + namesz);
+				if (ret) {
+					kfree(copy);
+					return ret;
+				}
+				copy[nh.n_descsz] = '\0';
+				*info = copy;
+				*info_size = nh.n_descsz;
+				return 0;
+			}
 		}
-		off += step;
+		off += sizeof(nh) + namesz + descsz;
 	}
-	return NULL;
+	snprintf(vpl_reason, sizeof(vpl_reason), "no VMCOREINFO note in /proc/vmcore");
+	return -ENODATA;
 }
 
 static int vpl_cmp_range(const void *a, const void *b)
@@ -235,147 +294,302 @@ static int vpl_cmp_range(const void *a, const void *b)
 	return 0;
 }
 
-/* Sort the old-memory ranges and merge the touching ones. */
-static void vpl_merge_ranges(void)
+/* Sort the old-memory ranges and merge the touching ones; return how many remain. */
+static unsigned int vpl_merge_ranges(struct vpl_range *r, unsigned int nr)
 {
 	unsigned int i, n = 0;
 
-	sort(vpl_ranges, vpl_nr_ranges, sizeof(*vpl_ranges), vpl_cmp_range, NULL);
-	for (i = 0; i < vpl_nr_ranges; i++) {
-		if (n && vpl_ranges[i].start <= vpl_ranges[n - 1].end)
-			vpl_ranges[n - 1].end = max(vpl_ranges[n - 1].end,
-						    vpl_ranges[i].end);
+	sort(r, nr, sizeof(*r), vpl_cmp_range, NULL);
+	for (i = 0; i < nr; i++) {
+		if (n && r[i].start <= r[n - 1].end)
+			r[n - 1].end = max(r[n - 1].end, r[i].end);
 		else
-			vpl_ranges[n++] = vpl_ranges[i];
+			r[n++] = r[i];
 	}
-	vpl_nr_ranges = n;
+	return n;
+}
+
+/* Collects the old-memory ranges: counts them, and stores them while there is room. */
+struct vpl_layout {
+	struct vpl_range *ranges;
+	unsigned int nr;
+	unsigned int max;
+};
+
+static void vpl_add_range(struct vpl_layout *l, u64 start, u64 size)
+{
+	if (!size || start + size < start)
+		return;
+	if (l->nr < l->max) {
+		l->ranges[l->nr].start = start;
+		l->ranges[l->nr].end = start + size;
+	}
+	l->nr++;
+}
+
+#ifndef VMCORE_PFN_LISTS_OOT
+static int vpl_vmcore_range(void *arg, u64 paddr, u64 size)
+{
+	vpl_add_range(arg, paddr, size);
+	return 0;
 }
 
 /*
- * Read the ELF header that /proc/vmcore presents: its PT_LOAD ranges are the
- * crashed kernel's memory, and its (merged) PT_NOTE holds the crashed
- * kernel's VMCOREINFO.  vmcore_init() already validated the ELF core header
- * and forgets its address afterwards, so this is the only place left to get
- * them from, both built in and as a module.
+ * The crashed kernel's memory and VMCOREINFO as /proc/vmcore itself holds
+ * them: the ranges it reads old memory from, and the ELF notes vmcore_init()
+ * built from the ELF core header.
  */
-static int vpl_read_vmcore_headers(char **info, size_t *info_size)
+static int vpl_load_oldmem(struct vpl_layout *l, char **info, size_t *info_size)
 {
-	struct elf64_phdr *ph = NULL;
-	struct elf64_hdr eh;
-	unsigned int i, nr_loads = 0;
-	struct file *file;
-	void *notes;
-	loff_t pos = 0;
-	int ret = -ENODATA;
+	struct vpl_buf notes;
+	int ret;
 
-	file = filp_open("/proc/vmcore", O_RDONLY, 0);
-	if (IS_ERR(file)) {
-		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "cannot open /proc/vmcore (%ld)", PTR_ERR(file));
-		return -ENODATA;
+	/* Count the ranges, then store them. */
+	ret = vmcore_oldmem_layout(vpl_vmcore_range, l, &notes.data, &notes.size);
+	if (!ret) {
+		l->ranges = kcalloc(max(l->nr, 1U), sizeof(*l->ranges), GFP_KERNEL);
+		if (!l->ranges)
+			return -ENOMEM;
+		l->max = l->nr;
+		l->nr = 0;
+		ret = vmcore_oldmem_layout(vpl_vmcore_range, l, &notes.data,
+					   &notes.size);
 	}
-	if (kernel_read(file, &eh, sizeof(eh), &pos) != sizeof(eh) ||
-	    memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+	if (ret) {
+		snprintf(vpl_reason, sizeof(vpl_reason), "/proc/vmcore is not set up");
+		return ret;
+	}
+	return vpl_find_vmcoreinfo(vpl_read_buf, &notes, notes.size, info, info_size);
+}
+
+/*
+ * A driver that registered a vmcore callback (virtio-mem) tells /proc/vmcore
+ * which page frames must not be read; the scan cannot ask it per page.
+ */
+static int vpl_check_callbacks(void)
+{
+	if (!vmcore_has_callbacks())
+		return 0;
+	pr_info_once("scans refused: a driver registered a vmcore callback\n");
+	return -EOPNOTSUPP;
+}
+#else /* VMCORE_PFN_LISTS_OOT */
+struct vpl_file {
+	struct file *file;
+	u64 base;
+};
+
+static int vpl_read_file(void *src, void *buf, size_t len, u64 off)
+{
+	struct vpl_file *f = src;
+	loff_t pos = f->base + off;
+	ssize_t n;
+
+	n = kernel_read(f->file, buf, len, &pos);
+	if (n < 0)
+		return n;
+	return n == len ? 0 : -EIO;
+}
+
+/*
+ * A module cannot reach fs/proc/vmcore.c's data, so it reads the ELF headers
+ * that /proc/vmcore presents (on x86_64 their p_paddr is where vmcore reads
+ * old memory from).  It opens vmcore in a private instance of procfs: a path
+ * would be resolved in the opener's mount namespace and root, where
+ * /proc/vmcore may be any file.
+ */
+static int vpl_load_oldmem(struct vpl_layout *l, char **info, size_t *info_size)
+{
+	struct file_system_type *type;
+	struct elf64_phdr *ph = NULL;
+	struct vfsmount *mnt;
+	struct elf64_hdr eh;
+	struct vpl_file f = { };
+	unsigned int i;
+	int ret;
+
+	type = get_fs_type("proc");
+	if (!type)
+		return -ENODEV;
+	mnt = kern_mount(type);
+	/* What put_filesystem() does; it is not exported. */
+	module_put(type->owner);
+	if (IS_ERR(mnt))
+		return PTR_ERR(mnt);
+	f.file = file_open_root_mnt(mnt, "vmcore", O_RDONLY, 0);
+	if (IS_ERR(f.file)) {
+		ret = PTR_ERR(f.file);
+		snprintf(vpl_reason, sizeof(vpl_reason),
+			 "cannot open vmcore in procfs (%d)", ret);
+		goto unmount;
+	}
+	ret = vpl_read_file(&f, &eh, sizeof(eh), 0);
+	if (ret)
+		goto close;
+	if (memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
 	    eh.e_ident[EI_CLASS] != ELFCLASS64 ||
-	    eh.e_phentsize != sizeof(*ph) || !eh.e_phnum ||
-	    eh.e_phnum > VPL_MAX_PHDRS) {
+	    eh.e_phentsize != sizeof(*ph) || !eh.e_phnum || eh.e_phnum == PN_XNUM) {
 		snprintf(vpl_reason, sizeof(vpl_reason),
 			 "unsupported /proc/vmcore ELF header");
-		goto out;
+		ret = -ENODATA;
+		goto close;
 	}
 	ph = kvcalloc(eh.e_phnum, sizeof(*ph), GFP_KERNEL);
 	if (!ph) {
 		ret = -ENOMEM;
-		goto out;
+		goto close;
 	}
-	pos = eh.e_phoff;
-	if (kernel_read(file, ph, eh.e_phnum * sizeof(*ph), &pos) !=
-	    eh.e_phnum * sizeof(*ph)) {
-		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "cannot read the /proc/vmcore program headers");
-		goto out;
+	ret = vpl_read_file(&f, ph, eh.e_phnum * sizeof(*ph), eh.e_phoff);
+	if (ret)
+		goto close;
+	for (i = 0; i < eh.e_phnum; i++)
+		l->max += ph[i].p_type == PT_LOAD;
+	l->ranges = kcalloc(max(l->max, 1U), sizeof(*l->ranges), GFP_KERNEL);
+	if (!l->ranges) {
+		ret = -ENOMEM;
+		goto close;
 	}
 	for (i = 0; i < eh.e_phnum; i++)
-		if (ph[i].p_type == PT_LOAD && ph[i].p_memsz)
-			nr_loads++;
-	vpl_ranges = kcalloc(max(nr_loads, 1U), sizeof(*vpl_ranges), GFP_KERNEL);
-	if (!vpl_ranges) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < eh.e_phnum; i++) {
-		if (ph[i].p_type != PT_LOAD || !ph[i].p_memsz ||
-		    ph[i].p_paddr + ph[i].p_memsz < ph[i].p_paddr)
+		if (ph[i].p_type == PT_LOAD)
+			vpl_add_range(l, ph[i].p_paddr, ph[i].p_memsz);
+	ret = -ENODATA;
+	for (i = 0; i < eh.e_phnum && ret == -ENODATA; i++) {
+		if (ph[i].p_type != PT_NOTE)
 			continue;
-		vpl_ranges[vpl_nr_ranges].start = ph[i].p_paddr;
-		vpl_ranges[vpl_nr_ranges].end = ph[i].p_paddr + ph[i].p_memsz;
-		vpl_nr_ranges++;
+		f.base = ph[i].p_offset;
+		ret = vpl_find_vmcoreinfo(vpl_read_file, &f, ph[i].p_filesz,
+					  info, info_size);
 	}
-	vpl_merge_ranges();
-
-	for (i = 0; i < eh.e_phnum && !*info; i++) {
-		if (ph[i].p_type != PT_NOTE || !ph[i].p_filesz ||
-		    ph[i].p_filesz > VPL_MAX_NOTE_BYTES)
-			continue;
-		notes = kvmalloc(ph[i].p_filesz, GFP_KERNEL);
-		if (!notes) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		pos = ph[i].p_offset;
-		if (kernel_read(file, notes, ph[i].p_filesz, &pos) == ph[i].p_filesz)
-			*info = vpl_find_vmcoreinfo(notes, ph[i].p_filesz, info_size);
-		kvfree(notes);
-	}
-	if (*info)
-		ret = 0;
-	else
-		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "no VMCOREINFO note in /proc/vmcore");
-out:
+close:
 	kvfree(ph);
-	filp_close(file, NULL);
+	filp_close(f.file, NULL);
+unmount:
+	kern_unmount(mnt);
 	return ret;
 }
 
-/*
- * Decide once whether scans are possible.  Runs in the capture kernel at the
- * first open, never in the crashed kernel.
- */
-static void vpl_setup(void)
+/* fs/proc/vmcore.c keeps its callbacks to itself: a module cannot see them. */
+static int vpl_check_callbacks(void)
 {
+	return 0;
+}
+
+/*
+ * vermagic ties a module to a kernel release, not to the configuration that
+ * decides the struct page layout and page flag numbers it was compiled with:
+ * compare those with the running kernel's own VMCOREINFO.
+ */
+static int vpl_check_module_layout(const char *cur, size_t cur_size)
+{
+	const struct {
+		const char *key;
+		long val;
+	} want[] = {
+		{ "SIZE(page)", sizeof(struct page) },
+		{ "OFFSET(page.flags)", offsetof(struct page, flags) },
+		{ "OFFSET(page._refcount)", offsetof(struct page, _refcount) },
+		{ "OFFSET(page.mapping)", offsetof(struct page, mapping) },
+		{ "OFFSET(page.lru)", offsetof(struct page, lru) },
+		{ "OFFSET(page._mapcount)", offsetof(struct page, _mapcount) },
+		{ "OFFSET(page.private)", offsetof(struct page, private) },
+		{ "OFFSET(page.compound_head)", offsetof(struct page, compound_head) },
+		{ "LENGTH(zone.free_area)", VPL_NR_ORDERS },
+		{ "NUMBER(PG_lru)", PG_lru },
+		{ "NUMBER(PG_private)", PG_private },
+		{ "NUMBER(PG_swapcache)", PG_swapcache },
+		{ "NUMBER(PG_swapbacked)", PG_swapbacked },
+		{ "NUMBER(PG_head_mask)", PG_head_mask },
+#ifdef CONFIG_MEMORY_FAILURE
+		{ "NUMBER(PG_hwpoison)", PG_hwpoison },
+#endif
+	};
+	const char *q;
+	size_t i, len, qlen;
+	char line[64];
+
+	for (i = 0; i < ARRAY_SIZE(want); i++) {
+		len = snprintf(line, sizeof(line), "%s=%ld", want[i].key, want[i].val);
+		q = vpl_find_key(cur, cur_size, line, len, &qlen);
+		if (!q || qlen != len || memcmp(q, line, len)) {
+			snprintf(vpl_reason, sizeof(vpl_reason),
+				 "module built for %s, running kernel has %.*s",
+				 line, q ? (int)min_t(size_t, qlen, 50) : 4,
+				 q ? q : "none");
+			return -EXDEV;
+		}
+	}
+	return 0;
+}
+#endif /* VMCORE_PFN_LISTS_OOT */
+
+/* Verdicts about the two kernels, as opposed to failures that may pass. */
+static bool vpl_permanent(int ret)
+{
+	return !ret || ret == -EXDEV || ret == -ENODATA || ret == -EOPNOTSUPP;
+}
+
+/*
+ * Decide once whether scans are possible.  Runs in the capture kernel at an
+ * open, never in the crashed kernel.
+ */
+static int vpl_setup(void)
+{
+	struct vpl_layout l = { };
 	char *old = NULL, *cur = NULL;
 	size_t old_size = 0, cur_size = 0;
 	const void *note;
+	int ret;
 
-	mutex_lock(&vpl_lock);
+	ret = mutex_lock_killable(&vpl_lock);
+	if (ret)
+		return ret;
 	if (vpl_ready)
 		goto unlock;
 
-	vpl_status = vpl_read_vmcore_headers(&old, &old_size);
-	if (vpl_status)
+	vpl_reason[0] = '\0';
+	/* /proc/vmcore reads such memory through the decrypting path; this scan cannot. */
+	if (cc_platform_has(CC_ATTR_MEM_ENCRYPT)) {
+		snprintf(vpl_reason, sizeof(vpl_reason), "memory encryption is active");
+		ret = -EOPNOTSUPP;
+		goto done;
+	}
+	ret = vpl_load_oldmem(&l, &old, &old_size);
+	if (ret)
 		goto done;
 
 	/* This kernel's own note, filled in at boot by crash_save_vmcoreinfo_init(). */
 	note = phys_to_virt(paddr_vmcoreinfo_note());
-	cur = vpl_find_vmcoreinfo(note, VMCOREINFO_NOTE_SIZE, &cur_size);
-	if (!cur) {
-		snprintf(vpl_reason, sizeof(vpl_reason),
-			 "running kernel has no VMCOREINFO");
-		vpl_status = -ENODATA;
+	ret = vpl_find_vmcoreinfo(vpl_read_buf,
+				  &(struct vpl_buf){ note, VMCOREINFO_NOTE_SIZE },
+				  VMCOREINFO_NOTE_SIZE, &cur, &cur_size);
+	if (ret) {
+		snprintf(vpl_reason, sizeof(vpl_reason), "running kernel has no VMCOREINFO");
 		goto done;
 	}
-	vpl_status = vpl_compare_vmcoreinfo(old, old_size, cur, cur_size);
+#ifdef VMCORE_PFN_LISTS_OOT
+	ret = vpl_check_module_layout(cur, cur_size);
+	if (ret)
+		goto done;
+#endif
+	ret = vpl_compare_vmcoreinfo(old, old_size, cur, cur_size);
 done:
-	if (vpl_status == -ENOMEM && !vpl_reason[0])
-		snprintf(vpl_reason, sizeof(vpl_reason), "out of memory");
-	if (vpl_status)
-		pr_info("scans refused: %s\n", vpl_reason);
+	if (vpl_permanent(ret)) {
+		vpl_status = ret;
+		vpl_ranges = l.ranges;
+		vpl_nr_ranges = vpl_merge_ranges(l.ranges, min(l.nr, l.max));
+		vpl_ready = true;
+		if (ret)
+			pr_info("scans refused: %s\n", vpl_reason);
+		ret = 0;
+	} else {
+		pr_info("setup failed (%d), the next open tries again\n", ret);
+		kfree(l.ranges);
+	}
 	kfree(old);
 	kfree(cur);
-	vpl_ready = true;
 unlock:
 	mutex_unlock(&vpl_lock);
+	return ret;
 }
 
 /* Is [start, start + size) inside one range of the crashed kernel's memory? */
@@ -394,40 +608,42 @@ static bool vpl_in_old_memory(u64 start, u64 size)
 	       size <= vpl_ranges[lo].end - start;
 }
 
+/*
+ * One chunk, as copied from the caller: its struct pages must be old memory
+ * that /proc/vmcore reads, and none of this kernel's RAM (a mapping of that
+ * would leak the capture kernel's pages through the classes).
+ */
 static int vpl_check_chunk(const struct vmcore_pfn_chunk *c, u64 prev_end)
 {
 	u64 bytes;
 
+	if (c->nr_pages > VMCORE_PFN_MAX_CHUNK_PAGES)
+		return -E2BIG;
 	if (!c->nr_pages || c->start_pfn < prev_end ||
 	    c->start_pfn > (U64_MAX >> PAGE_SHIFT) - c->nr_pages ||
 	    !IS_ALIGNED(c->mem_map_paddr, sizeof(unsigned long)))
 		return -EINVAL;
-	if (c->nr_pages > VMCORE_PFN_MAX_CHUNK_PAGES)
-		return -E2BIG;
 	bytes = c->nr_pages * sizeof(struct page);
 	if (c->mem_map_paddr > U64_MAX - bytes ||
-	    !vpl_in_old_memory(c->mem_map_paddr, bytes))
+	    !vpl_in_old_memory(c->mem_map_paddr, bytes) ||
+	    region_intersects(c->mem_map_paddr, bytes, IORESOURCE_SYSTEM_RAM,
+			      IORES_DESC_NONE) != REGION_DISJOINT)
 		return -ERANGE;
 	return 0;
 }
 
-/* Validate the whole chunk table before any page is read. */
-static int vpl_check_chunks(const struct vmcore_pfn_chunk __user *uchunks, u32 nr)
+/* Check every chunk of the copy a call scans, in order, before any page is read. */
+static int vpl_check_chunks(const struct vmcore_pfn_chunk *c, u32 nr)
 {
-	struct vmcore_pfn_chunk c;
 	u64 prev_end = 0;
 	u32 i;
 	int ret;
 
 	for (i = 0; i < nr; i++) {
-		if (copy_from_user(&c, uchunks + i, sizeof(c)))
-			return -EFAULT;
-		ret = vpl_check_chunk(&c, prev_end);
+		ret = vpl_check_chunk(&c[i], prev_end);
 		if (ret)
 			return ret;
-		prev_end = c.start_pfn + c.nr_pages;
-		if (!(i % 1024))
-			cond_resched();
+		prev_end = c[i].start_pfn + c[i].nr_pages;
 	}
 	return 0;
 }
@@ -435,12 +651,12 @@ static int vpl_check_chunks(const struct vmcore_pfn_chunk __user *uchunks, u32 n
 /*
  * Classify one struct page of the crashed kernel, mirroring the dump levels
  * of makedumpfile: the first matching rule wins, and a compound page is
- * decided by its head for all its pages.  @p points into our mapping of the
- * chunk; @has_next says whether p[1] is mapped too.  Nothing here follows a
- * pointer stored in the page (they are the crashed kernel's addresses), and
- * no reference is taken: only the helpers that read the page's own words
- * (or p[1] for a head) are used, after PageTail() ruled out tail pages whose
- * helpers would chase compound_head.
+ * decided by its head for all its pages.  @p points into this kernel's copy
+ * of the struct pages; @has_next says whether p[1] was copied too.  Nothing
+ * here follows a pointer stored in the page (they are the crashed kernel's
+ * addresses), and no reference is taken: only the helpers that read the
+ * page's own words (or p[1] for a head) are used, after PageTail() ruled out
+ * tail pages whose helpers would chase compound_head.
  */
 static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 {
@@ -502,72 +718,154 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 	return VMCORE_PFN_KEEP;
 }
 
-struct vpl_out {
+struct vpl_state {
 	struct vmcore_pfn_run __user *uruns;
 	u32 max_runs;
 	u32 nr_runs;		/* runs copied to userspace */
-	u32 nr_batch;		/* runs staged in batch[] */
+	u32 nr_batch;		/* runs collected in batch[] */
 	bool have_cur;		/* cur is being extended */
 	struct vmcore_pfn_run cur;
-	struct vmcore_pfn_run batch[VPL_BATCH];
+	struct vmcore_pfn_run batch[VPL_RUN_BATCH];
+	struct page *copy;	/* VPL_COPY_PAGES + 1 struct pages being classified */
+	void *copy_buf;
+	u64 counts[VMCORE_PFN_NR_CLASSES];
+	/* The chunks this call scans, preceded by the one before them. */
+	struct vmcore_pfn_chunk chunks[VPL_CALL_CHUNKS + 1];
 };
 
-static int vpl_flush(struct vpl_out *o)
+static int vpl_flush(struct vpl_state *s)
 {
-	if (!o->nr_batch)
+	if (!s->nr_batch)
 		return 0;
-	if (copy_to_user(o->uruns + o->nr_runs, o->batch,
-			 o->nr_batch * sizeof(o->batch[0])))
+	if (copy_to_user(s->uruns + s->nr_runs, s->batch,
+			 s->nr_batch * sizeof(s->batch[0])))
 		return -EFAULT;
-	o->nr_runs += o->nr_batch;
-	o->nr_batch = 0;
+	s->nr_runs += s->nr_batch;
+	s->nr_batch = 0;
 	return 0;
 }
 
-static int vpl_close_cur(struct vpl_out *o)
+static int vpl_close_cur(struct vpl_state *s)
 {
-	if (!o->have_cur)
+	if (!s->have_cur)
 		return 0;
-	o->batch[o->nr_batch++] = o->cur;
-	o->have_cur = false;
-	return o->nr_batch == VPL_BATCH ? vpl_flush(o) : 0;
+	s->batch[s->nr_batch++] = s->cur;
+	s->have_cur = false;
+	return s->nr_batch == VPL_RUN_BATCH ? vpl_flush(s) : 0;
 }
 
 /*
  * Add a run; merge it with the previous one when contiguous and of the same
  * class.  Returns 1 when the user buffer is full and the run was not added.
  */
-static int vpl_add_run(struct vpl_out *o, u64 pfn, u64 nr, u32 class)
+static int vpl_add_run(struct vpl_state *s, u64 pfn, u64 nr, u32 class)
 {
 	int ret;
 
-	if (o->have_cur && o->cur.class == class &&
-	    o->cur.pfn + o->cur.count == pfn && o->cur.count <= U32_MAX - nr) {
-		o->cur.count += nr;
+	if (s->have_cur && s->cur.class == class &&
+	    s->cur.pfn + s->cur.count == pfn && s->cur.count <= U32_MAX - nr) {
+		s->cur.count += nr;
 		return 0;
 	}
-	if (o->nr_runs + o->nr_batch + o->have_cur >= o->max_runs)
+	if (s->nr_runs + s->nr_batch + s->have_cur >= s->max_runs)
 		return 1;
-	ret = vpl_close_cur(o);
+	ret = vpl_close_cur(s);
 	if (ret)
 		return ret;
-	o->cur.pfn = pfn;
-	o->cur.count = nr;
-	o->cur.class = class;
-	o->have_cur = true;
+	s->cur.pfn = pfn;
+	s->cur.count = nr;
+	s->cur.class = class;
+	s->have_cur = true;
 	return 0;
+}
+
+/*
+ * Classify the page frames from *@ppfn up to @stop of the checked chunk @c.
+ * Its struct pages are mapped once and copied VPL_COPY_PAGES at a time, with
+ * the one after them for a compound head's page[1]; only the copy is read.
+ * Returns 0 once *@ppfn >= @stop, 1 when the run buffer is full or a signal
+ * is pending (*@ppfn is where to resume), or a negative errno.
+ */
+static int vpl_scan_chunk(struct vpl_state *s, const struct vmcore_pfn_chunk *c,
+			  u64 *ppfn, u64 stop, u32 dl)
+{
+	u64 pfn = *ppfn, base = pfn, mapped, batch, ncopy, nr, j;
+	struct page *map;
+	u32 class;
+	int ret = 0;
+
+	mapped = min(stop + 1, c->start_pfn + c->nr_pages) - base;
+	map = memremap(c->mem_map_paddr + (base - c->start_pfn) * sizeof(struct page),
+		       mapped * sizeof(struct page), MEMREMAP_WB);
+	if (!map)
+		return -EIO;
+	while (pfn < stop) {
+		batch = min_t(u64, VPL_COPY_PAGES, stop - pfn);
+		ncopy = min(batch + 1, base + mapped - pfn);
+		memcpy(s->copy, map + (pfn - base), ncopy * sizeof(struct page));
+		for (j = 0; j < batch; j += nr) {
+			class = vpl_classify(&s->copy[j], pfn + j, j + 1 < ncopy,
+					     dl, &nr);
+			if (class != VMCORE_PFN_KEEP) {
+				ret = vpl_add_run(s, pfn + j, nr, class);
+				if (ret)
+					break;
+			}
+			s->counts[class] += nr;
+		}
+		pfn += j;
+		if (ret)
+			break;
+		cond_resched();
+		if (signal_pending(current)) {
+			ret = 1;
+			break;
+		}
+	}
+	memunmap(map);
+	*ppfn = pfn;
+	return ret;
+}
+
+/*
+ * Scan the checked chunks c[i..nr) from the cursor pfn, covering at most
+ * VPL_CALL_PAGES page frames.  Returns the index of the chunk to resume at
+ * (nr when all are done) through *@pi, and 0, 1 (stopped early) or an errno.
+ */
+static int vpl_scan_chunks(struct vpl_state *s, u32 *pi, u32 nr, u64 *ppfn, u32 dl)
+{
+	const struct vmcore_pfn_chunk *c = s->chunks;
+	u64 pfn = *ppfn, end, start, left = VPL_CALL_PAGES;
+	u32 i;
+	int ret = 0;
+
+	for (i = *pi; i < nr; i++) {
+		end = c[i].start_pfn + c[i].nr_pages;
+		pfn = max(pfn, c[i].start_pfn);
+		if (pfn >= end)
+			continue;
+		if (!left)
+			break;
+		start = pfn;
+		ret = vpl_scan_chunk(s, &c[i], &pfn, min(end, pfn + left), dl);
+		if (ret)
+			break;
+		left -= min(pfn - start, left);
+		if (pfn < end)
+			break;
+	}
+	*pi = i;
+	*ppfn = pfn;
+	return ret;
 }
 
 static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 {
-	struct vmcore_pfn_scan req;
-	struct vmcore_pfn_chunk c;
 	const struct vmcore_pfn_chunk __user *uchunks;
-	struct vpl_out *o;
-	struct page *map;
-	u64 pfn, idx, nr, end, examined = 0;
-	u32 class, chunk;
-	bool full = false;
+	struct vmcore_pfn_scan req;
+	struct vpl_state *s;
+	u32 first, i, nr;
+	u64 pfn;
 	long ret;
 
 	if (vpl_status)
@@ -580,81 +878,62 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 		return -EINVAL;
 	if (req.nr_chunks > VMCORE_PFN_MAX_CHUNKS)
 		return -E2BIG;
-	uchunks = u64_to_user_ptr(req.chunks);
-	ret = vpl_check_chunks(uchunks, req.nr_chunks);
+	ret = vpl_check_callbacks();
 	if (ret)
 		return ret;
+	if (signal_pending(current))
+		return -ERESTARTSYS;
 
-	o = kzalloc(sizeof(*o), GFP_KERNEL);
-	if (!o)
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s)
 		return -ENOMEM;
-	o->uruns = u64_to_user_ptr(req.runs);
-	o->max_runs = req.max_runs;
-	memset(req.counts, 0, sizeof(req.counts));
-
-	chunk = req.next_chunk;
-	pfn = req.next_pfn;
-	for (; chunk < req.nr_chunks && !full; chunk++) {
-		if (copy_from_user(&c, uchunks + chunk, sizeof(c))) {
-			ret = -EFAULT;
-			goto out;
-		}
-		end = c.start_pfn + c.nr_pages;
-		pfn = max(pfn, c.start_pfn);
-		if (pfn >= end)
-			continue;
-		/* One mapping per chunk (from the resume point on). */
-		map = memremap(c.mem_map_paddr + (pfn - c.start_pfn) * sizeof(struct page),
-			       (end - pfn) * sizeof(struct page), MEMREMAP_WB);
-		if (!map) {
-			ret = -EIO;
-			goto out;
-		}
-		idx = 0;
-		while (pfn < end) {
-			class = vpl_classify(map + idx, pfn, pfn + 1 < end,
-					     req.dump_level, &nr);
-			examined++;
-			if (class != VMCORE_PFN_KEEP) {
-				ret = vpl_add_run(o, pfn, nr, class);
-				if (ret) {
-					full = ret > 0;
-					break;
-				}
-			} else {
-				nr = 1;
-			}
-			req.counts[class] += nr;
-			pfn += nr;
-			idx += nr;
-			if (!(examined % VPL_RESCHED_PAGES)) {
-				cond_resched();
-				if (fatal_signal_pending(current)) {
-					ret = -EINTR;
-					break;
-				}
-			}
-		}
-		memunmap(map);
-		if (ret < 0)
-			goto out;
-		if (full)
-			break;
+	s->copy_buf = (void *)__get_free_page(GFP_KERNEL);
+	if (!s->copy_buf) {
+		ret = -ENOMEM;
+		goto out;
 	}
-	ret = vpl_close_cur(o);
-	if (!ret)
-		ret = vpl_flush(o);
+	s->copy = s->copy_buf + VPL_COPY_OFFSET;
+	s->uruns = u64_to_user_ptr(req.runs);
+	s->max_runs = req.max_runs;
+
+	/*
+	 * The chunks this call may scan, and the one before them for the order
+	 * check, are copied once; that copy is checked whole before any page
+	 * is read and is the only one used.
+	 */
+	first = req.next_chunk ? req.next_chunk - 1 : 0;
+	nr = min_t(u32, req.nr_chunks - first,
+		   VPL_CALL_CHUNKS + (req.next_chunk - first));
+	uchunks = u64_to_user_ptr(req.chunks);
+	if (copy_from_user(s->chunks, uchunks + first, nr * sizeof(s->chunks[0]))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	ret = vpl_check_chunks(s->chunks, nr);
 	if (ret)
 		goto out;
 
-	req.nr_runs = o->nr_runs;
-	req.next_chunk = chunk;
+	i = req.next_chunk - first;
+	pfn = req.next_pfn;
+	ret = vpl_scan_chunks(s, &i, nr, &pfn, req.dump_level);
+	if (ret < 0)
+		goto out;
+	ret = vpl_close_cur(s);
+	if (!ret)
+		ret = vpl_flush(s);
+	if (ret)
+		goto out;
+
+	req.nr_runs = s->nr_runs;
+	req.next_chunk = first + i;
 	req.next_pfn = pfn;
-	req.done = chunk >= req.nr_chunks;
+	req.done = req.next_chunk >= req.nr_chunks;
+	memcpy(req.counts, s->counts, sizeof(req.counts));
 	if (copy_to_user(ureq, &req, sizeof(req)))
 		ret = -EFAULT;
 out:
-	kfree(o);
+	free_page((unsigned long)s->copy_buf);
+	kfree(s);
 	return ret;
 }
 
@@ -663,14 +942,18 @@ static long vpl_info(struct vmcore_pfn_info __user *uinfo)
 	struct vmcore_pfn_info info = {
 		.size = sizeof(info),
 		.abi = VMCORE_PFN_LISTS_ABI,
-		.status = vpl_status,
+		.status = vpl_status ? vpl_status : vpl_check_callbacks(),
 		.struct_page_size = sizeof(struct page),
 		.max_chunks = VMCORE_PFN_MAX_CHUNKS,
 		.max_chunk_pages = VMCORE_PFN_MAX_CHUNK_PAGES,
 		.nr_old_ranges = vpl_nr_ranges,
 	};
 
-	strscpy(info.reason, vpl_reason, sizeof(info.reason));
+	if (vpl_status)
+		strscpy(info.reason, vpl_reason, sizeof(info.reason));
+	else if (info.status)
+		strscpy(info.reason, "a driver registered a vmcore callback",
+			sizeof(info.reason));
 	return copy_to_user(uinfo, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
@@ -690,13 +973,16 @@ static int vpl_open(struct inode *inode, struct file *file)
 {
 	if (!capable(CAP_SYS_ADMIN))
 		return -EPERM;
-	vpl_setup();
-	return 0;
+	return vpl_setup();
 }
 
+/* The structures have the same layout for 32-bit callers. */
 static const struct proc_ops vpl_proc_ops = {
 	.proc_open		= vpl_open,
 	.proc_ioctl		= vpl_ioctl,
+#ifdef CONFIG_COMPAT
+	.proc_compat_ioctl	= compat_ptr_ioctl,
+#endif
 	.proc_lseek		= noop_llseek,
 };
 
