@@ -172,7 +172,7 @@ class Kernel:
 
 def bzimage_release(image: Path) -> str:
     """Kernel release from a bzImage: setup header field kernel_version (offset 0x20e) is a
-    pointer, relative to 0x200, to "6.1.0-56-amd64 (builder) #1 ..." (x86 boot protocol)."""
+    pointer, relative to 0x200, to "<release> (builder) #1 ..." (x86 boot protocol)."""
     with open(image, "rb") as f:
         hdr = f.read(0x400)
         if hdr[0x202:0x206] != b"HdrS":
