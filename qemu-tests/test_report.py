@@ -13,8 +13,8 @@ descriptor 24 more bytes; the lines it touches may differ by that page and nothi
 
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,26 +23,18 @@ from conftest import run_dumpfilter
 from kdumpvm import CycleResult
 
 REPO = Path(__file__).resolve().parent.parent
-ANCHOR_BUILD = REPO.parent / "shared" / "anchors" / "build-makedumpfile.sh"
+sys.path.insert(0, str(REPO / "userspace" / "bench"))
+import anchor  # noqa: E402
+
 # lines a page that only makedumpfile 1.7.9 dumps can move (by that page)
 BY_PARTIAL_PAGES = ("Excluded pages", "Pages filled with zero", "Remaining pages")
 
 
 @pytest.fixture(scope="module")
 def makedumpfile_179() -> str:
-    env = os.environ.get("MAKEDUMPFILE_179")
-    if env:
-        return env
-    cache = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
-    built = cache / "anchors" / "makedumpfile-1.7.9" / "makedumpfile"
-    if os.access(built, os.X_OK):
-        return str(built)
-    if not ANCHOR_BUILD.exists():
-        pytest.skip(f"makedumpfile 1.7.9: {ANCHOR_BUILD} not found")
-    p = subprocess.run([str(ANCHOR_BUILD), str(cache / "anchors")], capture_output=True, text=True)
-    path = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    if p.returncode or not os.access(path, os.X_OK):
-        pytest.skip(f"building makedumpfile 1.7.9 failed: {p.stderr.strip()[-200:]}")
+    path, why = anchor.makedumpfile_179()
+    if path is None:
+        pytest.skip(f"makedumpfile 1.7.9: {why}")
     return path
 
 

@@ -37,9 +37,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (run_once, dumpfilter_cmd, cache_dir)
 import scalevmcore  # noqa: E402
+from anchor import makedumpfile_179  # noqa: E402
 
 REPO = HERE.parent.parent
-ANCHOR_BUILD = REPO.parent / "shared" / "anchors" / "build-makedumpfile.sh"
 DEBIAN_MDF = ("/usr/sbin/makedumpfile", "/usr/bin/makedumpfile")
 SIZES = (1, 16, 64, 256, 1024)
 VMCORE_PER_GIB = 0.021  # GiB on disk per GiB of RAM: mem_map (1.56 %) and the kept data
@@ -53,21 +53,6 @@ GIB = 1 << 30
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def makedumpfile_179() -> tuple[str | None, str]:
-    """Path of makedumpfile 1.7.9 (built if needed), or None and why not."""
-    env = os.environ.get("MAKEDUMPFILE_179")
-    if env:
-        return env, ""
-    if not ANCHOR_BUILD.exists():
-        return None, f"{ANCHOR_BUILD} not found"
-    out = bench.cache_dir() / "anchors"
-    p = subprocess.run([str(ANCHOR_BUILD), str(out)], capture_output=True, text=True)
-    path = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    if p.returncode or not os.access(path, os.X_OK):
-        return None, f"building makedumpfile 1.7.9 failed: {p.stderr.strip()[-200:]}"
-    return path, ""
 
 
 def makedumpfile_debian() -> tuple[str | None, str]:

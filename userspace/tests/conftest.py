@@ -14,6 +14,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import synthvmcore  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+import anchor  # noqa: E402
+
 MAKEDUMPFILE = shutil.which("makedumpfile") or (
     "/usr/bin/makedumpfile" if os.path.exists("/usr/bin/makedumpfile") else None
 )
@@ -63,30 +66,10 @@ def needs_makedumpfile():
 __all__ = ["MAKEDUMPFILE", "Path", "needs_makedumpfile", "run_dumpfilter"]
 
 
-# makedumpfile 1.7.9, the newest release, as an oracle: $MAKEDUMPFILE_179, or built from the
-# anchors kept beside the repository into the cache (about 10 s, once).
-_ANCHOR_BUILD = Path(__file__).resolve().parents[3] / "shared" / "anchors" / "build-makedumpfile.sh"
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
-
-
 @pytest.fixture(scope="session")
 def makedumpfile_179() -> str:
-    """Path of makedumpfile 1.7.9; the test is skipped, saying why, where it cannot be had."""
-    env = os.environ.get("MAKEDUMPFILE_179")
-    if env:
-        return env
-    built = _cache_dir() / "anchors" / "makedumpfile-1.7.9" / "makedumpfile"
-    if os.access(built, os.X_OK):
-        return str(built)
-    if not _ANCHOR_BUILD.exists():
-        pytest.skip(f"makedumpfile 1.7.9: {_ANCHOR_BUILD} not found")
-    p = subprocess.run(
-        [str(_ANCHOR_BUILD), str(_cache_dir() / "anchors")], capture_output=True, text=True
-    )
-    path = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
-    if p.returncode or not os.access(path, os.X_OK):
-        pytest.skip(f"building makedumpfile 1.7.9 failed: {p.stderr.strip()[-200:]}")
+    """Path of makedumpfile 1.7.9 (bench/anchor.py); skipped, saying why, where it cannot be had."""
+    path, why = anchor.makedumpfile_179()
+    if path is None:
+        pytest.skip(f"makedumpfile 1.7.9: {why}")
     return path

@@ -95,7 +95,7 @@ _PG_NEW = dict(lru=5, head=6, swapcache=10, reserved=13, private=14, swapbacked=
 # (kernel-page-types.md §2.2), so the table reads as a change log.
 _F61 = Family(
     "6.1",
-    "6.1.0-56-amd64",
+    "6.1.0-synthetic-amd64",
     _PG_OLD,
     buddy=0xFFFFFF7F,
     offline=0xFFFFFEFF,

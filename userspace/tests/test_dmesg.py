@@ -184,12 +184,12 @@ def read(ring: Ring, info=VMCOREINFO_61) -> dmesg.Log:
 
 def test_records_print_with_kernel_timestamp_prefix_in_order():
     ring = Ring()
-    ring.add(b"Linux version 6.1.0-56-amd64", 0)
+    ring.add(b"Linux version 6.1.0-synthetic-amd64", 0)
     ring.add(b"Command line: console=ttyS0", 1_234_567_890)
     ring.add(b"sysrq: Trigger a crash", 61_000_001_000, state=COMMITTED)
     out = dmesg.format_records(read(ring).records)
     assert out == (
-        b"[    0.000000] Linux version 6.1.0-56-amd64\n"
+        b"[    0.000000] Linux version 6.1.0-synthetic-amd64\n"
         b"[    1.234567] Command line: console=ttyS0\n"
         b"[   61.000001] sysrq: Trigger a crash\n"
     )
