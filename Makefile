@@ -29,6 +29,7 @@ sources:
 lint: venv
 	$(VENV)/bin/ruff check userspace qemu-tests
 	$(VENV)/bin/ruff format --check userspace qemu-tests
+	cd userspace && $(VENV)/bin/mypy
 
 # -rs: every skip says why.
 PYTEST := $(PY) -m pytest -q -rs

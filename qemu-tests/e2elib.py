@@ -2,7 +2,7 @@
 
 - ``RawVmcore``: the raw /proc/vmcore copy, an ELF64 core: pages by PFN through its PT_LOADs.
 - ``kdump_bitmap2``: the 2nd ("dumpable") bitmap of a kdump-compressed file, as a bool array;
-  layout from reference/kdump-compressed-format.md (header block, sub header blocks, then the
+  layout from docs/kdump-compressed.md §1 (header block, sub header blocks, then the
   1st and 2nd bitmaps of equal size, bit ``pfn % 8`` of byte ``pfn // 8``).
 - ``KPF``: /proc/kpageflags bit numbers (include/uapi/linux/kernel-page-flags.h).
 - ``readback_libkdumpfile``, ``readback_drgn``: a dump read back page by page by Debian's

@@ -38,11 +38,11 @@ directory (or set ``DUMPFILTER_NO_CYCLE_CACHE=1``) to force a new run.
 Environment:
 - ``DUMPFILTER_CACHE`` (default ~/.cache/dumpfilter): where cycles and initramfs images live.
 - ``DUMPFILTER_QEMU_ACCEL=tcg|kvm`` (default tcg). KVM hangs on the Firecracker/kvm_pvm hosts
-  this project runs on (reference/qemu-kdump.md section 1), so it is opt-in.
+  this project runs on (docs/qemu-harness.md §2), so it is opt-in.
 - ``DUMPFILTER_QEMU_TIMEOUT_SCALE``: multiply every timeout (TCG on a busy box is 3-10x slower).
 
-Recipe and pitfalls: shared/reference/qemu-kdump.md, recipe A (stock kernel + busybox initramfs
-+ host root over 9p) and recipe B (self-built kernel, 9p root, no initramfs).
+How a cycle runs and why it is set up so: docs/qemu-harness.md (a stock kernel with a busybox
+initramfs and the host root over 9p, or a self-built kernel with 9p built in and no initramfs).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """dumpfilter's page classes agree with /proc/kpageflags captured just before the panic.
 
 kpageflags (Documentation/admin-guide/mm/pagemap.rst) is the crashed kernel's own opinion of
-each page.  Mapping (reference/kernel-page-types.md): free = BUDDY (only the first page of a
+each page.  Mapping (docs/page-types.md §4): free = BUDDY (only the first page of a
 free block carries it; the rest of the block has no flags), user = ANON or HUGE (THP tails
 report ANON through their folio), cache = LRU and not ANON, offline = OFFLINE.
 The snapshot is taken a few milliseconds before the crash by busybox `cat`, so a small drift

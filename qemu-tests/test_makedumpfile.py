@@ -1,7 +1,7 @@
 """Kept PFNs equal makedumpfile 1.7.2's on the same 6.1 crash, at every single-class level.
 
 Oracle: makedumpfile (not written here), compared through the 2nd bitmap of both kdump files
-(reference/kdump-compressed-format.md section 4). In the capture kernel both tools ran on
+(docs/kdump-compressed.md §4). In the capture kernel both tools ran on
 /proc/vmcore at -d 31; on the host both run on the raw copy of that vmcore at each level.
 """
 

@@ -1,12 +1,12 @@
 """Synthetic x86_64 ELF vmcores with a known answer, for tests and benchmarks.
 
-``make_vmcore(path, kernel="6.1", ...)`` lays out what ``/proc/vmcore`` of a crashed kernel
-holds (see ../shared/reference/kernel-page-types.md): an ELF64 core with one PT_LOAD per RAM
-range (plus the kernel-text PT_LOAD that kexec_file_load adds), a PT_NOTE with NT_PRSTATUS
-notes and a VMCOREINFO note carrying the keys that kernel version really exports (§2.1), page
-tables reachable from ``init_top_pgt`` (4/5-level, 1G/2M/4K leaves, phys_base, KASLR slide,
-optional sme_mask), the mem_section root array, vmemmap struct pages of every page class in
-that version's encoding, and ``init_uts_ns`` so that makedumpfile runs on the file too.
+``make_vmcore(path, kernel="6.1", ...)`` lays out what ``/proc/vmcore`` of a crashed kernel holds
+(see docs/page-types.md): an ELF64 core with one PT_LOAD per RAM range (plus the kernel-text
+PT_LOAD that kexec_file_load adds), a PT_NOTE with NT_PRSTATUS notes and a VMCOREINFO note carrying
+the keys that kernel version really exports (docs/page-types.md §2.1), page tables reachable from
+``init_top_pgt`` (4/5-level, 1G/2M/4K leaves, phys_base, KASLR slide, optional sme_mask), the
+mem_section root array, vmemmap struct pages of every page class in that version's encoding, and
+``init_uts_ns`` so that makedumpfile runs on the file too.
 
 The returned :class:`Synth` records what was *placed*: ``expected_classes(level)`` is derived
 from the generator's own bookkeeping (one "kind" per PFN), never by running a classifier.
@@ -22,15 +22,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from dumpfilter.pageclass import (
-    DL_CACHE,
-    DL_CACHE_PRIVATE,
-    DL_FREE,
-    DL_USER,
-    DL_ZERO,
-    PageClass,
-)
+from dumpfilter.dumplevel import DumpLevel
+from dumpfilter.pageclass import PageClass
 
+DL_ZERO, DL_CACHE, DL_CACHE_PRIVATE = DumpLevel.ZERO, DumpLevel.CACHE, DumpLevel.CACHE_PRIVATE
+DL_USER, DL_FREE = DumpLevel.USER, DumpLevel.FREE
 PAGE = 4096
 PAGE_SHIFT = 12
 SPAGE = 64  # SIZE(page)
@@ -38,7 +34,7 @@ START_KERNEL_MAP = 0xFFFFFFFF80000000
 KERNEL_TEXT_VA = 0xFFFFFFFF81000000  # __START_KERNEL without KASLR
 U64 = (1 << 64) - 1
 
-# struct page layout on x86_64 (kernel-page-types.md §2.4); exported through VMCOREINFO.
+# struct page layout on x86_64 (docs/page-types.md §2.2); exported through VMCOREINFO.
 OFF_FLAGS, OFF_LRU, OFF_MAPPING, OFF_PRIVATE, OFF_MAPCOUNT, OFF_REFCOUNT = 0, 8, 24, 40, 48, 52
 OFF_DTOR, OFF_ORDER = 16, 17  # in page[1]: compound_dtor/_folio_dtor, compound_order/_folio_order
 
@@ -92,7 +88,7 @@ _PG_66 = dict(
 _PG_NEW = dict(lru=5, head=6, swapcache=10, reserved=13, private=14, swapbacked=17, hwpoison=21)
 
 # Each family is the one before it plus what that kernel release changed
-# (kernel-page-types.md §2.2), so the table reads as a change log.
+# (docs/page-types.md §2.1), so the table reads as a change log.
 _F61 = Family(
     "6.1",
     "6.1.0-synthetic-amd64",
@@ -221,7 +217,7 @@ KIND_NAMES = {
 def _rules(kind: int, fam: Family, hugetlb: bool) -> tuple[list[tuple[int, int]], int]:
     """(ordered (dump-level bit, class) tests, class when none applies) for one kind.
 
-    This is the *meaning* of what was placed (kernel-page-types.md §3.1, §3.3): cache pages go
+    This is the *meaning* of what was placed (docs/page-types.md §4.1, §4.3): cache pages go
     at bit 2 unless they have private data, then at bit 4; anon and hugetlb at bit 8; buddy and
     unaccepted at bit 16; hwpoison and offline at any level, after the level-bit tests.
     """
@@ -619,6 +615,448 @@ def _pools(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return text, rand
 
 
+@dataclass
+class _StructPages:
+    """The struct page array being written, and what each PFN was made to be (``kind``)."""
+
+    fam: Family
+    sp: np.ndarray  # (span, SIZE(page)) bytes, vmemmap order
+    kind: np.ndarray  # K_* per PFN
+    vmemmap_base: int
+
+    def __post_init__(self) -> None:
+        self.u64 = self.sp.view(np.uint64)
+        self.u32 = self.sp.view(np.uint32)
+        self.flags = self.u64[:, OFF_FLAGS // 8]
+
+    def spva(self, pfn):
+        """The vmemmap address of the struct page of ``pfn``."""
+        return np.uint64(self.vmemmap_base) + np.asarray(pfn, np.uint64) * np.uint64(
+            self.sp.shape[1]
+        )
+
+    def bit(self, name: str) -> np.uint64:
+        return np.uint64(1 << self.fam.pg[name])
+
+    def set_compound(
+        self,
+        heads: np.ndarray,
+        order: int,
+        head_kind: int,
+        *,
+        dtor: int = 1,
+        hugetlb_page: bool = False,
+        mapping: np.ndarray | int = 0,
+        head_flags: int = 0,
+        slab: bool = False,
+    ) -> None:
+        """Heads + tails of aligned compound pages of ``order``, in the family's encoding."""
+        n = 1 << order
+        heads = np.asarray(heads, np.int64)
+        if len(heads) == 0:
+            return
+        members = (heads[:, None] + np.arange(n)[None, :]).reshape(-1)
+        self.kind[members] = head_kind
+        tails = (heads[:, None] + np.arange(1, n)[None, :]).reshape(-1)
+        headof = np.repeat(heads, n - 1)
+        self.u64[tails, OFF_LRU // 8] = self.spva(headof) | np.uint64(1)
+        self.flags[tails] = 0
+        self.flags[heads] |= self.bit("head") | np.uint64(head_flags)
+        self.u64[heads, OFF_MAPPING // 8] = mapping
+        p1 = heads + 1
+        if self.fam.order_in_flags:
+            f1 = np.uint64(order)
+            if hugetlb_page and self.fam.pg_hugetlb:
+                f1 |= self.bit("hugetlb")
+            self.flags[p1] = f1
+        else:
+            self.sp[p1, OFF_DTOR] = HUGETLB_DTOR if hugetlb_page else dtor
+            self.sp[p1, OFF_ORDER] = order
+        if hugetlb_page and self.fam.hugetlb_type is not None:
+            self.u32[heads, OFF_MAPCOUNT // 4] = self.fam.hugetlb_type
+        if slab:
+            if self.fam.slab_type is not None:
+                self.u32[heads, OFF_MAPCOUNT // 4] = self.fam.slab_type
+            else:
+                self.flags[heads] |= self.bit("slab")
+
+    def set_buddy(self, heads: np.ndarray, order: int) -> None:
+        heads = np.asarray(heads, np.int64)
+        n = 1 << order
+        self.kind[(heads[:, None] + np.arange(n)[None, :]).reshape(-1)] = K_BUDDY
+        self.u32[heads, OFF_MAPCOUNT // 4] = self.fam.buddy
+        self.u32[heads, OFF_REFCOUNT // 4] = 0
+        self.u64[heads, OFF_PRIVATE // 8] = order
+        tails = (heads[:, None] + np.arange(1, n)[None, :]).reshape(-1)
+        self.u32[tails, OFF_REFCOUNT // 4] = 0
+
+
+def _mem_sections(
+    alloc: _Alloc, da, present: list[int], five_level: bool, section_bits: int,
+    vmemmap_base: int, section_flags: int,
+) -> tuple[int, int, list[tuple[int, np.ndarray]]]:  # fmt: skip
+    """The mem_section root array and section arrays, in the direct map: (physical address of
+    the roots, how many roots, the (paddr, data) writes)."""
+    per_root = PAGE // 16
+    nr_roots = (1 << ((52 if five_level else 46) - section_bits)) // per_root
+    roots_pages = -(-nr_roots * 8 // PAGE)
+    roots_pa = alloc.alloc(roots_pages) << PAGE_SHIFT
+    roots = np.zeros(nr_roots, np.uint64)
+    sec_arrays: dict[int, np.ndarray] = {}
+    writes: list[tuple[int, np.ndarray]] = []
+    for s in present:
+        r = s // per_root
+        if r not in sec_arrays:
+            pa = alloc.alloc(1) << PAGE_SHIFT
+            sec_arrays[r] = np.zeros(2 * per_root, np.uint64)
+            roots[r] = da(pa)
+            writes.append((pa, sec_arrays[r]))
+        # coded mem_map = vmemmap address of struct page 0 (kernel subtracts the section pfn)
+        sec_arrays[r][2 * (s % per_root)] = vmemmap_base | section_flags  # default PRESENT|
+        # HAS_MEM_MAP|ONLINE|EARLY
+    writes.append((roots_pa, roots))
+
+    return roots_pa, nr_roots, writes
+
+
+def _map_vmemmap(
+    alloc: _Alloc, pt: _PageTables, rng: np.random.Generator, sp: np.ndarray,
+    present: list[int], sec_pages: int, spage: int, leaf: str, vmemmap_base: int, span: int,
+) -> list[tuple[int, np.ndarray]]:  # fmt: skip
+    """Back the struct page array ``sp`` with physical pages mapped at ``vmemmap_base`` with
+    ``leaf``-sized leaves; the (paddr, bytes) writes."""
+    vm_writes: list[tuple[int, np.ndarray]] = []
+    if PAGE % spage:  # struct pages straddle vmemmap pages: map the bytes, leaf by leaf
+        if leaf not in ("2M", "4K"):
+            raise ValueError(f"SIZE(page)={spage} is only generated with 2M or 4K leaves")
+        gsz = 1 << 21 if leaf == "2M" else PAGE
+        flat = sp.reshape(-1)
+        sec_b = sec_pages * spage
+        grains = sorted(
+            {g for s in present for g in range(s * sec_b // gsz, -(-(s + 1) * sec_b // gsz))}
+        )
+        npg = gsz // PAGE
+        base = alloc.alloc(len(grains) * npg, npg)
+        order = np.arange(len(grains)) if leaf == "2M" else rng.permutation(len(grains))
+        for i, g in enumerate(grains):
+            pa = (base + int(order[i]) * npg) << PAGE_SHIFT
+            pt.map(vmemmap_base + g * gsz, pa, gsz)
+            vm_writes.append((pa, flat[g * gsz : (g + 1) * gsz]))
+    elif leaf == "2M":
+        per = (1 << 21) // spage
+        blocks = sorted(
+            {(s * sec_pages) // per + i for s in present for i in range(max(1, sec_pages // per))}
+        )
+        base = alloc.alloc(len(blocks) * 512, 512)
+        for i, blk in enumerate(blocks):
+            pa = (base + i * 512) << PAGE_SHIFT
+            pt.map(vmemmap_base + blk * (1 << 21), pa, 1 << 21)
+            lo = blk * per
+            vm_writes.append((pa, sp[lo : lo + per].reshape(-1)))
+    elif leaf == "4K":
+        per = PAGE // spage
+        groups = [
+            g for s in present for g in range(s * sec_pages // per, (s + 1) * sec_pages // per)
+        ]
+        base = alloc.alloc(len(groups))
+        order = rng.permutation(len(groups))
+        for i, g in enumerate(groups):
+            pa = (base + int(order[i])) << PAGE_SHIFT
+            pt.map(vmemmap_base + g * PAGE, pa, PAGE)
+            vm_writes.append((pa, sp[g * per : (g + 1) * per].reshape(-1)))
+    elif leaf == "1G":
+        per = (1 << 30) // spage
+        for blk in sorted({(s * sec_pages) // per for s in present}):
+            lo = blk * per
+            hi = min(span, lo + per)
+            need = (hi - lo) * spage // PAGE
+            base = alloc.alloc(need, 1 << 18)
+            pt.map(vmemmap_base + blk * (1 << 30), base << PAGE_SHIFT, 1 << 30)
+            vm_writes.append((base << PAGE_SHIFT, sp[lo:hi].reshape(-1)))
+    else:
+        raise ValueError(f"leaf must be 4K, 2M or 1G, not {leaf!r}")
+
+    return vm_writes
+
+
+def _map_kernel(
+    pt: _PageTables, ram: list[tuple[int, int]], leaf: str, da, stext: int, kernel_pa: int,
+    image_pages: int,
+) -> None:  # fmt: skip
+    """The direct map of RAM and the kernel's high mapping of its image."""
+    gran = (1 << 30) if leaf == "1G" else (1 << 21)
+    for a, b in ram:
+        for g in range((a << PAGE_SHIFT) // gran, -(-(b << PAGE_SHIFT) // gran)):
+            pt.map(da(g * gran), g * gran, gran)
+    for off in range(0, image_pages << PAGE_SHIFT, 1 << 21):
+        pt.map(stext + off, kernel_pa + off, 1 << 21)
+
+
+def _init_struct_pages(
+    p: _StructPages, is_ram: np.ndarray, used: np.ndarray, img0: int, image_pages: int, span: int
+) -> np.ndarray:
+    """Every struct page a plain kernel page (holes reserved), the allocator's and the image's
+    own pages reserved; returns those metadata PFNs."""
+    p.flags[:] = 0
+    p.u32[:, OFF_MAPCOUNT // 4] = 0xFFFFFFFF
+    p.u32[:, OFF_REFCOUNT // 4] = 1
+    p.flags[~is_ram] = 1 << p.fam.pg["reserved"]
+    p.u32[~is_ram, OFF_REFCOUNT // 4] = 1
+
+    # page metadata placed by the allocator and the image: reserved, kept
+    meta = used.copy()
+    p.kind[meta & is_ram] = K_META
+    p.kind[img0 : img0 + image_pages] = K_IMAGE
+    p.kind[: min(span, 0x100)][is_ram[: min(span, 0x100)]] = K_RESERVED
+    p.flags[meta] |= p.bit("reserved")
+
+    return meta
+
+
+def _place_blocks(
+    p: _StructPages, rng: np.random.Generator, is_ram: np.ndarray, used: np.ndarray,
+    span: int, hugetlb: bool, unaccepted: bool, anon_map, file_map,
+) -> np.ndarray:  # fmt: skip
+    """Whole free 512-page blocks: big buddy blocks, THPs, hugetlb pages, page-cache folios,
+    unaccepted memory; returns the first PFNs of the blocks left for mixed pages."""
+    # free PFNs for classes, in 512-page blocks fully inside RAM and unused
+    nblk = span // 512
+    free_blk = (is_ram & ~used).reshape(nblk, 512).all(axis=1)
+    # leave the partial blocks as plain kernel pages
+    blk_ids = np.flatnonzero(free_blk)
+    choice = rng.choice(6, size=len(blk_ids), p=[0.18, 0.12, 0.08, 0.06, 0.02, 0.54])
+    if not hugetlb:
+        choice[choice == 2] = 5
+    if not unaccepted:
+        choice[choice == 4] = 0
+    else:  # whole MAX_ORDER (1024-page) blocks: pairs of free 512-page blocks
+        ids = set(blk_ids.tolist())
+        pairs = np.array([b for b in blk_ids if b % 2 == 0 and b + 1 in ids], np.int64)
+        pick = pairs[rng.random(len(pairs)) < 0.08] if len(pairs) else pairs
+        if len(pairs) and not len(pick):
+            pick = pairs[:1]
+        pos = np.searchsorted(blk_ids, pick)
+        choice[pos] = 4
+        choice[pos + 1] = 4
+
+    starts = blk_ids * 512
+    # 0: big buddy (order 9, or order 10 on even blocks whose neighbour is also buddy)
+    b = starts[choice == 0]
+    pair = np.isin(b + 512, b) & (b % 1024 == 0)
+    o10 = b[pair]
+    o9 = b[~pair & ~np.isin(b - 512, o10)]
+    p.set_buddy(o10, 10)
+    p.set_buddy(o9, 9)
+    # 1: anon THP order 9
+    p.set_compound(
+        starts[choice == 1],
+        9,
+        K_THP,
+        dtor=THP_DTOR,
+        mapping=anon_map,
+        head_flags=(1 << p.fam.pg["lru"]) | (1 << p.fam.pg["swapbacked"]),
+    )
+    # 2: hugetlb 2M, in use or free in the pool
+    h = starts[choice == 2]
+    hk = rng.random(len(h)) < 0.5
+    p.set_compound(h[hk], 9, K_HUGETLB, hugetlb_page=True, mapping=anon_map)
+    p.set_compound(h[~hk], 9, K_HUGETLB_FREE, hugetlb_page=True)
+    # 3: page-cache folio of order 9
+    p.set_compound(
+        starts[choice == 3], 9, K_FILE_FOLIO, mapping=file_map, head_flags=1 << p.fam.pg["lru"]
+    )
+    # 4: unaccepted memory: one marker per MAX_ORDER (order 10) block, at its first page
+    un = starts[choice == 4]
+    un = un[un % 1024 == 0]
+    un = un[np.isin(un + 512, starts[choice == 4])]
+    for u in (un, un + 512):
+        p.kind[(u[:, None] + np.arange(512)[None, :]).reshape(-1)] = K_UNACCEPTED
+    p.u32[un, OFF_MAPCOUNT // 4] = 0xF7000000
+    leftover4 = starts[choice == 4]
+    leftover4 = leftover4[~np.isin(leftover4, np.concatenate([un, un + 512]))]
+    p.set_buddy(leftover4, 9)
+
+    return starts[choice == 5]
+
+
+def _place_mixed(
+    p: _StructPages, rng: np.random.Generator, mixed: np.ndarray, hwpoison: bool,
+    anon_map, file_map, slab_cache, da,
+) -> None:  # fmt: skip
+    """16-page groups of the ``mixed`` blocks: split buddy blocks, slab, small folios and single
+    pages of every kind."""
+    groups = (mixed[:, None] + np.arange(0, 512, 16)[None, :]).reshape(-1)
+    gk = rng.choice(5, size=len(groups), p=[0.15, 0.1, 0.1, 0.05, 0.6])
+    # g0: split buddy 8+4+2+1 (+1 single kept kernel page)
+    g = groups[gk == 0]
+    p.set_buddy(g, 3)
+    p.set_buddy(g + 8, 2)
+    p.set_buddy(g + 12, 1)
+    p.set_buddy(g + 14, 0)
+    # g1: slab compound order 3 x2 (6.12: type on the head only)
+    g = groups[gk == 1]
+    tricky = p.fam.slab_type is None  # <= 6.9: a buddy-looking _mapcount under PG_slab
+    for sub in (g, g + 8):
+        p.set_compound(sub, 3, K_SLAB, mapping=slab_cache, slab=True)
+        p.u64[sub, OFF_PRIVATE // 8] = 3
+        if tricky:
+            p.u32[sub[::2], OFF_MAPCOUNT // 4] = p.fam.buddy
+            p.kind[(sub[::2, None] + np.arange(8)).reshape(-1)] = K_SLAB_TRICKY
+    # g2: page-cache folios of order 2, four of them
+    g = groups[gk == 2]
+    for k in range(4):
+        p.set_compound(
+            g + 4 * k,
+            2,
+            K_FILE_FOLIO,
+            mapping=file_map,
+            head_flags=(1 << p.fam.pg["lru"]) | ((1 << p.fam.pg["private"]) if k == 3 else 0),
+        )
+        if k == 3:
+            p.kind[((g + 12)[:, None] + np.arange(4)).reshape(-1)] = K_CACHE_PRIV
+    # g3: anon folios of order 4
+    p.set_compound(
+        groups[gk == 3],
+        4,
+        K_THP,
+        dtor=1,
+        mapping=anon_map,
+        head_flags=(1 << p.fam.pg["lru"]) | (1 << p.fam.pg["swapbacked"]),
+    )
+    # g4: single pages of assorted kinds
+    singles = (groups[gk == 4][:, None] + np.arange(16)[None, :]).reshape(-1)
+    single_kinds = np.array(
+        [
+            K_KERNEL,
+            K_SLAB,
+            K_PGTABLE,
+            K_CACHE,
+            K_CACHE_PRIV,
+            K_SWAPCACHE,
+            K_OWNER_PRIV,
+            K_ANON,
+            K_HWPOISON,
+            K_HWPOISON_CACHE,
+            K_OFFLINE,
+            K_FAKEHEAD_CACHE,
+            K_BUDDY,
+            K_SLAB_TRICKY,
+        ]
+    )
+    probs = np.array([20, 8, 3, 14, 6, 3, 3, 20, 1, 1, 2, 1, 16, 2], float)
+    if not hwpoison:
+        probs[[8, 9]] = 0
+    sk = single_kinds[rng.choice(len(single_kinds), size=len(singles), p=probs / probs.sum())]
+    p.kind[singles] = sk
+    sel = singles[sk == K_SLAB]
+    if p.fam.slab_type is not None:
+        p.u32[sel, OFF_MAPCOUNT // 4] = p.fam.slab_type
+    else:
+        p.flags[sel] |= p.bit("slab")
+    if p.fam.name != "6.1":  # 6.2+: slab.slabs overlays mapping and may be odd (MDF 5f17bdd)
+        p.u64[sel, OFF_MAPPING // 8] = np.uint64(7)
+    else:
+        p.u64[sel, OFF_MAPPING // 8] = slab_cache
+    sel = singles[sk == K_SLAB_TRICKY]
+    if p.fam.slab_type is None:  # PG_slab set and _mapcount looks like buddy: slab wins
+        p.flags[sel] |= p.bit("slab")
+        p.u32[sel, OFF_MAPCOUNT // 4] = p.fam.buddy
+        p.u64[sel, OFF_MAPPING // 8] = slab_cache
+    else:
+        p.kind[sel] = K_SLAB
+        p.u32[sel, OFF_MAPCOUNT // 4] = p.fam.slab_type
+    sel = singles[sk == K_PGTABLE]
+    p.u32[sel, OFF_MAPCOUNT // 4] = {0xFFFFFF7F: PGTABLE_TYPE_61, 0xBFFFFFFF: 0xEFFFFFFF}.get(
+        p.fam.buddy, 0xF2000000
+    )
+    sel = singles[sk == K_CACHE]
+    p.flags[sel] |= p.bit("lru")
+    p.u64[sel, OFF_MAPPING // 8] = file_map
+    sel = singles[sk == K_CACHE_PRIV]
+    p.flags[sel] |= p.bit("lru") | p.bit("private")
+    p.u64[sel, OFF_MAPPING // 8] = file_map
+    p.u64[sel, OFF_PRIVATE // 8] = np.uint64(da(0x7655000))
+    sel = singles[sk == K_SWAPCACHE]  # in swap cache, off the LRU (isolated)
+    p.flags[sel] |= p.bit("swapcache") | p.bit("swapbacked")
+    sel = singles[sk == K_OWNER_PRIV]  # PG_owner_priv_1 without swapbacked: e.g. PG_checked
+    p.flags[sel] |= p.bit("swapcache")
+    sel = singles[sk == K_ANON]
+    p.flags[sel] |= p.bit("lru") | p.bit("swapbacked")
+    p.u64[sel, OFF_MAPPING // 8] = anon_map
+    p.u32[sel, OFF_MAPCOUNT // 4] = 0
+    sel = singles[sk == K_HWPOISON]
+    p.flags[sel] |= p.bit("hwpoison")
+    sel = singles[sk == K_HWPOISON_CACHE]
+    p.flags[sel] |= p.bit("hwpoison") | p.bit("lru")
+    p.u64[sel, OFF_MAPPING // 8] = file_map
+    sel = singles[sk == K_OFFLINE]
+    p.u32[sel, OFF_MAPCOUNT // 4] = p.fam.offline
+    # A "fake head": PG_head on a cache page whose page[1] claims order 2 while the pfn is
+    # not 4-aligned (HVO copies, docs/page-types.md §5): the order is rejected -> 1 page.
+    fake = singles[sk == K_FAKEHEAD_CACHE]
+    p.kind[fake] = K_CACHE
+    p.flags[fake] |= p.bit("lru")
+    p.u64[fake, OFF_MAPPING // 8] = file_map
+    nxt_plain = np.isin(fake + 1, singles[sk == K_KERNEL])
+    sel = fake[(fake % 4 != 0) & (fake % 512 != 511) & nxt_plain]
+    p.kind[sel] = K_FAKEHEAD_CACHE
+    p.flags[sel] |= p.bit("head")
+    nxt = sel + 1
+    if p.fam.order_in_flags:
+        p.flags[nxt] = (p.flags[nxt] & ~np.uint64(0xFF)) | np.uint64(2)
+    else:
+        p.sp[nxt, OFF_ORDER] = 2
+    sel = singles[sk == K_BUDDY]
+    p.set_buddy(sel, 0)
+    sel = singles[sk == K_KERNEL]
+    p.u32[sel, OFF_REFCOUNT // 4] = 1
+
+
+def _place_image(
+    p: _StructPages, img0: int, image_pages: int, init_free: bool, image_trap: bool,
+    init_cache: bool, file_map,
+) -> None:  # fmt: skip
+    """Inside the kernel image: freed ``__init`` memory, the BSS trap page, a reused page."""
+    # kernel image: reserved pages; freed __init memory is buddy; one BSS page with PG_lru
+    # and a mapping (MDF issue 21)
+    if init_free:
+        p.set_buddy(np.array([img0 + image_pages - 64]), 4)
+        p.flags[img0 + image_pages - 64 : img0 + image_pages - 48] = 0
+    if image_trap:
+        trap = img0 + image_pages - 3
+        p.flags[trap] |= p.bit("lru")
+        p.u64[trap, OFF_MAPPING // 8] = file_map
+        p.kind[trap] = K_IMAGE_TRAP
+    if init_cache:
+        reused = img0 + image_pages - 80
+        p.flags[reused] = p.bit("lru")  # freed to the buddy allocator: PG_reserved is gone
+        p.u64[reused, OFF_MAPPING // 8] = file_map
+        p.kind[reused] = K_CACHE
+
+
+def _page_contents(
+    rng: np.random.Generator,
+    span: int,
+    content: str,
+    is_ram: np.ndarray,
+    meta: np.ndarray,
+    img0: int,
+    image_pages: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What each page holds: (text pool, random pool, content kind, pool index) per PFN."""
+    text_pool, rand_pool = _pools(rng)
+    probs = {"mixed": [0.5, 0.25, 0.25], "sparse": [0.9, 0.05, 0.05], "zero": [1, 0, 0]}
+    if content not in probs:
+        raise ValueError(f"content must be one of {sorted(probs)}")
+    ckind = rng.choice(3, size=span, p=probs[content]).astype(np.uint8)
+    ckind[~is_ram] = 0
+    ckind[meta] = 0
+    ckind[img0 : img0 + image_pages] = 1
+    cidx = rng.integers(0, 1 << 16, size=span, dtype=np.uint16)
+
+    return text_pool, rand_pool, ckind, cidx
+
+
 def make_vmcore(
     path: str | os.PathLike,
     *,
@@ -720,376 +1158,28 @@ def make_vmcore(
     def da(pa: int) -> int:  # direct-map address
         return page_offset + pa
 
-    # -- mem_section roots (allocated, in the direct map)
-    per_root = PAGE // 16
-    nr_roots = (1 << ((52 if five_level else 46) - section_bits)) // per_root
-    roots_pages = -(-nr_roots * 8 // PAGE)
-    roots_pa = alloc.alloc(roots_pages) << PAGE_SHIFT
-    roots = np.zeros(nr_roots, np.uint64)
     present = [s for s in range(nsec) if is_ram[s * sec_pages : (s + 1) * sec_pages].any()]
-    sec_arrays: dict[int, np.ndarray] = {}
-    writes: list[tuple[int, np.ndarray]] = []
-    for s in present:
-        r = s // per_root
-        if r not in sec_arrays:
-            pa = alloc.alloc(1) << PAGE_SHIFT
-            sec_arrays[r] = np.zeros(2 * per_root, np.uint64)
-            roots[r] = da(pa)
-            writes.append((pa, sec_arrays[r]))
-        # coded mem_map = vmemmap address of struct page 0 (kernel subtracts the section pfn)
-        sec_arrays[r][2 * (s % per_root)] = vmemmap_base | section_flags  # default PRESENT|
-        # HAS_MEM_MAP|ONLINE|EARLY
-    writes.append((roots_pa, roots))
-
-    # -- vmemmap backing
+    roots_pa, nr_roots, writes = _mem_sections(
+        alloc, da, present, five_level, section_bits, vmemmap_base, section_flags
+    )
     sp = np.zeros((span, spage), np.uint8)  # the struct page array
-    vm_writes: list[tuple[int, np.ndarray]] = []
-    if PAGE % spage:  # struct pages straddle vmemmap pages: map the bytes, leaf by leaf
-        if leaf not in ("2M", "4K"):
-            raise ValueError(f"SIZE(page)={spage} is only generated with 2M or 4K leaves")
-        gsz = 1 << 21 if leaf == "2M" else PAGE
-        flat = sp.reshape(-1)
-        sec_b = sec_pages * spage
-        grains = sorted(
-            {g for s in present for g in range(s * sec_b // gsz, -(-(s + 1) * sec_b // gsz))}
-        )
-        npg = gsz // PAGE
-        base = alloc.alloc(len(grains) * npg, npg)
-        order = np.arange(len(grains)) if leaf == "2M" else rng.permutation(len(grains))
-        for i, g in enumerate(grains):
-            pa = (base + int(order[i]) * npg) << PAGE_SHIFT
-            pt.map(vmemmap_base + g * gsz, pa, gsz)
-            vm_writes.append((pa, flat[g * gsz : (g + 1) * gsz]))
-    elif leaf == "2M":
-        per = (1 << 21) // spage
-        blocks = sorted(
-            {(s * sec_pages) // per + i for s in present for i in range(max(1, sec_pages // per))}
-        )
-        base = alloc.alloc(len(blocks) * 512, 512)
-        for i, blk in enumerate(blocks):
-            pa = (base + i * 512) << PAGE_SHIFT
-            pt.map(vmemmap_base + blk * (1 << 21), pa, 1 << 21)
-            lo = blk * per
-            vm_writes.append((pa, sp[lo : lo + per].reshape(-1)))
-    elif leaf == "4K":
-        per = PAGE // spage
-        groups = [
-            g for s in present for g in range(s * sec_pages // per, (s + 1) * sec_pages // per)
-        ]
-        base = alloc.alloc(len(groups))
-        order = rng.permutation(len(groups))
-        for i, g in enumerate(groups):
-            pa = (base + int(order[i])) << PAGE_SHIFT
-            pt.map(vmemmap_base + g * PAGE, pa, PAGE)
-            vm_writes.append((pa, sp[g * per : (g + 1) * per].reshape(-1)))
-    elif leaf == "1G":
-        per = (1 << 30) // spage
-        for blk in sorted({(s * sec_pages) // per for s in present}):
-            lo = blk * per
-            hi = min(span, lo + per)
-            need = (hi - lo) * spage // PAGE
-            base = alloc.alloc(need, 1 << 18)
-            pt.map(vmemmap_base + blk * (1 << 30), base << PAGE_SHIFT, 1 << 30)
-            vm_writes.append((base << PAGE_SHIFT, sp[lo:hi].reshape(-1)))
-    else:
-        raise ValueError(f"leaf must be 4K, 2M or 1G, not {leaf!r}")
+    vm_writes = _map_vmemmap(
+        alloc, pt, rng, sp, present, sec_pages, spage, leaf, vmemmap_base, span
+    )
+    _map_kernel(pt, ram, leaf, da, stext, kernel_pa, image_pages)
 
-    # -- direct map of RAM and the kernel high mapping
-    gran = (1 << 30) if leaf == "1G" else (1 << 21)
-    for a, b in ram:
-        for g in range((a << PAGE_SHIFT) // gran, -(-(b << PAGE_SHIFT) // gran)):
-            pt.map(da(g * gran), g * gran, gran)
-    for off in range(0, image_pages << PAGE_SHIFT, 1 << 21):
-        pt.map(stext + off, kernel_pa + off, 1 << 21)
-
-    # ---------------------------------------------------------------- struct pages
-    u64 = sp.view(np.uint64)  # (span, 8)
-    u32 = sp.view(np.uint32)  # (span, 16)
-    pg = fam.pg
-    flags = u64[:, OFF_FLAGS // 8]
-    flags[:] = 0
-    u32[:, OFF_MAPCOUNT // 4] = 0xFFFFFFFF
-    u32[:, OFF_REFCOUNT // 4] = 1
-    flags[~is_ram] = 1 << pg["reserved"]
-    u32[~is_ram, OFF_REFCOUNT // 4] = 1
-
-    def spva(pfn):
-        return np.uint64(vmemmap_base) + np.asarray(pfn, np.uint64) * np.uint64(spage)
-
-    def bit(name):
-        return np.uint64(1 << pg[name])
-
-    # page metadata placed by the allocator and the image: reserved, kept
-    meta = used.copy()
-    kind[meta & is_ram] = K_META
-    kind[img0 : img0 + image_pages] = K_IMAGE
-    kind[: min(span, 0x100)][is_ram[: min(span, 0x100)]] = K_RESERVED
-    flags[meta] |= bit("reserved")
-
-    # free PFNs for classes, in 512-page blocks fully inside RAM and unused
-    nblk = span // 512
-    free_blk = (is_ram & ~used).reshape(nblk, 512).all(axis=1)
-    # leave the partial blocks as plain kernel pages
-    blk_ids = np.flatnonzero(free_blk)
-    choice = rng.choice(6, size=len(blk_ids), p=[0.18, 0.12, 0.08, 0.06, 0.02, 0.54])
-    if not hugetlb:
-        choice[choice == 2] = 5
-    if not unaccepted:
-        choice[choice == 4] = 0
-    else:  # whole MAX_ORDER (1024-page) blocks: pairs of free 512-page blocks
-        ids = set(blk_ids.tolist())
-        pairs = np.array([b for b in blk_ids if b % 2 == 0 and b + 1 in ids], np.int64)
-        pick = pairs[rng.random(len(pairs)) < 0.08] if len(pairs) else pairs
-        if len(pairs) and not len(pick):
-            pick = pairs[:1]
-        pos = np.searchsorted(blk_ids, pick)
-        choice[pos] = 4
-        choice[pos + 1] = 4
-
-    def set_compound(
-        heads: np.ndarray,
-        order: int,
-        head_kind: int,
-        *,
-        dtor: int = 1,
-        hugetlb_page: bool = False,
-        mapping: np.ndarray | int = 0,
-        head_flags: int = 0,
-        slab: bool = False,
-    ) -> None:
-        """Heads + tails of aligned compound pages of ``order``, in the family's encoding."""
-        n = 1 << order
-        heads = np.asarray(heads, np.int64)
-        if len(heads) == 0:
-            return
-        members = (heads[:, None] + np.arange(n)[None, :]).reshape(-1)
-        kind[members] = head_kind
-        tails = (heads[:, None] + np.arange(1, n)[None, :]).reshape(-1)
-        headof = np.repeat(heads, n - 1)
-        u64[tails, OFF_LRU // 8] = spva(headof) | np.uint64(1)
-        flags[tails] = 0
-        flags[heads] |= bit("head") | np.uint64(head_flags)
-        u64[heads, OFF_MAPPING // 8] = mapping
-        p1 = heads + 1
-        if fam.order_in_flags:
-            f1 = np.uint64(order)
-            if hugetlb_page and fam.pg_hugetlb:
-                f1 |= bit("hugetlb")
-            flags[p1] = f1
-        else:
-            sp[p1, OFF_DTOR] = HUGETLB_DTOR if hugetlb_page else dtor
-            sp[p1, OFF_ORDER] = order
-        if hugetlb_page and fam.hugetlb_type is not None:
-            u32[heads, OFF_MAPCOUNT // 4] = fam.hugetlb_type
-        if slab:
-            if fam.slab_type is not None:
-                u32[heads, OFF_MAPCOUNT // 4] = fam.slab_type
-            else:
-                flags[heads] |= bit("slab")
-
-    def set_buddy(heads: np.ndarray, order: int) -> None:
-        heads = np.asarray(heads, np.int64)
-        n = 1 << order
-        kind[(heads[:, None] + np.arange(n)[None, :]).reshape(-1)] = K_BUDDY
-        u32[heads, OFF_MAPCOUNT // 4] = fam.buddy
-        u32[heads, OFF_REFCOUNT // 4] = 0
-        u64[heads, OFF_PRIVATE // 8] = order
-        tails = (heads[:, None] + np.arange(1, n)[None, :]).reshape(-1)
-        u32[tails, OFF_REFCOUNT // 4] = 0
-
+    p = _StructPages(fam, sp, kind, vmemmap_base)
+    meta = _init_struct_pages(p, is_ram, used, img0, image_pages, span)
     anon_map = np.uint64(da(0x7654320) | 1 << anon_bit)  # anon_vma | PAGE_MAPPING_ANON
     file_map = np.uint64(da(0x7654400))  # an address_space
     slab_cache = np.uint64(da(0x7654800))
 
-    starts = blk_ids * 512
-    # 0: big buddy (order 9, or order 10 on even blocks whose neighbour is also buddy)
-    b = starts[choice == 0]
-    pair = np.isin(b + 512, b) & (b % 1024 == 0)
-    o10 = b[pair]
-    o9 = b[~pair & ~np.isin(b - 512, o10)]
-    set_buddy(o10, 10)
-    set_buddy(o9, 9)
-    # 1: anon THP order 9
-    set_compound(
-        starts[choice == 1],
-        9,
-        K_THP,
-        dtor=THP_DTOR,
-        mapping=anon_map,
-        head_flags=(1 << pg["lru"]) | (1 << pg["swapbacked"]),
+    mixed = _place_blocks(p, rng, is_ram, used, span, hugetlb, unaccepted, anon_map, file_map)
+    _place_mixed(p, rng, mixed, hwpoison, anon_map, file_map, slab_cache, da)
+    _place_image(p, img0, image_pages, init_free, image_trap, init_cache, file_map)
+    text_pool, rand_pool, ckind, cidx = _page_contents(
+        rng, span, content, is_ram, meta, img0, image_pages
     )
-    # 2: hugetlb 2M, in use or free in the pool
-    h = starts[choice == 2]
-    hk = rng.random(len(h)) < 0.5
-    set_compound(h[hk], 9, K_HUGETLB, hugetlb_page=True, mapping=anon_map)
-    set_compound(h[~hk], 9, K_HUGETLB_FREE, hugetlb_page=True)
-    # 3: page-cache folio of order 9
-    set_compound(starts[choice == 3], 9, K_FILE_FOLIO, mapping=file_map, head_flags=1 << pg["lru"])
-    # 4: unaccepted memory: one marker per MAX_ORDER (order 10) block, at its first page
-    un = starts[choice == 4]
-    un = un[un % 1024 == 0]
-    un = un[np.isin(un + 512, starts[choice == 4])]
-    for u in (un, un + 512):
-        kind[(u[:, None] + np.arange(512)[None, :]).reshape(-1)] = K_UNACCEPTED
-    u32[un, OFF_MAPCOUNT // 4] = 0xF7000000
-    leftover4 = starts[choice == 4]
-    leftover4 = leftover4[~np.isin(leftover4, np.concatenate([un, un + 512]))]
-    set_buddy(leftover4, 9)
-
-    # 5: mixed blocks, in 16-page groups
-    mixed = starts[choice == 5]
-    groups = (mixed[:, None] + np.arange(0, 512, 16)[None, :]).reshape(-1)
-    gk = rng.choice(5, size=len(groups), p=[0.15, 0.1, 0.1, 0.05, 0.6])
-    # g0: split buddy 8+4+2+1 (+1 single kept kernel page)
-    g = groups[gk == 0]
-    set_buddy(g, 3)
-    set_buddy(g + 8, 2)
-    set_buddy(g + 12, 1)
-    set_buddy(g + 14, 0)
-    # g1: slab compound order 3 x2 (6.12: type on the head only)
-    g = groups[gk == 1]
-    tricky = fam.slab_type is None  # <= 6.9: a buddy-looking _mapcount under PG_slab
-    for sub in (g, g + 8):
-        set_compound(sub, 3, K_SLAB, mapping=slab_cache, slab=True)
-        u64[sub, OFF_PRIVATE // 8] = 3
-        if tricky:
-            u32[sub[::2], OFF_MAPCOUNT // 4] = fam.buddy
-            kind[(sub[::2, None] + np.arange(8)).reshape(-1)] = K_SLAB_TRICKY
-    # g2: page-cache folios of order 2, four of them
-    g = groups[gk == 2]
-    for k in range(4):
-        set_compound(
-            g + 4 * k,
-            2,
-            K_FILE_FOLIO,
-            mapping=file_map,
-            head_flags=(1 << pg["lru"]) | ((1 << pg["private"]) if k == 3 else 0),
-        )
-        if k == 3:
-            kind[((g + 12)[:, None] + np.arange(4)).reshape(-1)] = K_CACHE_PRIV
-    # g3: anon folios of order 4
-    set_compound(
-        groups[gk == 3],
-        4,
-        K_THP,
-        dtor=1,
-        mapping=anon_map,
-        head_flags=(1 << pg["lru"]) | (1 << pg["swapbacked"]),
-    )
-    # g4: single pages of assorted kinds
-    singles = (groups[gk == 4][:, None] + np.arange(16)[None, :]).reshape(-1)
-    single_kinds = np.array(
-        [
-            K_KERNEL,
-            K_SLAB,
-            K_PGTABLE,
-            K_CACHE,
-            K_CACHE_PRIV,
-            K_SWAPCACHE,
-            K_OWNER_PRIV,
-            K_ANON,
-            K_HWPOISON,
-            K_HWPOISON_CACHE,
-            K_OFFLINE,
-            K_FAKEHEAD_CACHE,
-            K_BUDDY,
-            K_SLAB_TRICKY,
-        ]
-    )
-    probs = np.array([20, 8, 3, 14, 6, 3, 3, 20, 1, 1, 2, 1, 16, 2], float)
-    if not hwpoison:
-        probs[[8, 9]] = 0
-    sk = single_kinds[rng.choice(len(single_kinds), size=len(singles), p=probs / probs.sum())]
-    kind[singles] = sk
-    sel = singles[sk == K_SLAB]
-    if fam.slab_type is not None:
-        u32[sel, OFF_MAPCOUNT // 4] = fam.slab_type
-    else:
-        flags[sel] |= bit("slab")
-    if fam.name != "6.1":  # 6.2+: slab.slabs overlays mapping and may be odd (MDF 5f17bdd)
-        u64[sel, OFF_MAPPING // 8] = np.uint64(7)
-    else:
-        u64[sel, OFF_MAPPING // 8] = slab_cache
-    sel = singles[sk == K_SLAB_TRICKY]
-    if fam.slab_type is None:  # PG_slab set and _mapcount looks like buddy: slab wins
-        flags[sel] |= bit("slab")
-        u32[sel, OFF_MAPCOUNT // 4] = fam.buddy
-        u64[sel, OFF_MAPPING // 8] = slab_cache
-    else:
-        kind[sel] = K_SLAB
-        u32[sel, OFF_MAPCOUNT // 4] = fam.slab_type
-    sel = singles[sk == K_PGTABLE]
-    u32[sel, OFF_MAPCOUNT // 4] = {0xFFFFFF7F: PGTABLE_TYPE_61, 0xBFFFFFFF: 0xEFFFFFFF}.get(
-        fam.buddy, 0xF2000000
-    )
-    sel = singles[sk == K_CACHE]
-    flags[sel] |= bit("lru")
-    u64[sel, OFF_MAPPING // 8] = file_map
-    sel = singles[sk == K_CACHE_PRIV]
-    flags[sel] |= bit("lru") | bit("private")
-    u64[sel, OFF_MAPPING // 8] = file_map
-    u64[sel, OFF_PRIVATE // 8] = np.uint64(da(0x7655000))
-    sel = singles[sk == K_SWAPCACHE]  # in swap cache, off the LRU (isolated)
-    flags[sel] |= bit("swapcache") | bit("swapbacked")
-    sel = singles[sk == K_OWNER_PRIV]  # PG_owner_priv_1 without swapbacked: e.g. PG_checked
-    flags[sel] |= bit("swapcache")
-    sel = singles[sk == K_ANON]
-    flags[sel] |= bit("lru") | bit("swapbacked")
-    u64[sel, OFF_MAPPING // 8] = anon_map
-    u32[sel, OFF_MAPCOUNT // 4] = 0
-    sel = singles[sk == K_HWPOISON]
-    flags[sel] |= bit("hwpoison")
-    sel = singles[sk == K_HWPOISON_CACHE]
-    flags[sel] |= bit("hwpoison") | bit("lru")
-    u64[sel, OFF_MAPPING // 8] = file_map
-    sel = singles[sk == K_OFFLINE]
-    u32[sel, OFF_MAPCOUNT // 4] = fam.offline
-    # A "fake head": PG_head on a cache page whose page[1] claims order 2 while the pfn is
-    # not 4-aligned (HVO copies, kernel-page-types.md §3.7.1): the order is rejected -> 1 page.
-    fake = singles[sk == K_FAKEHEAD_CACHE]
-    kind[fake] = K_CACHE
-    flags[fake] |= bit("lru")
-    u64[fake, OFF_MAPPING // 8] = file_map
-    nxt_plain = np.isin(fake + 1, singles[sk == K_KERNEL])
-    sel = fake[(fake % 4 != 0) & (fake % 512 != 511) & nxt_plain]
-    kind[sel] = K_FAKEHEAD_CACHE
-    flags[sel] |= bit("head")
-    nxt = sel + 1
-    if fam.order_in_flags:
-        flags[nxt] = (flags[nxt] & ~np.uint64(0xFF)) | np.uint64(2)
-    else:
-        sp[nxt, OFF_ORDER] = 2
-    sel = singles[sk == K_BUDDY]
-    set_buddy(sel, 0)
-    sel = singles[sk == K_KERNEL]
-    u32[sel, OFF_REFCOUNT // 4] = 1
-
-    # kernel image: reserved pages; freed __init memory is buddy; one BSS page with PG_lru
-    # and a mapping (MDF issue 21)
-    if init_free:
-        set_buddy(np.array([img0 + image_pages - 64]), 4)
-        flags[img0 + image_pages - 64 : img0 + image_pages - 48] = 0
-    if image_trap:
-        trap = img0 + image_pages - 3
-        flags[trap] |= bit("lru")
-        u64[trap, OFF_MAPPING // 8] = file_map
-        kind[trap] = K_IMAGE_TRAP
-    if init_cache:
-        reused = img0 + image_pages - 80
-        flags[reused] = bit("lru")  # freed to the buddy allocator: PG_reserved is gone
-        u64[reused, OFF_MAPPING // 8] = file_map
-        kind[reused] = K_CACHE
-
-    # ---------------------------------------------------------------- page contents
-    text_pool, rand_pool = _pools(rng)
-    probs = {"mixed": [0.5, 0.25, 0.25], "sparse": [0.9, 0.05, 0.05], "zero": [1, 0, 0]}
-    if content not in probs:
-        raise ValueError(f"content must be one of {sorted(probs)}")
-    ckind = rng.choice(3, size=span, p=probs[content]).astype(np.uint8)
-    ckind[~is_ram] = 0
-    ckind[meta] = 0
-    ckind[img0 : img0 + image_pages] = 1
-    cidx = rng.integers(0, 1 << 16, size=span, dtype=np.uint16)
 
     # utsname + the page tables
     uts = b""

@@ -1,4 +1,4 @@
-"""kdump-compressed writer: layout per kdump-compressed-format.md, and makedumpfile 1.7.2 as the
+"""kdump-compressed writer: layout per docs/kdump-compressed.md, and makedumpfile 1.7.2 as the
 oracle (same synthetic vmcore, same dump level, both uncompressed: identical 2nd bitmap,
 descriptors and page data), plus makedumpfile and crash reading our output."""
 
@@ -9,18 +9,21 @@ import shutil
 import struct
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_readback import (
+from fakes import (
     KDUMPFILE_READER,
     RANGES,
     SYS_PY,
     FakeClassification,
     FakeSource,
+    FakeStats,
+    Kdump,
     _have_kdumpfile,
+    build_vmcore,
+    cached_vmcores,
     check_pages,
     random_classes,
     read_with,
@@ -28,7 +31,7 @@ from test_readback import (
 )
 
 from dumpfilter import diskdump
-from dumpfilter.compress import decompress
+from dumpfilter.contracts import WriteOptions
 
 sys.path.insert(0, str(Path(__file__).parent))
 MDF = shutil.which("makedumpfile") or "/usr/bin/makedumpfile"
@@ -36,50 +39,8 @@ CRASH = shutil.which("crash")
 needs_mdf = pytest.mark.skipif(not Path(MDF).exists(), reason="makedumpfile not installed")
 
 
-@dataclass
-class Kdump:
-    """A parsed kdump-compressed file (test-side reader, written from the format reference)."""
-
-    raw: bytes
-
-    def __post_init__(self) -> None:
-        h = self.raw
-        assert h[:8] == b"KDUMP   "
-        (self.version,) = struct.unpack_from("<i", h, 8)
-        self.release = h[12 + 65 * 2 : 12 + 65 * 3].split(b"\0")[0].decode()
-        self.machine = h[12 + 65 * 4 : 12 + 65 * 5].split(b"\0")[0].decode()
-        self.tv_sec, self.tv_usec = struct.unpack_from("<qq", h, 408)
-        (self.status, self.block_size, self.sub_hdr_size, self.bitmap_blocks, self.max_mapnr32) = (
-            struct.unpack_from("<IiiII", h, 424)
-        )
-        (self.nr_cpus,) = struct.unpack_from("<i", h, 460)
-        bs = self.block_size
-        sub = struct.unpack_from("<qiiqqqqqqqqqqq", h, bs)
-        self.phys_base, self.dump_level = sub[0], sub[1]
-        self.off_vmcoreinfo, self.size_vmcoreinfo, self.off_note, self.size_note = sub[5:9]
-        self.max_mapnr = sub[13]
-        blen = self.bitmap_blocks * bs // 2
-        b1 = (1 + self.sub_hdr_size) * bs
-        self.bitmap1 = h[b1 : b1 + blen]
-        self.bitmap2 = h[b1 + blen : b1 + 2 * blen]
-        self.dumpable = np.unpackbits(np.frombuffer(self.bitmap2, np.uint8), bitorder="little")[
-            : self.max_mapnr
-        ].astype(bool)
-        n = int(self.dumpable.sum())
-        self.desc_off = b1 + 2 * blen
-        self.descs = np.frombuffer(h, diskdump.DESC, n, self.desc_off)
-        self.data_off = self.desc_off + 24 * n
-
-    def page(self, pfn: int, codec: str | None = None) -> bytes:
-        i = int(self.dumpable[:pfn].sum())
-        d = self.descs[i]
-        blob = self.raw[int(d["offset"]) : int(d["offset"]) + int(d["size"])]
-        return decompress(codec, blob, self.block_size) if d["flags"] else blob
-
-
 def test_header_and_layout_follow_the_format(tmp_path):
     vm = tmp_path / "vmcore"
-    from test_readback import build_vmcore
 
     notes = build_vmcore(vm, RANGES)
     classes = random_classes(RANGES, RANGES[-1][1])
@@ -98,9 +59,9 @@ def test_header_and_layout_follow_the_format(tmp_path):
     ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")[: k.max_mapnr]
     assert ram.astype(bool).tolist() == (classes != 7).tolist()
     # Zero pages keep their 2nd-bitmap bit and share the first data page.
-    from dumpfilter.output import keep_table
+    from dumpfilter.dumplevel import DumpLevel
 
-    assert k.dumpable.tolist() == keep_table(31)[classes].tolist()
+    assert k.dumpable.tolist() == DumpLevel(31).keep_table()[classes].tolist()
     zero = k.descs["offset"] == k.data_off
     assert zero.any() and (k.descs["size"][zero] == 4096).all()
     assert k.raw[k.data_off : k.data_off + 4096] == bytes(4096)
@@ -113,7 +74,6 @@ def test_header_and_layout_follow_the_format(tmp_path):
 
 
 def test_random_pages_are_stored_raw_when_compression_does_not_shrink(tmp_path):
-    from test_readback import build_vmcore
 
     vm = tmp_path / "vmcore"
     build_vmcore(vm, RANGES, seed=5)
@@ -142,7 +102,6 @@ def synth(tmp_path_factory):
 
 
 def _ours(synth, out: Path, level: int, **kw) -> None:
-    from test_readback import FakeStats, Opts
 
     from dumpfilter import write as w
     from dumpfilter.elfcore import ElfVmcore
@@ -152,7 +111,7 @@ def _ours(synth, out: Path, level: int, **kw) -> None:
         w.write_dump(
             src,
             FakeClassification(classes),
-            Opts(dumpfile=str(out), dump_level=level, **kw),
+            WriteOptions(dumpfile=str(out), dump_level=level, **kw),
             FakeStats(),
         )
 
@@ -265,27 +224,17 @@ def test_libkdumpfile_reads_our_synthetic_dump(synth, tmp_path):
 # ------------------------------------------------------------------ real dumps (qemu-tests cache)
 
 
-def _cached_cycles() -> list[Path]:
-    """One cached real dump (with makedumpfile's -d 31 output) per kernel release."""
-    root = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
-    cycles = root / "cycles"
-    if not cycles.is_dir():
-        return []
-    per_release: dict[str, Path] = {}
-    for d in sorted(cycles.iterdir()):
-        if (d / "vmcore").is_file() and (d / "mdf31.kdump").is_file():
-            per_release.setdefault(d.name.split("-e2e")[0].split("-vpl")[0][:24], d)
-    return list(per_release.values())
+# the cycles of the QEMU harness that kept makedumpfile's -d 31 output of the same crash
+CYCLES = [v.parent for v in cached_vmcores(with_makedumpfile=True)]
 
 
 @pytest.mark.realdump
-@pytest.mark.skipif(not _cached_cycles(), reason="no real vmcore + makedumpfile output cached")
-@pytest.mark.parametrize("cycle", _cached_cycles(), ids=lambda d: d.name)
+@pytest.mark.skipif(not CYCLES, reason="no real vmcore + makedumpfile output cached")
+@pytest.mark.parametrize("cycle", CYCLES, ids=lambda d: d.name)
 def test_real_dump_with_makedumpfiles_verdicts_is_byte_identical(cycle, tmp_path):
     """Given makedumpfile's own page verdicts (its 1st/2nd bitmaps), the writer reproduces its
     file byte for byte on a real kdump of a Debian kernel: header, utsname from memory, notes,
     partial pages at PT_LOAD edges (read as zeros beyond the load), zero pages, zlib pages."""
-    from test_readback import FakeStats, Opts
 
     from dumpfilter import write as w
     from dumpfilter.elfcore import ElfVmcore
@@ -301,7 +250,9 @@ def test_real_dump_with_makedumpfiles_verdicts_is_byte_identical(cycle, tmp_path
         w.write_dump(
             src,
             FakeClassification(classes),
-            Opts(dumpfile=str(out), dump_level=ref.dump_level, compression=codec, num_threads=2),
+            WriteOptions(
+                dumpfile=str(out), dump_level=ref.dump_level, compression=codec, num_threads=2
+            ),
             FakeStats(),
         )
     assert out.read_bytes() == ref_raw
@@ -329,7 +280,6 @@ def _legacy_log_vmcore(path: Path) -> tuple[int, list[str]]:
     kind crash's --log can read without a vmlinux: kernel.c ``dump_log_from_vmcoreinfo``;
     the lockless ring of 5.10+ gives "no log buffer data" for every dump, makedumpfile's too).
     Returns the PFN holding the log and the lines crash must print."""
-    from test_readback import build_vmcore
 
     kmap, base = 0xFFFFFFFF80000000, 0x400000  # __START_KERNEL_map; phys_base is 0
     msgs = [
@@ -370,7 +320,7 @@ def _legacy_log_vmcore(path: Path) -> tuple[int, list[str]]:
 @pytest.mark.skipif(CRASH is None, reason="crash not installed")
 @pytest.mark.parametrize("codec", [None, "zlib", "lzo", "snappy", "zstd", "flat"])
 def test_crash_log_prints_the_kernel_log_from_our_dump(tmp_path, codec):
-    from test_readback import write
+    from fakes import write
 
     vm = tmp_path / "vmcore"
     log_pfn, lines = _legacy_log_vmcore(vm)
@@ -400,7 +350,7 @@ def test_crash_log_prints_the_kernel_log_from_our_dump(tmp_path, codec):
 
 @pytest.mark.skipif(CRASH is None, reason="crash not installed")
 def test_crash_log_fails_when_the_log_page_was_excluded(tmp_path):
-    from test_readback import write
+    from fakes import write
 
     vm = tmp_path / "vmcore"
     log_pfn, _ = _legacy_log_vmcore(vm)
@@ -417,14 +367,17 @@ def test_crash_log_fails_when_the_log_page_was_excluded(tmp_path):
 _RSS_PROBE = r"""
 import sys
 import numpy as np
-from test_readback import FakeStats, Opts
+from fakes import FakeStats
 from dumpfilter import write
+from dumpfilter.contracts import WriteOptions
 
 class Zero:
-    kind, page_size, nr_cpus = "elf", 4096, 1
+    kind, page_size, nr_cpus, path, loads, incomplete = "elf", 4096, 1, "", (), False
     def __init__(self, n):
-        from test_readback import _note, vmcoreinfo_text
+        from fakes import _note, vmcoreinfo_text
+        from dumpfilter.vmcoreinfo import VmcoreInfo
         self.notes = _note(b"VMCOREINFO", 0, vmcoreinfo_text())
+        self.vmcoreinfo = VmcoreInfo.parse(vmcoreinfo_text())
         self.ram_ranges, self.max_pfn = [(0, n)], n
         self.page = np.zeros((1024, 4096), np.uint8)
         self.page[:, 1] = 1  # non-zero: every kept page is written and described
@@ -434,7 +387,7 @@ class Zero:
         return None
 
 class Lazy:
-    scan = "userspace"
+    scan, prepare_seconds, nodata = "userspace", 0.0, np.zeros(0, np.int64)
     def __init__(self, n):
         self.max_pfn = n
     def windows(self, size=None):
@@ -445,7 +398,7 @@ class Lazy:
             yield s, c
 
 n = int(sys.argv[1])
-write.write_dump(Zero(n), Lazy(n), Opts(dumpfile=sys.argv[2], dump_level=31, num_threads=2),
+write.write_dump(Zero(n), Lazy(n), WriteOptions(dumpfile=sys.argv[2], dump_level=31, num_threads=2),
                  FakeStats())
 # VmHWM, not ru_maxrss: ru_maxrss keeps the high-water mark across exec, so it would include
 # the (v)forked copy of a large parent (pytest) that existed before exec.
@@ -490,7 +443,6 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as
     """A PT_LOAD ending mid-page (0x9fc00): the scan calls that PFN HOLE and lists it in
     ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd.
     The kernel scan hands ``nodata`` as a numpy array, the userspace scan as a list."""
-    from test_readback import build_vmcore
 
     vm = tmp_path / "vm"
     build_vmcore(vm, RANGES)
@@ -499,16 +451,16 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as
     classes[158] = 7
     classes[160] = 0  # a verdict outside the source's RAM is never trusted
 
-    class WithNodata(FakeClassification):
-        nodata = np.array([158, 159], np.int64) if as_array else [158, 159]
+    nodata = np.array([158, 159], np.int64) if as_array else [158, 159]
 
-    from test_readback import FakeStats, Opts
+    from fakes import FakeStats
 
     from dumpfilter import write as w
 
     out = tmp_path / "dump"
     with FakeSource(vm) as src:
-        w.write_dump(src, WithNodata(classes), Opts(dumpfile=str(out)), FakeStats())
+        c = FakeClassification(classes, nodata=nodata)  # type: ignore[arg-type]
+        w.write_dump(src, c, WriteOptions(dumpfile=str(out)), FakeStats())
     k = Kdump(out.read_bytes())
     ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")
     assert ram[158] == 1 and ram[159] == 1

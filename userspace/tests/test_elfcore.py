@@ -7,7 +7,7 @@ import dumpdamage
 import numpy as np
 import pytest
 
-from dumpfilter import elfcore
+from dumpfilter import elfcore, elfnotes
 from dumpfilter.elfcore import ElfVmcore
 from dumpfilter.errors import DumpError
 
@@ -108,7 +108,7 @@ def test_truncated_copy_is_detected(synth61, tmp_path):
 def test_notes_parser_rejects_a_note_running_past_the_segment():
     bad = (5).to_bytes(4, "little") + (100).to_bytes(4, "little") + b"\0\0\0\0" + b"CORE\0\0\0\0"
     with pytest.raises(DumpError, match="malformed"):
-        elfcore.parse_notes(bad)
+        elfnotes.parse_notes(bad)
 
 
 # --- values from the dump are bounded before they are used ------------------------------------

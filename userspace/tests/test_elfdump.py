@@ -12,10 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MAKEDUMPFILE
-from test_readback import FakeClassification, FakeSource, FakeStats, Opts
+from fakes import (
+    FakeClassification,
+    FakeSource,
+    FakeStats,
+    Kdump,
+    build_vmcore,
+    cached_vmcores,
+)
 
-from dumpfilter import elfdump
+from dumpfilter import elfcore, elfdump
 from dumpfilter import write as w
+from dumpfilter.contracts import WriteOptions
 
 
 def phdrs(path: Path) -> tuple[bytes, list[tuple]]:
@@ -31,7 +39,7 @@ def _ours(synth, out: Path, level: int, **kw) -> None:
         w.write_dump(
             src,
             FakeClassification(synth.expected_classes(level)),
-            Opts(dumpfile=str(out), dump_level=level, elf=True, **kw),
+            WriteOptions(dumpfile=str(out), dump_level=level, elf=True, **kw),
             FakeStats(),
         )
 
@@ -65,7 +73,7 @@ def test_segments_and_data_match_makedumpfile(synth, tmp_path, level):
     assert [p[3:7] for p in a[1:]] == [p[3:7] for p in b[1:]]
     for pa, pb in zip(a[1:], b[1:], strict=True):
         assert a_raw[pa[2] : pa[2] + pa[5]] == b_raw[pb[2] : pb[2] + pb[5]]
-    assert not struct.unpack_from("<I", a_raw, 48)[0] & elfdump.DUMP_ELF_INCOMPLETE
+    assert not struct.unpack_from("<I", a_raw, 48)[0] & elfcore.ELF_INCOMPLETE
 
 
 def test_gap_finder_carries_runs_across_windows():
@@ -83,7 +91,6 @@ def test_gap_finder_carries_runs_across_windows():
 
 
 def test_each_long_excluded_run_starts_a_new_segment(tmp_path):
-    from test_readback import build_vmcore
 
     ranges = [(0, 256 * 2 * 70)]
     vm = tmp_path / "vm"
@@ -95,7 +102,7 @@ def test_each_long_excluded_run_starts_a_new_segment(tmp_path):
         w.write_dump(
             src,
             FakeClassification(classes),
-            Opts(dumpfile=str(out), dump_level=16, elf=True),
+            WriteOptions(dumpfile=str(out), dump_level=16, elf=True),
             FakeStats(),
         )
     _, ph = phdrs(out)
@@ -125,9 +132,13 @@ class _ZeroSource:
     """A huge sparse machine: every page reads as zeros (no file behind it)."""
 
     kind = "elf"
+    path = ""  # no file behind it
     page_size = 4096
     nr_cpus = 1
     notes = b""
+    loads = ()
+    ehdr = None
+    incomplete = False
 
     def __init__(self, npages: int):
         self.ram_ranges = [(0, npages)]
@@ -151,7 +162,7 @@ def test_more_than_pn_xnum_segments_use_section_zero(tmp_path):
     w.write_dump(
         _ZeroSource(len(classes)),
         FakeClassification(classes),
-        Opts(dumpfile=str(out), dump_level=16, elf=True),
+        WriteOptions(dumpfile=str(out), dump_level=16, elf=True),
         FakeStats(),
     )
     raw = out.read_bytes()
@@ -169,9 +180,7 @@ def test_more_than_pn_xnum_segments_use_section_zero(tmp_path):
 
 
 def _cycles():
-    from test_diskdump import _cached_cycles
-
-    return _cached_cycles()
+    return [v.parent for v in cached_vmcores(with_makedumpfile=True)]
 
 
 @pytest.mark.realdump
@@ -180,7 +189,6 @@ def _cycles():
 def test_real_dump_elf_matches_makedumpfile_given_its_verdicts(cycle, tmp_path):
     """Real Debian kdump (PT_LOAD ending mid-page at 0x9fc00, kernel-text PT_LOAD): same
     segments and data as makedumpfile -E, apart from its second copy of the kernel text."""
-    from test_diskdump import Kdump
 
     from dumpfilter.elfcore import ElfVmcore
 
@@ -193,7 +201,7 @@ def test_real_dump_elf_matches_makedumpfile_given_its_verdicts(cycle, tmp_path):
         w.write_dump(
             src,
             FakeClassification(classes),
-            Opts(dumpfile=str(ours), dump_level=31, elf=True),
+            WriteOptions(dumpfile=str(ours), dump_level=31, elf=True),
             FakeStats(),
         )
     r = subprocess.run(

@@ -45,7 +45,7 @@ BAD_TEXT = ["", "zz", "9" * 29, "-1", "-24", "0", "1", "45", "64", "4096", "6553
 def small(synth_factory, tmp_path_factory):
     """A 96 MiB 6.1 vmcore with a kernel log: a lockless printk ring in free RAM, found
     through the VMCOREINFO keys 6.1 exports for it."""
-    from test_dmesg import VMCOREINFO_61, Ring
+    from printk_ring import VMCOREINFO_61, Ring
 
     s = synth_factory(kernel="6.1", ram=[(1, 0x9F), (0x100, 0x6000)])
     path = str(tmp_path_factory.mktemp("fuzzlog") / "vmcore")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import importlib.util
-import os
 import re
 import shutil
 import struct
@@ -22,6 +21,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fakes import cache_dir
 
 from dumpfilter import kernelscan as ks
 from dumpfilter.errors import DumpError
@@ -290,7 +290,7 @@ def test_bad_mode_is_a_dump_error(tmp_path):
 
 
 def _debian_trees_ready() -> bool:
-    cache = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache/dumpfilter")
+    cache = cache_dir()
     return all(
         (cache / f"kernels/tree/linux-{v}/.git/debian-version").exists() for v in ("6.1", "6.12")
     )

@@ -11,10 +11,17 @@ import sys
 import numpy as np
 import pytest
 from conftest import MAKEDUMPFILE
-from test_diskdump import Kdump
-from test_readback import KDUMPFILE_READER, SYS_PY, _have_kdumpfile, check_pages, read_with
+from fakes import (
+    KDUMPFILE_READER,
+    SYS_PY,
+    Kdump,
+    _have_kdumpfile,
+    cached_vmcores,
+    check_pages,
+    read_with,
+)
 
-from dumpfilter.output import keep_table
+from dumpfilter.dumplevel import DumpLevel
 from dumpfilter.pageclass import PageClass
 
 CMD = [sys.executable, "-m", "dumpfilter.cli"]
@@ -137,23 +144,19 @@ def test_progress_shows_on_a_terminal_and_not_otherwise(synth, tmp_path):
 
 
 def test_keep_table_follows_the_dump_level_bits():
-    t = keep_table(0)
+    t = DumpLevel(0).keep_table()
     assert t[PageClass.KEEP] and t[PageClass.FREE] and t[PageClass.CACHE]
     assert not t[PageClass.HOLE] and not t[PageClass.HWPOISON] and not t[PageClass.OFFLINE]
-    t = keep_table(4)  # private-cache bit excludes all page cache, as makedumpfile does
+    t = DumpLevel(4).keep_table()  # private-cache bit excludes all page cache, as makedumpfile does
     assert not t[PageClass.CACHE] and not t[PageClass.CACHE_PRIVATE]
-    t = keep_table(2)
+    t = DumpLevel(2).keep_table()
     assert not t[PageClass.CACHE] and t[PageClass.CACHE_PRIVATE]
-    t = keep_table(31)
+    t = DumpLevel(31).keep_table()
     assert t[PageClass.KEEP] and not t[[1, 2, 3, 4, 5, 6, 7]].any()
 
 
 def _real_vmcores(limit: int = 1) -> list:
-    from pathlib import Path
-
-    root = Path(os.environ.get("DUMPFILTER_CACHE") or Path.home() / ".cache" / "dumpfilter")
-    found = sorted((root / "cycles").glob("6.1.0-*/vmcore")) if (root / "cycles").is_dir() else []
-    return found[:limit]
+    return cached_vmcores("6.1.0-")[:limit]  # Debian's own 6.1 kernel
 
 
 @pytest.mark.realdump

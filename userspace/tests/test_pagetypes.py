@@ -2,7 +2,9 @@
 
 import pytest
 import synthvmcore as sv
-from test_classify import enc_for
+from fakes import (
+    enc_for,
+)
 
 from dumpfilter.errors import DumpError
 from dumpfilter.pagetypes import detect

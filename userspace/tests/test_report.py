@@ -15,14 +15,26 @@ from dumpfilter.report import Stats, print_report, write_json
 class FakeClassification:
     scan = "userspace"
     max_pfn = 10
+    nodata = np.zeros(0, np.int64)
 
     def windows(self, size=None):
         yield 0, np.array([C.HOLE, C.KEEP, C.KEEP, C.FREE, C.FREE], np.uint8)
         yield 5, np.array([C.CACHE, C.CACHE_PRIVATE, C.USER, C.HWPOISON, C.OFFLINE], np.uint8)
 
 
+class _Src:
+    """An input without PT_LOADs whose RAM is PFNs 1-9 (what FakeClassification says)."""
+
+    page_size = 4096
+    loads = ()
+    ram_ranges = [(1, 10)]
+
+
+SRC = _Src()
+
+
 def test_each_page_counted_once_in_its_class():
-    s = Stats.from_classification(FakeClassification(), 31)
+    s = Stats.from_classification(FakeClassification(), 31, SRC)
     assert s.pages == {
         "total": 10,
         "ram": 9,
@@ -40,7 +52,7 @@ def test_each_page_counted_once_in_its_class():
 
 
 def test_text_report_matches_makedumpfile_layout():
-    s = Stats.from_classification(FakeClassification(), 31)
+    s = Stats.from_classification(FakeClassification(), 31, SRC)
     buf = io.StringIO()
     print_report(s, buf)
     text = buf.getvalue()
@@ -56,7 +68,7 @@ def test_text_report_matches_makedumpfile_layout():
 
 
 def test_json_is_stable_and_written_atomically(tmp_path):
-    s = Stats.from_classification(FakeClassification(), 16)
+    s = Stats.from_classification(FakeClassification(), 16, SRC)
     s.seconds.update(prepare=0.25, scan=0.5, write=1.25, total=2.0)
     path = tmp_path / "stats.json"
     write_json(s, str(path))
@@ -88,8 +100,8 @@ def test_partial_page_at_a_load_end_counts_as_ram_like_the_1st_bitmap(synth_fact
     synth = synth_factory(kernel="6.1", partial_end=True)
     with open_source(synth.path) as src:
         c = userspace_scan(src, 31)
-        assert c.nodata == [synth.ram[0][1] - 1]
-        st = Stats.from_classification(c, 31)
+        assert c.nodata.tolist() == [synth.ram[0][1] - 1]
+        st = Stats.from_classification(c, 31, src)
         bm1 = sum(int(ram.sum()) for _, ram, _ in dumpable_windows(src, c, 31))
     assert st.pages["ram"] == bm1 == sum(b - a for a, b in synth.ram)
     counted = st.excluded + st.pages["kept"]

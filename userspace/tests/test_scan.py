@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 import synthvmcore as sv
 from conftest import MAKEDUMPFILE
+from fakes import (
+    cached_vmcores,
+)
 
 from dumpfilter import elfcore, scan, source
 from dumpfilter.classify import classify as real
@@ -224,7 +227,7 @@ def test_chunk_table_is_the_kernel_abi_shape(synth_factory):
 
 
 def _kdump_kept(path) -> np.ndarray:
-    """The 2nd bitmap (dumpable PFNs) of a kdump-compressed file (kdump-compressed-format.md)."""
+    """The 2nd bitmap (dumpable PFNs) of a kdump-compressed file (docs/kdump-compressed.md §4)."""
     with open(path, "rb") as f:
         hdr = f.read(464)
         bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", hdr, 428)
@@ -276,11 +279,7 @@ def test_kept_pfns_equal_makedumpfile_on_6_1(synth_factory, tmp_path, variant):
 
 
 def _real_61_dumps():
-    import glob
-    import os
-
-    cache = os.environ.get("DUMPFILTER_CACHE", os.path.expanduser("~/.cache/dumpfilter"))
-    return sorted(glob.glob(os.path.join(cache, "cycles", "6.1.*", "vmcore")))[:1]
+    return [str(p) for p in cached_vmcores("6.1.")[:1]]
 
 
 @pytest.mark.realdump

@@ -1,4 +1,4 @@
-"""VMCOREINFO parsing: the kernel's formats (kernel-page-types.md §1)."""
+"""VMCOREINFO parsing: the kernel's formats (docs/page-types.md §1)."""
 
 import pytest
 

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_readback import RANGES, build_vmcore, random_classes, write
+from fakes import (
+    RANGES,
+    Kdump,
+    build_vmcore,
+    random_classes,
+    write,
+)
 
 from dumpfilter import flat
 from dumpfilter.errors import DumpError
@@ -69,7 +75,6 @@ def test_size_limit_fails_and_marks_the_dump_incomplete(vm, classes, tmp_path, c
     assert out.stat().st_size <= limit
     assert _status(out) & 0x8
     # Pages whose data made it are intact; the rest have no descriptor (offset 0 = lost).
-    from test_diskdump import Kdump
 
     k = Kdump(out.read_bytes().ljust(full.stat().st_size, b"\0"))
     written = k.descs["offset"] != 0
@@ -136,8 +141,9 @@ _SLOW_WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import numpy as np
-    import test_readback as t
+    import fakes as t
     from dumpfilter import write
+    from dumpfilter.contracts import WriteOptions
 
     class Slow(t.FakeSource):
         calls = 0
@@ -151,7 +157,7 @@ _SLOW_WRITER = textwrap.dedent(
 
     classes = t.random_classes(t.RANGES, t.RANGES[-1][1], seed=8)
     src = Slow(Path(sys.argv[1]))
-    opts = t.Opts(dumpfile=sys.argv[2], dump_level=0)
+    opts = WriteOptions(dumpfile=sys.argv[2], dump_level=0)
     try:
         write.write_dump(src, t.FakeClassification(classes), opts, t.FakeStats())
     except KeyboardInterrupt:

@@ -14,9 +14,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
+from .contracts import WriteOptions
+from .dumplevel import DumpLevel
 from .errors import DumpError
 from .messages import ML_DEBUG, ML_ERROR, ML_PROGRESS, ML_REPORT, STDOUT_NAME, Messages
 from .outfile import STDOUT
@@ -35,7 +37,7 @@ class Options:
 
     vmcore: str | None
     dumpfile: str | None
-    dump_level: int  # the first of dump_levels
+    dump_level: DumpLevel  # the first of dump_levels
     compression: str | None  # None, "zlib", "lzo", "snappy", "zstd"
     elf: bool
     flatten: bool
@@ -53,10 +55,38 @@ class Options:
     check_params: bool = False
     split_files: tuple[str, ...] = ()  # --split VMCORE D1 .. DN
     merge_files: tuple[str, ...] = ()  # --reassemble D1 .. DN DUMPFILE
-    dump_levels: tuple[int, ...] = ()  # -d 11,31: the next one when the output is full
+    dump_levels: tuple[DumpLevel, ...] = ()  # -d 11,31: the next one when the output is full
 
     def says(self, bit: int) -> bool:
         return bool(self.message_level & bit)
+
+    @property
+    def output(self) -> str:
+        """DUMPFILE, where the command line requires one."""
+        if self.dumpfile is None:
+            raise DumpError("missing DUMPFILE")
+        return self.dumpfile
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Files an output must not be: the input vmcore."""
+        return tuple(p for p in (self.vmcore,) if p)
+
+    def write_options(self) -> WriteOptions:
+        """What the writers are told."""
+        return WriteOptions(
+            dump_level=self.dump_level,
+            compression=self.compression,
+            elf=self.elf,
+            flatten=self.flatten,
+            dumpfile=self.dumpfile,
+            split_files=self.split_files,
+            force=self.force,
+            limit=self.limit,
+            num_threads=self.num_threads,
+            progress=self.says(ML_PROGRESS),
+            inputs=self.inputs,
+        )
 
 
 def _size(text: str) -> int:
@@ -83,7 +113,7 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _dump_levels(text: str) -> tuple[int, ...]:
+def _dump_levels(text: str) -> tuple[DumpLevel, ...]:
     """``-d 31`` or a retry list ``-d 11,31``: makedumpfile tries the next level when the
     dump outgrows ``-L`` or the filesystem (makedumpfile(8), -d)."""
     levels = []
@@ -94,12 +124,12 @@ def _dump_levels(text: str) -> tuple[int, ...]:
             raise argparse.ArgumentTypeError(f"bad dump level {part!r} (0-31)") from e
         if not 0 <= value <= 31:
             raise argparse.ArgumentTypeError(f"dump level {value} out of range (0-31)")
-        levels.append(value)
+        levels.append(DumpLevel(value))
     return tuple(levels)
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, makedumpfile's status
+    def error(self, message: str) -> NoReturn:  # one line, makedumpfile's status
         if sys.stderr is not None:  # fd 2 closed: nowhere to say it
             sys.stderr.write(f"dumpfilter: {one_line(message)}\n")
         raise SystemExit(EXIT_FAILED)
@@ -141,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-d",
         "--dump-level",
         type=_dump_levels,
-        default=(0,),
+        default=(DumpLevel(0),),
         metavar="LEVEL[,LEVEL...]",
         help="pages to exclude, a bit mask: 1 zero pages, 2 page cache without private data, "
         "4 all page cache, 8 user process data, 16 free pages (31: all; default 0). "
@@ -328,7 +358,7 @@ def _keep_freed_memory() -> None:
 
     The scan makes many short-lived arrays of 0.1-1 MiB per window.  By default glibc
     serves those from fresh mmap()s and unmaps them on free, so every window pays the
-    first-touch page faults again (measured: a third of the scan time of a 4.5 GiB dump).
+    first-touch page faults again (bench/NOTES.md, "Measurements behind the source").
     Raising the mmap and trim thresholds keeps them in the heap; peak RSS is unchanged,
     since the arrays never coexist.  Not glibc (or no mallopt): nothing to do.
     """
@@ -353,14 +383,14 @@ def run(opts: Options) -> int:
     if opts.reassemble:
         from . import flat
 
-        flat.reassemble(sys.stdin.buffer, opts.dumpfile, force=opts.force)
-        return _completed(msgs, [opts.dumpfile])
+        flat.reassemble(sys.stdin.buffer, opts.output, force=opts.force)
+        return _completed(msgs, [opts.output])
 
     if opts.merge_files:
         from . import split
 
-        split.reassemble(opts.merge_files, opts.dumpfile, force=opts.force)
-        return _completed(msgs, [opts.dumpfile])
+        split.reassemble(opts.merge_files, opts.output, force=opts.force)
+        return _completed(msgs, [opts.output])
 
     t0 = time.monotonic()
     with source.open_source(opts.vmcore) as src:
@@ -372,7 +402,7 @@ def run(opts: Options) -> int:
                 opts.dumpfile,
                 force=opts.force,
                 partial=opts.partial_dmesg,
-                inputs=(opts.vmcore,),
+                inputs=opts.inputs,
             )
             return _completed(msgs, [opts.dumpfile or STDOUT_NAME], "dmesg log")
 
@@ -392,12 +422,12 @@ def run(opts: Options) -> int:
     if msgs.says(ML_REPORT):
         msgs.write(ML_REPORT, "\n".join(report.report_lines(stats)))
     if opts.stats_json:
-        report.write_json(stats, opts.stats_json, inputs=(opts.vmcore,))
+        report.write_json(stats, opts.stats_json, inputs=opts.inputs)
     if opts.dry_run:
         return _completed(msgs, [])
     if opts.flatten:
         return _completed(msgs, [STDOUT_NAME])
-    return _completed(msgs, list(opts.split_files) or [opts.dumpfile])
+    return _completed(msgs, list(opts.split_files) or [opts.output])
 
 
 def _messages(opts: Options) -> Messages:
@@ -444,7 +474,7 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
         classification, opts.dump_level, src=src, progress=progress
     )
     stats.split = bool(opts.split_files)
-    prepare = getattr(classification, "prepare_seconds", 0.0)
+    prepare = classification.prepare_seconds
     stats.seconds["prepare"] = prepare
     stats.seconds["scan"] = time.monotonic() - t_scan - prepare
     for key, step in report.STEPS[:2]:
@@ -454,16 +484,14 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
 
     t_write = time.monotonic()
     # from here pages are read in PFN order: one input window and the next are enough
-    limit_windows = getattr(src, "limit_windows", None)
-    if limit_windows is not None:
-        limit_windows()
+    src.limit_windows()
     if not opts.dry_run:
         from . import write
 
-        write.write_dump(src, classification, opts, stats, retry=retry)
+        write.write_dump(src, classification, opts.write_options(), stats, retry=retry)
     else:
         # as makedumpfile's dry run: all but the writing, so zero pages and sizes are known
-        report.dry_run(src, classification, opts, stats)
+        report.dry_run(src, classification, opts.write_options(), stats)
     stats.seconds["write"] = time.monotonic() - t_write
     msgs.step(report.STEPS[2][1], stats.seconds["write"])
     return stats
@@ -472,20 +500,11 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
 def _debug_layout(src, classification, stats: Stats) -> None:
     """``-D`` / message level 8: what the scan found out about the dump, on stderr."""
     lines = [
-        f"input: {getattr(src, 'kind', 'elf')}, page size {src.page_size}, "
+        f"input: {src.kind}, page size {src.page_size}, "
         f"max_pfn {src.max_pfn:#x}, {len(src.ram_ranges)} RAM range(s)",
     ]
     lines += [f"  RAM pfn {a:#x}-{b - 1:#x}" for a, b in src.ram_ranges]
-    enc = getattr(classification, "encoding", None)
-    if enc is not None:
-        lines.append(
-            f"kernel {enc.osrelease}: encoding {enc.name}, SIZE(page) {enc.struct_size}, "
-            f"page types {'top byte' if enc.top_byte else '_mapcount'}, "
-            f"hugetlb by {enc.hugetlb_kind}, order by {enc.order_kind}"
-        )
-    chunks = getattr(classification, "chunks", None)
-    if chunks is not None:
-        lines.append(f"mem_map: {len(chunks)} chunk(s) of struct pages")
+    lines += classification.describe()
     lines.append(
         f"scan: {classification.scan}, prepare {stats.seconds['prepare'] * 1e3:.1f} ms, "
         f"classify {stats.seconds['scan'] * 1e3:.1f} ms"

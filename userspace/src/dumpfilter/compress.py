@@ -1,6 +1,6 @@
 """Per-page codecs and the ordered parallel batch pool.
 
-kdump-compressed files compress each page on its own (kdump-compressed-format.md §6): zlib
+kdump-compressed files compress each page on its own (docs/kdump-compressed.md §6): zlib
 level 1 *zlib-wrapped* (crash decompresses with ``uncompress()``), lzo1x_1, raw snappy, zstd
 level 1.  A page whose compressed form is not smaller than the page is stored raw, and the
 descriptor flag then says 0.  Zero pages (dump level bit 1) are found here too, from the data,
@@ -24,17 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import DumpError
+from .kdumpformat import CODEC_FLAGS
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
-
-# Descriptor / header flag values (diskdump_mod.h, DUMP_DH_COMPRESSED_*).
-FLAG_ZLIB = 0x1
-FLAG_LZO = 0x2
-FLAG_SNAPPY = 0x4
-FLAG_ZSTD = 0x20
-
-CODEC_FLAGS = {"zlib": FLAG_ZLIB, "lzo": FLAG_LZO, "snappy": FLAG_SNAPPY, "zstd": FLAG_ZSTD}
 
 
 def _make_compressor(name: str) -> Callable[[memoryview], bytes]:
@@ -81,7 +74,7 @@ def zero_rows(pages: np.ndarray) -> np.ndarray:
     if len(pages) == 0:
         return np.zeros(0, dtype=bool)
     words = pages.reshape(len(pages), -1).view(np.uint64)
-    return ~words.any(axis=1)
+    return ~words.any(axis=1)  # type: ignore[return-value]
 
 
 # Pages from which one batch call beats a call per page: the batch call's own setup costs
@@ -99,7 +92,8 @@ def _zstd_pages(zc, pages: np.ndarray, idx: list[int], ps: int) -> list[bytes]:
     segs[:, 0] = idx
     segs[:, 0] *= np.uint64(ps)
     segs[:, 1] = ps
-    out = zc.multi_compress_to_buffer(zstandard.BufferWithSegments(buf, segs.tobytes()))
+    segments = zstandard.BufferWithSegments(buf, segs.tobytes())  # type: ignore[arg-type]
+    out = zc.multi_compress_to_buffer(segments)
     return [bytes(out[i]) for i in range(len(idx))]
 
 
@@ -203,7 +197,7 @@ class Encoder:
             lc = lzo.compress
             datas = [lc(pages[i].tobytes(), 1, False) for i in idx]
         elif self.codec == "zstd" and len(idx) >= ZSTD_BATCH_MIN:
-            datas = _zstd_pages(comp.__self__, pages, idx, ps)
+            datas = _zstd_pages(comp.__self__, pages, idx, ps)  # type: ignore[attr-defined]
         else:
             datas = [comp(pages[i].data) for i in idx]
         lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))

@@ -1,6 +1,6 @@
 """kdump-compressed writer: disk_dump_header v6, sub header, notes, two bitmaps, descriptors, data.
 
-Layout and field values follow kdump-compressed-format.md §1-§7 (makedumpfile 1.7.2 as observed):
+Layout and field values: docs/kdump-compressed.md §1-§7 (what makedumpfile writes):
 header in block 0, sub header at ``block_size``, the input PT_NOTE copied verbatim at 4200,
 block-aligned 1st (RAM) and 2nd (dumpable) bitmaps, 24-byte ``page_desc`` per set bit of the
 2nd bitmap in PFN order, then the page data (shared zero page first when dump level bit 1 is set).
@@ -14,109 +14,44 @@ sequentially, descriptors only after their data.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
-from .compress import CODEC_FLAGS, Batch, Encoder
+from .compress import Batch, Encoder
+from .contracts import Classification, Sink, Source, WriteOptions, WriteStats
+from .dumplevel import DumpLevel
+from .elfnotes import vmcoreinfo_span
 from .errors import DumpError
-from .output import OutputFull, Progress, keep_table
-from .pageclass import DL_ZERO, PageClass
+from .kdumpformat import (
+    CODEC_FLAGS,
+    DUMP_DH_COMPRESSED_INCOMPLETE,
+    HEADER,
+    HEADER_VERSION,
+    PAGE_DESC,
+    SIGNATURE,
+    SUB_HEADER,
+    UTS_FIELDS,
+    UTS_LEN,
+    Geometry,
+    Header,
+    SubHeader,
+)
+from .output import OutputFull, Progress
+from .pageclass import PageClass
 
-SIGNATURE = b"KDUMP   "
-HEADER_VERSION = 6
-STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE
-OFFSET_NOTE = 4096 + 104  # sub header is 104 bytes on x86_64
 # Page data held before one pwritev: small enough that gathered copies add little to the peak
-# RSS (issue 3: 64 MiB + 8 MiB per worker), large enough that syscalls stay few (~500/GiB).
+# RSS, large enough that syscalls stay few.
 FLUSH_BYTES = 2 << 20
 SPAN = 512  # PFNs per encode batch: 2 MiB of source pages at most (divides elfcore's window)
 
-# struct disk_dump_header (diskdump_mod.h), x86_64 layout, 464 bytes.
-_HEADER = struct.Struct("<8si" + "65s" * 6 + "6x" + "qq" + "IiiII" + "IIIIi")
-# struct kdump_sub_header v6, 104 bytes.
-_SUBHDR = struct.Struct("<qiiqqqqqqqqqqq")
-DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
-assert _HEADER.size == 464 and _SUBHDR.size == 104 and DESC.itemsize == 24
 
-
-def iter_notes(notes: bytes) -> Iterator[tuple[bytes, int, int, int]]:
-    """(name, type, desc_offset, desc_size) of each ELF note in a PT_NOTE segment (4-aligned)."""
-    pos = 0
-    while pos + 12 <= len(notes):
-        namesz, descsz, ntype = struct.unpack_from("<III", notes, pos)
-        name_off = pos + 12
-        desc_off = name_off + ((namesz + 3) & ~3)
-        end = desc_off + ((descsz + 3) & ~3)
-        if namesz == 0 and descsz == 0 and ntype == 0:
-            break
-        if desc_off + descsz > len(notes):
-            raise DumpError("ELF note segment is truncated")
-        yield notes[name_off : name_off + namesz].rstrip(b"\0"), ntype, desc_off, descsz
-        pos = end
-
-
-def vmcoreinfo_note(notes: bytes) -> tuple[int, int]:
-    """(offset, size) of the VMCOREINFO note's descriptor inside *notes*, or (0, 0)."""
-    for name, _t, off, size in iter_notes(notes):
-        if name == b"VMCOREINFO":
-            return off, size
-    return 0, 0
-
-
-def vmcoreinfo_values(notes: bytes) -> dict[str, str]:
-    """KEY=VALUE lines of the VMCOREINFO note (the kernel's own text, vmcoreinfo.rst)."""
-    off, size = vmcoreinfo_note(notes)
-    out: dict[str, str] = {}
-    for line in notes[off : off + size].decode("ascii", "replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value
-    return out
-
-
-@dataclass
-class Geometry:
-    """Where everything goes in the file (§1)."""
-
-    page_size: int
-    max_mapnr: int
-    size_note: int
-
-    @property
-    def sub_hdr_blocks(self) -> int:
-        return -(-(104 + self.size_note) // self.page_size)
-
-    @property
-    def bitmap_len(self) -> int:  # one bitmap, block-aligned
-        ps = self.page_size
-        nbytes = (self.max_mapnr + 7) // 8
-        return (nbytes + ps - 1) // ps * ps
-
-    @property
-    def bitmap1_off(self) -> int:
-        return (1 + self.sub_hdr_blocks) * self.page_size
-
-    @property
-    def bitmap2_off(self) -> int:
-        return self.bitmap1_off + self.bitmap_len
-
-    @property
-    def desc_off(self) -> int:
-        return self.bitmap2_off + self.bitmap_len
-
-
-def _c_string(text: str | bytes, size: int = 65) -> bytes:
+def _c_string(text: str | bytes, size: int = UTS_LEN) -> bytes:
     b = text.encode() if isinstance(text, str) else text
     return b[: size - 1]
 
 
-_UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
-
-
-def read_utsname(src, info: dict[str, str]) -> dict[str, bytes]:
+def read_utsname(src: Source, info: dict[str, str]) -> dict[str, bytes]:
     """The crashed kernel's ``init_uts_ns.name`` (6 x char[65]), as makedumpfile copies it into
     the header (``check_release``), found through SYMBOL(init_uts_ns) + OFFSET(uts_namespace.
     name) and the page tables.  Empty when the dump does not allow it (the header then falls
@@ -125,21 +60,23 @@ def read_utsname(src, info: dict[str, str]) -> dict[str, bytes]:
         va = int(info["SYMBOL(init_uts_ns)"], 16) + int(info["OFFSET(uts_namespace.name)"])
         from .x86_64 import virt_reader
 
-        raw = virt_reader(src)(va, 6 * 65)
+        raw = virt_reader(src)(va, len(UTS_FIELDS) * UTS_LEN)
     except Exception:  # any failure here only costs the nicer header text
         return {}
-    out = {f: raw[65 * i : 65 * (i + 1)].split(b"\0")[0] for i, f in enumerate(_UTS_FIELDS)}
+    n = UTS_LEN
+    out = {f: raw[n * i : n * (i + 1)].split(b"\0")[0] for i, f in enumerate(UTS_FIELDS)}
     if out["release"].decode(errors="replace") != info.get("OSRELEASE", ""):
         return {}  # not the kernel VMCOREINFO describes: do not trust it
     return out
 
 
 def build_header(
-    src, geo: Geometry, dump_level: int, status: int, part: tuple[int, int] | None = None
+    src: Source, geo: Geometry, dump_level: int, status: int, part: tuple[int, int] | None = None
 ) -> bytes:
     """Block 0 (header) + sub header + notes, ready to write at offset 0.  ``part``: the
-    ``[start_pfn, end_pfn)`` of a ``--split`` file (sub header ``split = 1``, §3, §8)."""
-    info = vmcoreinfo_values(src.notes)
+    ``[start_pfn, end_pfn)`` of a ``--split`` file (sub header ``split = 1``,
+    docs/kdump-compressed.md §3, §8)."""
+    info = src.vmcoreinfo.raw
     uts = read_utsname(src, info)
     # libkdumpfile trusts the header's utsname (and so learns the architecture) only when no
     # field is empty; "(none)" is what the kernel itself puts in an unset nodename/domainname.
@@ -151,7 +88,7 @@ def build_header(
         "machine": "x86_64",
         "domainname": "(none)",
     }
-    names = [_c_string(uts.get(f) or defaults.get(f, "")) for f in _UTS_FIELDS]
+    names = [_c_string(uts.get(f) or defaults.get(f, "")) for f in UTS_FIELDS]
     try:
         crashtime = int(info.get("CRASHTIME", "0"))
     except ValueError:
@@ -160,48 +97,54 @@ def build_header(
         phys_base = int(info.get("NUMBER(phys_base)", "0"), 0)
     except ValueError:
         phys_base = 0
-    phys_base = (phys_base + (1 << 63)) % (1 << 64) - (1 << 63)  # as the signed C field
     ps = geo.page_size
-    header = _HEADER.pack(
-        SIGNATURE,
-        HEADER_VERSION,
-        *names,
-        crashtime,
-        0,
-        status,
-        ps,
-        geo.sub_hdr_blocks,
-        2 * geo.bitmap_len // ps,
-        min(geo.max_mapnr, 0xFFFFFFFF),
-        0,
-        0,
-        0,
-        0,
-        max(src.nr_cpus, 1),
-    )
-    vi_off, vi_size = vmcoreinfo_note(src.notes)
+    sysname, nodename, release, version, machine, domainname = names
+    header = Header(
+        signature=SIGNATURE,
+        header_version=HEADER_VERSION,
+        utsname_sysname=sysname,
+        utsname_nodename=nodename,
+        utsname_release=release,
+        utsname_version=version,
+        utsname_machine=machine,
+        utsname_domainname=domainname,
+        timestamp_sec=crashtime,
+        timestamp_usec=0,
+        status=status,
+        block_size=ps,
+        sub_hdr_size=geo.sub_hdr_blocks,
+        bitmap_blocks=2 * geo.bitmap_len // ps,
+        max_mapnr=min(geo.max_mapnr, 0xFFFFFFFF),
+        total_ram_blocks=0,
+        device_blocks=0,
+        written_blocks=0,
+        current_cpu=0,
+        nr_cpus=max(src.nr_cpus, 1),
+    ).pack()
+    vi_off, vi_size = vmcoreinfo_span(src.notes)
     start, end = part or (0, 0)
-    sub = _SUBHDR.pack(
-        phys_base,
-        dump_level,
-        int(part is not None),
-        start,
-        end,
-        OFFSET_NOTE + vi_off if vi_size else 0,
-        vi_size,
-        OFFSET_NOTE,
-        geo.size_note,
-        0,
-        0,
-        start,
-        end,
-        geo.max_mapnr,
-    )
+    sub = SubHeader(
+        phys_base=phys_base % (1 << 64),  # the unsigned C field holds a negative one wrapped
+        dump_level=dump_level,
+        split=int(part is not None),
+        start_pfn=start,
+        end_pfn=end,
+        offset_vmcoreinfo=geo.offset_note + vi_off if vi_size else 0,
+        size_vmcoreinfo=vi_size,
+        offset_note=geo.offset_note,
+        size_note=geo.size_note,
+        offset_eraseinfo=0,
+        size_eraseinfo=0,
+        start_pfn_64=start,
+        end_pfn_64=end,
+        max_mapnr_64=geo.max_mapnr,
+    ).pack()
     return header.ljust(ps, b"\0") + sub + bytes(src.notes)
 
 
 class _BitPacker:
-    """Packs consecutive bool runs into LSB-first bytes (bit pfn%8 of byte pfn/8, §4)."""
+    """Packs consecutive bool runs into LSB-first bytes: bit pfn%8 of byte pfn/8
+    (docs/kdump-compressed.md §4)."""
 
     def __init__(self) -> None:
         self.carry = np.zeros(0, dtype=bool)
@@ -215,18 +158,20 @@ class _BitPacker:
 
 
 def dumpable_windows(
-    src, classification, dump_level: int, part: tuple[int, int] | None = None
+    src: Source,
+    classification: Classification,
+    dump_level: int,
+    part: tuple[int, int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(start_pfn, ram, dumpable) bool arrays per classification window.
 
     A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
     ``part``: only PFNs in ``[start, end)`` are dumpable (a ``--split`` file).
     """
-    keep = keep_table(dump_level)
+    keep = DumpLevel(dump_level).keep_table()
     # RAM PFNs without (full) file data, which the scan reports as HOLE: makedumpfile keeps
     # them in the 1st bitmap and clears them only from the 2nd (``exclude_nodata_pages``).
-    nodata_src = getattr(classification, "nodata", None)
-    nodata = np.asarray([] if nodata_src is None else nodata_src, dtype=np.int64)
+    nodata = np.asarray(classification.nodata, dtype=np.int64)
     # The default window size: the scan caches its answer for that size, so a second pass (and
     # the report's count) does not scan mem_map again.
     for start, classes in classification.windows():
@@ -252,7 +197,7 @@ def dumpable_windows(
         yield start, ram, dumpable
 
 
-def read_span(src, pfn: int, count: int) -> np.ndarray:
+def read_span(src: Source, pfn: int, count: int) -> np.ndarray:
     """``src.read_pages``, except that a page only partly inside the dump (a PT_LOAD of
     /proc/vmcore may end mid-page, e.g. at 0x9fc00 below the legacy hole) reads as zeros beyond
     the loaded bytes, as makedumpfile's ``read_pfn`` does.  Such pages are rare (range edges),
@@ -260,7 +205,7 @@ def read_span(src, pfn: int, count: int) -> np.ndarray:
     try:
         return src.read_pages(pfn, count)
     except DumpError:
-        loads = getattr(src, "loads", None)
+        loads = src.loads
         if not loads:
             raise
     ps = src.page_size
@@ -274,14 +219,14 @@ def read_span(src, pfn: int, count: int) -> np.ndarray:
     return out
 
 
-def span_cuts(src) -> list[tuple[int, int, int]]:
+def span_cuts(src: Source) -> list[tuple[int, int, int]]:
     """(start_pfn, end_pfn, phase) per input PT_LOAD: spans start where ``(pfn + phase) % SPAN
     == 0``, i.e. at SPAN-page multiples of the *file offset*.  A reader that maps the file in
     windows aligned to a multiple of SPAN pages (elfcore: 8 MiB) then hands out every span as a
     view, never as a copy stitched across two windows."""
     ps = src.page_size
     cuts = []
-    for ld in getattr(src, "loads", None) or []:
+    for ld in src.loads:
         delta = int(ld.offset) - int(ld.paddr)
         if int(ld.filesz) > 0 and delta % ps == 0:
             a, b = int(ld.paddr) // ps, (int(ld.paddr) + int(ld.filesz)) // ps
@@ -320,11 +265,11 @@ def spans(lo: int, hi: int, cuts: list[tuple[int, int, int]]) -> Iterator[tuple[
 class RunReader:
     """Reads the kept pages of a sparse span with one ``preadv`` per run of consecutive PFNs.
 
-    Gathering scattered pages from the mapping costs a page fault per touched page (measured
-    ~2.6 us per 4 KiB page on a 6.1 host, more than the copy itself); a ``preadv`` per run
-    costs about one syscall per run and no fault, 2.5-3x less for the fragmented kept sets
-    that ``-d 31`` leaves (runs of ~2-3 pages).  Only for an ELF input (its PT_LOADs map PFNs
-    to file offsets linearly, ELF gABI ``p_offset``/``p_paddr``); ``gather`` returns None
+    Gathering scattered pages from the mapping costs a page fault per touched page, more than
+    the copy itself; a ``preadv`` per run costs one syscall per run and no fault, which is
+    cheaper for the fragmented kept sets that ``-d 31`` leaves (runs of a few pages).  Only
+    for an ELF input (its PT_LOADs map PFNs to file offsets linearly, ELF gABI
+    ``p_offset``/``p_paddr``); ``gather`` returns None
     whenever it cannot serve a span, and the caller then reads through the source as before.
     """
 
@@ -334,10 +279,10 @@ class RunReader:
         ps = self.ps
         # (first, end) PFNs whose whole page lies inside the file data, and file offset delta.
         self.loads: list[tuple[int, int, int]] = []
-        path = getattr(src, "path", None)
-        if getattr(src, "kind", None) != "elf" or not path:
+        path = src.path
+        if src.kind != "elf" or not path:
             return
-        for ld in getattr(src, "loads", None) or []:
+        for ld in src.loads:
             paddr, filesz = int(ld.paddr), int(ld.filesz)
             a, b = -(-paddr // ps), (paddr + filesz) // ps
             if a < b:
@@ -372,7 +317,7 @@ class RunReader:
         first = idx[np.concatenate(([0], brk))]
         count = np.diff(np.concatenate(([0], brk, [len(idx)])))
         out = np.empty((len(idx), ps), dtype=np.uint8)
-        mv = memoryview(out).cast("B")
+        mv = out.data.cast("B")
         base = s * ps + delta
         pos = 0
         pread = os.preadv
@@ -416,29 +361,33 @@ def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -
 
 
 def write_kdump(
-    src, classification, opts, stats, sink, part: tuple[int, int] | None = None
+    src: Source,
+    classification: Classification,
+    opts: WriteOptions,
+    stats: WriteStats,
+    sink: Sink,
+    part: tuple[int, int] | None = None,
 ) -> None:
     """Write the whole kdump-compressed file to *sink* (FileSink or FlatSink).
 
-    ``part``: a ``--split`` file for PFNs ``[start, end)``.  As in makedumpfile's parts (§8,
-    observed with 1.7.2) both bitmaps are the whole dump's and the descriptor table is sized
-    for the whole dump, but it holds only the part's own pages, from index 0, and only they
-    have data (which starts after the whole table)."""
+    ``part``: a ``--split`` file for PFNs ``[start, end)``.  As in makedumpfile's parts
+    (docs/kdump-compressed.md §8) both bitmaps are the whole dump's and the descriptor table
+    is sized for the whole dump, but it holds only the part's own pages, from index 0, and
+    only they have data (which starts after the whole table)."""
     ps = src.page_size
     max_mapnr = classification.max_pfn
     geo = Geometry(ps, max_mapnr, len(src.notes))
     codec = opts.compression
     status = CODEC_FLAGS[codec] if codec else 0
-    if getattr(src, "incomplete", False):
-        status |= STATUS_INCOMPLETE  # pages the input lost are lost in the output too
-    find_zero = bool(opts.dump_level & DL_ZERO)
+    if src.incomplete:
+        status |= DUMP_DH_COMPRESSED_INCOMPLETE  # pages the input lost are lost in the output too
+    find_zero = DumpLevel(opts.dump_level).tests_zero_pages
 
     # Block 0 + sub header + notes.  A random-access file first says "incomplete" and is
     # corrected at the very end; a stream cannot be corrected, so it gets the final header and
     # is whole only with its end marker.
-    head = build_header(
-        src, geo, opts.dump_level, status | (STATUS_INCOMPLETE if sink.seekable else 0), part
-    )
+    first_status = status | (DUMP_DH_COMPRESSED_INCOMPLETE if sink.seekable else 0)
+    head = build_header(src, geo, opts.dump_level, first_status, part)
     sink.write_at(0, [head])
 
     # Pass 1: bitmaps, dumpable count.
@@ -465,12 +414,12 @@ def write_kdump(
     sink.write_at(geo.bitmap2_off + pos, [b2, bytes(pad)])
 
     # Pass 2: page data and descriptors.
-    data_pos = geo.desc_off + DESC.itemsize * num_dumpable
+    data_pos = geo.desc_off + PAGE_DESC.itemsize * num_dumpable
     zero_off = data_pos
     if find_zero:
         sink.write_at(data_pos, [bytes(ps)])
         data_pos += ps
-    progress = Progress(opts.says(1), "Copying data", last - first)
+    progress = Progress(opts.progress, "Copying data", last - first)
     desc_index = 0
     data_buf: list = []
     data_buf_start = data_pos
@@ -486,19 +435,20 @@ def write_kdump(
                 sink.write_at(data_buf_start, data_buf)
             except OutputFull:
                 if sink.limit is not None:
-                    _write_what_fits()
+                    _write_what_fits(sink.limit)
                 raise
             data_buf_start += data_buf_len
             data_buf, data_buf_len = [], 0
         if desc_buf:
-            sink.write_at(geo.desc_off + DESC.itemsize * desc_index, desc_buf)
+            sink.write_at(geo.desc_off + PAGE_DESC.itemsize * desc_index, desc_buf)
             desc_index += desc_buf_n
             desc_buf, desc_buf_n = [], 0
 
-    def _write_what_fits() -> None:
+    def _write_what_fits(limit: int) -> None:
         """``-L``: keep every page that fits below the limit, with its descriptor, as
-        makedumpfile does; the pages after it keep an all-zero descriptor (lost, §8)."""
-        room = sink.limit - data_buf_start
+        makedumpfile does; the pages after it keep an all-zero descriptor (lost,
+        docs/kdump-compressed.md §8)."""
+        room = limit - data_buf_start
         fit: list = []
         for chunk in data_buf:
             size = memoryview(chunk).nbytes
@@ -510,11 +460,11 @@ def write_kdump(
                 fit.append(chunk[: room // ps])
             break
         end = data_buf_start + sum(memoryview(c).nbytes for c in fit)
-        descs = np.concatenate(desc_buf) if desc_buf else np.zeros(0, DESC)
+        descs = np.concatenate(desc_buf) if desc_buf else np.zeros(0, PAGE_DESC)
         ok = (descs["offset"] + descs["size"] <= end) | (find_zero & (descs["offset"] == zero_off))
         n = len(ok) if ok.all() else int(np.argmin(ok))
-        desc_at = geo.desc_off + DESC.itemsize * desc_index
-        if n and desc_at + DESC.itemsize * n <= sink.limit:
+        desc_at = geo.desc_off + PAGE_DESC.itemsize * desc_index
+        if n and desc_at + PAGE_DESC.itemsize * n <= limit:
             sink.write_at(data_buf_start, fit)
             sink.write_at(desc_at, [descs[:n]])
 
@@ -522,7 +472,7 @@ def write_kdump(
     with Encoder(codec, ps, opts.num_threads) as enc, RunReader(src) as runs:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):
             n = len(res.sizes)
-            desc = np.zeros(n, dtype=DESC)
+            desc = np.zeros(n, dtype=PAGE_DESC)
             ends = data_pos + np.cumsum(res.sizes)
             desc["offset"] = np.where(res.zero, zero_off, ends - res.sizes)
             desc["size"] = np.where(res.zero, ps, res.sizes)
@@ -541,26 +491,11 @@ def write_kdump(
     if desc_index != last - first:
         raise DumpError(f"internal error: {desc_index} descriptors for {last - first} pages")
     if sink.seekable:
-        sink.write_at(0, [_HEADER.pack(*_fix_status(head, status))])
+        sink.write_at(0, [Header.unpack(head)._replace(status=status).pack()])
         # the padding of the header blocks, which makedumpfile seeks over (its "Write bytes")
-        pad = ps - _HEADER.size + geo.sub_hdr_blocks * ps - _SUBHDR.size - geo.size_note
-        if hasattr(stats, "uncounted_bytes"):
-            stats.uncounted_bytes = pad
-    record_zero(stats, zero_count)
+        pad = ps - HEADER.size + geo.sub_hdr_blocks * ps - SUB_HEADER.size - geo.size_note
+        stats.uncounted_bytes = pad
+    stats.add_zero(zero_count)
 
 
-def _fix_status(head: bytes, status: int) -> tuple:
-    fields = list(_HEADER.unpack_from(head, 0))
-    fields[10] = status  # signature, version, 6 names, tv_sec, tv_usec, *status*
-    return tuple(fields)
-
-
-def record_zero(stats, n: int) -> None:
-    """Zero pages found from the data are excluded pages, not kept ones (makedumpfile report);
-    ``report.Stats.add_zero`` books them."""
-    add = getattr(stats, "add_zero", None)
-    if add is not None:
-        add(n)
-
-
-__all__ = ["write_kdump", "Geometry", "build_header", "OutputFull", "DESC", "iter_notes"]
+__all__ = ["write_kdump", "Geometry", "build_header", "OutputFull"]

@@ -1,6 +1,6 @@
 """kdump-compressed input, for re-filtering (``dumpfilter -d 31 dump.d1 dump.d31``).
 
-Layout (kdump-compressed-format.md §1-§6): header block, sub header (+ the copied PT_NOTE at
+Layout (docs/kdump-compressed.md §1-§6): header block, sub header (+ the copied PT_NOTE at
 ``offset_note``), the 1st bitmap (RAM) and 2nd bitmap (dumpable), then one 24-byte
 ``page_desc`` per set bit of the 2nd bitmap in PFN order, then page data, each page
 compressed on its own (flags say zlib/lzo/snappy/zstd, 0 = raw).  A PFN's descriptor index
@@ -13,30 +13,31 @@ from __future__ import annotations
 
 import mmap
 import os
-import struct
 from collections import OrderedDict
 
 import numpy as np
 
-from .elfcore import MAX_NOTES, MAX_PHYS, parse_notes
+from .elfcore import MAX_NOTES, MAX_PHYS
+from .elfnotes import count_prstatus, make_note, vmcoreinfo_text
 from .errors import DumpError
+from .kdumpformat import (
+    CODEC_MASK,
+    DUMP_DH_COMPRESSED_INCOMPLETE,
+    FLAG_CODEC,
+    HEADER,
+    PAGE_DESC,
+    SIGNATURES,
+    SUB_HEADER,
+    Header,
+    SubHeader,
+)
 from .vmcoreinfo import X86_64_PAGE_SIZE, VmcoreInfo
 
-_FLAG_CODEC = {0x1: "zlib", 0x2: "lzo", 0x4: "snappy", 0x20: "zstd"}
-_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
 _BLOCK_BITS = 512  # prefix-count granularity
 _POP = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 _CACHE_PAGES = 256
-STATUS_INCOMPLETE = 0x8  # DUMP_DH_COMPRESSED_INCOMPLETE: the writer was cut short
 _MAX_SUB_BLOCKS = 1 << 20
 _LOST_STEP = 1 << 20  # PFNs per step when looking for the lost pages of an incomplete dump
-
-
-def _vmcoreinfo_note(desc: bytes) -> bytes:
-    """An ELF note named VMCOREINFO (type 0) holding ``desc``, 4-byte aligned."""
-    name = b"VMCOREINFO\0"
-    pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
-    return struct.pack("<III", len(name), len(desc), 0) + pad(name) + pad(desc)
 
 
 def _snappy_length(raw: bytes) -> int | None:
@@ -53,6 +54,8 @@ class KdumpInput:
     """A kdump-compressed dump file (the Source protocol of ARCHITECTURE.md)."""
 
     kind = "kdump"
+    loads: tuple = ()  # no PT_LOADs: pages are found through the bitmaps
+    ehdr = None
 
     def __init__(self, path: str):
         self.path = path
@@ -77,18 +80,20 @@ class KdumpInput:
         return data
 
     def _parse(self) -> None:
-        h = self._pread(464, 0)
-        if h[:8] not in (b"KDUMP   ", b"DISKDUMP"):
+        h = self._pread(HEADER.size, 0)
+        if h[:8] not in SIGNATURES:
             raise DumpError(f"{self.path} is not a kdump-compressed file")
-        (version,) = struct.unpack_from("<i", h, 8)
-        self.utsname = h[12:402]
-        if not h[12 + 4 * 65 : 12 + 5 * 65].startswith(b"x86_64"):
-            machine = h[12 + 4 * 65 : 12 + 5 * 65].split(b"\0")[0].decode("ascii", "replace")
+        hdr = Header.unpack(h)
+        version = hdr.header_version
+        self.utsname = b"".join(hdr[2:8])
+        if not hdr.utsname_machine.startswith(b"x86_64"):
+            machine = hdr.utsname_machine.split(b"\0")[0].decode("ascii", "replace")
             raise DumpError(
                 f"{self.path} is an {machine or 'unknown'} dump; only x86_64 is supported"
             )
-        status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", h, 424)
-        (self.header_nr_cpus,) = struct.unpack_from("<i", h, 460)
+        status, bs, sub_blocks = hdr.status, hdr.block_size, hdr.sub_hdr_size
+        bitmap_blocks, max_mapnr = hdr.bitmap_blocks, hdr.max_mapnr
+        self.header_nr_cpus = hdr.nr_cpus
         self.file_size = size = os.fstat(self._f.fileno()).st_size
         # blocks are pages (makedumpfile writes block_size = page size), 4 KiB on x86_64
         if bs != X86_64_PAGE_SIZE:
@@ -102,39 +107,37 @@ class KdumpInput:
             raise DumpError(f"{self.path}: kdump header bitmap_blocks={bitmap_blocks} is corrupt")
         self.block_size = bs
         self.status = status
-        self.incomplete = bool(status & STATUS_INCOMPLETE)
-        sub = self._pread(104, bs)
-        (self.phys_base,) = struct.unpack_from("<Q", sub, 0)
-        (self.input_dump_level,) = struct.unpack_from("<i", sub, 8)
-        if version >= 2 and struct.unpack_from("<i", sub, 12)[0] == 1:
+        self.incomplete = bool(status & DUMP_DH_COMPRESSED_INCOMPLETE)
+        sub = SubHeader.unpack(self._pread(SUB_HEADER.size, bs))
+        self.phys_base = sub.phys_base
+        self.input_dump_level = sub.dump_level
+        if version >= 2 and sub.split == 1:
             raise DumpError(f"{self.path} is one part of a --split set; --reassemble it first")
-        off_vi, size_vi, off_note, size_note = struct.unpack_from("<qQqQ", sub, 32)
+        off_vi, size_vi = sub.offset_vmcoreinfo, sub.size_vmcoreinfo
+        off_note, size_note = sub.offset_note, sub.size_note
         if version >= 6:
-            (max64,) = struct.unpack_from("<Q", sub, 96)
-            max_mapnr = max64 or max_mapnr
+            max_mapnr = sub.max_mapnr_64 or max_mapnr
         if max_mapnr > MAX_PHYS // bs:
             raise DumpError(
                 f"{self.path}: max_mapnr={max_mapnr:#x} is beyond x86_64's 52-bit physical "
                 "address space"
             )
+        info: bytes | None = None
         if version >= 4 and size_note:
             self._check_range("offset_note/size_note", off_note, size_note)
             self.notes = self._pread(size_note, off_note)
-            parsed = parse_notes(self.notes)
-            info = [d for n, _t, d in parsed if n == b"VMCOREINFO"]
-            self.nr_cpus = sum(1 for n, t, _ in parsed if n == b"CORE" and t == 1)
+            info = vmcoreinfo_text(self.notes)
+            self.nr_cpus = count_prstatus(self.notes)
         elif version >= 3 and size_vi:
             self._check_range("offset_vmcoreinfo/size_vmcoreinfo", off_vi, size_vi)
-            info = [self._pread(size_vi, off_vi)]
+            info = self._pread(size_vi, off_vi)
             # no copy of the notes (version 3): the VMCOREINFO alone, as a note, so that a
             # dump written from this one carries it too
-            self.notes = _vmcoreinfo_note(info[0])
+            self.notes = make_note(b"VMCOREINFO", 0, info)
             self.nr_cpus = self.header_nr_cpus
-        else:
-            info = []
-        if not info:
+        if info is None:
             raise DumpError(f"{self.path} has no VMCOREINFO")
-        self.vmcoreinfo = VmcoreInfo.parse(info[0])
+        self.vmcoreinfo = VmcoreInfo.parse(info)
         self.page_size = self.vmcoreinfo.page_size
         if self.page_size != bs:
             raise DumpError(f"{self.path}: block size {bs} differs from PAGESIZE")
@@ -156,7 +159,7 @@ class KdumpInput:
         blocks = np.concatenate([counts, np.zeros(pad, np.uint8)]).reshape(-1, per)
         self._prefix = np.concatenate([[0], np.cumsum(blocks.sum(axis=1, dtype=np.int64))])
         self.nr_dumpable = int(self._prefix[-1])
-        if size < self.desc_off + 24 * self.nr_dumpable:
+        if size < self.desc_off + PAGE_DESC.itemsize * self.nr_dumpable:
             raise DumpError(f"{self.path} is truncated (page descriptors)")
         self.ram_ranges = self._runs(self._bm1)
         if not self.ram_ranges:
@@ -188,8 +191,9 @@ class KdumpInput:
             if len(pfns) == 0:
                 continue
             first = int(self._prefix[b0 * 8 // _BLOCK_BITS])
-            raw = self._pread(24 * len(pfns), self.desc_off + 24 * first)
-            lost = pfns[np.frombuffer(raw, _DESC)["offset"] == 0]
+            dsz = PAGE_DESC.itemsize
+            raw = self._pread(dsz * len(pfns), self.desc_off + dsz * first)
+            lost = pfns[np.frombuffer(raw, PAGE_DESC)["offset"] == 0]
             bits[lost] = 0
             out[b0 : b0 + step] = np.packbits(bits, bitorder="little")
         return out
@@ -245,13 +249,14 @@ class KdumpInput:
             self._cache.move_to_end(pfn)
             return hit
         idx = self._desc_index(pfn)
-        d = np.frombuffer(self._pread(24, self.desc_off + 24 * idx), _DESC)[0]
+        dsz = PAGE_DESC.itemsize
+        d = np.frombuffer(self._pread(dsz, self.desc_off + dsz * idx), PAGE_DESC)[0]
         off, size, flags = int(d["offset"]), int(d["size"]), int(d["flags"])
         ps = self.page_size
         if size > ps or off <= 0 or off + size > self.file_size:
             raise DumpError(f"{self.path}: corrupt page descriptor for pfn {pfn:#x}")
         raw = self._pread(size, off)
-        codec = _FLAG_CODEC.get(flags & 0x27)
+        codec = FLAG_CODEC.get(flags & CODEC_MASK)
         if codec == "snappy" and _snappy_length(raw) != ps:
             # the stream's own length header, checked before anything is allocated for it
             raise DumpError(f"{self.path}: pfn {pfn:#x} does not decompress to a page (snappy)")
@@ -297,6 +302,16 @@ class KdumpInput:
 
     def read_phys(self, paddr: int, size: int) -> bytes:
         return self.phys_array(paddr, size).tobytes()
+
+    def span_array(self, paddr: int, size: int) -> np.ndarray:
+        """Pages are decompressed one by one: every read is a copy, of the whole range."""
+        return self.phys_array(paddr, size)
+
+    def release_windows(self) -> None:
+        """Nothing is mapped for the layout (pages are read and cached one by one)."""
+
+    def limit_windows(self) -> None:
+        """The page cache is bounded already (``_CACHE_PAGES``)."""
 
     # ---------------------------------------------------------------- lifetime
     def close(self) -> None:

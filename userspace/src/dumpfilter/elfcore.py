@@ -2,12 +2,13 @@
 
 /proc/vmcore can never be read whole (it is as large as the crashed machine's RAM) and saved
 vmcores may be larger than the capture machine's memory, so data is reached through
-``mmap(PROT_READ)`` windows of at most ``WINDOW`` bytes (makedumpfile maps 4 MiB at a time,
-makedumpfile-anchor.md §3 ``--non-mmap``), a few of them cached.  Page reads that fall inside
+``mmap(PROT_READ)`` windows of at most ``WINDOW`` bytes (makedumpfile maps 4 MiB at a time
+unless told ``--non-mmap``), a few of them cached.  Page reads that fall inside
 one window are returned as numpy views of the mapping (no copy).
 
-The ELF structure is parsed with ``struct`` rather than pyelftools: only the Ehdr, the Phdrs
-and the notes are needed, and every malformed field must become one clear DumpError line.
+The ELF structure is parsed with ``struct`` (ARCHITECTURE.md says why not pyelftools): only
+the Ehdr and the Phdrs are needed here (the notes: ``elfnotes``), and every malformed field must
+become one clear DumpError line.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .elfnotes import count_prstatus, vmcoreinfo_text
 from .errors import DumpError
 from .vmcoreinfo import VmcoreInfo
 
@@ -32,14 +34,13 @@ MAX_PHYS = 1 << 52  # x86_64 MAX_PHYSMEM_BITS with 5-level paging
 ELF_INCOMPLETE = 0x1  # e_flags bit of a dump cut short (makedumpfile DUMP_ELF_INCOMPLETE)
 EM_X86_64 = 62
 ET_CORE = 4
-NT_PRSTATUS = 1
 START_KERNEL_MAP = 0xFFFFFFFF80000000  # x86_64 __START_KERNEL_map: the kernel-text PT_LOAD
 WINDOW = 8 << 20  # bytes per mapping: 128 Ki struct pages, or 2048 pages of data
 MAX_WINDOWS = 4  # mapped at once while the layout is read (page tables, mem_section, notes)
 DATA_WINDOWS = 2  # once pages are copied (limit_windows): 16 MiB mapped, whatever the size
 SPAN = 16 << 20  # the scan's mapping: the 64-byte struct pages of a 1 GiB window (span_array)
-# MAP_POPULATE slowed the page-table walk; MADV_POPULATE_READ of the struct pages before the
-# scan (in line or on a helper thread) slowed the scan on the machine it was measured on
+# Plain private mappings: populating them up front (MAP_POPULATE, MADV_POPULATE_READ) made the
+# page-table walk and the scan slower, not faster (bench/NOTES.md)
 _MAP_FLAGS = mmap.MAP_PRIVATE
 _MACHINES = {3: "i386", 40: "arm", 183: "aarch64", 21: "ppc64", 22: "s390", 243: "riscv"}
 
@@ -54,24 +55,6 @@ class Load:
     filesz: int
     memsz: int
     flags: int
-
-
-def parse_notes(data: bytes) -> list[tuple[bytes, int, bytes]]:
-    """(name, type, desc) of every ELF note in a PT_NOTE segment (4-byte aligned fields)."""
-    out = []
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-        if namesz == 0 and descsz == 0 and ntype == 0:
-            break  # zero padding at the end of a segment
-        name_end = pos + 12 + namesz
-        desc_off = pos + 12 + ((namesz + 3) & ~3)
-        desc_end = desc_off + descsz
-        if desc_end > len(data):
-            raise DumpError("PT_NOTE segment is malformed (a note runs past its end)")
-        out.append((data[pos + 12 : name_end].rstrip(b"\0"), ntype, data[desc_off:desc_end]))
-        pos = desc_off + ((descsz + 3) & ~3)
-    return out
 
 
 def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -193,12 +176,11 @@ class ElfVmcore:
         if not notes:
             raise DumpError(f"{self.path} has no PT_NOTE segment (no VMCOREINFO)")
         self.notes = b"".join(self._pread(sz, off) for off, sz in notes)
-        parsed = parse_notes(self.notes)
-        self.nr_cpus = sum(1 for n, t, _ in parsed if n == b"CORE" and t == NT_PRSTATUS)
-        info = [d for n, _t, d in parsed if n == b"VMCOREINFO"]
-        if not info:
+        self.nr_cpus = count_prstatus(self.notes)
+        info = vmcoreinfo_text(self.notes)
+        if info is None:
             raise DumpError(f"{self.path} has no VMCOREINFO note")
-        self.vmcoreinfo = VmcoreInfo.parse(info[0])
+        self.vmcoreinfo = VmcoreInfo.parse(info)
         self.page_size = self.vmcoreinfo.page_size
         self._check_physmem(loads)
         self.loads = loads
@@ -208,7 +190,7 @@ class ElfVmcore:
         )
         self.max_pfn = self.ram_ranges[-1][1]
         # Lookup: RAM segments first (vaddr in the direct map), kernel-text ones after;
-        # both map the same physical bytes (kernel-page-types.md §4.4).
+        # both map the same physical bytes (docs/page-types.md §6.3).
         self._segs = sorted(loads, key=lambda ld: (ld.vaddr >= START_KERNEL_MAP, ld.paddr))
         self._last = self._segs[0]
         self._starts = np.array([ld.paddr for ld in self._segs], np.uint64)
@@ -297,7 +279,7 @@ class ElfVmcore:
         """Unmap every window now: the layout has been read, and the scan reads through
         its own mapping (``span_array``).  Otherwise the setup's windows (page tables,
         mem_section, notes) would be evicted, and their munmap paid, in the middle of a
-        later read (an 8 MiB window fully touched costs ~0.26 ms to unmap)."""
+        later read, where an unmap of a fully touched window is not free."""
         self._windows.clear()  # views still in use keep their mapping alive
 
     def _file_array(self, off: int, size: int) -> np.ndarray:
@@ -354,8 +336,8 @@ class ElfVmcore:
 
         The scan reads struct pages through a mapping of their own, SPAN bytes (or the
         whole request) from where a read needs it, instead of the 8 MiB windows: a window
-        edge cut a run of struct pages in two, and each extra classify call cost ~0.15 ms,
-        as much as a tenth of a 1 GiB dump's scan.  One span at a time (a 1 GiB window's
+        edge cut a run of struct pages in two, and every extra classify call has a fixed
+        cost that adds up over a dump.  One span at a time (a 1 GiB window's
         struct pages); the previous one is unmapped once no view uses it."""
         try:
             ld = self._seg_for(paddr, 1)
@@ -371,6 +353,7 @@ class ElfVmcore:
             base = off - off % mmap.ALLOCATIONGRANULARITY
             # the whole request, if bigger (struct pages of more than 64 bytes)
             length = min(max(SPAN, want) + off - base, self.file_size - base)
+            w: mmap.mmap | bytes
             try:
                 w = mmap.mmap(self._fd, length, _MAP_FLAGS, mmap.PROT_READ, offset=base)
             except (OSError, ValueError):

@@ -1,12 +1,12 @@
 """ELF writer (``-E``): the input's Ehdr, PT_NOTE first, then PT_LOADs cut at long excluded runs.
 
-Follows makedumpfile's ELF output (kdump-compressed-format.md §11, MDF ``write_elf_header`` /
-``get_loads_dumpfile_cyclic``): program headers right after the Ehdr, the input notes verbatim,
-segment data back to back (not page-aligned).  Each input PT_LOAD is walked page by page: a run of
-at least 256 excluded pages ends the current segment (it becomes its ``p_memsz > p_filesz``
-tail, which readers see as absent/zero) and a new segment starts at the next dumpable page;
-shorter runs are written with their real contents, except at the end of a PT_LOAD, where any
-excluded tail is left out.  The kernel-text PT_LOAD (inside a RAM one) is not repeated.
+Follows makedumpfile's ELF output (docs/kdump-compressed.md §10; makedumpfile's
+``write_elf_header`` / ``get_loads_dumpfile_cyclic``): program headers right after the Ehdr, the
+input notes verbatim, segment data back to back (not page-aligned). Each input PT_LOAD is walked
+page by page: a run of at least 256 excluded pages ends the current segment (it becomes its
+``p_memsz > p_filesz`` tail, which readers see as absent/zero) and a new segment starts at the next
+dumpable page; shorter runs are written with their real contents, except at the end of a PT_LOAD,
+where any excluded tail is left out. The kernel-text PT_LOAD (inside a RAM one) is not repeated.
 ``PN_XNUM`` headers go into section 0.
 
 With dump level bit 1 the zero pages must be known before the headers can be written, so the
@@ -23,22 +23,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compress import Encoder
+from .contracts import Classification, Sink, Source, WriteOptions, WriteStats
 from .diskdump import (
     RunReader,
     dumpable_windows,
     kept_batches,
     read_span,
-    record_zero,
     span_cuts,
     spans,
 )
+from .dumplevel import DumpLevel
+from .elfcore import ELF_INCOMPLETE, PT_LOAD, PT_NOTE
 from .errors import DumpError
 from .output import Progress
-from .pageclass import DL_ZERO
 
 PFN_EXCLUDED = 256  # makedumpfile.h: a shorter excluded run stays inside the segment
-DUMP_ELF_INCOMPLETE = 0x1
-PT_LOAD, PT_NOTE = 1, 4
 PN_XNUM = 0xFFFF
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 _PHDR = struct.Struct("<IIQQQQQQ")
@@ -57,9 +56,9 @@ class _Load:
 def _loads(src) -> list[_Load]:
     """Input PT_LOADs with a valid physical address (ELF input), else one per RAM range."""
     ps = src.page_size
-    if src.kind == "elf" and getattr(src, "loads", None):
+    if src.kind == "elf" and src.loads:
         out = [
-            _Load(int(seg.paddr), int(seg.vaddr), int(seg.filesz), int(getattr(seg, "flags", 7)))
+            _Load(int(seg.paddr), int(seg.vaddr), int(seg.filesz), int(seg.flags))
             for seg in src.loads
             if seg.filesz > 0
         ]
@@ -80,7 +79,7 @@ def _loads(src) -> list[_Load]:
 
 def _ehdr_template(src) -> bytes:
     """The input Ehdr (ELF64 only), or a fresh x86_64 ET_CORE one for a kdump input."""
-    eh = getattr(src, "ehdr", None) if src.kind == "elf" else None
+    eh = src.ehdr if src.kind == "elf" else None
     if eh:
         eh = bytes(eh[:64])
         if eh[4] != 2:
@@ -139,7 +138,7 @@ def _segments(
     """
     ps = src.page_size
     loads = _loads(src)
-    find_zero = bool(dump_level & DL_ZERO)
+    find_zero = DumpLevel(dump_level).tests_zero_pages
     li = 0
     state: dict = {}
 
@@ -204,7 +203,9 @@ def _zero_record(zero: np.ndarray) -> tuple[str, np.ndarray]:
     return ("bits", np.packbits(zero, bitorder="little"))
 
 
-def write_elf(src, classification, opts, stats, sink) -> None:
+def write_elf(
+    src: Source, classification: Classification, opts: WriteOptions, stats: WriteStats, sink: Sink
+) -> None:
     """Write the ELF core to *sink* (FileSink or FlatSink)."""
     ps = src.page_size
     zeros: dict[int, tuple[str, np.ndarray]] = {}
@@ -232,8 +233,8 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         eh[10] = PN_XNUM if xnum else nph
         eh[11], eh[12], eh[13] = (64, 1, 0) if xnum else (0, 0, 0)
         # an input cut short (its own mark) gives an output that is not whole either
-        flags = eh[7] | (DUMP_ELF_INCOMPLETE if getattr(src, "incomplete", False) else 0)
-        eh[7] = flags | (DUMP_ELF_INCOMPLETE if sink.seekable else 0)
+        flags = eh[7] | (ELF_INCOMPLETE if src.incomplete else 0)
+        eh[7] = flags | (ELF_INCOMPLETE if sink.seekable else 0)
         head = [_EHDR.pack(*eh)]
         sink.write_at(0, head)
         if xnum:
@@ -243,7 +244,7 @@ def write_elf(src, classification, opts, stats, sink) -> None:
         )
         sink.write_at(notes_off, [bytes(src.notes)])
 
-        progress = Progress(opts.says(1), "Copying data", data_pages)
+        progress = Progress(opts.progress, "Copying data", data_pages)
         done = 0
         data_pfns: list[tuple[int, int]] = []  # PFN ranges the file holds data for
         cuts = span_cuts(src)
@@ -280,10 +281,9 @@ def write_elf(src, classification, opts, stats, sink) -> None:
     if sink.seekable:
         eh[7] = flags
         sink.write_at(0, [_EHDR.pack(*eh)])
-    if hasattr(stats, "elf_pages"):  # the report's "in ELF format" lines
-        from .report import elf_file_pages
+    from .report import elf_file_pages
 
-        stats.elf_pages = elf_file_pages(src, data_pfns)
-        # makedumpfile writes the program headers twice: its "Write bytes" counts them so
-        stats.uncounted_bytes = -_PHDR.size * nph if sink.seekable else 0
-    record_zero(stats, zero)
+    stats.elf_pages = elf_file_pages(src, data_pfns)  # the report's "in ELF format" lines
+    # makedumpfile writes the program headers twice: its "Write bytes" counts them so
+    stats.uncounted_bytes = -_PHDR.size * nph if sink.seekable else 0
+    stats.add_zero(zero)

@@ -1,7 +1,7 @@
 """Flattened stream (``-F``) and its reassembly (``-R``).
 
 The stream (makedumpfile.h ``makedumpfile_header`` / ``makedumpfile_data_header``,
-kdump-compressed-format.md §10): a 4096-byte header ``"makedumpfile"``, type 1, version 1
+docs/kdump-compressed.md §9): a 4096-byte header ``"makedumpfile"``, type 1, version 1
 (big-endian int64s), then records ``(offset, size)`` + ``size`` bytes meant for ``offset`` of the
 random-access file, in any order, ended by ``(-1, -1)``.  Writing is ``output.FlatSink``; this
 module rebuilds the file from a stream, ours or makedumpfile's.
@@ -15,17 +15,30 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .elfcore import ELF_INCOMPLETE
 from .errors import DumpError
+from .kdumpformat import (
+    DUMP_DH_COMPRESSED_INCOMPLETE,
+    FLAT_HEADER,
+    FLAT_HEADER_SIZE,
+    FLAT_RECORD,
+    FLAT_SIGNATURE,
+    FLAT_TYPE,
+    HEADER,
+    HEADER_OFFSET,
+    PAGE_DESC,
+    SIGNATURES,
+    STATUS,
+    SUB_HEADER,
+    Header,
+    SubHeader,
+)
 from .outfile import SafeFile
-from .output import FlatSink, OutputFull, _write_all
+from .output import OutputFull, _write_all
 
-_RECORD = struct.Struct(">qq")
 _CHUNK = 1 << 20
-# Where the "incomplete" mark of each format lives: kdump header ``status`` (offset 424,
-# DUMP_DH_COMPRESSED_INCOMPLETE) and ELF64 ``e_flags`` (offset 48, DUMP_ELF_INCOMPLETE).
-_KDUMP_STATUS, _KDUMP_INCOMPLETE = 424, 0x8
-_ELF_FLAGS, _ELF_INCOMPLETE = 48, 0x1
-_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+# Where the "incomplete" mark of an ELF dump lives: ELF64 ``e_flags`` (offset 48).
+_ELF_FLAGS = 48
 _DESC_STEP = 1 << 20  # descriptors checked per step
 
 
@@ -72,7 +85,7 @@ def _missing(fd: int, written: _Written) -> str | None:
     those parts are found here from the file's layout: kdump header, bitmaps, descriptors
     and the page data they point at, or an ELF's program headers and segments."""
     head = os.pread(fd, 4096, 0)
-    if head[:8] in (b"KDUMP   ", b"DISKDUMP") and len(head) >= 464:
+    if head[:8] in SIGNATURES and len(head) >= HEADER.size:
         return _kdump_missing(fd, head, written)
     if head[:4] == b"\x7fELF" and len(head) >= 64 and head[4] == 2:
         return _elf_missing(fd, head, written)
@@ -80,36 +93,39 @@ def _missing(fd: int, written: _Written) -> str | None:
 
 
 def _kdump_missing(fd: int, head: bytes, written: _Written) -> str | None:
-    status, bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<IiiII", head, 424)
+    hdr = Header.unpack(head)
+    status, bs, sub_blocks = hdr.status, hdr.block_size, hdr.sub_hdr_size
+    bitmap_blocks, max_mapnr = hdr.bitmap_blocks, hdr.max_mapnr
     if bs <= 0 or sub_blocks <= 0 or bitmap_blocks <= 0:
         return None  # not a layout to check; reading it will say what is wrong
-    bm_off = (1 + sub_blocks) * bs
-    desc_off = bm_off + bitmap_blocks * bs
-    if not written.has([0, bs], [464, bs + 104]).all():
+    bm_off, desc_off = hdr.bitmap_off, hdr.desc_off
+    if not written.has([0, bs], [HEADER.size, bs + SUB_HEADER.size]).all():
         return "the kdump header"
-    (off_note, size_note) = struct.unpack("<qQ", os.pread(fd, 16, bs + 48))
+    sub = SubHeader.unpack(os.pread(fd, SUB_HEADER.size, bs).ljust(SUB_HEADER.size, b"\0"))
+    off_note, size_note = sub.offset_note, sub.size_note
     if size_note and not written.has(off_note, off_note + size_note)[0]:
         return "the notes"
     if not written.has(bm_off, desc_off)[0]:
         return "the bitmaps"
     size = os.fstat(fd).st_size
-    half = bitmap_blocks * bs // 2
+    half = hdr.bitmap_len
     nbytes = min((max_mapnr + 7) // 8, half)
     dumpable = 0
     for b0 in range(0, nbytes, _CHUNK):
         bm = np.frombuffer(os.pread(fd, min(_CHUNK, nbytes - b0), bm_off + half + b0), np.uint8)
         dumpable += int(np.unpackbits(bm).sum())
-    if not written.has(desc_off, desc_off + 24 * dumpable)[0]:
+    dsz = PAGE_DESC.itemsize
+    if not written.has(desc_off, desc_off + dsz * dumpable)[0]:
         return "page descriptors"
     for i in range(0, dumpable, _DESC_STEP):
         n = min(_DESC_STEP, dumpable - i)
-        raw = os.pread(fd, 24 * n, desc_off + 24 * i)
-        if len(raw) != 24 * n:
+        raw = os.pread(fd, dsz * n, desc_off + dsz * i)
+        if len(raw) != dsz * n:
             return "page descriptors"
-        d = np.frombuffer(raw, _DESC)
+        d = np.frombuffer(raw, PAGE_DESC)
         off, end = d["offset"], d["offset"] + d["size"].astype(np.int64)
         lost = off == 0  # never written: allowed only in a dump already marked so
-        if status & _KDUMP_INCOMPLETE:
+        if status & DUMP_DH_COMPRESSED_INCOMPLETE:
             off, end = off[~lost], end[~lost]
         if not ((off > 0) & (end <= size) & written.has(off, end)).all():
             return "page data"
@@ -168,13 +184,13 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
     The file appears under *path* only when the end marker was read: a cut stream (a transfer
     that died) is an error and leaves nothing behind.
     """
-    head = _read_exact(stream, FlatSink.HEADER_SIZE)
-    if len(head) < 32 or not head.startswith(b"makedumpfile\0"):
+    head = _read_exact(stream, FLAT_HEADER_SIZE)
+    if len(head) < FLAT_HEADER.size or not head.startswith(FLAT_SIGNATURE[:13]):
         raise DumpError("stdin is not a flattened dump (no makedumpfile header)")
-    ftype, version = struct.unpack_from(">qq", head, 16)
-    if ftype != FlatSink.TYPE:
-        raise DumpError(f"flattened header has type {ftype}, expected {FlatSink.TYPE}")
-    if len(head) < FlatSink.HEADER_SIZE:
+    _sig, ftype, version = FLAT_HEADER.unpack_from(head, 0)
+    if ftype != FLAT_TYPE:
+        raise DumpError(f"flattened header has type {ftype}, expected {FLAT_TYPE}")
+    if len(head) < FLAT_HEADER_SIZE:
         raise DumpError("flattened stream ends inside its header")
     del version  # makedumpfile writes 1 and does not check it either
     buf = bytearray(_CHUNK)
@@ -182,10 +198,10 @@ def reassemble(stream: BinaryIO, path: str, force: bool = False) -> int:
     ranges: list[tuple[int, int]] = []
     with SafeFile(path, force=force, inputs=(0,)) as out:  # stdin must not be the output
         while True:
-            rec = _read_exact(stream, _RECORD.size)
-            if len(rec) < _RECORD.size:
+            rec = _read_exact(stream, FLAT_RECORD.size)
+            if len(rec) < FLAT_RECORD.size:
                 raise DumpError("flattened stream ends without its end marker (incomplete dump)")
-            offset, size = _RECORD.unpack(rec)
+            offset, size = FLAT_RECORD.unpack(rec)
             if offset == -1 and size == -1:
                 break
             if offset < 0 or size < 0:
@@ -236,12 +252,13 @@ def _mark_incomplete(out: SafeFile, path: str, lacks: str) -> None:
     finally:
         os.close(fd)
     elf = head[:4] == b"\x7fELF"
-    at, bit = (_ELF_FLAGS, _ELF_INCOMPLETE) if elf else (_KDUMP_STATUS, _KDUMP_INCOMPLETE)
-    (value,) = struct.unpack_from("<I", head, at)
+    at = _ELF_FLAGS if elf else HEADER_OFFSET["status"]
+    bit = ELF_INCOMPLETE if elf else DUMP_DH_COMPRESSED_INCOMPLETE
+    (value,) = STATUS.unpack_from(head, at)  # both are little-endian u32
     try:
         if need > os.fstat(out.fd).st_size:
             os.ftruncate(out.fd, need)
-        _write_all(out.fd, at, [struct.pack("<I", value | bit)], path)
+        _write_all(out.fd, at, [STATUS.pack(value | bit)], path)
     except OutputFull as e:
         raise DumpError(str(e)) from e
     except (OSError, OverflowError):  # a size the layout cannot have
@@ -259,18 +276,19 @@ def _mark_incomplete(out: SafeFile, path: str, lacks: str) -> None:
 def _layout_end(fd: int, head: bytes) -> int:
     """Where the layout of a rebuilt kdump or ELF file needs it to end at least: the end of
     the descriptor table, or of the program header table (0 when that is not known)."""
-    if head[:8] in (b"KDUMP   ", b"DISKDUMP") and len(head) >= 464:
-        bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", head, 428)
+    if head[:8] in SIGNATURES and len(head) >= HEADER.size:
+        hdr = Header.unpack(head)
+        bs, sub_blocks, max_mapnr = hdr.block_size, hdr.sub_hdr_size, hdr.max_mapnr
         if bs <= 0 or sub_blocks <= 0:
             return 0
-        bm_off = (1 + sub_blocks) * bs
-        half = bitmap_blocks * bs // 2
+        bm_off = hdr.bitmap_off
+        half = hdr.bitmap_len
         nbytes = min((max_mapnr + 7) // 8, half)
         dumpable = 0
         for b0 in range(0, nbytes, _CHUNK):
             bm = os.pread(fd, min(_CHUNK, nbytes - b0), bm_off + half + b0)
             dumpable += int(np.unpackbits(np.frombuffer(bm, np.uint8)).sum())
-        return bm_off + bitmap_blocks * bs + 24 * dumpable
+        return hdr.desc_off + PAGE_DESC.itemsize * dumpable
     if head[:4] == b"\x7fELF" and len(head) >= 64:
         (phoff,) = struct.unpack_from("<Q", head, 32)
         (phnum,) = struct.unpack_from("<H", head, 56)

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .contracts import Source
+from .dumplevel import DumpLevel
 from .errors import DumpError
-from .pageclass import DL_CACHE, DL_CACHE_PRIVATE, DL_FREE, DL_USER, PageClass
+from .layout import Layout, apply_rules, blank_window
+from .pageclass import PageClass
 
 DEVICE = "/proc/vmcore_pfn_lists"
 PROC_VMCORE = "/proc/vmcore"
@@ -236,7 +239,7 @@ def _errno_reason(e: OSError) -> KernelScanUnavailable:
         errno.EINVAL: "error: request rejected as invalid",
         errno.EPERM: "error: permission denied (needs CAP_SYS_ADMIN)",
         errno.ENOTTY: "error: not the vmcore_pfn_lists interface (ioctl unknown)",
-    }.get(e.errno, f"error: {e.strerror or e}")
+    }.get(e.errno or 0, f"error: {e.strerror or e}")
     return KernelScanUnavailable(what)
 
 
@@ -262,61 +265,50 @@ class KernelClassification:
         self._end = (result.pfn[order] + result.count[order]).astype(np.int64)
         self._cls = result.cls[order]
 
+    def describe(self) -> list[str]:
+        """Nothing beyond what the kernel reported (``try_kernel_scan`` says that)."""
+        return []
+
     def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         size = size or self.window
         for start in range(0, self.max_pfn, size):
             stop = min(self.max_pfn, start + size)
-            out = np.full(stop - start, PageClass.HOLE, np.uint8)
-            for a, b in self.ram_ranges:
-                lo, hi = max(a, start), min(b, stop)
-                if lo < hi:
-                    out[lo - start : hi - start] = PageClass.KEEP
+            out = blank_window(self.ram_ranges, start, stop)
             ram = out != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
             # Runs overlapping [start, stop), painted at once: run r covers window offsets
             # lo[r] + t for t < len[r]; with g the index into all covered pages,
             # offset = g + lo[r] - (first g of run r).
             i = int(np.searchsorted(self._end, start, side="right"))
             j = int(np.searchsorted(self._pfn, stop, side="left"))
-            lo = np.clip(self._pfn[i:j], start, stop) - start
-            ln = np.clip(self._end[i:j], start, stop) - start - lo
-            if len(ln) and (total := int(ln.sum())):
-                first = np.cumsum(ln) - ln
-                pos = np.arange(total) + np.repeat(lo - first, ln)
-                out[pos] = np.repeat(self._cls[i:j], ln)
-            # The userspace scan's rules on top of the per-page verdicts (scan.py), on the same
-            # data: kernel-image pages are never excluded except as free (makedumpfile issue
-            # 21), and pages a PT_LOAD only partly holds are holes.
-            for a, b in self.image:
-                lo, hi = max(a, start), min(b, stop)
-                if lo < hi:
-                    seg = out[lo - start : hi - start]
-                    seg[seg != int(PageClass.FREE)] = PageClass.KEEP
-            out[~ram] = PageClass.HOLE
-            nd = self.nodata[(self.nodata >= start) & (self.nodata < stop)]
-            out[nd - start] = PageClass.HOLE
+            run_lo = np.clip(self._pfn[i:j], start, stop) - start
+            run_len = np.clip(self._end[i:j], start, stop) - start - run_lo
+            if len(run_len) and (total := int(run_len.sum())):
+                first = np.cumsum(run_len) - run_len
+                pos = np.arange(total) + np.repeat(run_lo - first, run_len)
+                out[pos] = np.repeat(self._cls[i:j], run_len)
+            out[~ram] = PageClass.HOLE  # a run never makes a hole RAM
+            # the rules on top of the per-page verdicts, the userspace scan's (layout.py)
+            apply_rules(start, out, self.image, self.nodata)
             out.flags.writeable = False  # the Classification contract: read-only
             yield start, out
 
 
 def _is_proc_vmcore(src) -> bool:
-    path = getattr(src, "path", None)
-    if not path or getattr(src, "kind", "elf") != "elf":
+    if src.kind != "elf":
         return False
     try:
-        return os.path.samefile(path, PROC_VMCORE)
+        return os.path.samefile(src.path, PROC_VMCORE)
     except OSError:
         return False
 
 
-def layout(src) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
-    """The chunk table, kernel-image PFN ranges and no-data PFNs, from the very objects the
-    userspace scan uses (constructing its Classification reads the layout; it classifies
-    nothing until iterated), so both scans apply their rules to identical inputs."""
-    from . import scan
-
-    uc = scan.userspace_scan(src, 0)
-    chunks = pack_chunks(uc.chunk_table(), src.vmcoreinfo.size("page"))
-    return chunks, list(uc.image), [int(p) for p in getattr(uc, "nodata", ())]
+def layout(src: Source) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
+    """The chunk table, kernel-image PFN ranges and no-data PFNs: the very layout the
+    userspace scan reads (``layout.Layout``), so both scans apply their rules to identical
+    inputs."""
+    lay = Layout.read(src)
+    chunks = pack_chunks(lay.chunk_table(), lay.encoding.struct_size)
+    return chunks, list(lay.image), [int(p) for p in lay.nodata]
 
 
 def kernel_scan(
@@ -359,13 +351,12 @@ def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None],
     """
     if mode not in ("auto", "require"):
         raise DumpError(f"--kernel-scan={mode}: expected auto or require")
-    levels = DL_CACHE | DL_CACHE_PRIVATE | DL_USER | DL_FREE
     try:
         if not kw.pop("assume_proc_vmcore", False) and not _is_proc_vmcore(src):
             raise KernelScanUnavailable(
                 f"absent: the input is not this capture kernel's {PROC_VMCORE}"
             )
-        c = kernel_scan(src, dump_level & (levels | 0x1), **kw)
+        c = kernel_scan(src, DumpLevel(dump_level).kernel_request(), **kw)
     except KernelScanUnavailable as e:
         if mode == "require":
             raise DumpError(f"kernel scan unavailable: {e}") from None

@@ -1,6 +1,6 @@
 """mem_section -> mem_map chunks ``(start_pfn, nr_pages, struct_page_paddr)``.
 
-SPARSEMEM_EXTREME (kernel-page-types.md §4.2): ``SYMBOL(mem_section)`` is the root array of
+SPARSEMEM_EXTREME (docs/page-types.md §6.1): ``SYMBOL(mem_section)`` is the root array of
 ``LENGTH(mem_section)`` pointers; each root points at ``PAGESIZE / SIZE(mem_section)``
 sections; a present section's ``section_mem_map`` holds the mem_map address minus the
 section's first PFN, with flag bits in its low bits.  With SPARSEMEM_VMEMMAP (always on

@@ -3,7 +3,7 @@
 A dump under its final name is either whole or says in its header that it is not (kdump
 ``status |= 0x8``, ELF ``e_flags |= 1``, as makedumpfile's ``check_and_modify_kdump_headers``
 does).  The writers see a *sink*: ``write_at(offset, buffers)`` on a regular file (pwritev) or
-on a flattened stream (one record per call, kdump-compressed-format.md §10).
+on a flattened stream (one record per call, docs/kdump-compressed.md §9).
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .errors import DumpError
+from .kdumpformat import (
+    FLAT_END,
+    FLAT_HEADER,
+    FLAT_HEADER_SIZE,
+    FLAT_RECORD,
+    FLAT_SIGNATURE,
+    FLAT_TYPE,
+    FLAT_VERSION,
+)
 
 # Linux IOV_MAX: pwritev/writev take at most this many buffers per call.
 _IOV_MAX = 1024
@@ -132,16 +141,12 @@ class FileSink:
 
 class FlatSink:
     """Flattened stream (``-F``): a 4096-byte makedumpfile header, then ``(offset, size)``
-    records, big-endian, ended by ``(-1, -1)`` (MDF ``write_start_flat_header``, §10).
+    records, big-endian, ended by ``(-1, -1)`` (makedumpfile's ``write_start_flat_header``).
 
     Records never overlap: each writer writes every region once.  ``limit`` caps the stream.
     """
 
     seekable = False
-    SIGNATURE = b"makedumpfile\0\0\0\0"
-    TYPE = 1
-    VERSION = 1
-    HEADER_SIZE = 4096
 
     def __init__(self, fd: int, name: str = "stdout", limit: int | None = None):
         self.fd = fd
@@ -149,8 +154,8 @@ class FlatSink:
         self.limit = limit
         self.emitted = 0
         self.end = 0
-        head = self.SIGNATURE + self.TYPE.to_bytes(8, "big") + self.VERSION.to_bytes(8, "big")
-        self._emit([head.ljust(self.HEADER_SIZE, b"\0")])
+        head = FLAT_HEADER.pack(FLAT_SIGNATURE, FLAT_TYPE, FLAT_VERSION)
+        self._emit([head.ljust(FLAT_HEADER_SIZE, b"\0")])
 
     def _emit(self, buffers: Sequence) -> None:
         n = _nbytes(buffers)
@@ -163,13 +168,12 @@ class FlatSink:
         n = _nbytes(buffers)
         if n == 0:
             return
-        rec = offset.to_bytes(8, "big", signed=True) + n.to_bytes(8, "big", signed=True)
-        self._emit([rec, *buffers])
+        self._emit([FLAT_RECORD.pack(offset, n), *buffers])
         self.end = max(self.end, offset + n)
 
     def finish(self) -> None:
         """The end marker: only a stream that got it is whole."""
-        self._emit([(-1).to_bytes(8, "big", signed=True) * 2])
+        self._emit([FLAT_END])
 
     @property
     def bytes_written(self) -> int:
@@ -303,26 +307,3 @@ class Progress:
             except (OSError, ValueError):
                 pass
         self.on = False
-
-
-def keep_table(dump_level: int):
-    """Lookup table PageClass value -> kept (bool) for *dump_level* (makedumpfile's -d bits).
-
-    Bit 2 excludes page cache without private data; bit 4 excludes all page cache (private or
-    not, as makedumpfile's ``DL_EXCLUDE_CACHE_PRI`` test does); bit 8 user pages; bit 16 free
-    pages.  hwpoison and offline pages are always left out; holes are not RAM.  Zero pages are
-    decided by the writers from the data (bit 1), so ZERO itself never reaches this table.
-    """
-    import numpy as np
-
-    from .pageclass import DL_CACHE, DL_CACHE_PRIVATE, DL_FREE, DL_USER, PageClass
-
-    t = np.ones(256, dtype=bool)
-    t[PageClass.HOLE] = False
-    t[PageClass.HWPOISON] = False
-    t[PageClass.OFFLINE] = False
-    t[PageClass.CACHE] = not dump_level & (DL_CACHE | DL_CACHE_PRIVATE)
-    t[PageClass.CACHE_PRIVATE] = not dump_level & DL_CACHE_PRIVATE
-    t[PageClass.USER] = not dump_level & DL_USER
-    t[PageClass.FREE] = not dump_level & DL_FREE
-    return t

@@ -1,7 +1,7 @@
 """Which page-type encoding a dump uses, chosen from which VMCOREINFO values are present.
 
 Kernel versions differ in *where* slab, hugetlb and the compound order live
-(kernel-page-types.md §2.2-§2.3, §3.4).  That is data here: ``ENCODINGS`` is a table of
+(docs/page-types.md §2-§4, with the kernel commits).  That is data here: ``ENCODINGS`` is a table of
 rows, each naming the keys that identify it and how to read order / hugetlb / slab; the
 first row whose required keys are present (and whose excluded keys are absent) wins.  The
 classifier reads only the resulting :class:`Encoding`; there is no ``if version`` anywhere.
@@ -28,7 +28,7 @@ class Row:
     types: str  # "exact" (compare the whole u32) or "top_byte" (6.12+: type in bits 24..31)
 
 
-# Order matters: most specific first.  Kernel references per row in kernel-page-types.md §2.2.
+# Order matters: most specific first.  Kernel commits per row in docs/page-types.md §2.1.
 ENCODINGS: tuple[Row, ...] = (
     Row(
         "6.12+ (page type in the top byte)",
@@ -125,7 +125,7 @@ MAX_NR_ORDERS = 16
 
 
 def _is_top_byte(v: int) -> bool:
-    """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (kernel-page-types.md §3.8)."""
+    """6.12+ type values: PGTY_x << 24, x in 0xf0..0xfe (docs/page-types.md §3)."""
     return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
 
 
@@ -195,10 +195,10 @@ class Encoding:
     off_private: int
     off_mapcount: int
     off_compound_head: int
-    pg_lru: int
-    pg_private: int
+    pg_lru: int | None
+    pg_private: int | None
     pg_reserved: int  # NUMBER(PG_reserved), else PG_private + PG_RESERVED_FROM_PRIVATE
-    pg_swapcache: int
+    pg_swapcache: int | None
     pg_swapbacked: int | None
     pg_hwpoison: int | None
     pg_slab: int | None
@@ -220,10 +220,12 @@ class Encoding:
     nr_orders: int  # LENGTH(zone.free_area)
 
 
-def _reserved_bit(vi: VmcoreInfo, exported: int | None, private: int) -> int:
+def _reserved_bit(vi: VmcoreInfo, exported: int | None, private: int | None) -> int:
     """PG_reserved: exported by our kernel patch, else derived from PG_private (see above)."""
     if exported is not None:
         return exported
+    if private is None:
+        raise DumpError("VMCOREINFO has neither NUMBER(PG_reserved) nor NUMBER(PG_private)")
     b = private + PG_RESERVED_FROM_PRIVATE
     if not 0 <= b < 64:
         raise DumpError(f"VMCOREINFO NUMBER(PG_private)={private} leaves no PG_reserved bit")
@@ -315,8 +317,8 @@ def detect(vi: VmcoreInfo) -> Encoding:
             raise DumpError(
                 f"VMCOREINFO OFFSET(page.{name})={o} does not fit in SIZE(page)={spage}"
             )
-    for o in (order_off, dtor_off):
-        if o is not None and not 0 <= o < spage:
+    for member in (order_off, dtor_off):
+        if member is not None and not 0 <= member < spage:
             raise DumpError("VMCOREINFO compound order/dtor offsets are out of range")
     nr_orders = vi.length("zone.free_area")
     # include/linux/mmzone.h: MAX_PAGE_ORDER + PAGE_SHIFT <= SECTION_SIZE_BITS (27 on x86_64),

@@ -1,8 +1,9 @@
 """Page counts per class, makedumpfile's text report, and the stable ``--stats-json``.
 
-Each page is counted once, in the class that excluded it (kernel-page-types.md §3.3).
+Each page is counted once, in the class that excluded it (docs/page-types.md §4.3).
 ``zero`` is not known to a scan: writers (also in ``--dry-run``, into a sink that keeps
-nothing) read the kept pages and move all-zero ones from ``kept`` to ``zero`` (§3.5).
+nothing) read the kept pages and move all-zero ones from ``kept`` to ``zero``
+(docs/page-types.md §4.5).
 
 The text report (``--show-stats``) prints makedumpfile 1.7.9's lines with makedumpfile's
 arithmetic, since scripts read them, and then our own counts under names of their own:
@@ -23,12 +24,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DumpError
-from .pageclass import DL_ZERO, PageClass
+
+if TYPE_CHECKING:
+    from .contracts import Classification, Source, WriteOptions
+    from .output import Progress
+from .pageclass import PageClass
 
 JSON_VERSION = 1
 _COUNTED = {
@@ -43,7 +48,7 @@ _COUNTED = {
 
 # Classes every dump has plenty of, counted one by one; the rest (HWPOISON, OFFLINE,
 # CACHE_PRIVATE, ZERO) is usually absent and only counted when pages are left over.
-# Plain ints: an IntEnum operand sends numpy's comparison down its int64 path (6x slower).
+# Plain ints: an IntEnum operand sends numpy's comparison down its slower int64 path.
 _COMMON = tuple(int(k) for k in (PageClass.KEEP, PageClass.HOLE, PageClass.FREE))
 _COMMON += (int(PageClass.CACHE), int(PageClass.USER))
 _RARE = tuple(int(k) for k in PageClass if int(k) not in _COMMON)
@@ -52,8 +57,8 @@ _RARE = tuple(int(k) for k in PageClass if int(k) not in _COMMON)
 def class_counts(arr: np.ndarray) -> np.ndarray:
     """How many pages of each PageClass ``arr`` holds (16 slots).
 
-    One equality count per class: 3x faster than ``np.bincount``, which first widens the
-    uint8 classes to intp (a 2 MiB temporary per 1 GiB window).  The rare classes cost a
+    One equality count per class: faster than ``np.bincount``, which first widens the
+    uint8 classes to intp (a temporary eight times the window).  The rare classes cost a
     pass only when the common ones leave pages uncounted (most windows: 5 passes, not 9)."""
     counts = np.zeros(16, np.int64)
     for k in _COMMON:
@@ -85,18 +90,19 @@ class Stats:
     split: bool = False  # --split: makedumpfile's parent process writes nothing itself
 
     @classmethod
-    def from_classification(cls, c, dump_level: int, *, src=None, progress=None) -> Stats:
+    def from_classification(
+        cls, c: Classification, dump_level: int, src: Source, *, progress: Progress | None = None
+    ) -> Stats:
         """Count ``c``'s classes.  ``ram`` is what the writer's 1st bitmap marks: every
         non-HOLE PFN plus ``c.nodata``, the RAM pages a PT_LOAD only partly holds (e.g. PFN
         159 when a range ends at 0x9fc00), which makedumpfile marks RAM in the 1st bitmap but
         drops from the 2nd.  They are in no class: ``ram - excluded - kept`` counts them.
 
-        ``src``: the input, for makedumpfile's "Original pages" (default ``c.src``).
+        ``src``: the input, for makedumpfile's "Original pages" and the page size.
         ``progress``: an ``output.Progress`` told how many PFNs are judged (the scan is lazy:
         this loop is where it runs)."""
         counts = np.zeros(16, np.int64)
-        nd_attr = getattr(c, "nodata", None)  # a list (userspace) or an array (kernel scan)
-        nodata = np.asarray([] if nd_attr is None else nd_attr, np.int64)
+        nodata = np.asarray(c.nodata, np.int64)
         nodata_ram = 0
         for w0, arr in c.windows():
             counts += class_counts(arr)
@@ -112,9 +118,8 @@ class Stats:
         for name, k in _COUNTED.items():
             pages[name] = int(counts[k])
         pages["kept"] = int(counts[PageClass.KEEP])
-        src = getattr(c, "src", None) if src is None else src
-        ps = getattr(src, "page_size", 4096)
-        original = original_pages(src, total) if src is not None else pages["ram"]
+        original = original_pages(src, total)
+        ps = src.page_size
         return cls(dump_level=dump_level, scan=c.scan, pages=pages, page_size=ps, original=original)
 
     def add_zero(self, n: int) -> None:
@@ -160,9 +165,9 @@ class Stats:
 class _CountingSink:
     """Keeps nothing, measures a file: where a real run's bytes would go (``--dry-run``)."""
 
-    seekable = True
-    limit = None
-    name = "dry run"
+    seekable: bool = True
+    limit: int | None = None
+    name: str = "dry run"
 
     def __init__(self) -> None:
         self.end = 0
@@ -176,31 +181,28 @@ class _CountingSink:
         return self.end
 
 
-def dry_run(src, c, opts, stats: Stats) -> None:
+def dry_run(src: Source, c: Classification, opts: WriteOptions, stats: Stats) -> None:
     """``--dry-run``: run the writer ``opts`` asks for into a sink that keeps nothing, as
     makedumpfile's dry run does, so that the zero pages are found and "Write bytes" is what
     the real run would write (compressed sizes included).  A ``--split`` set is measured as
     one file: its "Write bytes" is 0 anyway, its zero pages are the same."""
     from .output import FlatSink
 
-    if opts.flatten:
+    class _CountingFlatSink(FlatSink):
+        def _emit(self, buffers) -> None:
+            self.emitted += sum(
+                len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers
+            )
 
-        class _CountingFlatSink(FlatSink):
-            def _emit(self, buffers) -> None:
-                self.emitted += sum(
-                    len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers
-                )
-
-        sink = _CountingFlatSink(-1, "dry run")
-    else:
-        sink = _CountingSink()
+    flat = _CountingFlatSink(-1, "dry run") if opts.flatten else None
+    sink: FlatSink | _CountingSink = _CountingSink() if flat is None else flat
     if opts.elf:
         from .elfdump import write_elf as writer
     else:
         from .diskdump import write_kdump as writer
     writer(src, c, opts, stats, sink)
-    if opts.flatten:
-        sink.finish()
+    if flat is not None:
+        flat.finish()
     stats.written_bytes = sink.bytes_written
 
 
@@ -208,7 +210,7 @@ def original_pages(src, max_pfn: int) -> int:
     """makedumpfile's "Original pages": every PT_LOAD's pages (``p_memsz``, partial pages
     included) summed, overlaps and all; the RAM PFN count of an input without PT_LOADs."""
     ps = src.page_size
-    loads = getattr(src, "loads", None)
+    loads = src.loads
     if not loads:
         return sum(b - a for a, b in src.ram_ranges)
     n = 0
@@ -226,7 +228,7 @@ def elf_file_pages(src, ranges: list[tuple[int, int]]) -> int:
     if not ranges:
         return 0
     ps = src.page_size
-    loads = getattr(src, "loads", None)
+    loads = src.loads
     spans = (
         [(ld.paddr // ps, -(-(ld.paddr + ld.memsz) // ps)) for ld in loads]
         if loads
@@ -329,7 +331,3 @@ def write_json(stats: Stats, path: str, inputs: tuple[str, ...] = ()) -> None:
         except OutputFull as e:
             raise DumpError(str(e)) from None
         out.commit()
-
-
-def needs_zero_count(stats: Stats) -> bool:
-    return bool(stats.dump_level & DL_ZERO)

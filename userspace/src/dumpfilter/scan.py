@@ -1,25 +1,12 @@
 """``userspace_scan(source, dump_level) -> Classification``: classify every PFN from mem_map.
 
 The scan is lazy and deterministic: ``windows()`` walks the mem_map chunks in PFN order,
-classifies each run of struct pages straight from the input mapping (classify.py), and
+classifies each run of struct pages straight from the input mapping (``classify``), and
 yields bounded windows of PageClass values.  Iterating again gives the same answer; small
 dumps keep their result so a second pass (the writer after the report) is free, large ones
-recompute it so that memory stays flat whatever the dump size.
-
-Three rules are applied on top of makedumpfile's per-page decision:
-- PFNs outside RAM are HOLE, and their struct pages are not read (as makedumpfile skips
-  PFNs outside every PT_LOAD): one there never starts a range (``_ram_pieces``);
-- a page a PT_LOAD only partly holds (``/proc/vmcore``'s first range ends at 0x9fc00) has no
-  full data: makedumpfile's ``exclude_nodata_pages`` drops it from the 2nd bitmap, here it is
-  HOLE (there is no class for "RAM without data");
-- pages of the kernel image (_text.._end) that still carry PG_reserved are never excluded
-  as cache, user, hwpoison or offline (kernel-page-types.md §3.7.5: makedumpfile issue 21,
-  BSS pages such as idt_table with PG_lru and a mapping excluded at -d 31 break crash(8)).
-  Only PG_reserved ones: memblock-reserved image pages keep the flag for good, while the
-  freed ``__init`` sections and the alignment padding between text/rodata/data lose it when
-  ``free_reserved_area`` hands them to the buddy allocator, which then reuses them for page
-  cache and anon memory like any other page; those are judged like any other page (as
-  makedumpfile does: forcing them kept cost ~1500 pages of difference on real 6.1 dumps).
+recompute it so that memory stays flat whatever the dump size.  What is read before the first
+page is judged, and the rules applied on top of the per-page decision (holes, the kernel
+image, pages without data), are the kernel scan's too: ``layout.py``.
 """
 
 from __future__ import annotations
@@ -34,11 +21,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from . import memmap, pagetypes
+from . import memmap
 from .classify import Carry, classify, plan_for
+from .contracts import Source
 from .errors import DumpError
-from .pageclass import PageClass
-from .x86_64 import AddressSpace
+from .layout import Layout, split_page
 
 WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
@@ -46,8 +33,6 @@ DEFAULT_WORKERS = 2  # scan processes without --num-threads (capped at the CPUs)
 # fewer windows than this per worker are scanned in the process itself: a fork costs
 # about as much as scanning one GiB
 MIN_WINDOWS_PER_WORKER = 2
-HOLE = np.uint8(PageClass.HOLE)
-FREE = np.uint8(PageClass.FREE)
 
 
 class UserspaceClassification:
@@ -55,38 +40,38 @@ class UserspaceClassification:
 
     scan = "userspace"
 
-    def __init__(self, src, dump_level: int, *, window: int = WINDOW_PFNS, workers: int = 1):
+    def __init__(
+        self, src: Source, dump_level: int, *, window: int = WINDOW_PFNS, workers: int = 1
+    ):
         t0 = time.perf_counter()
         self.workers = max(1, workers)
         self.src = src
         self.dump_level = dump_level
         self.max_pfn = src.max_pfn
         self.window = window
-        vi = src.vmcoreinfo
-        self.encoding = pagetypes.detect(vi)
-        if self.encoding.page_size != src.page_size:
-            raise DumpError("VMCOREINFO PAGESIZE differs from the dump's page size")
-        self.asp = AddressSpace(src)
-        self.chunks = memmap.mem_map_chunks(src, self.asp)
-        if not self.chunks:
-            raise DumpError("mem_section lists no present memory section")
-        # [start, end) runs of PG_reserved pages inside _text.._end: always kept
-        self.image = _reserved_runs(src, self.encoding, self.chunks, self.asp.kernel_image_pfns())
+        self.layout = Layout.read(src)
+        self.encoding = self.layout.encoding
+        self.chunks = self.layout.chunks
         # RAM PFNs without full data (classified HOLE); a writer may still mark them RAM in
         # the 1st bitmap, as makedumpfile does (it only clears them from the 2nd)
-        self.nodata = _nodata_pfns(src)
-        self._ram_starts = [a for a, _ in src.ram_ranges]
-        self._chunk_ends = [c.start_pfn + c.nr_pages for c in self.chunks]
+        self.nodata = self.layout.nodata
         self._cache: list[tuple[int, np.ndarray]] | None = None
-        self._span = getattr(src, "span_array", None)
+        self._span = src.span_array
         self._cache_size = 0
         plan_for(self.encoding, dump_level)  # the level's lookup tables, made once
-        release = getattr(src, "release_windows", None)
-        if release is not None:  # setup's windows go with the setup (elfcore.release_windows)
-            release()
         # everything up to here reads the layout (makedumpfile's setup before its
         # "Excluding unnecessary pages" step); iterating windows() is the scan proper
         self.prepare_seconds = time.perf_counter() - t0
+
+    def describe(self) -> list[str]:
+        """The encoding and the mem_map layout this scan reads (``-D``)."""
+        enc = self.encoding
+        return [
+            f"kernel {enc.osrelease}: encoding {enc.name}, SIZE(page) {enc.struct_size}, "
+            f"page types {'top byte' if enc.top_byte else '_mapcount'}, "
+            f"hugetlb by {enc.hugetlb_kind}, order by {enc.order_kind}",
+            f"mem_map: {len(self.chunks)} chunk(s) of struct pages",
+        ]
 
     # ------------------------------------------------------------------ iteration
     def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -198,46 +183,22 @@ class UserspaceClassification:
         enc = self.encoding
         spage = enc.struct_size
         chunks = self.chunks
-        out = np.full(w1 - w0, HOLE, np.uint8)
-        for a, b in self.src.ram_ranges:
-            if b > w0 and a < w1:
-                out[max(a, w0) - w0 : min(b, w1) - w0] = PageClass.KEEP
-        j = bisect.bisect_right(self._chunk_ends, w0)
+        layout = self.layout
+        out = layout.blank_window(w0, w1)
+        j = bisect.bisect_right(layout.chunk_ends, w0)
         while j < len(chunks) and chunks[j].start_pfn < w1:
             c = chunks[j]
             c0, c1 = max(c.start_pfn, w0), min(c.start_pfn + c.nr_pages, w1)
-            for p0, p1 in self._ram_pieces(c0, c1):
+            for p0, p1 in layout.ram_pieces(c0, c1):
                 while p0 < p1:
                     raw, q = self._struct_pages(c, p0, p1)
                     # page[1] only of a PFN judged too (the kernel scan's rule)
-                    nxt = self._next_page(j, q, spage) if q < p1 or self._in_ram(q) else None
+                    nxt = self._next_page(j, q, spage) if q < p1 or layout.in_ram(q) else None
                     out[p0 - w0 : q - w0] = classify(enc, raw, p0, self.dump_level, carry, nxt)
                     p0 = q
             j += 1
-        for a, b in self.image:
-            if b > w0 and a < w1:
-                seg = out[max(a, w0) - w0 : min(b, w1) - w0]
-                seg[(seg != HOLE) & (seg != FREE)] = PageClass.KEEP
-        for p in self.nodata:
-            if w0 <= p < w1:
-                out[p - w0] = HOLE
+        layout.apply_rules(w0, out)
         return out
-
-    def _ram_pieces(self, p0: int, p1: int) -> Iterator[tuple[int, int]]:
-        """The parts of [p0, p1) inside RAM, in order.
-
-        Only those PFNs are judged: makedumpfile skips PFNs outside every PT_LOAD
-        (kernel-page-types.md §3.3), so a struct page there never starts a range (the
-        crash kernel's reserved memory, often a quarter of a small machine, is not read at
-        all), while a range from RAM still runs on over a hole into the next RAM range
-        ("continue at pfn + n"): ``carry`` holds its end by PFN."""
-        ram = self.src.ram_ranges
-        i = max(bisect.bisect_right(self._ram_starts, p0) - 1, 0)
-        while i < len(ram) and ram[i][0] < p1:
-            a, b = max(ram[i][0], p0), min(ram[i][1], p1)
-            if a < b:
-                yield a, b
-            i += 1
 
     def _struct_pages(self, c: memmap.Chunk, p0: int, p1: int) -> tuple[np.ndarray, int]:
         """The struct pages of PFNs [p0, q) of chunk ``c`` as (q - p0, SIZE(page)) rows,
@@ -246,20 +207,14 @@ class UserspaceClassification:
         spage = self.encoding.struct_size
         pa = c.paddr + (p0 - c.start_pfn) * spage
         if c.split:  # one struct page in two physical pieces (memmap.Chunk)
-            return _split_page(self.src, c, spage), p0 + 1
+            return split_page(self.src, c, spage), p0 + 1
         # no MADV_POPULATE_READ here (see elfcore._MAP_FLAGS): fault-around (64 KiB per
         # fault) maps what classify touches more cheaply
-        if self._span is None:  # e.g. a kdump-compressed input: its own reads
-            return self.src.phys_array(pa, (p1 - p0) * spage).reshape(p1 - p0, spage), p1
         view = self._span(pa, (p1 - p0) * spage)
         k = len(view) // spage
         if not k:  # a struct page across a PT_LOAD edge, or beyond its file data
             return self.src.phys_array(pa, spage).reshape(1, spage), p0 + 1
         return view[: k * spage].reshape(k, spage), p0 + k
-
-    def _in_ram(self, pfn: int) -> bool:
-        i = bisect.bisect_right(self._ram_starts, pfn) - 1
-        return i >= 0 and pfn < self.src.ram_ranges[i][1]
 
     def _next_page(self, j: int, pfn: int, spage: int) -> np.ndarray | None:
         """The struct page of ``pfn`` (right after a classified run), if it has one."""
@@ -269,27 +224,17 @@ class UserspaceClassification:
         elif j + 1 < len(self.chunks) and self.chunks[j + 1].start_pfn == pfn:
             c = self.chunks[j + 1]
             if c.split:
-                return _split_page(self.src, c, spage)[0]
+                return split_page(self.src, c, spage)[0]
             pa = c.paddr
         else:
             return None
-        if self._span is not None and len(row := self._span(pa, spage)) == spage:
+        if len(row := self._span(pa, spage)) == spage:
             return row.copy()
         return self.src.phys_array(pa, spage).copy()
 
     def chunk_table(self) -> list[tuple[int, int, int]]:
-        """``(start_pfn, nr_pages, struct_page_paddr)``: also the kernel-scan ABI input.
-
-        Only the RAM parts of the chunks, the PFNs this scan judges, so that both scans
-        read the same struct pages.  A struct page split over two physical pages cannot be
-        described to the kernel: its PFN is left out (the kernel scan keeps it)."""
-        spage = self.encoding.struct_size
-        return [
-            (p0, p1 - p0, c.paddr + (p0 - c.start_pfn) * spage)
-            for c in self.chunks
-            if not c.split
-            for p0, p1 in self._ram_pieces(c.start_pfn, c.start_pfn + c.nr_pages)
-        ]
+        """The layout's chunk table (``Layout.chunk_table``): the struct pages this scan reads."""
+        return self.layout.chunk_table()
 
 
 _RESULT = struct.Struct("<BqB")  # error?, carry end_pfn, carry class
@@ -311,64 +256,13 @@ def _read_result(fd: int, out: np.ndarray) -> tuple[int, int, str | None]:
     err, end, cls = _RESULT.unpack(head)
     if err:
         return 0, 0, (os.read(fd, _MAX_ERR).decode(errors="replace") or "scan worker failed")
-    view = memoryview(out).cast("B")
+    view = out.data.cast("B")
     while len(view):
         got = os.readv(fd, [view])
         if not got:
             return 0, 0, "a scan worker died"
         view = view[got:]
     return end, cls, None
-
-
-def _split_page(src, c: memmap.Chunk, spage: int) -> np.ndarray:
-    """The one struct page of a split chunk, assembled from its two physical pieces."""
-    raw = np.empty((1, spage), np.uint8)
-    raw[0, : c.split] = src.phys_array(c.paddr, c.split)
-    raw[0, c.split :] = src.phys_array(c.paddr2, spage - c.split)
-    return raw
-
-
-def _reserved_runs(
-    src, enc: pagetypes.Encoding, chunks: list[memmap.Chunk], image: list[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """PFN runs inside ``image`` whose struct page has PG_reserved (or that have no struct
-    page to judge, which the scan keeps anyway).  Reads only the image's struct pages."""
-    keep = [np.ones(b - a, bool) for a, b in image]
-    spage, bit = enc.struct_size, np.uint64(enc.pg_reserved)
-    starts = [c.start_pfn for c in chunks]
-    for (a, b), k in zip(image, keep, strict=True):
-        j = max(0, bisect.bisect_right(starts, a) - 1)
-        while j < len(chunks) and chunks[j].start_pfn < b:
-            c = chunks[j]
-            p0, p1 = max(a, c.start_pfn), min(b, c.start_pfn + c.nr_pages)
-            if p0 < p1:
-                if c.split:
-                    raw = _split_page(src, c, spage)
-                else:
-                    raw = src.phys_array(c.paddr + (p0 - c.start_pfn) * spage, (p1 - p0) * spage)
-                fl = raw.reshape(p1 - p0, spage)[:, enc.off_flags : enc.off_flags + 8]
-                flags = np.ascontiguousarray(fl).view("<u8")[:, 0]
-                k[p0 - a : p1 - a] = ((flags >> bit) & np.uint64(1)).astype(bool)
-            j += 1
-    out: list[tuple[int, int]] = []
-    for (a, _), k in zip(image, keep, strict=True):
-        edges = np.flatnonzero(np.diff(np.concatenate(([0], k.view(np.int8), [0]))))
-        out.extend((a + int(s), a + int(e)) for s, e in zip(edges[::2], edges[1::2], strict=True))
-    return out
-
-
-def _nodata_pfns(src) -> list[int]:
-    """PFNs from the end of a PT_LOAD's file data to its rounded-up end (makedumpfile's
-    ``exclude_nodata_pages``): partial pages at range edges, and memsz beyond filesz."""
-    ps = src.page_size
-    out: set[int] = set()
-    for ld in getattr(src, "loads", None) or []:
-        first = (ld.paddr + ld.filesz) // ps
-        last = -(-(ld.paddr + ld.memsz) // ps)
-        if last - first > 1 << 20:
-            raise DumpError("a PT_LOAD has more than 4 GiB without file data")
-        out.update(range(first, last))
-    return sorted(out)
 
 
 def workers_for(num_threads: int) -> int:

@@ -1,7 +1,7 @@
 """``open_source(path) -> Source``: pick the reader from the file's first bytes.
 
 An ELF vmcore (``/proc/vmcore`` or a saved copy) or a kdump-compressed file (re-filtering,
-as makedumpfile allows; kdump-compressed-format.md).  A flattened stream must be rebuilt
+as makedumpfile allows; docs/kdump-compressed.md).  A flattened stream must be rebuilt
 with ``-R`` first, like makedumpfile requires.  Every Source offers the protocol of
 ARCHITECTURE.md plus ``phys_array(paddr, size) -> np.ndarray`` (a view when possible), which
 the scan uses to read struct pages without copying.

@@ -1,6 +1,6 @@
 """``--split`` and ``--reassemble``: one dump as several kdump-compressed files, and back.
 
-A split set (kdump-compressed-format.md §3, §8) is N complete kdump files of the same dump:
+A split set (docs/kdump-compressed.md §3, §8) is N complete kdump files of the same dump:
 each has the whole dump's header, notes and both bitmaps, sub header ``split = 1`` and its
 own ``[start_pfn, end_pfn)``; its descriptor table is sized for the whole dump but holds, from
 index 0, only the descriptors of the pages in its range, and only those pages have data,
@@ -18,24 +18,28 @@ is streamed in bounded pieces.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .diskdump import DESC as _DESC
-from .diskdump import STATUS_INCOMPLETE
 from .errors import DumpError
+from .kdumpformat import (
+    DUMP_DH_COMPRESSED_INCOMPLETE,
+    HEADER,
+    HEADER_OFFSET,
+    PAGE_DESC,
+    SIGNATURES,
+    STATUS,
+    SUB_HEADER,
+    Header,
+    SubHeader,
+)
 from .outfile import SafeFile
 from .output import _write_all
 
-_HDR = struct.Struct("<8si")  # signature, header_version
-_GEOM = struct.Struct("<IiiII")  # status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr
-_GEOM_OFF = 424
-_SUB_SPLIT = struct.Struct("<iqq")  # split, start_pfn, end_pfn (sub header offset 12)
-_SUB_SPLIT64 = struct.Struct("<qqq")  # start_pfn_64, end_pfn_64, max_mapnr_64 (offset 80)
 _CHUNK = 8 << 20  # bytes per streamed piece (bitmaps, descriptors, data)
+_STATUS = HEADER_OFFSET["status"]  # parts of one dump agree on the header up to here
 
 
 def split_ranges(
@@ -93,7 +97,7 @@ class _Part:
 
     @property
     def data_off(self) -> int:
-        return self.desc_off + _DESC.itemsize * self.nr_dumpable
+        return self.desc_off + PAGE_DESC.itemsize * self.nr_dumpable
 
     def pread(self, size: int, off: int) -> bytes:
         data = os.pread(self.fd, size, off)
@@ -114,19 +118,20 @@ def _open_part(path: str) -> _Part:
         raise DumpError(f"cannot open {path}: {e.strerror}") from None
     try:
         size = os.fstat(fd).st_size
-        first = os.pread(fd, 464, 0)
-        sig, version = _HDR.unpack_from(first.ljust(12, b"\0"), 0)
-        if len(first) < 464 or sig not in (b"KDUMP   ", b"DISKDUMP"):
+        first = os.pread(fd, HEADER.size, 0)
+        if len(first) < HEADER.size or first[:8] not in SIGNATURES:
             raise DumpError(f"{path} is not a kdump-compressed file")
-        status, bs, sub_blocks, bitmap_blocks, max_mapnr = _GEOM.unpack_from(first, _GEOM_OFF)
+        hdr = Header.unpack(first)
+        version, status, bs = hdr.header_version, hdr.status, hdr.block_size
+        sub_blocks, bitmap_blocks, max_mapnr = hdr.sub_hdr_size, hdr.bitmap_blocks, hdr.max_mapnr
         if bs <= 0 or bs & (bs - 1) or not 0 < sub_blocks < 1 << 20 or bitmap_blocks <= 0:
             raise DumpError(f"{path}: corrupt kdump header")
         head = os.pread(fd, (1 + sub_blocks) * bs, 0)
         if len(head) != (1 + sub_blocks) * bs or version < 6:
             raise DumpError(f"{path}: no split range (header version {version}, truncated?)")
-        split, _, _ = _SUB_SPLIT.unpack_from(head, bs + 12)
-        start, end, max64 = _SUB_SPLIT64.unpack_from(head, bs + 80)
-        max_mapnr = max64 or max_mapnr
+        sub = SubHeader.unpack(head, bs)
+        split, start, end = sub.split, sub.start_pfn_64, sub.end_pfn_64
+        max_mapnr = sub.max_mapnr_64 or max_mapnr
         if split != 1:
             raise DumpError(f"{path} is not a --split file")
         if not 0 <= start <= end <= max_mapnr or bitmap_blocks * bs * 4 < max_mapnr:
@@ -153,7 +158,7 @@ def _check_set(parts: list[_Part]) -> None:
         same = (p.block_size, p.bitmap_blocks, p.max_mapnr, len(p.head))
         if same != (a.block_size, a.bitmap_blocks, a.max_mapnr, len(a.head)):
             raise DumpError(f"{p.path} is not from the same dump as {a.path}")
-        if p.head[:424] != a.head[:424] or p.nr_dumpable != a.nr_dumpable:
+        if p.head[:_STATUS] != a.head[:_STATUS] or p.nr_dumpable != a.nr_dumpable:
             raise DumpError(f"{p.path} is not from the same dump as {a.path}")
         size = a.bitmap_blocks * a.block_size
         for lo in range(0, size, _CHUNK):
@@ -189,11 +194,12 @@ def _merge(parts: list[_Part], fd: int, name: str) -> None:
     bs = a.block_size
     head = bytearray(a.head)
     status = a.status
-    if any(p.status & STATUS_INCOMPLETE for p in parts):
-        status |= STATUS_INCOMPLETE  # a lost page in any part is lost in the whole
-    struct.pack_into("<I", head, _GEOM_OFF, status)
-    _SUB_SPLIT.pack_into(head, bs + 12, 0, 0, 0)
-    struct.pack_into("<qq", head, bs + 80, 0, 0)
+    if any(p.status & DUMP_DH_COMPRESSED_INCOMPLETE for p in parts):
+        status |= DUMP_DH_COMPRESSED_INCOMPLETE  # a lost page in any part is lost in the whole
+    STATUS.pack_into(head, HEADER_OFFSET["status"], status)
+    sub = SubHeader.unpack(head, bs)
+    whole = sub._replace(split=0, start_pfn=0, end_pfn=0, start_pfn_64=0, end_pfn_64=0)
+    head[bs : bs + SUB_HEADER.size] = whole.pack()
     _write_all(fd, 0, [bytes(head)], name)
 
     size = a.bitmap_blocks * bs  # both bitmaps: the whole dump's, the same in every part
@@ -202,18 +208,18 @@ def _merge(parts: list[_Part], fd: int, name: str) -> None:
         _write_all(fd, a.bitmap_off + lo, [a.pread(n, a.bitmap_off + lo)], name)
 
     data_at = a.data_off
-    per = _CHUNK // _DESC.itemsize
+    per = _CHUNK // PAGE_DESC.itemsize
     for p in parts:
         shift = data_at - p.data_off
         for i in range(0, p.last - p.first, per):
             k = min(per, p.last - p.first - i)
-            at = _DESC.itemsize * i
-            d = np.frombuffer(p.pread(k * _DESC.itemsize, p.desc_off + at), _DESC).copy()
+            at = PAGE_DESC.itemsize * i
+            d = np.frombuffer(p.pread(k * PAGE_DESC.itemsize, p.desc_off + at), PAGE_DESC).copy()
             lost = d["offset"] == 0  # never written (an incomplete part): stays lost
             if np.any(~lost & ((d["offset"] < p.data_off) | (d["offset"] + d["size"] > p.size))):
                 raise DumpError(f"{p.path} is truncated or corrupt (page data out of the file)")
             d["offset"] = np.where(lost, 0, d["offset"] + shift)
-            _write_all(fd, a.desc_off + _DESC.itemsize * p.first + at, [d.tobytes()], name)
+            _write_all(fd, a.desc_off + PAGE_DESC.itemsize * p.first + at, [d.tobytes()], name)
         data_at += _copy(p, fd, data_at, name)
 
 

@@ -1,6 +1,6 @@
 """VMCOREINFO text -> typed values.
 
-The note body is one ``KEY=VALUE`` per line (kernel-page-types.md §1): ``SYMBOL()`` and
+The note body is one ``KEY=VALUE`` per line (docs/page-types.md §1): ``SYMBOL()`` and
 ``KERNELOFFSET`` are hex without ``0x``, ``SIZE/OFFSET/LENGTH`` unsigned decimal, ``NUMBER()``
 a *signed* long (``NUMBER(VMALLOC_START)`` is hex with ``0x``).  Page-type values are compared
 with the u32 ``_mapcount`` word, so ``number_u32`` masks them (6.10's enum may even print

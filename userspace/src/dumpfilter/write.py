@@ -12,14 +12,18 @@ With ``retry`` (a ``-d 11,31`` list has levels left) the limit or a full filesys
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 
+from .contracts import Classification, Sink, Source, WriteOptions, WriteStats
 from .errors import DumpError
 from .outfile import SafeFile
 from .output import FileSink, FlatSink, OutputFull, sigterm_as_interrupt
 
+Writer = Callable[[Source, Classification, WriteOptions, WriteStats, Sink], None]
 
-def _writer(opts):
+
+def _writer(opts: WriteOptions) -> Writer:
     if opts.elf:
         from .elfdump import write_elf
 
@@ -33,7 +37,9 @@ class Retry(DumpError):
     """No room for the dump at this level; nothing was left under DUMPFILE."""
 
 
-def _write_split(src, classification, opts, stats) -> None:
+def _write_split(
+    src: Source, classification: Classification, opts: WriteOptions, stats: WriteStats
+) -> None:
     """``--split D1 .. DN``: N kdump files, each dumpable for one PFN range (split.py)."""
     from .diskdump import dumpable_windows, write_kdump
     from .split import split_ranges
@@ -49,13 +55,21 @@ def _write_split(src, classification, opts, stats) -> None:
         written += _to_file(path, write, src, opts, stats, written)
 
 
-def _to_file(path: str, write, src, opts, stats, before: int = 0, retry: bool = False) -> int:
+def _to_file(
+    path: str,
+    write: Callable[[Sink], None],
+    src: Source,
+    opts: WriteOptions,
+    stats: WriteStats,
+    before: int = 0,
+    retry: bool = False,
+) -> int:
     """Run ``write(sink)`` into ``path`` through a SafeFile; the bytes written.
 
     A full output: ``Retry`` (file removed) when ``retry`` and it is the limit or a full
     filesystem; otherwise the file keeps its "incomplete" mark under ``path`` if anything
     usable made it, and the command fails.  ``before``: bytes of earlier files (the report)."""
-    with SafeFile(path, force=opts.force, inputs=(opts.vmcore,)) as out:
+    with SafeFile(path, force=opts.force, inputs=opts.inputs) as out:
         sink = FileSink(out.fd, path, opts.limit)
         try:
             write(sink)
@@ -72,12 +86,19 @@ def _to_file(path: str, write, src, opts, stats, before: int = 0, retry: bool = 
     return sink.bytes_written
 
 
-def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None:
+def write_dump(
+    src: Source,
+    classification: Classification,
+    opts: WriteOptions,
+    stats: WriteStats,
+    *,
+    retry: bool = False,
+) -> None:
     """Write the dump that *opts* asks for; DumpError (exit 1) if it is not whole.
 
     ``retry``: a full output raises ``Retry`` (the caller tries the next dump level).  A
     flattened stream is never retried: what went to stdout cannot be taken back."""
-    if getattr(opts, "split_files", ()):
+    if opts.split_files:
         with sigterm_as_interrupt():
             _write_split(src, classification, opts, stats)
         return
@@ -95,11 +116,12 @@ def write_dump(src, classification, opts, stats, *, retry: bool = False) -> None
             sink.finish()
             _written(stats, sink.bytes_written)
             return
+        if opts.dumpfile is None:
+            raise DumpError("missing DUMPFILE")
         write = partial(writer, src, classification, opts, stats)
         _to_file(opts.dumpfile, write, src, opts, stats, retry=retry)
 
 
-def _written(stats, n: int) -> None:
+def _written(stats: WriteStats, n: int) -> None:
     """``report.Stats.written_bytes``: what the report prints as "Write bytes"."""
-    if hasattr(stats, "written_bytes"):
-        stats.written_bytes = n
+    stats.written_bytes = n

@@ -1,6 +1,6 @@
 """x86_64 kernel virtual -> physical, by walking the crashed kernel's own page tables.
 
-Everything comes from VMCOREINFO (kernel-page-types.md §4): ``SYMBOL(init_top_pgt)`` (the
+Everything comes from VMCOREINFO (docs/page-types.md §6): ``SYMBOL(init_top_pgt)`` (the
 runtime address, KASLR already applied), ``NUMBER(phys_base)`` for kernel-image addresses,
 ``NUMBER(pgtable_l5_enabled)`` for 4- or 5-level paging and ``NUMBER(sme_mask)``, which AMD
 SME puts inside the address field of every entry and must be cleared.  Like makedumpfile's
@@ -112,7 +112,8 @@ class AddressSpace:
         return b"".join(self.src.read_phys(pa, n) for pa, n in pieces)
 
     def kernel_image_pfns(self) -> list[tuple[int, int]]:
-        """PFN ranges of the kernel image (_text.._end), never to be excluded (§3.7.5).
+        """PFN ranges of the kernel image (_text.._end), never to be excluded
+        (docs/page-types.md §5).
 
         The kernel-text PT_LOAD (kexec_file_load writes one with p_vaddr = _text and
         p_memsz = _end - _text) gives it directly; the kernel's high mapping (which
@@ -120,7 +121,7 @@ class AddressSpace:
         """
         ps = self.src.page_size
         out: list[tuple[int, int]] = []
-        for ld in getattr(self.src, "loads", []) or []:
+        for ld in self.src.loads:
             if ld.vaddr >= START_KERNEL_MAP and ld.memsz:
                 out.append((ld.paddr // ps, -(-(ld.paddr + ld.memsz) // ps)))
         if out:

@@ -1,0 +1,62 @@
+"""The dump level (``-d``): which pages a dump leaves out, in one place.
+
+makedumpfile's bit mask: 1 zero pages, 2 page cache without private data, 4 all page cache,
+8 user process data, 16 free pages.  Hardware-poisoned and offline pages are left out at every
+level; holes are not RAM.  Every question about a level is answered here: which classes are
+kept (``keep_table``, the writers and ``--split``), whether the writers test pages for zeros,
+which classes the scans may exclude (``excludes``, the rule table of ``classify.rules``) and
+what the kernel interface is asked (``kernel_request``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pageclass import PageClass
+
+
+class DumpLevel(int):
+    """A dump level 0-31; an ``int`` (headers, reports and JSON carry the number itself)."""
+
+    ZERO = 0x01
+    CACHE = 0x02  # page cache without private data
+    CACHE_PRIVATE = 0x04  # all page cache, private or not
+    USER = 0x08
+    FREE = 0x10
+    ALL = 0x1F
+
+    def __new__(cls, value: int = 0) -> DumpLevel:
+        value = int(value)
+        if not 0 <= value <= cls.ALL:
+            raise ValueError(f"dump level {value} out of range (0-31)")
+        return super().__new__(cls, value)
+
+    def excludes(self, bit: int) -> bool:
+        """Whether this level has ``bit`` (one of ZERO .. FREE) set."""
+        return bool(self & bit)
+
+    @property
+    def tests_zero_pages(self) -> bool:
+        """Zero pages are found from the data by the writers (no scan produces ZERO)."""
+        return self.excludes(self.ZERO)
+
+    def keep_table(self) -> np.ndarray:
+        """Lookup table PageClass value -> kept (bool).
+
+        Bit 2 excludes page cache without private data; bit 4 excludes all page cache
+        (private or not, as makedumpfile's ``DL_EXCLUDE_CACHE_PRI`` test does); bit 8 user
+        pages; bit 16 free pages.  ZERO never reaches this table: the writers decide it.
+        """
+        t = np.ones(256, dtype=bool)
+        t[PageClass.HOLE] = False
+        t[PageClass.HWPOISON] = False
+        t[PageClass.OFFLINE] = False
+        t[PageClass.CACHE] = not self & (self.CACHE | self.CACHE_PRIVATE)
+        t[PageClass.CACHE_PRIVATE] = not self.excludes(self.CACHE_PRIVATE)
+        t[PageClass.USER] = not self.excludes(self.USER)
+        t[PageClass.FREE] = not self.excludes(self.FREE)
+        return t
+
+    def kernel_request(self) -> int:
+        """The level bits the kernel interface (``/proc/vmcore_pfn_lists``) is asked for."""
+        return int(self) & self.ALL
