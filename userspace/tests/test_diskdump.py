@@ -438,11 +438,9 @@ def test_spans_tile_the_range_and_start_at_aligned_file_offsets():
     assert inside and all((s + 100) % SPAN == 0 for s in inside)
 
 
-@pytest.mark.parametrize("as_array", [False, True], ids=["list", "ndarray"])
-def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as_array):
+def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
     """A PT_LOAD ending mid-page (0x9fc00): the scan calls that PFN HOLE and lists it in
-    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd.
-    The kernel scan hands ``nodata`` as a numpy array, the userspace scan as a list."""
+    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd."""
 
     vm = tmp_path / "vm"
     build_vmcore(vm, RANGES)
@@ -451,7 +449,7 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as
     classes[158] = 7
     classes[160] = 0  # a verdict outside the source's RAM is never trusted
 
-    nodata = np.array([158, 159], np.int64) if as_array else [158, 159]
+    nodata = np.array([158, 159], np.int64)
 
     from fakes import FakeStats
 
@@ -459,7 +457,7 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path, as
 
     out = tmp_path / "dump"
     with FakeSource(vm) as src:
-        c = FakeClassification(classes, nodata=nodata)  # type: ignore[arg-type]
+        c = FakeClassification(classes, nodata=nodata)
         w.write_dump(src, c, WriteOptions(dumpfile=str(out)), FakeStats())
     k = Kdump(out.read_bytes())
     ram = np.unpackbits(np.frombuffer(k.bitmap1, np.uint8), bitorder="little")
