@@ -11,6 +11,13 @@ from __future__ import annotations
 import os
 import struct
 
+from dumpfilter.kdumpformat import (
+    HEADER_FIELDS,
+    HEADER_OFFSET,
+    SUB_HEADER_FIELDS,
+    SUB_HEADER_OFFSET,
+)
+
 # ELF64 header and program header fields: (offset, struct format)
 EHDR = {
     "e_phoff": (32, "<Q"),
@@ -31,18 +38,14 @@ PHDR = {
 }
 # kdump-compressed: disk_dump_header (block 0) and kdump_sub_header (block 1, 4 KiB pages)
 KDUMP_HEADER = {
-    "status": (424, "<I"),
-    "block_size": (428, "<i"),
-    "sub_hdr_size": (432, "<i"),
-    "bitmap_blocks": (436, "<I"),
-    "max_mapnr": (440, "<I"),
+    name: (HEADER_OFFSET[name], "<" + fmt)
+    for name, fmt in HEADER_FIELDS
+    if name in ("status", "block_size", "sub_hdr_size", "bitmap_blocks", "max_mapnr")
 }
 KDUMP_SUB = {
-    "offset_vmcoreinfo": (4096 + 32, "<q"),
-    "size_vmcoreinfo": (4096 + 40, "<Q"),
-    "offset_note": (4096 + 48, "<q"),
-    "size_note": (4096 + 56, "<Q"),
-    "max_mapnr_64": (4096 + 96, "<Q"),
+    name: (4096 + SUB_HEADER_OFFSET[name], "<" + fmt)
+    for name, fmt in SUB_HEADER_FIELDS
+    if name in ("offset_vmcoreinfo", "size_vmcoreinfo", "offset_note", "size_note", "max_mapnr_64")
 }
 PT_LOAD, PT_NOTE = 1, 4
 

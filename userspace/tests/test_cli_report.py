@@ -16,6 +16,7 @@ import pytest
 from conftest import run_dumpfilter
 
 from dumpfilter.elfcore import ElfVmcore
+from dumpfilter.kdumpformat import Header, SubHeader
 from dumpfilter.pageclass import PageClass
 
 
@@ -93,8 +94,8 @@ def sizes(synth61, tmp_path_factory):
 
 def _kdump_level_and_status(path) -> tuple[int, int]:
     head = path.read_bytes()[:8192]
-    status = struct.unpack_from("<I", head, 424)[0]
-    return struct.unpack_from("<Q", head, 4096 + 8)[0], status
+    hdr = Header.unpack(head)
+    return SubHeader.unpack(head, hdr.block_size).dump_level, hdr.status
 
 
 def test_a_retry_list_writes_the_next_level_when_the_limit_is_hit(synth61, sizes, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 from dumpfilter import flat
 from dumpfilter.errors import DumpError
+from dumpfilter.kdumpformat import DUMP_DH_COMPRESSED_INCOMPLETE, Header
 from dumpfilter.output import FlatSink
 
 CMD = [sys.executable, "-m", "dumpfilter.cli"]
@@ -101,7 +102,7 @@ def _marked(path) -> bool:
     head = open(path, "rb").read(4096)
     if head[:4] == b"\x7fELF":
         return bool(struct.unpack_from("<I", head, 48)[0] & 1)
-    return bool(struct.unpack_from("<I", head, 424)[0] & 8)
+    return bool(Header.unpack(head).status & DUMP_DH_COMPRESSED_INCOMPLETE)
 
 
 def test_a_whole_stream_rebuilds_unmarked(stream, tmp_path):

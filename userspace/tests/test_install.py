@@ -10,7 +10,6 @@ the same bytes as the source tree does.
 from __future__ import annotations
 
 import shutil
-import struct
 import subprocess
 import sys
 import venv
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_dumpfilter
+
+from dumpfilter.kdumpformat import Header
 
 USERSPACE = Path(__file__).resolve().parents[1]
 CODECS = {"-c": 0x1, "-l": 0x2, "-p": 0x4, "-z": 0x20}  # disk_dump_header.status bits
@@ -83,6 +84,6 @@ def test_installed_command_writes_each_codec_as_the_source_tree_does(
     ref = tmp_path / "source.kdump"
     run_dumpfilter(codec, "-d", "31", synth61.path, ref, check=True)
     data = ours.read_bytes()
-    (status,) = struct.unpack_from("<I", data, 424)  # disk_dump_header.status
+    status = Header.unpack(data).status
     assert status & 0x27 == CODECS[codec], hex(status)
     assert data == ref.read_bytes()

@@ -18,6 +18,7 @@ import pytest
 from conftest import run_dumpfilter
 
 from dumpfilter.errors import DumpError
+from dumpfilter.kdumpformat import DUMP_DH_COMPRESSED_INCOMPLETE, Header
 from dumpfilter.outfile import SafeFile
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
@@ -306,7 +307,7 @@ def test_a_full_filesystem_is_one_line_and_leaves_no_whole_looking_dump(synth61,
     left = os.listdir(mnt)
     assert left in ([], ["dump"])
     if left:  # what made it says so in its header (kdump status bit 0x8)
-        assert int.from_bytes((mnt / "dump").read_bytes()[424:428], "little") & 0x8
+        assert Header.unpack((mnt / "dump").read_bytes()).status & DUMP_DH_COMPRESSED_INCOMPLETE
 
 
 def test_two_runs_writing_one_dump_never_both_succeed(synth61, tmp_path):
@@ -318,6 +319,6 @@ def test_two_runs_writing_one_dump_never_both_succeed(synth61, tmp_path):
     (err,) = [e for rc, e in results if rc == 1]
     assert "already exists" in err or "appeared while writing" in err
     assert os.listdir(tmp_path) == ["dump"]
-    assert not int.from_bytes(out.read_bytes()[424:428], "little") & 0x8  # whole
+    assert not Header.unpack(out.read_bytes()).status & DUMP_DH_COMPRESSED_INCOMPLETE  # whole
     r = run_dumpfilter("--dry-run", "-d", "0", out)  # and readable as an input
     assert r.returncode == 0, r.stderr

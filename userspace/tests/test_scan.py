@@ -16,6 +16,7 @@ from fakes import (
 
 from dumpfilter import elfcore, scan, source
 from dumpfilter.classify import classify as real
+from dumpfilter.kdumpformat import HEADER, SUB_HEADER, Header, SubHeader
 from dumpfilter.pageclass import PageClass
 
 LEVELS = (0, 1, 2, 4, 8, 16, 31)
@@ -229,12 +230,11 @@ def test_chunk_table_is_the_kernel_abi_shape(synth_factory):
 def _kdump_kept(path) -> np.ndarray:
     """The 2nd bitmap (dumpable PFNs) of a kdump-compressed file (docs/kdump-compressed.md §4)."""
     with open(path, "rb") as f:
-        hdr = f.read(464)
-        bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", hdr, 428)
-        f.seek(bs + 96)
-        (max_mapnr64,) = struct.unpack("<Q", f.read(8))
-        half = bitmap_blocks * bs // 2
-        f.seek((1 + sub_blocks) * bs + half)
+        hdr = Header.unpack(f.read(HEADER.size))
+        f.seek(hdr.block_size)
+        max_mapnr64 = SubHeader.unpack(f.read(SUB_HEADER.size)).max_mapnr_64
+        half = hdr.bitmap_len
+        f.seek(hdr.bitmap_off + half)
         bm = np.frombuffer(f.read(half), np.uint8)
     return np.unpackbits(bm, bitorder="little")[:max_mapnr64].astype(bool)
 

@@ -6,7 +6,6 @@ reassemble its.
 
 from __future__ import annotations
 
-import struct
 import subprocess
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 from conftest import MAKEDUMPFILE, needs_makedumpfile, run_dumpfilter
 
 from dumpfilter.diskdump_in import KdumpInput
+from dumpfilter.kdumpformat import Header, SubHeader
 from dumpfilter.split import split_ranges
 
 
@@ -34,10 +34,8 @@ def _pages(path, lo: int = 0, hi: int | None = None):
 
 
 def _split_header(path) -> tuple[int, int, int]:
-    head = path.read_bytes()[:8192]
-    split = struct.unpack_from("<i", head, 4096 + 12)[0]
-    start, end = struct.unpack_from("<qq", head, 4096 + 80)
-    return split, start, end
+    sub = SubHeader.unpack(path.read_bytes()[:8192], 4096)
+    return sub.split, sub.start_pfn_64, sub.end_pfn_64
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +59,9 @@ def _raw(path) -> tuple[np.ndarray, np.ndarray, int]:
     """Both bitmaps (as bools per PFN) and the number of filled-in page descriptors, read
     from the bytes (our reader refuses a lone split part)."""
     d = path.read_bytes()
-    bs, sub, bitmap_blocks, max_mapnr = struct.unpack_from("<iiII", d, 428)
-    off, half = (1 + sub) * bs, bitmap_blocks * bs // 2
+    hdr = Header.unpack(d)
+    max_mapnr = hdr.max_mapnr
+    off, half = hdr.bitmap_off, hdr.bitmap_len
     bm = [
         np.unpackbits(np.frombuffer(d, np.uint8, (max_mapnr + 7) // 8, o), bitorder="little")
         [:max_mapnr].astype(bool)

@@ -27,6 +27,7 @@ from fakes import (
 
 from dumpfilter import flat
 from dumpfilter.errors import DumpError
+from dumpfilter.kdumpformat import Header
 
 HERE = Path(__file__).parent
 
@@ -44,7 +45,7 @@ def classes() -> np.ndarray:
 
 
 def _status(path: Path) -> int:
-    return struct.unpack_from("<I", path.read_bytes(), 424)[0]
+    return Header.unpack(path.read_bytes()).status
 
 
 def test_existing_output_is_refused_without_force_and_left_untouched(vm, classes, tmp_path):

@@ -55,7 +55,7 @@ def _record(fields: tuple[tuple[str, str], ...]) -> tuple[struct.Struct, dict[st
 
 
 # struct disk_dump_header: 464 bytes (the 6-byte pad aligns the struct timeval)
-_HEADER_FIELDS = (
+HEADER_FIELDS = (
     ("signature", "8s"),
     ("header_version", "i"),
     *((f"utsname_{f}", f"{UTS_LEN}s") for f in UTS_FIELDS),
@@ -73,11 +73,11 @@ _HEADER_FIELDS = (
     ("current_cpu", "I"),
     ("nr_cpus", "i"),
 )
-HEADER, HEADER_OFFSET = _record(_HEADER_FIELDS)
-STATUS = struct.Struct("<" + dict(_HEADER_FIELDS)["status"])  # disk_dump_header.status alone
+HEADER, HEADER_OFFSET = _record(HEADER_FIELDS)
+STATUS = struct.Struct("<" + dict(HEADER_FIELDS)["status"])  # disk_dump_header.status alone
 
 # struct kdump_sub_header (version 6): 104 bytes
-_SUB_HEADER_FIELDS = (
+SUB_HEADER_FIELDS = (
     ("phys_base", "Q"),
     ("dump_level", "i"),
     ("split", "i"),  # 1 in each file of a --split set
@@ -93,7 +93,7 @@ _SUB_HEADER_FIELDS = (
     ("end_pfn_64", "Q"),
     ("max_mapnr_64", "Q"),
 )
-SUB_HEADER, SUB_HEADER_OFFSET = _record(_SUB_HEADER_FIELDS)
+SUB_HEADER, SUB_HEADER_OFFSET = _record(SUB_HEADER_FIELDS)
 
 # struct page_desc: where a page's data is, how long, compressed how
 PAGE_DESC = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
@@ -173,8 +173,8 @@ class SubHeader(NamedTuple):
         return SUB_HEADER.pack(*self)
 
 
-assert tuple(Header._fields) == tuple(n for n, _ in _HEADER_FIELDS if n)
-assert tuple(SubHeader._fields) == tuple(n for n, _ in _SUB_HEADER_FIELDS)
+assert tuple(Header._fields) == tuple(n for n, _ in HEADER_FIELDS if n)
+assert tuple(SubHeader._fields) == tuple(n for n, _ in SUB_HEADER_FIELDS)
 
 
 @dataclass
