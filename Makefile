@@ -25,6 +25,7 @@ $(VENV)/.installed: userspace/pyproject.toml
 sources:
 	kernel-patches/debian-tree.sh 6.1 >/dev/null
 	kernel-patches/debian-tree.sh 6.12 >/dev/null
+	kernel-patches/debian-tree.sh 7.2 >/dev/null
 
 lint: venv
 	$(VENV)/bin/ruff check userspace qemu-tests
