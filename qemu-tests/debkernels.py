@@ -226,7 +226,7 @@ def _newest_cached(series: str) -> str | None:
 
 
 def _relink_absolute(tree: Path, final: Path) -> None:
-    """Point the packages' absolute symlinks and includes (/usr/src/...) at *final*, the
+    """Point the packages' absolute symlinks and Makefile paths (/usr/src/...) at *final*, the
     path *tree* will be renamed to (lib/modules/<release>/build, the headers' Makefile)."""
     for link in [p for p in tree.rglob("*") if p.is_symlink()]:
         target = os.readlink(link)
@@ -235,7 +235,8 @@ def _relink_absolute(tree: Path, final: Path) -> None:
             link.symlink_to(final / target.lstrip("/"))
     for mk in (tree / "usr" / "src").glob("linux-headers-*/Makefile"):
         text = mk.read_text()
-        fixed = re.sub(r"(?m)^include /usr/src/", f"include {final}/usr/src/", text)
+        # sid's headers also name their output directory (KBUILD_OUTPUT=/usr/src/...).
+        fixed = re.sub(r"(?m)^(include |KBUILD_OUTPUT=)/usr/src/", rf"\g<1>{final}/usr/src/", text)
         if fixed != text:
             mk.write_text(fixed)
 
