@@ -254,7 +254,11 @@ the same purpose.
 }
 
 
-MSG1["7.2"] = MSG1["6.12"]
+# After 6.12 the anonymous-mapping bit became FOLIO_MAPPING_ANON; 7.2 exports it by that name.
+MSG1["7.2"] = MSG1["6.12"].replace(
+    "  NUMBER(PAGE_MAPPING_ANON)            ", "  NUMBER(FOLIO_MAPPING_ANON)           "
+)
+assert "FOLIO_MAPPING_ANON" in MSG1["7.2"]
 
 # Page types whose PAGE_*_MAPCOUNT_VALUE the tree defines with a literal 24.
 PAGE_TYPES = {"6.12": ("slab", "buddy", "hugetlb", "offline")}
@@ -311,10 +315,15 @@ def patch1(root: Path, tree: str) -> list[str]:
         )
         for t in PAGE_TYPES[tree]:
             e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
-        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        anon = "FOLIO_MAPPING_ANON" if tree == "7.2" else "PAGE_MAPPING_ANON"
+        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", f"\tVMCOREINFO_NUMBER({anon});\n")
         e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
         e.save()
         doc_generic = DOC_COMMON + DOC_612
+        if tree == "7.2":
+            doc_generic = doc_generic.replace(
+                "PAGE_MAPPING_ANON\n-----------------\n", "FOLIO_MAPPING_ANON\n------------------\n"
+            )
     a = Edit(root, arch)
     a.after("\tVMCOREINFO_NUMBER(KERNEL_IMAGE_SIZE);\n", X86_CODE)
     a.save()
@@ -637,7 +646,7 @@ COVER_EXPORTS = {
     "6.12": "PAGE_TYPE_SHIFT, PAGE_MAPPING_ANON, PG_reserved,\n"
     "     SECTION_MAP_LAST_BIT, page_offset_base",
 }
-COVER_EXPORTS["7.2"] = COVER_EXPORTS["6.12"]
+COVER_EXPORTS["7.2"] = COVER_EXPORTS["6.12"].replace("PAGE_MAPPING_ANON", "FOLIO_MAPPING_ANON")
 COVER = {
     tree: COVER_TEXT.format(exports=COVER_EXPORTS[tree], tree=tree, version=version)
     for tree, version in TREES.items()
