@@ -32,15 +32,25 @@ config=$stock/boot/config-$rel
 symvers=$stock/lib/modules/$rel/build/Module.symvers
 [ -f "$config" ] && [ -f "$symvers" ] || die "$stock: no config or Module.symvers"
 
+key() {
+	(cat "$1/.git/debian-version" && gcc --version | head -n1 && cat "$config" "$symvers" "$0") |
+		sha256sum | cut -c1-16
+}
+# Ready for this stock kernel, source and compiler: no need to wait for the tree's lock,
+# which build-kernel.sh holds for a whole kernel build.
+tree=$cache/kernels/tree/linux-$ver
+if [ -f "$tree/.git/debian-version" ] && [ -f "$cache/kernels/kbuild/$rel-$(key "$tree")/.complete" ]; then
+	echo "$cache/kernels/kbuild/$rel-$(key "$tree")"
+	exit 0
+fi
+
 # The source tree is shared with build-kernel.sh, which holds this lock while it uses it.
 mkdir -p "$cache/kernels"
 exec 9>"$cache/kernels/.build-linux-$ver.lock"
 flock 9
 tree=$(DEBIAN_TREE_LOCKED=1 "$here/debian-tree.sh" "$ver")
 source_version=$(cat "$tree/.git/debian-version")
-key=$( (echo "$source_version" && gcc --version | head -n1 && cat "$config" "$symvers" "$0") |
-	sha256sum | cut -c1-16)
-out=$cache/kernels/kbuild/$rel-$key
+out=$cache/kernels/kbuild/$rel-$(key "$tree")
 if [ -f "$out/.complete" ]; then
 	echo "$out"
 	exit 0
