@@ -201,7 +201,10 @@ def test_one_run_per_call_resumes_to_the_same_pages(vcycle):
     whole = expand(runs["l31_pfn"], runs["l31_count"], runs["l31_cls"])
     one = expand(small["pfn"], small["count"], small["cls"])
     assert len(small) == res["hostile"]["one_run_per_call"]["runs"] > 0
-    assert np.array_equal(whole, one)
+    # Compared inside the two chunks: a run of the whole scan may go on past them (free
+    # blocks on both sides of the third chunk's start), the two-chunk scan stops there.
+    assert not one[hi - lo :].any()
+    assert np.array_equal(whole[: hi - lo], one[: hi - lo])
     assert res["hostile"]["one_run_per_call"]["calls"] >= len(small)
     assert ks.RUN_DTYPE == small.dtype
 
