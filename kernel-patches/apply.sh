@@ -2,7 +2,7 @@
 # Apply the right dumpfilter series to a Linux source tree: kernel-patches/apply.sh TREE
 #
 # The series is chosen from the tree's own Makefile (VERSION.PATCHLEVEL); trees other than
-# 6.1 and 6.12 are refused.  A git tree gets `git am` (one commit per patch); a plain
+# 6.1, 6.12 and 7.2 are refused.  A git tree gets `git am` (one commit per patch); a plain
 # unpacked tree gets `git apply`.  Every patch is checked before anything is changed, and
 # a tree that already carries the series is left alone.
 set -euo pipefail
@@ -20,7 +20,8 @@ sublevel=$(mk SUBLEVEL)
 case "$version" in
 6.1) tested=192 ;;
 6.12) tested=118 ;;
-*) die "$tree is Linux $version.$sublevel; series exist for 6.1 and 6.12 only" ;;
+7.2) tested=13 ;;
+*) die "$tree is Linux $version.$sublevel; series exist for 6.1, 6.12 and 7.2 only" ;;
 esac
 # The patches, not the cover letter (0000-cover-letter.patch).
 series=("$here/v$version"/[0-9][0-9][0-9][1-9]-*.patch)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Build a patched kernel for the QEMU kdump tests: kernel-patches/build-kernel.sh 6.1|6.12
+# Build a patched kernel for the QEMU kdump tests: kernel-patches/build-kernel.sh 6.1|6.12|7.2
 #
 # Debian's newest linux-source-VERSION is fetched and unpacked once into a git tree under
 # the cache (debian-tree.sh), the series is applied with apply.sh, and the kernel is configured as tinyconfig +
@@ -16,9 +16,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "build-kernel.sh: $*" >&2; exit 1; }
-[ $# -eq 1 ] || die "usage: $0 6.1|6.12"
+[ $# -eq 1 ] || die "usage: $0 6.1|6.12|7.2"
 ver=$1
-case "$ver" in 6.1 | 6.12) ;; *) die "unknown version $ver (6.1 or 6.12)" ;; esac
+case "$ver" in 6.1 | 6.12 | 7.2) ;; *) die "unknown version $ver (6.1, 6.12 or 7.2)" ;; esac
 cache=${DUMPFILTER_CACHE:-$HOME/.cache/dumpfilter}/kernels
 obj=$cache/obj/linux-$ver
 fragments=("$here/kdump-guest.config" "$here/vmcore-pfn-lists.config")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Debian's kernel source as a git tree in the cache: kernel-patches/debian-tree.sh 6.1|6.12
+# Debian's kernel source as a git tree in the cache: kernel-patches/debian-tree.sh 6.1|6.12|7.2
 #
 # The newest linux-source-VERSION in the archive is fetched into the cache (never installed
 # on the host, qemu-tests/debkernels.py) and unpacked once into a git tree whose first commit
@@ -10,9 +10,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 die() { echo "debian-tree.sh: $*" >&2; exit 1; }
-[ $# -eq 1 ] || die "usage: $0 6.1|6.12"
+[ $# -eq 1 ] || die "usage: $0 6.1|6.12|7.2"
 ver=$1
-case "$ver" in 6.1 | 6.12) ;; *) die "unknown version $ver (6.1 or 6.12)" ;; esac
+case "$ver" in 6.1 | 6.12 | 7.2) ;; *) die "unknown version $ver (6.1, 6.12 or 7.2)" ;; esac
 
 cache=${DUMPFILTER_CACHE:-$HOME/.cache/dumpfilter}/kernels
 tree=$cache/tree/linux-$ver

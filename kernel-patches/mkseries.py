@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate kernel-patches/v6.1/ and v6.12/ from the canonical sources.
+"""Regenerate kernel-patches/v6.1/, v6.12/ and v7.2/ from the canonical sources.
 
 The new files of the series (the /proc/vmcore_pfn_lists source, its UAPI header and its
 documentation) live once, in kernel-patches/src/, which the out-of-tree module also builds
@@ -7,7 +7,7 @@ from.  The edits to existing kernel files are described here, per tree, as ancho
 insertions: an anchor that is missing or not unique stops the script, so a tree the series
 does not fit is caught here rather than by `git am`.
 
-    mkseries.py [--check] [--tree 6.1|6.12] [--src-root DIR]
+    mkseries.py [--check] [--tree 6.1|6.12|7.2] [--src-root DIR]
 
 The pristine Debian files are read from the debian-base tag of the tree debian-tree.sh keeps
 in the cache (the newest linux-source-<ver>, fetched, never installed; build-kernel.sh builds
@@ -36,7 +36,7 @@ NEW_FILES = [
     "include/uapi/linux/vmcore_pfn_lists.h",
     "Documentation/admin-guide/kdump/vmcore_pfn_lists.rst",
 ]
-TREES = {"6.1": "6.1.192", "6.12": "6.12.118"}
+TREES = {"6.1": "6.1.192", "6.12": "6.12.118", "7.2": "7.2.13"}
 
 
 def pristine_tree(tree: str) -> Path:
@@ -254,6 +254,17 @@ the same purpose.
 }
 
 
+# After 6.12 the anonymous-mapping bit became FOLIO_MAPPING_ANON; 7.2 exports it by that name.
+MSG1["7.2"] = MSG1["6.12"].replace(
+    "  NUMBER(PAGE_MAPPING_ANON)            ", "  NUMBER(FOLIO_MAPPING_ANON)           "
+)
+assert "FOLIO_MAPPING_ANON" in MSG1["7.2"]
+
+# Page types whose PAGE_*_MAPCOUNT_VALUE the tree defines with a literal 24.
+PAGE_TYPES = {"6.12": ("slab", "buddy", "hugetlb", "offline")}
+PAGE_TYPES["7.2"] = PAGE_TYPES["6.12"] + ("unaccepted",)
+
+
 def patch1(root: Path, tree: str) -> list[str]:
     if tree == "6.1":
         core, arch = "kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"
@@ -302,12 +313,17 @@ def patch1(root: Path, tree: str) -> list[str]:
             "\tVMCOREINFO_NUMBER(PG_swapbacked);\n",
             "#define PAGE_TYPE_SHIFT\t\t\t24\n\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n",
         )
-        for t in ("slab", "buddy", "hugetlb", "offline"):
+        for t in PAGE_TYPES[tree]:
             e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
-        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
+        anon = "FOLIO_MAPPING_ANON" if tree == "7.2" else "PAGE_MAPPING_ANON"
+        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", f"\tVMCOREINFO_NUMBER({anon});\n")
         e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
         e.save()
         doc_generic = DOC_COMMON + DOC_612
+        if tree == "7.2":
+            doc_generic = doc_generic.replace(
+                "PAGE_MAPPING_ANON\n-----------------\n", "FOLIO_MAPPING_ANON\n------------------\n"
+            )
     a = Edit(root, arch)
     a.after("\tVMCOREINFO_NUMBER(KERNEL_IMAGE_SIZE);\n", X86_CODE)
     a.save()
@@ -488,6 +504,27 @@ bool vmcore_has_callbacks(void)
 EXPORT_SYMBOL_GPL(vmcore_has_callbacks);
 """
 
+# Since 6.14 (David Hildenbrand's virtio-mem kdump series) struct vmcore is struct
+# vmcore_range, and a vmcore callback may add device RAM ranges to vmcore_list after
+# vmcore_init(), under vmcore_mutex.
+VMCORE_ACCESSORS_72 = (
+    VMCORE_ACCESSORS.replace(
+        " * and must read nothing /proc/vmcore would not.  The ranges and notes are\n"
+        " * built by vmcore_init() from the ELF core header and do not change later.\n",
+        " * and must read nothing /proc/vmcore would not: the ranges vmcore_init()\n"
+        " * built from the ELF core header and the device RAM ranges a vmcore\n"
+        " * callback added.\n",
+    )
+    .replace("\tstruct vmcore *m;\n", "\tstruct vmcore_range *m;\n")
+    .replace(
+        "\tif (!proc_vmcore)\n\t\treturn -ENODATA;\n",
+        "\tif (!proc_vmcore)\n\t\treturn -ENODATA;\n\tguard(mutex)(&vmcore_mutex);\n",
+    )
+)
+assert VMCORE_ACCESSORS_72.count("vmcore_range") == 1
+assert VMCORE_ACCESSORS_72.count("guard(mutex)") == 1
+assert VMCORE_ACCESSORS_72.count("device RAM ranges") == 1
+
 CRASH_DUMP_DECLS = """int vmcore_oldmem_layout(int (*fn)(void *arg, u64 paddr, u64 size), void *arg,
 \t\t\t const void **notes, size_t *notes_size);
 bool vmcore_has_callbacks(void);
@@ -609,9 +646,22 @@ COVER_EXPORTS = {
     "6.12": "PAGE_TYPE_SHIFT, PAGE_MAPPING_ANON, PG_reserved,\n"
     "     SECTION_MAP_LAST_BIT, page_offset_base",
 }
+COVER_EXPORTS["7.2"] = COVER_EXPORTS["6.12"].replace("PAGE_MAPPING_ANON", "FOLIO_MAPPING_ANON")
 COVER = {
     tree: COVER_TEXT.format(exports=COVER_EXPORTS[tree], tree=tree, version=version)
     for tree, version in TREES.items()
+}
+
+
+# Per tree, exact replacements in the in-tree form of the new files where the tree's API
+# differs from what src/ uses (src/ builds as a module on every tree): each must match once.
+TREE_API = {
+    # 7.x's typed allocators; checkpatch asks for them in new code.
+    "7.2": {
+        "fs/proc/vmcore_pfn_lists.c": [
+            ("\ts = kzalloc(sizeof(*s), GFP_KERNEL);\n", "\ts = kzalloc_obj(*s);\n"),
+        ],
+    },
 }
 
 
@@ -619,9 +669,15 @@ def patch2(root: Path, tree: str) -> list[str]:
     for rel in NEW_FILES:
         dst = root / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(strip_oot((SRC / rel).read_text()))
+        text = strip_oot((SRC / rel).read_text())
+        for old, new in TREE_API.get(tree, {}).get(rel, []):
+            if text.count(old) != 1:
+                sys.exit(f"mkseries: {rel}: {old!r} found {text.count(old)} times ({tree})")
+            text = text.replace(old, new)
+        dst.write_text(text)
     v = Edit(root, "fs/proc/vmcore.c")
-    v.before("\n/* Init function for vmcore module. */\n", VMCORE_ACCESSORS)
+    accessors = VMCORE_ACCESSORS_72 if tree == "7.2" else VMCORE_ACCESSORS
+    v.before("\n/* Init function for vmcore module. */\n", accessors)
     v.save()
     h = Edit(root, "include/linux/crash_dump.h")
     h.after("extern void unregister_vmcore_cb(struct vmcore_cb *cb);\n", CRASH_DUMP_DECLS)
@@ -668,6 +724,7 @@ def patch2(root: Path, tree: str) -> list[str]:
 TOUCHED = {
     "6.1": ["kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"],
     "6.12": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
+    "7.2": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
 }
 COMMON = [
     "Documentation/admin-guide/kdump/vmcoreinfo.rst",

@@ -3,8 +3,8 @@
 Each cycle runs dumpfilter in the capture kernel (and makedumpfile on 6.1) and keeps a raw
 copy of /proc/vmcore for host-side oracles.  Cycles are cached in $DUMPFILTER_CACHE/cycles/
 keyed by kernel, options, harness and dumpfilter sources (see kdumpvm.py), so re-running the
-suite without changes costs no VM time.  6.1 loads the capture kernel with kexec_load and 6.12
-with kexec_file_load (-s), so both kexec paths are exercised.
+suite without changes costs no VM time.  6.1 loads the capture kernel with kexec_load, 6.12 and
+7.2 (Debian sid's) with kexec_file_load (-s), so both kexec paths are exercised.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import kdumpvm  # noqa: E402
 DUMPFILTER = [str(kdumpvm.VENV_PYTHON), "-B", "-m", "dumpfilter.cli"]
 DF31 = "$DUMPFILTER -d 31 -c --stats-json df31.json $VMCORE df31.kdump"
 MDF31 = "$MAKEDUMPFILE -d 31 -c $VMCORE mdf31.kdump"
-KERNELS = ("6.1", "6.12")
+KERNELS = ("6.1", "6.12", "7.2")
 CONFIG = {
     # kernel: (capture commands, kexec flags)
     "6.1": ([DF31, MDF31], ""),
     "6.12": ([DF31], "-s"),
+    "7.2": ([DF31], "-s"),
 }
 
 _cycles: dict[str, kdumpvm.CycleResult] = {}

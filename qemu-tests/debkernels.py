@@ -10,7 +10,10 @@ touched) and unpacked with ``dpkg-deb -x``.  The same goes for kdump-tools, whos
 capture kernel runs: installing it would make its maintainer scripts edit the host's GRUB
 defaults and build a kdump initramfs.
 
-    $CACHE/debian/apt/                 private sources.list, lists/, archives
+    $CACHE/debian/apt/                 private sources.list, lists/, archives (bookworm,
+                                       bookworm-updates, bookworm-security)
+    $CACHE/debian/apt-sid/             the same for sid, kept apart so that a bookworm
+                                       package's candidate is never a sid one
     $CACHE/debian/debs/                .debs while they are unpacked (deleted after)
     $CACHE/debian/stock/<release>/     boot/vmlinuz-<release>, lib/modules/<release>/ (with
                                        modules.dep from depmod) and the unpacked headers
@@ -26,7 +29,8 @@ Nothing is pinned: each run asks the archive for the newest image of the series,
 back to the newest cached one when the archive cannot be reached.  ``PACKAGES`` in each
 release directory records the package versions a result came from.
 
-    debkernels.py fetch [SERIES...]     fetch images, modules and headers (default: all)
+    debkernels.py fetch [SERIES...]     fetch images, modules and headers (default: all of
+                                        6.1, 6.12 and 7.2)
     debkernels.py source SERIES         fetch the source tarball; print its path
     debkernels.py release SERIES        print the release string of the cached newest image
     debkernels.py package NAME          fetch and unpack a tool package; print its tree
@@ -46,13 +50,24 @@ from pathlib import Path
 ARCHIVE = "http://deb.debian.org/debian"
 SECURITY = "http://deb.debian.org/debian-security"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-SUITES = ((ARCHIVE, "bookworm"), (ARCHIVE, "bookworm-updates"), (SECURITY, "bookworm-security"))
+# Each apt state ("dist") and its suites.  sid has its own state: with both in one, sid's
+# newer kdump-tools or makedumpfile would become the candidates of the bookworm tests.
+DISTS = {
+    "bookworm": (
+        (ARCHIVE, "bookworm"),
+        (ARCHIVE, "bookworm-updates"),
+        (SECURITY, "bookworm-security"),
+    ),
+    "sid": ((ARCHIVE, "sid"),),
+}
 # The image package of each series, by release string: Debian's ABI name for 6.1
-# (6.1.0-N-amd64) and the upstream version for the bookworm build of 6.12.
+# (6.1.0-N-amd64), the upstream version for the bookworm build of 6.12 and for sid's 7.2.
 IMAGE = {
     "6.1": re.compile(r"^linux-image-(6\.1\.0-(\d+)-amd64)-unsigned$"),
     "6.12": re.compile(r"^linux-image-(6\.12\.(\d+)\+deb12-amd64)-unsigned$"),
+    "7.2": re.compile(r"^linux-image-(7\.2\.(\d+)\+deb\d+-amd64)$"),
 }
+DIST = {"6.1": "bookworm", "6.12": "bookworm", "7.2": "sid"}
 SERIES = tuple(IMAGE)
 
 
@@ -75,19 +90,19 @@ def _say(msg: str) -> None:
 # --------------------------------------------------------------------------- private apt
 
 
-def _apt_dir() -> Path:
-    d = root() / "apt"
+def _apt_dir(dist: str) -> Path:
+    d = root() / ("apt" if dist == "bookworm" else f"apt-{dist}")
     (d / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     (d / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-    lines = [f"deb [signed-by={KEYRING}] {uri} {suite} main\n" for uri, suite in SUITES]
+    lines = [f"deb [signed-by={KEYRING}] {uri} {suite} main\n" for uri, suite in DISTS[dist]]
     src = d / "sources.list"
     if not src.exists() or src.read_text() != "".join(lines):
         src.write_text("".join(lines))
     return d
 
 
-def _apt_opts() -> list[str]:
-    d = _apt_dir()
+def _apt_opts(dist: str) -> list[str]:
+    d = _apt_dir(dist)
     return [
         f"-o=Dir::Etc::sourcelist={d / 'sources.list'}",
         "-o=Dir::Etc::sourceparts=-",
@@ -100,28 +115,27 @@ def _apt_opts() -> list[str]:
     ]
 
 
-_updated = False
+_updated: set[str] = set()
 
 
-def _update() -> bool:
+def _update(dist: str = "bookworm") -> bool:
     """Refresh the private package lists once per process; False if the archive is away."""
-    global _updated
-    if not _updated:
-        r = subprocess.run(["apt-get", *_apt_opts(), "update"], capture_output=True, text=True)
+    if dist not in _updated:
+        r = subprocess.run(["apt-get", *_apt_opts(dist), "update"], capture_output=True, text=True)
         if r.returncode != 0:
             _say(f"apt-get update failed ({r.stderr.strip().splitlines()[-1:]}); using cache")
             return False
-        _updated = True
+        _updated.add(dist)
     return True
 
 
-def _apt_cache(*args: str) -> str:
-    r = subprocess.run(["apt-cache", *_apt_opts(), *args], capture_output=True, text=True)
+def _apt_cache(dist: str, *args: str) -> str:
+    r = subprocess.run(["apt-cache", *_apt_opts(dist), *args], capture_output=True, text=True)
     return r.stdout if r.returncode == 0 else ""
 
 
-def _candidate(pkg: str) -> str | None:
-    for line in _apt_cache("policy", pkg).splitlines():
+def _candidate(pkg: str, dist: str = "bookworm") -> str | None:
+    for line in _apt_cache(dist, "policy", pkg).splitlines():
         line = line.strip()
         if line.startswith("Candidate:"):
             v = line.split(":", 1)[1].strip()
@@ -129,13 +143,13 @@ def _candidate(pkg: str) -> str | None:
     return None
 
 
-def _download(pkgs: list[str]) -> list[Path]:
+def _download(pkgs: list[str], dist: str = "bookworm") -> list[Path]:
     """The .deb of each package's newest version, in $CACHE/debian/debs (reused if there)."""
     debs = root() / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     out, want = [], []
     for p in pkgs:
-        ver = _candidate(p)
+        ver = _candidate(p, dist)
         if ver is None:
             raise FetchError(f"the archive has no package {p}")
         found = list(debs.glob(f"{p}_{_deb_version(ver)}_*.deb"))
@@ -146,7 +160,10 @@ def _download(pkgs: list[str]) -> list[Path]:
     if want:
         _say(f"downloading {' '.join(want)}")
         r = subprocess.run(
-            ["apt-get", *_apt_opts(), "download", *want], cwd=debs, capture_output=True, text=True
+            ["apt-get", *_apt_opts(dist), "download", *want],
+            cwd=debs,
+            capture_output=True,
+            text=True,
         )
         if r.returncode != 0:
             raise FetchError(f"apt-get download failed: {r.stderr.strip()}")
@@ -164,14 +181,19 @@ def _deb_version(ver: str) -> str:
     return ver.replace(":", "%3a")
 
 
-def _depends(pkg: str) -> list[str]:
-    """The linux-headers-*/linux-kbuild-* packages *pkg* depends on (first alternatives)."""
+def _depends(pkg: str, dist: str, rel: str) -> list[str]:
+    """The kernel packages *pkg* depends on (first alternatives): linux-headers-*,
+    linux-kbuild-*, and the per-release parts sid splits an image into (linux-binary-<rel>
+    holds vmlinuz, linux-modules-<rel> the modules, linux-base-<rel> config and System.map)."""
     names = []
-    for line in _apt_cache("show", pkg).splitlines():
+    for line in _apt_cache(dist, "show", pkg).splitlines():
         if line.startswith("Depends:"):
             for alt in line.split(":", 1)[1].split(","):
                 name = alt.split("|")[0].split("(")[0].strip()
-                if name.startswith(("linux-headers-", "linux-kbuild-")):
+                if name.startswith(("linux-headers-", "linux-kbuild-")) or (
+                    name.startswith(("linux-binary-", "linux-modules-", "linux-base-"))
+                    and name.endswith(rel)
+                ):
                     names.append(name)
             break
     return names
@@ -183,7 +205,7 @@ def _depends(pkg: str) -> list[str]:
 def _newest_in_archive(series: str) -> str | None:
     pat = IMAGE[series]
     best = None
-    for name in _apt_cache("pkgnames", "linux-image-").split():
+    for name in _apt_cache(DIST[series], "pkgnames", "linux-image-").split():
         m = pat.match(name)
         if m and (best is None or int(m.group(2)) > best[0]):
             best = (int(m.group(2)), m.group(1))
@@ -196,14 +218,15 @@ def _newest_cached(series: str) -> str | None:
     stock = root() / "stock"
     if stock.is_dir():
         for d in stock.iterdir():
-            m = pat.match(f"linux-image-{d.name}-unsigned")
+            name = f"linux-image-{d.name}" + ("" if DIST[series] == "sid" else "-unsigned")
+            m = pat.match(name)
             if m and (d / ".complete").exists() and (best is None or int(m.group(2)) > best[0]):
                 best = (int(m.group(2)), m.group(1))
     return best[1] if best else None
 
 
 def _relink_absolute(tree: Path, final: Path) -> None:
-    """Point the packages' absolute symlinks and includes (/usr/src/...) at *final*, the
+    """Point the packages' absolute symlinks and Makefile paths (/usr/src/...) at *final*, the
     path *tree* will be renamed to (lib/modules/<release>/build, the headers' Makefile)."""
     for link in [p for p in tree.rglob("*") if p.is_symlink()]:
         target = os.readlink(link)
@@ -212,14 +235,31 @@ def _relink_absolute(tree: Path, final: Path) -> None:
             link.symlink_to(final / target.lstrip("/"))
     for mk in (tree / "usr" / "src").glob("linux-headers-*/Makefile"):
         text = mk.read_text()
-        fixed = re.sub(r"(?m)^include /usr/src/", f"include {final}/usr/src/", text)
+        # sid's headers also name their output directory (KBUILD_OUTPUT=/usr/src/...).
+        fixed = re.sub(r"(?m)^(include |KBUILD_OUTPUT=)/usr/src/", rf"\g<1>{final}/usr/src/", text)
         if fixed != text:
             mk.write_text(fixed)
 
 
+def _merged_usr_layout(tree: Path, rel: str) -> None:
+    """Give a merged-/usr kernel (sid: everything under usr/lib/modules/<rel>, vmlinuz
+    included) the bookworm layout the harness reads: lib/modules/<rel> and
+    boot/vmlinuz-<rel>.  Links, not moves: the packages' relative links (build, source)
+    are relative to usr/lib/modules/<rel>."""
+    moddir = tree / "usr" / "lib" / "modules" / rel
+    if (tree / "lib").exists() or not moddir.is_dir():
+        return
+    (tree / "lib").symlink_to("usr/lib")
+    (tree / "boot").mkdir(exist_ok=True)
+    for name in ("vmlinuz", "config", "System.map"):
+        if (moddir / name).exists():
+            (tree / "boot" / f"{name}-{rel}").symlink_to(f"../usr/lib/modules/{rel}/{name}")
+
+
 def fetch_stock(series: str) -> str:
     """Make the newest stock kernel of *series* ready in the cache; its release string."""
-    online = _update()
+    dist = DIST[series]
+    online = _update(dist)
     rel = _newest_in_archive(series) if online else None
     if rel is None:
         rel = _newest_cached(series)
@@ -228,14 +268,18 @@ def fetch_stock(series: str) -> str:
         _say(f"{series}: archive unavailable, using cached {rel}")
     dest = root() / "stock" / rel
     if not (dest / ".complete").exists():
-        image = f"linux-image-{rel}-unsigned"
+        # bookworm's -unsigned image holds vmlinuz and modules; sid's image package is a
+        # metapackage over linux-binary-<rel> and linux-modules-<rel>.
+        image = f"linux-image-{rel}" + ("" if dist == "sid" else "-unsigned")
         headers = f"linux-headers-{rel}"
-        pkgs = [image, headers, *_depends(headers)]
-        debs = _download(pkgs)
+        parts = _depends(image, dist, rel) if dist == "sid" else []
+        pkgs = list(dict.fromkeys([image, *parts, headers, *_depends(headers, dist, rel)]))
+        debs = _download(pkgs, dist)
         (root() / "stock").mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{rel}.", dir=root() / "stock"))
         for deb in debs:
             subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
+        _merged_usr_layout(tmp, rel)
         _relink_absolute(tmp, dest)
         # The package's postinst runs depmod; the initramfs builder needs modules.dep.
         subprocess.run(["depmod", "-b", str(tmp), rel], check=True)
@@ -326,14 +370,15 @@ def fetch_source(series: str) -> Path:
     tarball = src / f"linux-source-{series}.tar.xz"
     version_file = src / f"linux-source-{series}.version"
     pkg = f"linux-source-{series}"
-    ver = _candidate(pkg) if _update() else None
+    dist = DIST[series]
+    ver = _candidate(pkg, dist) if _update(dist) else None
     if ver is None:
         if tarball.exists():
             return tarball
         raise FetchError(f"no {pkg} in the archive or the cache")
     if tarball.exists() and version_file.exists() and version_file.read_text().strip() == ver:
         return tarball
-    (deb,) = _download([pkg])
+    (deb,) = _download([pkg], dist)
     with tempfile.TemporaryDirectory(dir=src) as tmp:
         member = f"./usr/src/linux-source-{series}.tar.xz"
         subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, stdout=open(

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the host tools dumpfilter's tests, demo and kernel builds need (Debian bookworm),
-# then fetch Debian's newest stock 6.1 and 6.12 kernels and kdump-tools into the cache for the
-# guests.
+# then fetch Debian's newest stock 6.1 and 6.12 (bookworm) and 7.2 (sid) kernels and
+# kdump-tools into the cache for the guests.
 #
 # Only tools are installed.  Guest kernels, their modules and headers are never installed on
 # the host (that would write /boot, run update-initramfs and could change what the machine

@@ -1,4 +1,5 @@
-"""Kept PFNs equal makedumpfile 1.7.2's on the same 6.1 crash, at every single-class level.
+"""Kept PFNs equal makedumpfile 1.7.2's on the same 6.1 crash, at every single-class level,
+and makedumpfile 1.7.9's on 6.1 and 6.12; on 7.2, where they differ, /proc/kpageflags decides.
 
 Oracle: makedumpfile (not written here), compared through the 2nd bitmap of both kdump files
 (docs/kdump-compressed.md §4). In the capture kernel both tools ran on
@@ -8,13 +9,18 @@ Oracle: makedumpfile (not written here), compared through the 2nd bitmap of both
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import run_dumpfilter
-from e2elib import kdump_bitmap1, kdump_bitmap2, kpageflags
+from conftest import main_cycle, run_dumpfilter
+from e2elib import KPF, has, kdump_bitmap1, kdump_bitmap2, kpageflags
 from kdumpvm import CycleResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "userspace" / "bench"))
+import anchor  # noqa: E402
 
 MAKEDUMPFILE = "/usr/bin/makedumpfile"
 
@@ -75,3 +81,88 @@ def test_kept_pfns_equal_makedumpfile(cycle61: CycleResult, level: int, tmp_path
     assert np.array_equal(ours, theirs), _explain(
         ours, theirs, kpageflags(cycle61.path("kpageflags"))
     )
+
+
+# ---------------------------------------------------------------- makedumpfile 1.7.9
+#
+# The second oracle, on the host, on the raw vmcore of each kernel's main cycle.  One rule of
+# 1.7.9's is not followed (README, "makedumpfile 1.7.9"): a page of which a PT_LOAD holds only
+# a part (6.1's kexec_load header ends the first range at 0x9fc00) is dumped by 1.7.9 at every
+# level, zero or not; 1.7.2 and dumpfilter leave it out.  kexec_file_load (6.12, 7.2) makes no
+# such range.
+
+
+def _pfns_partly_in_a_load(vmcore: str) -> set[int]:
+    from dumpfilter.elfcore import ElfVmcore
+
+    with ElfVmcore(vmcore) as src:
+        ps = src.page_size
+        out = set()
+        for ld in src.loads:
+            if ld.paddr % ps:
+                out.add(ld.paddr // ps)
+            if (ld.paddr + ld.filesz) % ps:
+                out.add((ld.paddr + ld.filesz) // ps)
+        return out
+
+
+def _both_179(cycle: CycleResult, mdf179: str, level: int, tmp_path) -> tuple:
+    vmcore = str(cycle.path("vmcore"))
+    mdf = tmp_path / f"mdf{level}.kdump"
+    p = subprocess.run(
+        [mdf179, "-l", "-d", str(level), vmcore, str(mdf)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert p.returncode == 0, p.stdout[-1000:] + p.stderr[-2000:]
+    ours_file = tmp_path / f"df{level}.kdump"
+    run_dumpfilter("-l", "-d", str(level), vmcore, str(ours_file))
+    ours, theirs = kdump_bitmap2(ours_file), kdump_bitmap2(mdf)
+    assert len(ours) == len(theirs)
+    return vmcore, ours, theirs
+
+
+@pytest.fixture(scope="module")
+def mdf179() -> str:
+    path, why = anchor.makedumpfile_179()
+    if path is None:
+        pytest.skip(f"makedumpfile 1.7.9: {why}")
+    return path
+
+
+@pytest.mark.parametrize("level", [1, 2, 4, 8, 16, 31])
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_kept_pfns_equal_makedumpfile_179(kernel: str, level: int, mdf179: str, tmp_path):
+    cycle = main_cycle(kernel)
+    vmcore, ours, theirs = _both_179(cycle, mdf179, level, tmp_path)
+    partial = _pfns_partly_in_a_load(vmcore)
+    only_theirs = set(np.flatnonzero(theirs & ~ours).tolist())
+    assert only_theirs <= partial, _explain(ours, theirs, kpageflags(cycle.path("kpageflags")))
+    assert not np.any(ours & ~theirs), _explain(ours, theirs, kpageflags(cycle.path("kpageflags")))
+    if kernel == "6.12":
+        assert not partial and np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("level", [8, 31])
+def test_on_72_makedumpfile_179_drops_only_compound_tails_kpageflags_calls_kernel_memory(
+    level: int, mdf179: str, tmp_path
+):
+    """1.7.9 predates 7.1's OFFSET(page.compound_info): on 7.2 it excludes some tail pages of
+    compound pages as user data.  Every page it drops and we keep must be a tail that
+    /proc/kpageflags shows is neither anonymous nor on an LRU list (slab tails, mostly); it
+    keeps nothing we drop."""
+    cycle = main_cycle("7.2")
+    _, ours, theirs = _both_179(cycle, mdf179, level, tmp_path)
+    flags = kpageflags(cycle.path("kpageflags"))
+    assert not np.any(theirs & ~ours), _explain(ours, theirs, flags)
+    only_ours = np.flatnonzero(ours & ~theirs)
+    f = flags[only_ours]
+    assert has(f, KPF.COMPOUND_TAIL).all(), _explain(ours, theirs, flags)
+    assert not (has(f, KPF.ANON) | has(f, KPF.LRU) | has(f, KPF.HUGE)).any()
+
+
+@pytest.mark.parametrize("level", [1, 2, 4, 16])
+def test_on_72_levels_without_user_data_equal_makedumpfile_179(level: int, mdf179, tmp_path):
+    _, ours, theirs = _both_179(main_cycle("7.2"), mdf179, level, tmp_path)
+    assert np.array_equal(ours, theirs)

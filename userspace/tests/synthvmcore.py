@@ -61,6 +61,7 @@ class Family:
     compound_info: bool  # OFFSET(page.compound_info) instead of compound_head (7.1+)
     vmemmap_symbol: bool  # SYMBOL(vmemmap), NUMBER(VMALLOC_START) (6.9+)
     signed_print: bool = True  # NUMBER() printed as a signed long
+    anon_key: str = "PAGE_MAPPING_ANON"  # the patched kernel's name for the anon bit
 
 
 _PG_OLD = dict(
@@ -157,9 +158,12 @@ _F612 = replace(
 _F616 = replace(_F612, name="6.16", osrelease="6.16.3-amd64", unaccepted=True)
 # 7.1: OFFSET(page.compound_head) renamed OFFSET(page.compound_info)
 _F71 = replace(_F616, name="7.1", osrelease="7.1.0-rc2", compound_info=True)
+# 7.2: a real Debian 7.2.13 dump has 7.1's struct page offsets, page flag and page type
+# values; the kernel calls the anon bit FOLIO_MAPPING_ANON, and the 7.2 patch exports it so.
+_F72 = replace(_F71, name="7.2", osrelease="7.2.13+deb14-amd64", anon_key="FOLIO_MAPPING_ANON")
 
 FAMILIES: dict[str, Family] = {
-    f.name: f for f in (_F61, _F63, _F66, _F69, _F610, _F612, _F616, _F71)
+    f.name: f for f in (_F61, _F63, _F66, _F69, _F610, _F612, _F616, _F71, _F72)
 }
 
 _ALIASES = {
@@ -540,7 +544,7 @@ def _vmcoreinfo(s: dict) -> str:
         lines.append(f"NUMBER(PG_hwpoison)={pg['hwpoison']}")
     lines.append(f"NUMBER(PG_head_mask)={1 << pg['head']}")
     if patched:
-        lines.append(f"NUMBER(PAGE_MAPPING_ANON)={1 << s.get('anon_bit', 0)}")
+        lines.append(f"NUMBER({fam.anon_key})={1 << s.get('anon_bit', 0)}")
         lines.append(f"NUMBER(PG_reserved)={pg['reserved']}")
     lines.append(f"NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)={_num(fam, fam.buddy)}")
     if patched and fam.buddy & 0xFFFFFF:  # 6.1-6.11: PageType() base/mask encoding

@@ -292,13 +292,14 @@ def test_bad_mode_is_a_dump_error(tmp_path):
 def _debian_trees_ready() -> bool:
     cache = cache_dir()
     return all(
-        (cache / f"kernels/tree/linux-{v}/.git/debian-version").exists() for v in ("6.1", "6.12")
+        (cache / f"kernels/tree/linux-{v}/.git/debian-version").exists()
+        for v in ("6.1", "6.12", "7.2")
     )
 
 
 @pytest.mark.skipif(
     not _debian_trees_ready(),
-    reason="Debian's 6.1/6.12 source trees are not in the cache (make sources fetches them)",
+    reason="Debian's 6.1/6.12/7.2 source trees are not in the cache (make sources fetches them)",
 )
 def test_committed_patch_series_match_the_canonical_sources():
     r = subprocess.run(
@@ -384,6 +385,8 @@ typedef uint64_t u64; typedef uint32_t u32;
 #define VMCOREINFO_NOTE_NAME "VMCOREINFO"
 #define sizeof_field(t, m) sizeof(((t *)0)->m)
 #define snprintf_ok snprintf
+#define KERNEL_VERSION(a, b, c) (((a) << 16) + ((b) << 8) + (c))
+#define LINUX_VERSION_CODE KERNEL_VERSION(6, 12, 0)
 struct elf64_note { uint32_t n_namesz, n_descsz, n_type; };
 /* A 64-byte struct page with the words the classification shim below reads. */
 struct page {
@@ -668,6 +671,8 @@ static unsigned int compound_order(const struct page *p)
 { seen(p); return (p->flags >> PG_head) & 1 ? p[1].order : 0; }
 static unsigned long page_private(const struct page *p) { seen(p); return p->private; }
 static bool test_bit(int nr, const unsigned long *w) { seen(w); return (*w >> nr) & 1; }
+#define page_folio(p) (p)
+static unsigned long *folio_flags(struct page *p, int n) { seen(p); return &p[n].flags; }
 static struct vpl_range vpl_store[1] = { { OLD_BASE, OLD_BASE + OLD_SIZE } };
 static struct vpl_range *vpl_ranges = vpl_store;
 static unsigned int vpl_nr_ranges = 1;

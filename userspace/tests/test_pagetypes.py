@@ -19,6 +19,7 @@ EXPECT = {
     "6.12": ("6.12+", "flags1", "head_type", None),
     "6.16": ("6.12+", "flags1", "head_type", None),
     "7.1": ("6.12+", "flags1", "head_type", None),
+    "7.2": ("6.12+", "flags1", "head_type", None),
 }
 
 
@@ -118,6 +119,14 @@ def test_exported_mapping_anon_bit_is_used_and_the_fallback_is_bit_0():
     assert enc_for("6.12")[0].anon_bit == 0
     with pytest.raises(DumpError, match="PAGE_MAPPING_ANON"):
         enc_for("6.1", patched=True, anon_bit=3)
+
+
+def test_72_patch_exports_the_anon_bit_under_the_folio_name():
+    assert "NUMBER(FOLIO_MAPPING_ANON)=2" in sv.vmcoreinfo_text("7.2", patched=True, anon_bit=1)
+    assert enc_for("7.2", patched=True, anon_bit=1)[0].anon_bit == 1
+    assert enc_for("7.2")[0].anon_bit == 0
+    with pytest.raises(DumpError, match="FOLIO_MAPPING_ANON"):
+        enc_for("7.2", patched=True, anon_bit=3)
 
 
 @pytest.mark.parametrize("key", ["flags", "mapping", "private", "_mapcount", "compound_head"])

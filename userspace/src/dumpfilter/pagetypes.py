@@ -129,14 +129,20 @@ def _is_top_byte(v: int) -> bool:
     return (v & 0x00FFFFFF) == 0 and 0xF0 <= v >> 24 <= 0xFE
 
 
+# The anonymous-mapping bit's name in VMCOREINFO: our 6.1/6.12 patches export it as
+# PAGE_MAPPING_ANON, the 7.2 patch under the name 7.2's page-flags.h gives it.
+ANON_KEYS = ("PAGE_MAPPING_ANON", "FOLIO_MAPPING_ANON")
+
+
 def _anon_bit(vi: VmcoreInfo) -> int:
     """Bit number of PAGE_MAPPING_ANON: exported by our kernel patch, else the fallback."""
-    v = vi.opt("NUMBER", "PAGE_MAPPING_ANON")
+    key = next((k for k in ANON_KEYS if vi.has(f"NUMBER({k})")), ANON_KEYS[0])
+    v = vi.opt("NUMBER", key)
     if v is None:
         v = PAGE_MAPPING_ANON_FALLBACK
     # a flag in the low bits of an 8-aligned pointer: one bit, 0..2
     if v not in (1, 2, 4):
-        raise DumpError(f"VMCOREINFO NUMBER(PAGE_MAPPING_ANON)={v} is not a mapping flag bit")
+        raise DumpError(f"VMCOREINFO NUMBER({key})={v} is not a mapping flag bit")
     return v.bit_length() - 1
 
 

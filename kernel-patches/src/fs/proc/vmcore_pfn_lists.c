@@ -374,6 +374,8 @@ static int vpl_check_callbacks(void)
 	return -EOPNOTSUPP;
 }
 #else /* VMCORE_PFN_LISTS_OOT */
+#include <linux/version.h>
+
 struct vpl_file {
 	struct file *file;
 	u64 base;
@@ -492,7 +494,12 @@ static int vpl_check_module_layout(const char *cur, size_t cur_size)
 		{ "OFFSET(page.lru)", offsetof(struct page, lru) },
 		{ "OFFSET(page._mapcount)", offsetof(struct page, _mapcount) },
 		{ "OFFSET(page.private)", offsetof(struct page, private) },
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(7, 1, 0)
+		/* 7.1 renamed the word that marks tail pages. */
+		{ "OFFSET(page.compound_info)", offsetof(struct page, compound_info) },
+#else
 		{ "OFFSET(page.compound_head)", offsetof(struct page, compound_head) },
+#endif
 		{ "LENGTH(zone.free_area)", VPL_NR_ORDERS },
 		{ "NUMBER(PG_lru)", PG_lru },
 		{ "NUMBER(PG_private)", PG_private },
@@ -662,6 +669,7 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 {
 	unsigned int order = 0;
 	bool slab, anon, cache, priv, huge = false;
+	unsigned long *flags;
 
 	*nr = 1;
 	/* Never initialised (or poisoned by a debug kernel): not ours to judge. */
@@ -689,9 +697,12 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 	 * PG_swapcache and PG_swapbacked are tested as bits, as the dump level
 	 * defines them: PageSwapCache() also depends on CONFIG_SWAP, and the
 	 * page (not folio) form of the swapbacked helper is gone since 6.x.
+	 * folio_flags() rather than &p->flags: the type of page->flags
+	 * changed in 6.18.  @p is no tail, so page_folio() returns @p itself.
 	 */
-	cache = PageLRU(p) || (test_bit(PG_swapcache, &p->flags) &&
-			       test_bit(PG_swapbacked, &p->flags));
+	flags = folio_flags(page_folio(p), 0);
+	cache = PageLRU(p) || (test_bit(PG_swapcache, flags) &&
+			       test_bit(PG_swapbacked, flags));
 	anon = !slab && PageAnon(p);
 	priv = PagePrivate(p);
 
