@@ -38,7 +38,7 @@ ROWS = ("ZERO", "NON_PRI_CACHE", "PRI_CACHE", "USER", "FREE", "KERN_DATA")
 # a 1 GiB guest.  Counts may differ by 1% of RAM (about 10 MiB here), plus OWN where the
 # estimating process's own memory is involved.
 TOLERANCE_OF_RAM = 0.01
-MAX_OWN = 64 << 20 >> 12  # pages: what dumpfilter's process may take while it runs
+MAX_OWN = 128 << 20 >> 12  # pages: dumpfilter's process (Python, numpy, 48 MiB of read buffers)
 
 
 def table(text: str) -> dict[str, int]:
