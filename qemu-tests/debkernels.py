@@ -24,6 +24,9 @@ defaults and build a kdump initramfs.
                                        control files in DEBIAN/ (no maintainer script
                                        runs), e.g. kdump-tools
     $CACHE/debian/pkg/<package>/current      symlink to the newest fetched <version>
+    $CACHE/debian/dbg/<release>/vmlinux      the kernel's debug info, the one file taken
+                                       from linux-image-<release>-dbg (the rest of the
+                                       ~1 GB package, module debug info, is not kept)
 
 Nothing is pinned: each run asks the archive for the newest image of the series, and falls
 back to the newest cached one when the archive cannot be reached.  ``PACKAGES`` in each
@@ -34,6 +37,7 @@ release directory records the package versions a result came from.
     debkernels.py source SERIES         fetch the source tarball; print its path
     debkernels.py release SERIES        print the release string of the cached newest image
     debkernels.py package NAME          fetch and unpack a tool package; print its tree
+    debkernels.py dbg SERIES|RELEASE    fetch a stock kernel's vmlinux with debug info; print it
 """
 
 from __future__ import annotations
@@ -360,6 +364,63 @@ def package_dir(pkg: str) -> Path:
     return fetch_package(pkg)
 
 
+# --------------------------------------------------------------------------- debug info
+
+
+class NotOffered(FetchError):
+    """The archive no longer has the -dbg package of a release (and none is cached)."""
+
+
+def _image_version(rel: str) -> str | None:
+    """The version of the image package the cached stock tree of *rel* came from."""
+    try:
+        text = (stock_dir(rel) / "PACKAGES").read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        name, _, ver = line.partition(" ")
+        if name == f"linux-image-{rel}-unsigned":
+            return ver
+    return None
+
+
+def fetch_dbg(series_or_release: str) -> Path:
+    """``vmlinux`` with DWARF of a stock kernel, from Debian's linux-image-<release>-dbg.
+
+    Downloaded once (about 1 GB), only the one file is extracted, and the .deb is deleted.
+    The package must be the build of the image the guests boot (same version): debug info
+    of another build would give the debuggers wrong offsets.  Raises NotOffered when the
+    archive no longer has it."""
+    rel = release(series_or_release) if "-" not in series_or_release else series_or_release
+    dest = root() / "dbg" / rel
+    vmlinux = dest / "vmlinux"
+    if vmlinux.exists():
+        return vmlinux
+    pkg = f"linux-image-{rel}-dbg"
+    if not _update():
+        raise NotOffered(f"{pkg}: the archive cannot be reached and it is not cached")
+    ver = _candidate(pkg)
+    if ver is None:
+        raise NotOffered(f"the archive no longer offers {pkg}")
+    image = _image_version(rel)
+    if image is not None and image != ver:
+        raise NotOffered(f"the archive offers {pkg} {ver}, not {image} of the booted image")
+    (deb,) = _download([pkg])
+    dest.mkdir(parents=True, exist_ok=True)
+    member = f"./usr/lib/debug/boot/vmlinux-{rel}"
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "-C", tmp, member], stdin=fsys.stdout)
+        fsys.stdout.close()
+        if fsys.wait() != 0 or tar.returncode != 0:
+            raise FetchError(f"{deb.name}: could not extract {member}")
+        os.replace(Path(tmp) / member, vmlinux)
+    (dest / "PACKAGE").write_text(f"{pkg} {ver}\n")
+    deb.unlink()
+    _say(f"{pkg} {ver}: {vmlinux} ({vmlinux.stat().st_size >> 20} MiB)")
+    return vmlinux
+
+
 # --------------------------------------------------------------------------- sources
 
 
@@ -402,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("series")
     pk = sub.add_parser("package", help="fetch and unpack a tool package; print its tree")
     pk.add_argument("name")
+    dg = sub.add_parser("dbg", help="fetch a stock kernel's vmlinux with debug info")
+    dg.add_argument("series", help="a series (6.1) or a cached release string")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "fetch":
@@ -413,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             print(fetch_source(a.series))
         elif a.cmd == "package":
             print(fetch_package(a.name))
+        elif a.cmd == "dbg":
+            print(fetch_dbg(a.series))
         else:
             print(release(a.series))
     except (FetchError, FileNotFoundError, subprocess.CalledProcessError) as e:

@@ -11,7 +11,8 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 PKGS="qemu-system-x86 qemu-utils kexec-tools makedumpfile crash busybox-static
 python3-libkdumpfile liblzo2-dev cpio gzip zstd xz-utils rsync bc bison flex libelf-dev libssl-dev
-dwarves ccache build-essential time kmod"
+dwarves ccache build-essential time kmod dpkg-dev libgmp-dev libmpfr-dev
+libncurses-dev libsnappy-dev libzstd-dev zlib1g-dev texinfo dkms"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"

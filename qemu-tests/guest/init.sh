@@ -116,8 +116,10 @@ dmesg -C 2>/dev/null || $BB dmesg -c > /dev/null
 if [ "$WORKLOAD" = skip ]; then
     : > $W/workload.ready
 else
+    # WORKLOAD_ARGS is shell-quoted (an argument may hold spaces: workload.py --then CMD)
+    eval "set -- $WORKLOAD_ARGS"
     # shellcheck disable=SC2086
-    $CHROOT $PYTHON -B $REPO/qemu-tests/guest/workload.py --out /tmp/work $WORKLOAD_ARGS \
+    $CHROOT $PYTHON -B $REPO/qemu-tests/guest/workload.py --out /tmp/work "$@" \
         > $W/workload.log 2>&1 &
     WPID=$!
 fi

@@ -22,6 +22,7 @@ import json
 import mmap
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -71,6 +72,14 @@ def main() -> int:
     ap.add_argument("--thp-mb", type=int, default=32)
     ap.add_argument("--hugetlb-pages", type=int, default=8)
     ap.add_argument("--slab-files", type=int, default=3000)
+    ap.add_argument(
+        "--then",
+        action="append",
+        default=[],
+        metavar="CMD",
+        help="a shell command to run on the live system once memory is populated, just "
+        "before the crash (output in live<i>.log, status in live<i>.rc)",
+    )
     a = ap.parse_args()
     t0 = time.monotonic()
     keep: list[object] = []
@@ -149,6 +158,11 @@ def main() -> int:
         int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("AnonHugePages")
     )
     info["seconds"] = round(time.monotonic() - t0, 2)
+    for i, cmd in enumerate(a.then):
+        with open(os.path.join(a.out, f"live{i}.log"), "wb") as log:
+            rc = subprocess.run(cmd, shell=True, cwd=a.out, stdout=log, stderr=log).returncode
+        with open(os.path.join(a.out, f"live{i}.rc"), "w") as f:
+            f.write(f"{rc}\n")
     with open(os.path.join(a.out, "workload.json"), "w") as f:
         json.dump(info, f)
     open(os.path.join(a.out, "workload.ready"), "w").close()

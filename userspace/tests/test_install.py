@@ -73,6 +73,8 @@ def test_installed_command_runs_from_its_own_virtualenv(installed):
     where = _run([installed / "python", "-c", "import dumpfilter; print(dumpfilter.__file__)"])
     assert Path(where.stdout.strip()).is_relative_to(installed.parent), where.stdout
     assert "usage" in _run([installed / "dumpfilter", "--help"]).stdout
+    page = installed.parent / "share" / "man" / "man8" / "dumpfilter.8"
+    assert page.read_text() == (USERSPACE / "man" / "dumpfilter.8").read_text()
 
 
 @pytest.mark.parametrize("codec", CODECS)

@@ -20,7 +20,7 @@ from . import __version__
 from .contracts import WriteOptions
 from .dumplevel import DumpLevel
 from .errors import DumpError
-from .messages import ML_DEBUG, ML_ERROR, ML_PROGRESS, ML_REPORT, STDOUT_NAME, Messages
+from .messages import ML_COMMON, ML_DEBUG, ML_ERROR, ML_PROGRESS, ML_REPORT, STDOUT_NAME, Messages
 from .outfile import STDOUT
 
 if TYPE_CHECKING:
@@ -56,6 +56,7 @@ class Options:
     split_files: tuple[str, ...] = ()  # --split VMCORE D1 .. DN
     merge_files: tuple[str, ...] = ()  # --reassemble D1 .. DN DUMPFILE
     dump_levels: tuple[DumpLevel, ...] = ()  # -d 11,31: the next one when the output is full
+    mem_usage: bool = False  # --mem-usage /proc/kcore: classify live memory, print sizes
 
     def says(self, bit: int) -> bool:
         return bool(self.message_level & bit)
@@ -145,6 +146,7 @@ _USAGE = """
   dumpfilter --reassemble DUMPFILE1 DUMPFILE2 [DUMPFILE3 ..] DUMPFILE
   dumpfilter --dump-dmesg [--partial-dmesg] VMCORE [LOGFILE]
   dumpfilter --dry-run --show-stats [-d LEVEL] VMCORE
+  dumpfilter --mem-usage /proc/kcore
   dumpfilter --check-params [options] VMCORE [DUMPFILE] | -h | -v"""
 
 _EPILOG = """\
@@ -267,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stats-json", metavar="FILE", help="write a JSON report to FILE")
     p.add_argument(
+        "--mem-usage",
+        action="store_true",
+        help="VMCORE is /proc/kcore: print the running system's pages per class and the "
+        "estimated dump size per dump level",
+    )
+    p.add_argument(
         "--check-params",
         action="store_true",
         help="only check that the command line is valid (exit 0) or not (exit 1)",
@@ -317,7 +325,11 @@ def parse_args(argv: Sequence[str] | None) -> Options:
             p.error("too many arguments")
         vmcore = files[0]
         dumpfile = files[1] if len(files) == 2 else None
-        if dumpfile is None and not (a.flatten or a.dry_run or a.dump_dmesg or split_files):
+        if a.mem_usage and len(files) != 1:
+            p.error("--mem-usage takes one file, /proc/kcore")
+        if dumpfile is None and not (
+            a.flatten or a.dry_run or a.dump_dmesg or split_files or a.mem_usage
+        ):
             p.error("missing DUMPFILE")
         if a.flatten and dumpfile is not None:
             p.error("-F writes to stdout; give no DUMPFILE")
@@ -350,6 +362,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         check_params=a.check_params,
         split_files=split_files,
         merge_files=merge_files,
+        mem_usage=a.mem_usage,
     )
 
 
@@ -391,6 +404,12 @@ def run(opts: Options) -> int:
 
         split.reassemble(opts.merge_files, opts.output, force=opts.force)
         return _completed(msgs, [opts.output])
+
+    if opts.mem_usage:
+        from . import memusage
+
+        msgs.write(ML_COMMON, memusage.mem_usage(opts.vmcore))
+        return _completed(msgs, [])
 
     t0 = time.monotonic()
     with source.open_source(opts.vmcore) as src:

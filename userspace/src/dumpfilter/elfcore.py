@@ -149,7 +149,7 @@ class ElfVmcore:
                 self._check_range(f"PT_NOTE {i} (p_offset)", off, filesz)
                 notes.append((off, filesz))
             elif p_type == PT_LOAD:
-                if memsz == 0:
+                if memsz == 0 or not self._wanted_load(paddr):
                     continue
                 if filesz > memsz:
                     raise DumpError(f"{self.path}: PT_LOAD {i} has filesz > memsz")
@@ -195,6 +195,11 @@ class ElfVmcore:
         self._last = self._segs[0]
         self._starts = np.array([ld.paddr for ld in self._segs], np.uint64)
         self._ends = np.array([ld.paddr + ld.memsz for ld in self._segs], np.uint64)
+
+    def _wanted_load(self, paddr: int) -> bool:
+        """Whether a PT_LOAD is memory to read (every one of a vmcore; memusage.Kcore
+        leaves out /proc/kcore's segments that have no physical address)."""
+        return True
 
     def _xnum(self, e_shoff: int, e_shentsize: int, e_shnum: int) -> int:
         """The program header count of an ELF with ``e_phnum == PN_XNUM``: more than 65534
