@@ -105,7 +105,7 @@ def test_zstd_batches_are_the_frames_of_one_compress_call_per_page():
     for rows of a view as for a whole batch."""
     import zstandard
 
-    from dumpfilter.compress import ZSTD_BATCH_MIN
+    from dumpfilter.pagebatch import ZSTD_BATCH_MIN
 
     n = 4 * ZSTD_BATCH_MIN
     pages = _pages(n, seed=3)
@@ -124,3 +124,16 @@ def test_zstd_batches_are_the_frames_of_one_compress_call_per_page():
         want = [w if len(w) < PS else d for w, d in zip(want, data, strict=True)]
         assert [bytes(memoryview(c).cast("B")) for c in res.chunks] == want
         assert (res.flags[(res.sizes < PS) & ~res.zero] != 0).all()
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzo", "snappy", "zstd"])
+def test_a_compressed_result_holds_no_reference_to_its_batch_pages(codec):
+    """Results wait in the look-ahead and their chunks in the writer's buffer: a view of the
+    batch (an incompressible page stored raw, or the batch itself) would keep its whole page
+    buffer alive all that time."""
+    pages = _pages(64, seed=6)
+    res = Encoder(codec, PS).encode(Batch(np.arange(64), pages, find_zero=True))
+    assert any(res.flags == 0) and not all(res.zero)  # raw pages are among them
+    assert not np.shares_memory(res.batch.pages, pages)
+    assert not any(isinstance(c, np.ndarray) and np.shares_memory(c, pages) for c in res.chunks)
+    assert res.batch.pfns.tolist() == list(range(64))
