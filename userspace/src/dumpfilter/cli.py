@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="classify in N forked processes over PFN ranges and compress in N threads "
-        "(0, the default: two scan processes where two CPUs are free, compression in the "
-        "main thread); the output is the same",
+        "(0, the default: two scan processes and a compression thread per CPU where two "
+        "CPUs are free, everything in one thread on one CPU); the output is the same",
     )
     p.add_argument(
         "--message-level",
