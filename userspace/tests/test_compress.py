@@ -137,3 +137,13 @@ def test_a_compressed_result_holds_no_reference_to_its_batch_pages(codec):
     assert not np.shares_memory(res.batch.pages, pages)
     assert not any(isinstance(c, np.ndarray) and np.shares_memory(c, pages) for c in res.chunks)
     assert res.batch.pfns.tolist() == list(range(64))
+
+
+def test_an_error_in_a_worker_thread_is_raised_in_the_writers_thread():
+    good = [Batch(np.arange(i * 8, i * 8 + 8), _pages(8, seed=i), True, tag=i) for i in range(6)]
+    bad = Batch(np.arange(48, 56), None, True, tag="bad")  # type: ignore[arg-type]
+    got = []
+    with Encoder("zlib", PS, 2) as enc, pytest.raises(TypeError):
+        for r in enc.map([*good[:3], bad, *good[3:]]):
+            got.append(r.batch.tag)
+    assert got == [0, 1, 2]

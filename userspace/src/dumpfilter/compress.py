@@ -14,21 +14,18 @@ output stays in PFN order.
 
 from __future__ import annotations
 
+import queue
 import threading
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DumpError
 from .pagebatch import PageCompressor, page_compressor
 from .pagebatch import zero_pages as zero_rows
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 # Descriptor / header flag values (diskdump_mod.h, DUMP_DH_COMPRESSED_*).
 FLAG_ZLIB = 0x1
@@ -98,17 +95,11 @@ class Encoder:
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
         self._local = threading.local()
-        self._pool = None
-        if self.threads >= 1:
-            # Imported here: concurrent.futures (and the logging it pulls in) costs ~7 ms of
-            # start-up that a single-threaded run never needs.
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.threads)
+        self._pool = _Pool(self.threads, self.encode) if self.threads >= 1 else None
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> Encoder:
@@ -170,15 +161,68 @@ class Encoder:
             for b in batches:
                 yield self.encode(b)
             return
-        pending: deque[Future[Encoded]] = deque()
+        pending: deque[_Job] = deque()
         depth = self.threads
         try:
             for b in batches:
-                pending.append(self._pool.submit(self.encode, b))
+                pending.append(self._pool.submit(b))
                 if len(pending) >= depth:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
-            for f in pending:
-                f.cancel()
+            for job in pending:
+                job.cancelled = True
+
+
+class _Job:
+    """One batch handed to the pool; ``result`` waits for it (its lock is released once)."""
+
+    __slots__ = ("batch", "cancelled", "done", "error", "value")
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        self.cancelled = False
+        self.value: Encoded | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def result(self) -> Encoded:
+        self.done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+class _Pool:
+    """``n`` threads running ``fn`` on submitted batches.  Not concurrent.futures: importing it
+    (and the logging it pulls in) costs more start-up than the rest of a small dump's pool."""
+
+    def __init__(self, n: int, fn: Callable[[Batch], Encoded]):
+        self._fn = fn
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if not job.cancelled:
+                try:
+                    job.value = self._fn(job.batch)
+                except BaseException as e:  # handed to the thread that waits for it
+                    job.error = e
+            job.batch = None  # type: ignore[assignment]
+            job.done.release()
+
+    def submit(self, batch: Batch) -> _Job:
+        job = _Job(batch)
+        self._jobs.put(job)
+        return job
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
