@@ -426,11 +426,14 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
     from .output import Progress
 
     msgs = _messages(opts)
+    if opts.kernel_scan:
+        # Imported before the step is timed, as the userspace scan's modules are: without
+        # bytecode (a capture environment run with -B) compiling it was a large part of the
+        # step on small dumps, and it is no part of classifying.
+        from . import kernelscan
     t_scan = time.monotonic()
     classification = None
     if opts.kernel_scan:
-        from . import kernelscan
-
         classification = kernelscan.try_kernel_scan(
             src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )
