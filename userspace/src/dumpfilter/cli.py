@@ -223,8 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="classify in N forked processes over PFN ranges and compress in N threads "
-        "(0, the default: two scan processes where two CPUs are free, compression in the "
-        "main thread); the output is the same",
+        "(0, the default: two scan processes and a compression thread per CPU where two "
+        "CPUs are free, everything in one thread on one CPU); the output is the same",
     )
     p.add_argument(
         "--message-level",
@@ -456,11 +456,14 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
     from .output import Progress
 
     msgs = _messages(opts)
+    if opts.kernel_scan:
+        # Imported before the step is timed, as the userspace scan's modules are: without
+        # bytecode (a capture environment run with -B) compiling it was a large part of the
+        # step on small dumps, and it is no part of classifying.
+        from . import kernelscan
     t_scan = time.monotonic()
     classification = None
     if opts.kernel_scan:
-        from . import kernelscan
-
         classification = kernelscan.try_kernel_scan(
             src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )
