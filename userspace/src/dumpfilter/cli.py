@@ -360,7 +360,9 @@ def _keep_freed_memory() -> None:
     serves those from fresh mmap()s and unmaps them on free, so every window pays the
     first-touch page faults again (bench/NOTES.md, "Measurements behind the source").
     Raising the mmap and trim thresholds keeps them in the heap; peak RSS is unchanged,
-    since the arrays never coexist.  Not glibc (or no mallopt): nothing to do.
+    since the arrays never coexist.  The compression threads allocate from the same arena:
+    an arena of their own each would keep its own freed batches resident.  Not glibc (or no
+    mallopt): nothing to do.
     """
     import ctypes
 
@@ -368,9 +370,10 @@ def _keep_freed_memory() -> None:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc malloc.h
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc malloc.h
     mallopt(m_mmap_threshold, 256 << 20)
     mallopt(m_trim_threshold, 512 << 20)
+    mallopt(m_arena_max, 1)
 
 
 def run(opts: Options) -> int:
