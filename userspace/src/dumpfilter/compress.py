@@ -29,7 +29,6 @@ from .pagebatch import PageCompressor, page_compressor
 from .pagebatch import zero_pages as zero_rows
 
 
-
 def decompress(name: str, data: bytes, page_size: int) -> bytes:
     """Inverse of the page compressor (used by tests and by re-reading our own output)."""
     if name == "zlib":

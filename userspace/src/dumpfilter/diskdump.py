@@ -360,7 +360,7 @@ class RunReader:
             todo &= ~hit
         if todo.any():
             return False
-        mv = memoryview(out).cast("B")
+        mv = out.data.cast("B")
         pos = 0
         pread = os.preadv
         fd = self.fd

@@ -39,7 +39,7 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
     rows = pages.reshape(m, -1)
     if rows.shape[1] % 8 == 0 and rows.strides[1] == 1:
         return np.bitwise_or.reduce(rows.view(np.uint64), axis=1) == 0
-    return ~rows.any(axis=1)
+    return ~rows.any(axis=1)  # type: ignore[return-value]
 
 
 def page_compressor(codec: str) -> PageCompressor:
