@@ -105,7 +105,7 @@ def test_zstd_batches_are_the_frames_of_one_compress_call_per_page():
     for rows of a view as for a whole batch."""
     import zstandard
 
-    from dumpfilter.compress import ZSTD_BATCH_MIN
+    from dumpfilter.pagebatch import ZSTD_BATCH_MIN
 
     n = 4 * ZSTD_BATCH_MIN
     pages = _pages(n, seed=3)
@@ -124,3 +124,26 @@ def test_zstd_batches_are_the_frames_of_one_compress_call_per_page():
         want = [w if len(w) < PS else d for w, d in zip(want, data, strict=True)]
         assert [bytes(memoryview(c).cast("B")) for c in res.chunks] == want
         assert (res.flags[(res.sizes < PS) & ~res.zero] != 0).all()
+
+
+@pytest.mark.parametrize("codec", ["zlib", "lzo", "snappy", "zstd"])
+def test_a_compressed_result_holds_no_reference_to_its_batch_pages(codec):
+    """Results wait in the look-ahead and their chunks in the writer's buffer: a view of the
+    batch (an incompressible page stored raw, or the batch itself) would keep its whole page
+    buffer alive all that time."""
+    pages = _pages(64, seed=6)
+    res = Encoder(codec, PS).encode(Batch(np.arange(64), pages, find_zero=True))
+    assert any(res.flags == 0) and not all(res.zero)  # raw pages are among them
+    assert not np.shares_memory(res.batch.pages, pages)
+    assert not any(isinstance(c, np.ndarray) and np.shares_memory(c, pages) for c in res.chunks)
+    assert res.batch.pfns.tolist() == list(range(64))
+
+
+def test_an_error_in_a_worker_thread_is_raised_in_the_writers_thread():
+    good = [Batch(np.arange(i * 8, i * 8 + 8), _pages(8, seed=i), True, tag=i) for i in range(6)]
+    bad = Batch(np.arange(48, 56), None, True, tag="bad")  # type: ignore[arg-type]
+    got = []
+    with Encoder("zlib", PS, 2) as enc, pytest.raises(TypeError):
+        for r in enc.map([*good[:3], bad, *good[3:]]):
+            got.append(r.batch.tag)
+    assert got == [0, 1, 2]

@@ -487,3 +487,34 @@ def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):
 
     with diskdump.RunReader(KdumpInput()) as runs:
         assert runs.fd < 0 and runs.gather(0, 8, np.arange(3)) is None
+
+
+def test_kept_batches_hand_out_every_kept_page_once_in_pfn_order(synth):
+    """Sparse spans share batches of at most SPARSE_BATCH pages (a sparse span with more kept
+    pages than that is a batch of its own), mostly kept spans are batches of their own, and
+    every batch holds exactly the source's pages, in PFN order, with no empty batch."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    rng = np.random.default_rng(11)
+    with ElfVmcore(synth.path) as src, diskdump.RunReader(src) as runs:
+        n = src.ram_ranges[-1][1]
+        dumpable = rng.random(n) < 0.05  # sparse
+        dumpable[0x1000:0x1400] = True  # mostly kept spans
+        dumpable[0x1400 + 5 : 0x1600] = rng.random(0x200 - 5) < 0.7  # sparse, > SPARSE_BATCH
+        dumpable[0x2000:0x2200] = rng.random(0x200) < 0.9  # mostly kept
+        ram = np.zeros(n, bool)
+        for a, b in src.ram_ranges:
+            ram[a:b] = True
+        dumpable &= ram
+        for reader in (runs, None):
+            batches = list(diskdump.kept_batches(src, [(0, ram, dumpable)], True, reader))
+            pfns = np.concatenate([b.pfns for b in batches])
+            assert pfns.tolist() == np.flatnonzero(dumpable).tolist()
+            assert all(len(b.pfns) > 0 for b in batches)
+            big = [len(b.pfns) for b in batches if len(b.pfns) > diskdump.SPARSE_BATCH]
+            assert big and all(k <= diskdump.SPAN for k in big)
+            assert len(batches) < len(big) + n // diskdump.SPARSE_BATCH
+            for b in batches:
+                rows = b.rows if b.rows is not None else np.arange(len(b.pfns))
+                for pfn, row in zip(b.pfns.tolist(), rows.tolist(), strict=True):
+                    assert np.array_equal(b.pages[row], src.read_pages(pfn, 1)[0])

@@ -147,7 +147,13 @@ _SLOW_WRITER = textwrap.dedent(
     from dumpfilter.contracts import WriteOptions
 
     class Slow(t.FakeSource):
+        # No path: the writer cannot read the file itself and reads every page through
+        # read_pages, which stalls.
         calls = 0
+
+        def __init__(self, path):
+            super().__init__(path)
+            self.path = ""
         def read_pages(self, pfn, count):
             Slow.calls += 1
             if Slow.calls == 3:

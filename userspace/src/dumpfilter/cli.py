@@ -225,8 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="classify in N forked processes over PFN ranges and compress in N threads "
-        "(0, the default: two scan processes where two CPUs are free, compression in the "
-        "main thread); the output is the same",
+        "(0, the default: two scan processes and a compression thread per CPU where two "
+        "CPUs are free, everything in one thread on one CPU); the output is the same",
     )
     p.add_argument(
         "--message-level",
@@ -373,7 +373,9 @@ def _keep_freed_memory() -> None:
     serves those from fresh mmap()s and unmaps them on free, so every window pays the
     first-touch page faults again (bench/NOTES.md, "Measurements behind the source").
     Raising the mmap and trim thresholds keeps them in the heap; peak RSS is unchanged,
-    since the arrays never coexist.  Not glibc (or no mallopt): nothing to do.
+    since the arrays never coexist.  The compression threads allocate from the same arena:
+    an arena of their own each would keep its own freed batches resident.  Not glibc (or no
+    mallopt): nothing to do.
     """
     import ctypes
 
@@ -381,9 +383,10 @@ def _keep_freed_memory() -> None:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc malloc.h
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc malloc.h
     mallopt(m_mmap_threshold, 256 << 20)
     mallopt(m_trim_threshold, 512 << 20)
+    mallopt(m_arena_max, 1)
 
 
 def run(opts: Options) -> int:
@@ -475,11 +478,14 @@ def _filter(src, opts: Options, *, retry: bool) -> Stats:
     from .output import Progress
 
     msgs = _messages(opts)
+    if opts.kernel_scan:
+        # Imported before the step is timed, as the userspace scan's modules are: without
+        # bytecode (a capture environment run with -B) compiling it was a large part of the
+        # step on small dumps, and it is no part of classifying.
+        from . import kernelscan
     t_scan = time.monotonic()
     classification = None
     if opts.kernel_scan:
-        from . import kernelscan
-
         classification = kernelscan.try_kernel_scan(
             src, opts.dump_level, opts.kernel_scan, say=msgs.common
         )

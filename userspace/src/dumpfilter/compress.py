@@ -1,4 +1,4 @@
-"""Per-page codecs and the ordered parallel batch pool.
+"""The ordered parallel batch pool of the kdump writers (the per-batch codecs: pagebatch).
 
 kdump-compressed files compress each page on its own (docs/kdump-compressed.md §6): zlib
 level 1 *zlib-wrapped* (crash decompresses with ``uncompress()``), lzo1x_1, raw snappy, zstd
@@ -6,7 +6,7 @@ level 1.  A page whose compressed form is not smaller than the page is stored ra
 descriptor flag then says 0.  Zero pages (dump level bit 1) are found here too, from the data,
 because the scan never produces ZERO (ARCHITECTURE.md).
 
-Work is cut into batches of consecutive kept pages; batches run in worker threads (zlib, lzo and
+Work is cut into batches of kept pages in PFN order; batches run in worker threads (zlib, lzo and
 zstd release the GIL while compressing, and numpy releases it in the zero test, which also
 touches the mmap'ed pages so page-cache faults overlap) and come back in submission order, so the
 output stays in PFN order.
@@ -14,40 +14,19 @@ output stays in PFN order.
 
 from __future__ import annotations
 
+import queue
 import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DumpError
 from .kdumpformat import CODEC_FLAGS
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
-
-
-def _make_compressor(name: str) -> Callable[[memoryview], bytes]:
-    """One-page compressor for codec *name*; call it from one thread only (zstd keeps state)."""
-    if name == "zlib":
-        return lambda b: zlib.compress(b, 1)
-    if name == "lzo":
-        import lzo
-
-        # header=False: the bare lzo1x_1 stream makedumpfile writes (no python-lzo length prefix).
-        return lambda b: lzo.compress(bytes(b), 1, False)  # it takes bytes only
-    if name == "snappy":
-        import snappy
-
-        return snappy.compress
-    if name == "zstd":
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=1).compress
-    raise DumpError(f"unknown compression {name!r}")
+from .pagebatch import PageCompressor, page_compressor
+from .pagebatch import zero_pages as zero_rows
 
 
 def decompress(name: str, data: bytes, page_size: int) -> bytes:
@@ -67,34 +46,6 @@ def decompress(name: str, data: bytes, page_size: int) -> bytes:
 
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=page_size)
     raise DumpError(f"unknown compression {name!r}")
-
-
-def zero_rows(pages: np.ndarray) -> np.ndarray:
-    """Boolean per page: all bytes zero.  Works on 8-byte words (page size is a multiple of 8)."""
-    if len(pages) == 0:
-        return np.zeros(0, dtype=bool)
-    words = pages.reshape(len(pages), -1).view(np.uint64)
-    return ~words.any(axis=1)  # type: ignore[return-value]
-
-
-# Pages from which one batch call beats a call per page: the batch call's own setup costs
-# about as much as compressing a few dozen pages, and -d 31 leaves mostly short runs
-ZSTD_BATCH_MIN = 256
-
-
-def _zstd_pages(zc, pages: np.ndarray, idx: list[int], ps: int) -> list[bytes]:
-    """``zc.compress`` of each page ``pages[i]`` for i in ``idx``, in one C call: the batch
-    entry point makes the same frames (one per page) without a Python call per page."""
-    import zstandard
-
-    buf = pages if pages.flags.c_contiguous else np.ascontiguousarray(pages)
-    segs = np.empty((len(idx), 2), np.uint64)
-    segs[:, 0] = idx
-    segs[:, 0] *= np.uint64(ps)
-    segs[:, 1] = ps
-    segments = zstandard.BufferWithSegments(buf, segs.tobytes())  # type: ignore[arg-type]
-    out = zc.multi_compress_to_buffer(segments)
-    return [bytes(out[i]) for i in range(len(idx))]
 
 
 @dataclass
@@ -126,8 +77,9 @@ class Encoder:
     """Encodes batches (zero test + optional compression) on ``threads`` workers, in order.
 
     ``threads`` = 0 encodes in the calling thread; N >= 1 runs N workers while the calling
-    thread writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).  At most
-    2·N batches are in flight, which bounds the memory held by results (8 MiB per worker).
+    thread reads and writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).
+    One batch per worker is in flight: a compressed result keeps only its compressed pages,
+    so memory stays at about a batch (2 MiB at most) per worker.
     """
 
     def __init__(self, codec: str | None, page_size: int, threads: int = 0):
@@ -136,17 +88,11 @@ class Encoder:
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
         self._local = threading.local()
-        self._pool = None
-        if self.threads >= 1:
-            # Imported here: concurrent.futures (and the logging it pulls in) costs ~7 ms of
-            # start-up that a single-threaded run never needs.
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(self.threads)
+        self._pool = _Pool(self.threads, self.encode) if self.threads >= 1 else None
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
 
     def __enter__(self) -> Encoder:
@@ -155,10 +101,10 @@ class Encoder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _compressor(self) -> Callable[[memoryview], bytes]:
+    def _compressor(self) -> PageCompressor:
         c = getattr(self._local, "c", None)
         if c is None:
-            c = self._local.c = _make_compressor(self.codec)  # type: ignore[arg-type]
+            c = self._local.c = page_compressor(self.codec)  # type: ignore[arg-type]
         return c
 
     def encode(self, batch: Batch) -> Encoded:
@@ -184,30 +130,23 @@ class Encoder:
                 for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
                     chunks.append(batch.pages[s:e])
             return Encoded(batch, zero, sizes, flags, chunks)
-        comp = self._compressor()
         pages = batch.pages
         todo = np.flatnonzero(~zero)
         idx = rows[todo].tolist()
-        # One comprehension for the C calls; the bookkeeping is done on arrays afterwards.
-        if self.codec == "lzo":
-            # python-lzo takes bytes only: copy each row straight to bytes and call the C
-            # function itself (no wrapper frame per page; ~10% of the -l write time).
-            import lzo
-
-            lc = lzo.compress
-            datas = [lc(pages[i].tobytes(), 1, False) for i in idx]
-        elif self.codec == "zstd" and len(idx) >= ZSTD_BATCH_MIN:
-            datas = _zstd_pages(comp.__self__, pages, idx, ps)  # type: ignore[attr-defined]
-        else:
-            datas = [comp(pages[i].data) for i in idx]
+        datas = self._compressor()(pages, idx)
         lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
         small = lens < ps
         sizes[todo] = np.where(small, lens, ps)
         flags[todo] = np.where(small, self.flag, 0)
+        # A page stored raw is copied and the result drops the pages: a view would keep the
+        # whole batch (up to 2 MiB, usually a gathered copy) alive while the result waits in
+        # the look-ahead and its chunks in the writer's buffer, many batches in all.
         chunks = [
-            d if ok else pages[i] for d, ok, i in zip(datas, small.tolist(), idx, strict=True)
+            d if ok else pages[i].tobytes()
+            for d, ok, i in zip(datas, small.tolist(), idx, strict=True)
         ]
-        return Encoded(batch, zero, sizes, flags, chunks)
+        done = Batch(batch.pfns, pages[:0].copy(), batch.find_zero, batch.tag)
+        return Encoded(done, zero, sizes, flags, chunks)
 
     def map(self, batches: Iterable[Batch]) -> Iterator[Encoded]:
         """Encode *batches*, yielding results in the same order, with bounded look-ahead."""
@@ -215,15 +154,68 @@ class Encoder:
             for b in batches:
                 yield self.encode(b)
             return
-        pending: deque[Future[Encoded]] = deque()
-        depth = 2 * self.threads
+        pending: deque[_Job] = deque()
+        depth = self.threads
         try:
             for b in batches:
-                pending.append(self._pool.submit(self.encode, b))
+                pending.append(self._pool.submit(b))
                 if len(pending) >= depth:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
         finally:
-            for f in pending:
-                f.cancel()
+            for job in pending:
+                job.cancelled = True
+
+
+class _Job:
+    """One batch handed to the pool; ``result`` waits for it (its lock is released once)."""
+
+    __slots__ = ("batch", "cancelled", "done", "error", "value")
+
+    def __init__(self, batch: Batch):
+        self.batch = batch
+        self.cancelled = False
+        self.value: Encoded | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def result(self) -> Encoded:
+        self.done.acquire()
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
+class _Pool:
+    """``n`` threads running ``fn`` on submitted batches.  Not concurrent.futures: importing it
+    (and the logging it pulls in) costs more start-up than the rest of a small dump's pool."""
+
+    def __init__(self, n: int, fn: Callable[[Batch], Encoded]):
+        self._fn = fn
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, daemon=True) for _ in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if not job.cancelled:
+                try:
+                    job.value = self._fn(job.batch)
+                except BaseException as e:  # handed to the thread that waits for it
+                    job.error = e
+            job.batch = None  # type: ignore[assignment]
+            job.done.release()
+
+    def submit(self, batch: Batch) -> _Job:
+        job = _Job(batch)
+        self._jobs.put(job)
+        return job
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()

@@ -38,12 +38,16 @@ from .kdumpformat import (
     SubHeader,
 )
 from .output import OutputFull, Progress
+from .pagebatch import compression_threads
 from .pageclass import PageClass
 
 # Page data held before one pwritev: small enough that gathered copies add little to the peak
 # RSS, large enough that syscalls stay few.
 FLUSH_BYTES = 2 << 20
 SPAN = 512  # PFNs per encode batch: 2 MiB of source pages at most (divides elfcore's window)
+# Kept pages of sparse spans copied into one batch: 1 MiB, so the batches in flight (one per
+# compression thread) and the one being read stay small next to the process.
+SPARSE_BATCH = 256
 
 
 def _c_string(text: str | bytes, size: int = UTS_LEN) -> bytes:
@@ -305,8 +309,11 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def gather(self, s: int, e: int, idx: np.ndarray) -> np.ndarray | None:
-        """Pages ``s + idx`` (idx increasing, inside [0, e - s)) as a (len(idx), ps) array."""
+    def gather(
+        self, s: int, e: int, idx: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Pages ``s + idx`` (idx increasing, inside [0, e - s)) as a (len(idx), ps) array,
+        read into *out* (C-contiguous rows) when given."""
         if self.fd < 0:
             return None
         delta = next((d for a, b, d in self.loads if a <= s and e <= b), None)
@@ -316,7 +323,8 @@ class RunReader:
         brk = np.flatnonzero(np.diff(idx) != 1) + 1
         first = idx[np.concatenate(([0], brk))]
         count = np.diff(np.concatenate(([0], brk, [len(idx)])))
-        out = np.empty((len(idx), ps), dtype=np.uint8)
+        if out is None:
+            out = np.empty((len(idx), ps), dtype=np.uint8)
         mv = out.data.cast("B")
         base = s * ps + delta
         pos = 0
@@ -331,33 +339,103 @@ class RunReader:
             return None
         return out
 
+    def read_pfns(self, pfns: np.ndarray, out: np.ndarray) -> bool:
+        """Pages *pfns* (increasing) into the rows of *out* (C-contiguous), one ``preadv`` per
+        run of consecutive PFNs, however many spans they come from.  False (``out`` partly
+        written) when a run lies in no single PT_LOAD's file data or the file is short."""
+        if self.fd < 0:
+            return False
+        ps = self.ps
+        brk = np.flatnonzero(np.diff(pfns) != 1) + 1
+        starts = np.concatenate(([0], brk))
+        first = pfns[starts]
+        count = np.diff(np.append(starts, len(pfns)))
+        last = first + count
+        # The first PT_LOAD in header order that holds the run, as ``gather`` picks for a span.
+        delta = np.zeros(len(first), np.int64)
+        todo = np.ones(len(first), bool)
+        for a, b, d in self.loads:
+            hit = todo & (first >= a) & (last <= b)
+            delta[hit] = d
+            todo &= ~hit
+        if todo.any():
+            return False
+        mv = out.data.cast("B")
+        pos = 0
+        pread = os.preadv
+        fd = self.fd
+        try:
+            for off, size in zip((first * ps + delta).tolist(), (count * ps).tolist(), strict=True):
+                if pread(fd, [mv[pos : pos + size]], off) != size:
+                    return False  # short read (a truncated file): let the source report it
+                pos += size
+        except OSError:
+            return False
+        return True
+
 
 def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> Iterator[Batch]:
-    """Encode batches: spans of at most SPAN PFNs inside one RAM range, with kept row indices
-    (also what ``--dry-run`` zero-tests: it reads what a real run would)."""
+    """Encode batches of kept pages in PFN order (also what ``--dry-run`` zero-tests: it
+    reads what a real run would).  A mostly kept span of at most SPAN PFNs inside one RAM
+    range is a batch of its own; the kept pages of sparse spans are copied, several spans
+    into one batch of up to SPAN pages (``-d 31`` keeps a few pages of most spans, and every
+    batch costs a round of Python bookkeeping in the encoder and the writer)."""
     ranges = src.ram_ranges
     cuts = span_cuts(src)
+    pend: list[tuple[int, int, np.ndarray]] = []  # sparse spans waiting for their batch
+    npend = 0
     for start, _ram, dumpable in windows:
         end = start + len(dumpable)
         for r0, r1 in ranges:
             lo, hi = max(r0, start), min(r1, end)
             if lo >= hi:
                 continue
-            for s, e in spans(lo, hi, cuts):
-                idx = np.flatnonzero(dumpable[s - start : e - start])
-                if len(idx) == 0:
+            # Kept pages per span in one pass; a span's kept PFNs are a slice of the range's.
+            tiles = np.array(list(spans(lo, hi, cuts)), np.int64).reshape(-1, 2)
+            part = dumpable[lo - start : hi - start]
+            kept = np.flatnonzero(part) + lo
+            if not len(kept):
+                continue
+            cum = np.concatenate(
+                ([0], np.cumsum(np.add.reduceat(part, tiles[:, 0] - lo, dtype=np.intp)))
+            )
+            for i in np.flatnonzero(cum[1:] != cum[:-1]).tolist():
+                s, e = tiles[i].tolist()
+                idx = kept[cum[i] : cum[i + 1]] - s
+                if 4 * len(idx) < 3 * (e - s):
+                    if pend and npend + len(idx) > SPARSE_BATCH:
+                        yield _sparse_batch(src, runs, pend, npend, find_zero)
+                        pend, npend = [], 0
+                    pend.append((s, e, idx))
+                    npend += len(idx)
                     continue
+                if pend:
+                    yield _sparse_batch(src, runs, pend, npend, find_zero)
+                    pend, npend = [], 0
+                # Mostly kept: read into a buffer of its own, which the encoder lets go of
+                # once compressed; the mapping's pages would stay resident (up to its 16 MiB
+                # of windows).  Without a RunReader, a view of the mapping, the few pages not
+                # kept only zero-tested.
+                pages = runs.gather(s, e, idx) if runs is not None else None
                 rows = None
-                if len(idx) < e - s and 4 * len(idx) < 3 * (e - s):
-                    # Sparse: copy only the kept pages.
-                    pages = runs.gather(s, e, idx) if runs is not None else None
-                    if pages is None:
-                        pages = read_span(src, s, e - s)[idx]
-                else:
+                if pages is None:
                     pages = read_span(src, s, e - s)
-                    if len(idx) < e - s:
-                        rows = idx  # mostly kept: a view, the few others only zero-tested
+                    rows = idx if len(idx) < e - s else None
                 yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero, rows=rows)
+    if pend:
+        yield _sparse_batch(src, runs, pend, npend, find_zero)
+
+
+def _sparse_batch(src, runs: RunReader | None, pend: list, n: int, find_zero: bool) -> Batch:
+    """One batch of the kept pages of the sparse spans *pend*, copied in PFN order."""
+    pages = np.empty((n, src.page_size), dtype=np.uint8)
+    pfns = np.concatenate([s + idx for s, _e, idx in pend])
+    if runs is None or not runs.read_pfns(pfns, pages):
+        pos = 0
+        for s, e, idx in pend:
+            pages[pos : pos + len(idx)] = read_span(src, s, e - s)[idx]
+            pos += len(idx)
+    return Batch(pfns=pfns, pages=pages, find_zero=find_zero)
 
 
 def write_kdump(
@@ -469,7 +547,8 @@ def write_kdump(
             sink.write_at(desc_at, [descs[:n]])
 
     windows = dumpable_windows(src, classification, opts.dump_level, part)
-    with Encoder(codec, ps, opts.num_threads) as enc, RunReader(src) as runs:
+    threads = compression_threads(opts.num_threads, codec)
+    with Encoder(codec, ps, threads) as enc, RunReader(src) as runs:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):
             n = len(res.sizes)
             desc = np.zeros(n, dtype=PAGE_DESC)
