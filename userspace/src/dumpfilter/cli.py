@@ -411,6 +411,7 @@ def run(opts: Options) -> int:
     if opts.mem_usage:
         from . import memusage
 
+        assert opts.vmcore is not None  # --mem-usage takes the file to read
         msgs.write(ML_COMMON, memusage.mem_usage(opts.vmcore))
         return _completed(msgs, [])
 

@@ -81,6 +81,11 @@ def _prose(text: str) -> str:
     return "\n".join(out)
 
 
+def _metavar(metavar: str | tuple[str, ...]) -> str:
+    """argparse allows a tuple of names (one per argument); the page shows them in a row."""
+    return metavar if isinstance(metavar, str) else " ".join(metavar)
+
+
 def _option(action: argparse.Action) -> str:
     flags = []
     for s in action.option_strings:
@@ -91,7 +96,9 @@ def _option(action: argparse.Action) -> str:
             choices = "|".join(action.choices or ())
             flags.append(f"{flag}[=\\fI{_escape(choices)}\\fR]")
         else:
-            flags.append(f"{flag} \\fI{_escape(action.metavar or action.dest.upper())}\\fR")
+            flags.append(
+                f"{flag} \\fI{_escape(_metavar(action.metavar or action.dest.upper()))}\\fR"
+            )
     return f".TP\n{', '.join(flags)}\n{_escape(action.help or '')}"
 
 
@@ -114,7 +121,11 @@ def render(parser: argparse.ArgumentParser | None = None) -> str:
         if action.option_strings and action.help != argparse.SUPPRESS:
             lines.append(_option(action))
     files = next(a for a in p._actions if not a.option_strings)
-    lines += [".TP", f"\\fI{_escape(files.metavar)}\\fR", _escape(files.help or "")]
+    lines += [
+        ".TP",
+        f"\\fI{_escape(_metavar(files.metavar or files.dest))}\\fR",
+        _escape(files.help or ""),
+    ]
     lines += [".SH MESSAGES", ".nf", _escape(p.epilog or ""), ".fi"]
     for title, text in SECTIONS:
         lines += [f".SH {title}", _prose(text)]

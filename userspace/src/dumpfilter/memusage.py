@@ -20,24 +20,20 @@ the data allows).  Memory changes while it is read, so these are estimates of a 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 import re
 
 import numpy as np
 
-from .diskdump import DESC, Geometry, read_span
+from .diskdump import read_span
+from .dumplevel import DumpLevel
 from .elfcore import ElfVmcore, merge_ranges
 from .errors import DumpError
-from .pageclass import DL_CACHE, DL_CACHE_PRIVATE, DL_FREE, DL_USER, DL_ZERO, PageClass
+from .kdumpformat import PAGE_DESC, Geometry
+from .pageclass import PageClass
 
 NO_PADDR = (1 << 64) - 1  # /proc/kcore's p_paddr of a segment that is not RAM or text
 BLOCK_PAGES = 2048  # pages zero-tested per read (8 MiB)
-# classes a dump level bit excludes (hwpoisoned and offline pages: at every level)
-BY_BIT = {
-    DL_CACHE: (PageClass.CACHE,),
-    DL_CACHE_PRIVATE: (PageClass.CACHE, PageClass.CACHE_PRIVATE),
-    DL_USER: (PageClass.USER,),
-    DL_FREE: (PageClass.FREE,),
-}
 
 
 class Kcore(ElfVmcore):
@@ -45,7 +41,7 @@ class Kcore(ElfVmcore):
 
     kind = "kcore"
 
-    def __init__(self, path: str, reserved: list[tuple[int, int]] = ()):
+    def __init__(self, path: str, reserved: Sequence[tuple[int, int]] = ()):
         super().__init__(path)
         ps = self.page_size
         pfns = [(a // ps, -(-b // ps)) for a, b in reserved]
@@ -121,13 +117,12 @@ def classify(src) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def dumpable(counts: np.ndarray, zeros: np.ndarray, level: int) -> tuple[int, int]:
     """(pages in the 2nd bitmap, pages stored as data) of a kdump-compressed dump at
     ``level``; with bit 1 the zero pages among them share one stored zero page."""
-    kept = {PageClass.KEEP, PageClass.CACHE, PageClass.CACHE_PRIVATE, PageClass.USER}
-    kept.add(PageClass.FREE)
-    for bit, classes in BY_BIT.items():
-        if level & bit:
-            kept -= set(classes)
-    total = int(sum(counts[c] for c in kept))
-    data = total - int(sum(zeros[c] for c in kept)) if level & DL_ZERO else total
+    dl = DumpLevel(level)
+    # ZERO is not a scan's class (the writers decide it from the data): never counted here.
+    kept = dl.keep_table()[: len(counts)].copy()
+    kept[PageClass.ZERO] = False
+    total = int(counts[kept].sum())
+    data = total - int(zeros[kept].sum()) if dl.tests_zero_pages else total
     return total, data
 
 
@@ -136,8 +131,8 @@ def estimate_bytes(src, counts: np.ndarray, zeros: np.ndarray, level: int) -> in
     ps = src.page_size
     geo = Geometry(ps, src.max_pfn, len(src.notes))
     total, data = dumpable(counts, zeros, level)
-    shared_zero = ps if level & DL_ZERO else 0
-    return geo.desc_off + DESC.itemsize * total + shared_zero + ps * data
+    shared_zero = ps if DumpLevel(level).tests_zero_pages else 0
+    return geo.desc_off + PAGE_DESC.itemsize * total + shared_zero + ps * data
 
 
 def report(src, table: np.ndarray, counts: np.ndarray, zeros: np.ndarray) -> str:
