@@ -103,13 +103,14 @@ def prune_cycles(keep: int | None = None) -> None:
 
     A cycle with a raw copy holds a whole vmcore (about 1 GiB for a 1 GiB guest), and every
     change to dumpfilter's sources makes new cycles: without pruning, a machine that runs the
-    suite often fills its disk.  ``DUMPFILTER_KEEP_CYCLES`` overrides the default of 16.
+    suite often fills its disk.  ``DUMPFILTER_KEEP_CYCLES`` overrides the default of 40,
+    more than one ``make test-full`` makes, so that a run does not prune the cycles it made.
     """
     if keep is None:
         try:
-            keep = int(os.environ.get("DUMPFILTER_KEEP_CYCLES", "16"))
+            keep = int(os.environ.get("DUMPFILTER_KEEP_CYCLES", "40"))
         except ValueError:
-            keep = 16
+            keep = 40
     root = cache_dir() / "cycles"
     if not root.is_dir():
         return
