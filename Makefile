@@ -61,10 +61,11 @@ bench: setup
 bench-scale: $(VENV)/.installed
 	$(PY) userspace/bench/scale.py
 
-# Patched 6.1 and 6.12 kernels for the QEMU tests, cached by series hash (kernel-patches/README.md).
+# Patched 6.1 and 6.12 kernels for the QEMU tests (with KASAN, UBSAN and lockdep), cached by
+# series hash (kernel-patches/README.md).
 kernels:
-	kernel-patches/build-kernel.sh 6.1
-	kernel-patches/build-kernel.sh 6.12
+	kernel-patches/build-kernel.sh 6.1 debug
+	kernel-patches/build-kernel.sh 6.12 debug
 
 clean:
 	rm -rf $(VENV)
