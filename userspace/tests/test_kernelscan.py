@@ -723,7 +723,10 @@ int main(int argc, char **argv) {
         utable[i].mem_map_paddr = OLD_BASE + (alias ? 0 : i * pages * sizeof(struct page));
     }
     struct vmcore_pfn_run *runs = calloc(max_runs, sizeof(*runs));
-    struct vmcore_pfn_scan req = { .size = sizeof(req), .classes = VMCORE_PFN_CLASSES_ALL,
+    /* VPL_CLASSES / VPL_SIZE: the class mask and the size field of the request */
+    const char *cls = getenv("VPL_CLASSES"), *usz = getenv("VPL_SIZE");
+    struct vmcore_pfn_scan req = { .size = usz ? atoi(usz) : sizeof(req),
+        .classes = cls ? strtoul(cls, 0, 0) : VMCORE_PFN_CLASSES_ALL,
         .nr_chunks = nchunks, .chunks = (uintptr_t)utable, .runs = (uintptr_t)runs,
         .max_runs = max_runs };
     for (int call = 0; call < max_calls && !req.done; call++) {
@@ -785,11 +788,17 @@ class Scan:
 
 
 def _run_scan(exe: Path, mode="plain", nchunks=2, pages=1024, alias=0, sig_after=-1,
-              max_runs=1 << 16, max_calls=1 << 20) -> Scan:  # fmt: skip
+              max_runs=1 << 16, max_calls=1 << 20, classes: int | None = None,
+              size: int | None = None) -> Scan:  # fmt: skip
+    env = dict(os.environ)
+    if classes is not None:
+        env["VPL_CLASSES"] = str(classes)
+    if size is not None:
+        env["VPL_SIZE"] = str(size)
     out = subprocess.run(
         [str(exe), mode, *(str(x) for x in (nchunks, pages, alias, sig_after, max_runs,
                                             max_calls))],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env=env,
     ).stdout.splitlines()  # fmt: skip
     calls = [[int(x) for x in ln.split()[1:]] for ln in out if ln.startswith("C ")]
     runs = np.array([[int(x) for x in ln.split()[1:]] for ln in out if ln.startswith("R ")],
@@ -824,6 +833,30 @@ def test_kernel_scan_resumed_with_small_buffers_gives_every_page_its_class(scan_
     totals = np.sum([c[6:] for c in s.calls], axis=0)
     assert totals.tolist() == np.bincount(_pattern_classes(3000), minlength=8).tolist()
     assert s.bad_maps == 0
+
+
+@pytest.mark.parametrize(
+    "asked", [[PageClass.CACHE], [PageClass.FREE, PageClass.USER], [PageClass.HWPOISON], []]
+)
+def test_kernel_reports_only_the_classes_asked_for(scan_code, asked):
+    s = _run_scan(scan_code, nchunks=2, pages=1024, classes=sum(1 << c for c in asked))
+    want = _pattern_classes(2048)
+    want[~np.isin(want, asked)] = PageClass.KEEP
+    assert s.calls[-1][0] == 0
+    assert np.array_equal(_expand(s.runs, 2048), want)
+    assert s.calls[-1][6:] == np.bincount(want, minlength=8).tolist()
+
+
+@pytest.mark.parametrize(
+    ("classes", "size", "err"),
+    [(1, None, errno.EINVAL), (0x80, None, errno.EINVAL), (None, 112, errno.EINVAL),
+     (None, 8192, errno.E2BIG)],
+)  # fmt: skip
+def test_kernel_refuses_unknown_classes_and_sizes_before_reading_a_page(
+    scan_code, classes, size, err
+):
+    s = _run_scan(scan_code, classes=classes, size=size)
+    assert s.calls[0][0] == -err and s.maps == 0
 
 
 def test_kernel_scan_maps_only_the_validated_table_when_it_is_rewritten_during_the_call(

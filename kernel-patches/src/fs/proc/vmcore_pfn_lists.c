@@ -893,8 +893,10 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 		return vpl_status;
 	if (get_user(usize, &ureq->size))
 		return -EFAULT;
-	if (usize < VMCORE_PFN_SCAN_SIZE_VER0 || usize > PAGE_SIZE)
+	if (usize < VMCORE_PFN_SCAN_SIZE_VER0)
 		return -EINVAL;
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
 	ret = copy_struct_from_user(&req, sizeof(req), ureq, usize);
 	if (ret)
 		return ret;
