@@ -2,9 +2,10 @@
 # Build a patched kernel for the QEMU kdump tests: kernel-patches/build-kernel.sh 6.1|6.12 [debug]
 #
 # Debian's newest linux-source-VERSION is fetched and unpacked once into a git tree under
-# the cache (debian-tree.sh), the series is applied with apply.sh, and the kernel is configured as tinyconfig +
-# kdump-guest.config + vmcore-pfn-lists.config (+ debug-checks.config with "debug": KASAN,
-# UBSAN and lockdep, for the interface tests) and built with ccache out of tree.  The
+# the cache (debian-tree.sh), the series is checked out on top of it, and the kernel is
+# configured as tinyconfig + kdump-guest.config + vmcore-pfn-lists.config (+
+# debug-checks.config with "debug": KASAN, UBSAN and lockdep, for the interface tests) and
+# built with ccache out of tree.  The
 # result is keyed by a hash of the Debian source version, the series and the config
 # fragments, so a kernel is rebuilt only when one of them changes:
 #
@@ -50,11 +51,28 @@ if [ -f "$out/.complete" ]; then
 	exit 0
 fi
 
+# The series is committed from a scratch index (one commit per patch, on debian-base) and
+# checked out over whatever the tree holds: only files that differ from the last build's get
+# new times, so make recompiles only what depends on them (a reset to debian-base and a new
+# `git am` would touch every patched header, and with it most of the kernel).
 git -C "$tree" am --abort >/dev/null 2>&1 || true
-git -C "$tree" reset -q --hard debian-base
+index=$(mktemp)
+trap 'rm -f "$index"' EXIT
+export GIT_AUTHOR_NAME=dumpfilter GIT_AUTHOR_EMAIL=dumpfilter@example.org
+export GIT_COMMITTER_NAME=dumpfilter GIT_COMMITTER_EMAIL=dumpfilter@example.org
+commit=$(git -C "$tree" rev-parse debian-base)
+GIT_INDEX_FILE=$index git -C "$tree" read-tree debian-base
+for patch in "$here/v$ver"/[0-9][0-9][0-9][1-9]-*.patch; do
+	GIT_INDEX_FILE=$index git -C "$tree" apply --cached "$patch" ||
+		die "$(basename "$patch") does not apply to linux-source-$ver $source_version"
+	commit=$(sed -n 's/^Subject: \[PATCH[^]]*\] //p' "$patch" | head -n1 |
+		git -C "$tree" commit-tree "$(GIT_INDEX_FILE=$index git -C "$tree" write-tree)" \
+			-p "$commit")
+done
+git -C "$tree" checkout -q -f --detach "$commit"
 git -C "$tree" clean -q -fd
-GIT_COMMITTER_NAME=dumpfilter GIT_COMMITTER_EMAIL=dumpfilter@example.org \
-	"$here/apply.sh" "$tree" >&2
+echo "build-kernel.sh: linux-$ver at the series ($(git -C "$tree" rev-list --count \
+	debian-base..HEAD) patches)" >&2
 
 mkdir -p "$obj" "$cache/ccache"
 export CCACHE_DIR=$cache/ccache
