@@ -643,9 +643,11 @@ Tested
 - Hostile requests (ranges outside old memory or in the capture
   kernel's RAM, overlapping, wrapping, misaligned, oversized, chunks
   aliasing the same struct pages) fail with the documented errno or
-  return bounded, correct answers; the kernel log stays clean.  A
-  table rewritten during the call is tested on the scan code compiled
-  in userspace.
+  return bounded, correct answers; the kernel log stays clean.  While
+  another process rewrites the chunk table with addresses outside old
+  memory and in the capture kernel's RAM, calls fail with -ERANGE or
+  return the unraced answer, and a kprobe on memremap() sees no mapping
+  outside the crashed kernel's memory.
 - A first opener whose /proc/vmcore is another file, and a 32-bit
   caller, get the same answers as everyone else.
 - A crashed kernel that differs from the capture kernel is refused.
