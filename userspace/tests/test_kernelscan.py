@@ -687,6 +687,8 @@ P(PageHead, (p->flags >> PG_head) & 1) P(PageHuge, false) P(PageSlab, p->page_ty
 P(PageBuddy, p->page_type == 0xf0) P(PageLRU, (p->flags >> PG_lru) & 1)
 P(PageAnon, p->mapping & 1) P(PagePrivate, (p->flags >> PG_private) & 1)
 P(PageHWPoison, (p->flags >> PG_hwpoison) & 1) P(PageOffline, p->page_type == 0xf1)
+#define CONFIG_UNACCEPTED_MEMORY 1
+P(PageUnaccepted, p->page_type == 0xf7)
 static unsigned int compound_order(const struct page *p)
 { seen(p); return (p->flags >> PG_head) & 1 ? p[1].order : 0; }
 static unsigned long page_private(const struct page *p) { seen(p); return p->private; }
@@ -714,6 +716,8 @@ int main(int argc, char **argv) {
         if (k % 7 == 2) sp[k].mapping = 1;
     }
     race = !strcmp(argv[1], "race"); has_cb = !strcmp(argv[1], "callback");
+    if (!strcmp(argv[1], "unaccepted"))  /* a block not accepted yet, typed on page 1024 */
+        sp[1024] = (struct page){ .page_type = 0xf7 };
     u32 nchunks = atoi(argv[2]); u64 pages = atoi(argv[3]); int alias = atoi(argv[4]);
     sig_after = atol(argv[5]);
     u32 max_runs = atoi(argv[6]); int max_calls = atoi(argv[7]);
@@ -845,6 +849,21 @@ def test_kernel_reports_only_the_classes_asked_for(scan_code, asked):
     assert s.calls[-1][0] == 0
     assert np.array_equal(_expand(s.runs, 2048), want)
     assert s.calls[-1][6:] == np.bincount(want, minlength=8).tolist()
+
+
+@pytest.mark.parametrize("free", [True, False])
+def test_kernel_counts_an_unaccepted_block_as_free_as_the_userspace_scan_does(scan_code, free):
+    # classify.py: unaccepted memory is FREE for 1 << (LENGTH(zone.free_area) - 1) pages
+    asked = [PageClass.FREE, PageClass.CACHE, PageClass.USER] if free else [PageClass.USER]
+    s = _run_scan(scan_code, "unaccepted", nchunks=3, pages=1024,
+                  classes=sum(1 << c for c in asked))  # fmt: skip
+    want = _pattern_classes(3072)
+    if free:
+        want[1024:2048] = PageClass.FREE  # 11 orders in the harness's struct zone
+    else:
+        want[1024] = PageClass.KEEP  # the typed page is not user memory
+    want[~np.isin(want, asked)] = PageClass.KEEP
+    assert np.array_equal(_expand(s.runs, 3072), want)
 
 
 @pytest.mark.parametrize(
