@@ -250,9 +250,7 @@ def failing_opens() -> dict:
                 errnos.append(e.errno)
                 continue
             finally:
-                os.lseek(nth, 0, os.SEEK_SET)
-                os.write(nth, b"0")  # not fired (the open succeeded): disarm
-                os.lseek(nth, 0, os.SEEK_SET)
+                os.write(nth, b"0")  # not fired when the open succeeded: disarm
             os.close(fd)
             break
     finally:
@@ -386,13 +384,18 @@ def race(fd: int, chunks: np.ndarray, seconds: float = 20.0) -> dict:
     (TRACING / "trace").write_text("")
     (TRACING / "events/vplrace/map/enable").write_text("1")
     pid = os.fork()
-    if pid == 0:  # the other writer: until killed
+    if pid == 0:  # the other writer, until killed: hostile and true tables, 1 ms each
         rng = np.random.default_rng(7)
+        mixes = [np.where(pick == 0, true_paddr, hostile_paddr[pick % 2])
+                 for pick in rng.integers(0, 3, (8, n))]  # fmt: skip
         while True:
-            pick = rng.integers(0, 3, n)
-            table["paddr"] = np.where(pick == 0, true_paddr, hostile_paddr[pick % 2])
-            table["paddr"] = true_paddr  # and back: whole scans can succeed too
-            flips[0] += 1
+            for mix in mixes:
+                for paddr in (mix, true_paddr):  # whole scans can succeed too
+                    table["paddr"] = paddr
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < 0.001:
+                        pass
+                flips[0] += 1
     errnos: dict[str, int] = {}
     calls = complete = equal = 0
     runs = np.zeros(1 << 16, ks.RUN_DTYPE)
