@@ -56,8 +56,8 @@ test-realdump: venv
 
 # The README's test command: lint, unit tests on synthetic dumps, real kdump cycles, then the
 # unit tests that read the vmcores those cycles left in the cache.
-# It builds one kernel from source (the patched 7.2); test-full also builds the patched 6.1
-# and 6.12 (README, "Test time").
+# It builds one kernel from source (the patched 7.2 with KASAN, UBSAN and lockdep); test-full
+# also builds the patched 6.1 and 6.12 the same way (README, "Test time").
 test: setup lint test-fast test-e2e test-realdump
 
 test-full: setup lint test-fast test-e2e-full test-realdump
@@ -73,11 +73,12 @@ bench: setup
 bench-scale: $(VENV)/.installed
 	$(PY) userspace/bench/scale.py
 
-# Patched 6.1, 6.12 and 7.2 kernels for the QEMU tests, cached by series hash (kernel-patches/README.md).
+# Patched 6.1, 6.12 and 7.2 kernels for the QEMU tests (with KASAN, UBSAN and lockdep), cached
+# by series hash (kernel-patches/README.md); `make test` builds only the 7.2 one.
 kernels:
-	kernel-patches/build-kernel.sh 6.1
-	kernel-patches/build-kernel.sh 6.12
-	kernel-patches/build-kernel.sh 7.2
+	kernel-patches/build-kernel.sh 6.1 debug
+	kernel-patches/build-kernel.sh 6.12 debug
+	kernel-patches/build-kernel.sh 7.2 debug
 
 clean:
 	rm -rf $(VENV)

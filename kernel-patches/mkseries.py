@@ -163,7 +163,7 @@ is randomised by CONFIG_RANDOMIZE_MEMORY.
 
 """
 
-DOC_612 = """\
+DOC_SHIFT = """\
 PAGE_TYPE_SHIFT
 ---------------
 
@@ -174,51 +174,35 @@ PAGE_TYPE_SHIFT``. The lower bits may be used by the owner of the type.
 
 """
 
-DOC_X86 = """\
-page_offset_base
-----------------
+# Mainline exports it since 2025 (7.2's vmcore_info.c has it): only 6.12 needs it.
+DOC_UNACCEPTED = """\
+PAGE_UNACCEPTED_MAPCOUNT_VALUE
+------------------------------
 
-The virtual address where the direct mapping of all physical memory
-starts (PAGE_OFFSET), printed in hexadecimal. It is randomised by
-CONFIG_RANDOMIZE_MEMORY; dump filters otherwise have to derive it from the
-ELF program headers of the dump.
+The page type of the first page of a block of memory a confidential
+computing guest (TDX, SEV-SNP) has not accepted yet. Such a block spans
+the largest buddy order; the memory is not in use and must not be read,
+so dump filters exclude it like free pages.
 
 """
 
-X86_CODE = """\
-\tvmcoreinfo_append_str("NUMBER(page_offset_base)=0x%lx\\n",
-\t\t\t      (unsigned long)PAGE_OFFSET);
-"""
-
-MSG1 = {
+MSG_EXPORTS = {
     "6.1": """\
-crash_core: export the values a dump filter needs to classify pages
+crash_core: export the page values dump filters still assume
 
 A dump filter reading /proc/vmcore decides which page frames to drop
-from the struct pages of the crashed kernel.  Some of the values it
+from the struct pages of the crashed kernel.  A few of the values it
 needs are not in VMCOREINFO, so filters hard-code them, and the dumps
 go wrong silently when the kernel changes them.  Export them:
 
-  NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)  now also without
-                                       CONFIG_HUGETLB_PAGE, so that
-                                       logically offline pages can be
-                                       excluded on every configuration
-  NUMBER(PAGE_TYPE_BASE)               the page type encoding of
-  NUMBER(PAGE_MAPCOUNT_RESERVE)        page->page_type
-  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
-                                       page->mapping
   NUMBER(PG_reserved)                  the flag of the kernel's own
                                        reserved pages, which a filter
                                        must keep
+  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
+                                       page->mapping
   NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
                                        mem_section.section_mem_map
-  SYMBOL(vmemmap)                      the struct page array base
-                                       (CONFIG_SPARSEMEM_VMEMMAP)
-  NUMBER(VMALLOC_START)                the vmalloc area base
-  NUMBER(page_offset_base) (x86_64)    the direct mapping base
 
-SYMBOL(vmemmap) and NUMBER(VMALLOC_START) use the names and formats
-later kernels export, so a filter reads them the same way on both.
 Each value is documented in vmcoreinfo.rst.
 
 This continues the v3.9 change "kexec: add the values related to buddy
@@ -226,112 +210,206 @@ system for filtering free pages", which exported the buddy values for
 the same purpose.
 """,
     "6.12": """\
-vmcore_info: export the values a dump filter needs to classify pages
+vmcore_info: export the page values dump filters still assume
 
 A dump filter reading /proc/vmcore decides which page frames to drop
-from the struct pages of the crashed kernel.  Some of the values it
+from the struct pages of the crashed kernel.  A few of the values it
 needs are not in VMCOREINFO, so filters hard-code them, and the dumps
 go wrong silently when the kernel changes them.  Export them:
 
-  NUMBER(PAGE_TYPE_SHIFT)              the page type is the top byte
-                                       of page->page_type
-  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
-                                       page->mapping
   NUMBER(PG_reserved)                  the flag of the kernel's own
                                        reserved pages, which a filter
                                        must keep
+  NUMBER(PAGE_MAPPING_ANON)            the anonymous-mapping bit of
+                                       page->mapping
   NUMBER(SECTION_MAP_LAST_BIT)         the flag bits of
                                        mem_section.section_mem_map
-  NUMBER(page_offset_base) (x86_64)    the direct mapping base
+  NUMBER(PAGE_TYPE_SHIFT)              where the type sits in
+                                       page->page_type
+  NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)
+                                       memory a confidential guest has
+                                       not accepted, which a filter
+                                       must not read
 
-The PAGE_*_MAPCOUNT_VALUE definitions now use PAGE_TYPE_SHIFT instead of
-a literal 24.  Each value is documented in vmcoreinfo.rst.
+The PAGE_*_MAPCOUNT_VALUE definitions use PAGE_TYPE_SHIFT instead of a
+literal 24.  Each value is documented in vmcoreinfo.rst.
 
 This continues the v3.9 change "kexec: add the values related to buddy
 system for filtering free pages", which exported the buddy values for
 the same purpose.
 """,
 }
-
-
-# After 6.12 the anonymous-mapping bit became FOLIO_MAPPING_ANON; 7.2 exports it by that name.
-MSG1["7.2"] = MSG1["6.12"].replace(
-    "  NUMBER(PAGE_MAPPING_ANON)            ", "  NUMBER(FOLIO_MAPPING_ANON)           "
+# After 6.12 the anonymous-mapping bit became FOLIO_MAPPING_ANON, and mainline exports
+# PAGE_UNACCEPTED_MAPCOUNT_VALUE itself: 7.2's patch exports the rest under 7.2's names.
+MSG_EXPORTS["7.2"] = (
+    MSG_EXPORTS["6.12"]
+    .replace("  NUMBER(PAGE_MAPPING_ANON)            ", "  NUMBER(FOLIO_MAPPING_ANON)           ")
+    .replace(
+        "  NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE)\n"
+        "                                       memory a confidential guest has\n"
+        "                                       not accepted, which a filter\n"
+        "                                       must not read\n",
+        "",
+    )
 )
-assert "FOLIO_MAPPING_ANON" in MSG1["7.2"]
-
+assert "FOLIO_MAPPING_ANON" in MSG_EXPORTS["7.2"]
+assert "UNACCEPTED" not in MSG_EXPORTS["7.2"]
+# The anonymous-mapping bit's name per tree.
+ANON = {"6.1": "PAGE_MAPPING_ANON", "6.12": "PAGE_MAPPING_ANON", "7.2": "FOLIO_MAPPING_ANON"}
 # Page types whose PAGE_*_MAPCOUNT_VALUE the tree defines with a literal 24.
 PAGE_TYPES = {"6.12": ("slab", "buddy", "hugetlb", "offline")}
 PAGE_TYPES["7.2"] = PAGE_TYPES["6.12"] + ("unaccepted",)
 
+MSG_SHIFT = """\
+mm: name the shift of the type in page->page_type
 
-def patch1(root: Path, tree: str) -> list[str]:
-    if tree == "6.1":
-        core, arch = "kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"
-        e = Edit(root, core)
-        e.after(
-            "\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
-            "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n",
+The page type is the top byte of page->page_type; the literal 24 that
+says so is repeated in the type helpers, and code outside mm that
+decodes page types (VMCOREINFO for dump filters) has to repeat it once
+more.  Give it a name.
+
+No functional change.
+"""
+
+MSG_BACKPORT_61 = """\
+crash_core: export the values later kernels export for dump filters
+
+Dump filters read these values from the VMCOREINFO of later kernels or
+assume them for 6.1.  Export them here too, under the names and in the
+formats later kernels use, so that a filter reads 6.1 dumps the same
+way:
+
+  SYMBOL(vmemmap)                      the struct page array base
+                                       (CONFIG_SPARSEMEM_VMEMMAP;
+                                       exported since v6.9)
+  NUMBER(VMALLOC_START)                the vmalloc area base (exported
+                                       since v6.9)
+  NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE)  now also without
+                                       CONFIG_HUGETLB_PAGE, so that
+                                       logically offline pages can be
+                                       excluded on every configuration
+  NUMBER(PAGE_TYPE_BASE)               the page type encoding of
+  NUMBER(PAGE_MAPCOUNT_RESERVE)        page->page_type in 6.1
+
+This is a distribution backport, not for mainline, which exports the
+first two and encodes page types differently.  Each value is
+documented in vmcoreinfo.rst.
+"""
+
+
+def exports(root: Path, tree: str) -> list[str]:
+    """The values mainline could take: the same in every tree."""
+    core = CORE[tree]
+    e = Edit(root, core)
+    e.after(
+        "\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
+        "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n",
+    )
+    e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", f"\tVMCOREINFO_NUMBER({ANON[tree]});\n")
+    e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
+    doc = DOC_COMMON
+    if tree == "7.2":
+        doc = doc.replace(
+            "PAGE_MAPPING_ANON\n-----------------\n", "FOLIO_MAPPING_ANON\n------------------\n"
         )
-        e.after(
-            "\tVMCOREINFO_SYMBOL(vmap_area_list);\n",
-            '\tvmcoreinfo_append_str("NUMBER(VMALLOC_START)=0x%lx\\n",\n'
-            "\t\t\t      (unsigned long)VMALLOC_START);\n",
-        )
-        e.after(
-            "\tVMCOREINFO_SYMBOL(contig_page_data);\n#endif\n",
-            "#ifdef CONFIG_SPARSEMEM_VMEMMAP\n\tVMCOREINFO_SYMBOL_ARRAY(vmemmap);\n#endif\n",
-        )
-        e.replace(
-            "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
-            "#ifdef CONFIG_HUGETLB_PAGE\n"
-            "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
-            "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
-            "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
-            "#endif\n",
-            "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
-            "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
-            "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
-            "\tVMCOREINFO_NUMBER(PAGE_TYPE_BASE);\n"
-            "\tVMCOREINFO_NUMBER(PAGE_MAPCOUNT_RESERVE);\n"
-            "#ifdef CONFIG_HUGETLB_PAGE\n"
-            "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
-            "#endif\n",
-        )
-        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", "\tVMCOREINFO_NUMBER(PAGE_MAPPING_ANON);\n")
-        e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
-        e.save()
-        doc_generic = DOC_COMMON + DOC_61
-    else:
-        core, arch = "kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"
-        e = Edit(root, core)
-        e.after(
-            "\tVMCOREINFO_NUMBER(MAX_PHYSMEM_BITS);\n",
-            "\tVMCOREINFO_NUMBER(SECTION_MAP_LAST_BIT);\n",
-        )
-        e.after(
-            "\tVMCOREINFO_NUMBER(PG_swapbacked);\n",
-            "#define PAGE_TYPE_SHIFT\t\t\t24\n\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n",
-        )
+    if tree in PAGE_TYPES:
+        e.after("\tVMCOREINFO_NUMBER(PG_swapbacked);\n", "\tVMCOREINFO_NUMBER(PAGE_TYPE_SHIFT);\n")
         for t in PAGE_TYPES[tree]:
             e.replace(f"(PGTY_{t} << 24)", f"(PGTY_{t} << PAGE_TYPE_SHIFT)")
-        anon = "FOLIO_MAPPING_ANON" if tree == "7.2" else "PAGE_MAPPING_ANON"
-        e.after("\tVMCOREINFO_NUMBER(PG_head_mask);\n", f"\tVMCOREINFO_NUMBER({anon});\n")
-        e.after("\tVMCOREINFO_NUMBER(PG_private);\n", "\tVMCOREINFO_NUMBER(PG_reserved);\n")
-        e.save()
-        doc_generic = DOC_COMMON + DOC_612
-        if tree == "7.2":
-            doc_generic = doc_generic.replace(
-                "PAGE_MAPPING_ANON\n-----------------\n", "FOLIO_MAPPING_ANON\n------------------\n"
-            )
-    a = Edit(root, arch)
-    a.after("\tVMCOREINFO_NUMBER(KERNEL_IMAGE_SIZE);\n", X86_CODE)
-    a.save()
+        doc += DOC_SHIFT
+    if tree == "6.12":
+        e.after(
+            "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n",
+            "#define PAGE_UNACCEPTED_MAPCOUNT_VALUE\t(PGTY_unaccepted << PAGE_TYPE_SHIFT)\n"
+            "\tVMCOREINFO_NUMBER(PAGE_UNACCEPTED_MAPCOUNT_VALUE);\n",
+        )
+        doc += DOC_UNACCEPTED
+    e.save()
     d = Edit(root, "Documentation/admin-guide/kdump/vmcoreinfo.rst")
-    d.before("x86_64\n======\n", doc_generic)
-    d.before("KERNEL_IMAGE_SIZE\n-----------------\n", DOC_X86)
+    d.before("x86_64\n======\n", doc)
     d.save()
-    return [core, arch, "Documentation/admin-guide/kdump/vmcoreinfo.rst"]
+    return [core, "Documentation/admin-guide/kdump/vmcoreinfo.rst"]
+
+
+def page_type_shift(root: Path, tree: str) -> list[str]:
+    """6.12 and 7.2: the page type helpers name their shift (mm, before the export uses it)."""
+    rel = "include/linux/page-flags.h"
+    e = Edit(root, rel)
+    e.replace(
+        " * The low 24 bits of pagetype may be used for your own purposes, as long\n"
+        " * as you are careful to not affect the top 8 bits.  The low bits of\n"
+        " * pagetype will be overwritten when you clear the page_type from the page.\n"
+        " */\n",
+        " * The low PAGE_TYPE_SHIFT bits of pagetype may be used for your own\n"
+        " * purposes, as long as you are careful to not affect the type in the top\n"
+        " * bits.  The low bits of pagetype will be overwritten when you clear the\n"
+        " * page_type from the page.\n"
+        " */\n"
+        "#define PAGE_TYPE_SHIFT\t24\n\n",
+    )
+    e.replace(
+        "\treturn page_type < (PGTY_mapcount_underflow << 24);\n",
+        "\treturn page_type < (PGTY_mapcount_underflow << PAGE_TYPE_SHIFT);\n",
+    )
+    for old, new in (
+        ("\treturn data_race(folio->page.page_type >> 24) == PGTY_##lname;\t\\\n",
+         "\t/* Racy on purpose: the type may be set or cleared meanwhile */\t\\\n"
+         "\treturn data_race(folio->page.page_type >> PAGE_TYPE_SHIFT) == PGTY_##lname; \\\n"),
+        ("\tfolio->page.page_type = (unsigned int)PGTY_##lname << 24;\t\\\n",
+         "\tfolio->page.page_type =\t\t\t\t\t\t\\\n"
+         "\t\t(unsigned int)PGTY_##lname << PAGE_TYPE_SHIFT;\t\t\\\n"),
+        ("\treturn data_race(page->page_type >> 24) == PGTY_##lname;\t\\\n",
+         "\t/* Racy on purpose: the type may be set or cleared meanwhile */\t\\\n"
+         "\treturn data_race(page->page_type >> PAGE_TYPE_SHIFT) == PGTY_##lname;\t\\\n"),
+        ("\tpage->page_type = (unsigned int)PGTY_##lname << 24;\t\t\\\n",
+         "\tpage->page_type = (unsigned int)PGTY_##lname << PAGE_TYPE_SHIFT;\t\\\n"),
+    ):  # fmt: skip
+        e.replace(old, new)
+    e.save()
+    return [rel]
+
+
+def backport_61(root: Path, tree: str) -> list[str]:
+    """6.1 only: what later kernels export, in their names and formats."""
+    core = CORE[tree]
+    e = Edit(root, core)
+    e.after(
+        "\tVMCOREINFO_SYMBOL(vmap_area_list);\n",
+        '\tvmcoreinfo_append_str("NUMBER(VMALLOC_START)=0x%lx\\n",\n'
+        "\t\t\t      (unsigned long)VMALLOC_START);\n",
+    )
+    e.after(
+        "\tVMCOREINFO_SYMBOL(contig_page_data);\n#endif\n",
+        "#ifdef CONFIG_SPARSEMEM_VMEMMAP\n\tVMCOREINFO_SYMBOL_ARRAY(vmemmap);\n#endif\n",
+    )
+    e.replace(
+        "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
+        "#ifdef CONFIG_HUGETLB_PAGE\n"
+        "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
+        "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
+        "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
+        "#endif\n",
+        "\tVMCOREINFO_NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE);\n"
+        "#define PAGE_OFFLINE_MAPCOUNT_VALUE\t(~PG_offline)\n"
+        "\tVMCOREINFO_NUMBER(PAGE_OFFLINE_MAPCOUNT_VALUE);\n"
+        "\tVMCOREINFO_NUMBER(PAGE_TYPE_BASE);\n"
+        "\tVMCOREINFO_NUMBER(PAGE_MAPCOUNT_RESERVE);\n"
+        "#ifdef CONFIG_HUGETLB_PAGE\n"
+        "\tVMCOREINFO_NUMBER(HUGETLB_PAGE_DTOR);\n"
+        "#endif\n",
+    )
+    e.save()
+    d = Edit(root, "Documentation/admin-guide/kdump/vmcoreinfo.rst")
+    d.before("x86_64\n======\n", DOC_61)
+    d.save()
+    return [core, "Documentation/admin-guide/kdump/vmcoreinfo.rst"]
+
+
+CORE = {
+    "6.1": "kernel/crash_core.c",
+    "6.12": "kernel/vmcore_info.c",
+    "7.2": "kernel/vmcore_info.c",
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,11 +444,15 @@ makedumpfile update, and a stale filter silently keeps every page.
 
 Add /proc/vmcore_pfn_lists to the capture kernel.  The filter passes the
 crashed kernel's mem_map chunk table (page frame range and physical
-address of the struct pages), a makedumpfile dump level and a buffer;
-VMCORE_PFN_IOC_SCAN returns (pfn, count, class) runs to exclude and
-per-class counts, with a resume cursor kept by the caller, so the
-kernel holds no per-scan state.  VMCORE_PFN_IOC_INFO says whether scans
-are possible and, if not, why.
+address of the struct pages), a mask of the page classes it asks about
+(free, cache, cache with private data, user, hwpoison, offline) and a
+buffer; VMCORE_PFN_IOC_SCAN returns (pfn, count, class) runs of those
+classes and per-class counts, with a resume cursor kept by the caller,
+so the kernel holds no per-scan state.  Which classes a dump level
+leaves out stays the filter's decision.  VMCORE_PFN_IOC_INFO says
+whether scans are possible (the kernel log says why not) and gives the
+limits.  Both structures start with their size and are read with
+copy_struct_from_user(), so they can grow without a version number.
 
 fs/proc/vmcore.c gains two accessors for it: vmcore_oldmem_layout()
 (the old-memory ranges /proc/vmcore reads and its ELF notes) and
@@ -545,11 +627,9 @@ keeps every page or drops the wrong ones.
 This series lets the capture kernel do the classification with its own
 helpers, when - and only when - it is the kernel that crashed:
 
- 1/2 exports the VMCOREINFO values a filter still has to assume
-     ({exports}).
- 2/2 adds /proc/vmcore_pfn_lists: the filter passes the crashed
-     kernel's mem_map chunk table, a dump level and a buffer; the
-     kernel returns (pfn, count, class) runs to exclude, or refuses
+{parts}{last} adds /proc/vmcore_pfn_lists: the filter passes the crashed
+     kernel's mem_map chunk table, the page classes it asks about and
+     a buffer; the kernel returns (pfn, count, class) runs, or refuses
      with -EXDEV when the crashed kernel's VMCOREINFO shows another
      build, struct page layout or page flag values.  Two accessors in
      fs/proc/vmcore.c give it the old memory and notes /proc/vmcore
@@ -618,9 +698,11 @@ Tested
 - Hostile requests (ranges outside old memory or in the capture
   kernel's RAM, overlapping, wrapping, misaligned, oversized, chunks
   aliasing the same struct pages) fail with the documented errno or
-  return bounded, correct answers; the kernel log stays clean.  A
-  table rewritten during the call is tested on the scan code compiled
-  in userspace.
+  return bounded, correct answers; the kernel log stays clean.  While
+  another process rewrites the chunk table with addresses outside old
+  memory and in the capture kernel's RAM, calls fail with -ERANGE or
+  return the unraced answer, and a kprobe on memremap() sees no mapping
+  outside the crashed kernel's memory.
 - A first opener whose /proc/vmcore is another file, and a 32-bit
   caller, get the same answers as everyone else.
 - A crashed kernel that differs from the capture kernel is refused.
@@ -639,18 +721,28 @@ Cc: Baoquan He <bhe@redhat.com>, Vivek Goyal <vgoyal@redhat.com>,
 Based on Debian's linux-source-{tree} ({version}).
 """
 
-COVER_EXPORTS = {
-    "6.1": "PAGE_OFFLINE_MAPCOUNT_VALUE everywhere, PAGE_TYPE_BASE,\n"
-    "     PAGE_MAPCOUNT_RESERVE, PAGE_MAPPING_ANON, PG_reserved,\n"
-    "     SECTION_MAP_LAST_BIT, vmemmap, VMALLOC_START, page_offset_base",
-    "6.12": "PAGE_TYPE_SHIFT, PAGE_MAPPING_ANON, PG_reserved,\n"
-    "     SECTION_MAP_LAST_BIT, page_offset_base",
+COVER_PARTS = {
+    "6.1": " 1/3 exports the VMCOREINFO values a filter still has to assume\n"
+    "     (PG_reserved, PAGE_MAPPING_ANON, SECTION_MAP_LAST_BIT); mainline\n"
+    "     could take it as it is.\n"
+    " 2/3 backports what later kernels export (vmemmap, VMALLOC_START) and\n"
+    "     6.1's page type encoding; for distributions, not for mainline.\n",
+    "6.12": " 1/3 names the shift of the page type (PAGE_TYPE_SHIFT) in mm.\n"
+    " 2/3 exports the VMCOREINFO values a filter still has to assume\n"
+    "     (PG_reserved, PAGE_MAPPING_ANON, SECTION_MAP_LAST_BIT,\n"
+    "     PAGE_TYPE_SHIFT, PAGE_UNACCEPTED_MAPCOUNT_VALUE).\n",
+    "7.2": " 1/3 names the shift of the page type (PAGE_TYPE_SHIFT) in mm.\n"
+    " 2/3 exports the VMCOREINFO values a filter still has to assume\n"
+    "     (PG_reserved, FOLIO_MAPPING_ANON, SECTION_MAP_LAST_BIT,\n"
+    "     PAGE_TYPE_SHIFT).\n",
 }
-COVER_EXPORTS["7.2"] = COVER_EXPORTS["6.12"].replace("PAGE_MAPPING_ANON", "FOLIO_MAPPING_ANON")
-COVER = {
-    tree: COVER_TEXT.format(exports=COVER_EXPORTS[tree], tree=tree, version=version)
-    for tree, version in TREES.items()
-}
+
+
+def cover_text(tree: str) -> str:
+    n = len(SERIES[tree])
+    return COVER_TEXT.format(
+        parts=COVER_PARTS[tree], last=f" {n}/{n}", tree=tree, version=TREES[tree]
+    )
 
 
 # Per tree, exact replacements in the in-tree form of the new files where the tree's API
@@ -722,9 +814,16 @@ def patch2(root: Path, tree: str) -> list[str]:
 
 
 TOUCHED = {
-    "6.1": ["kernel/crash_core.c", "arch/x86/kernel/crash_core_64.c"],
-    "6.12": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
-    "7.2": ["kernel/vmcore_info.c", "arch/x86/kernel/vmcore_info_64.c"],
+    "6.1": ["kernel/crash_core.c"],
+    "6.12": ["kernel/vmcore_info.c", "include/linux/page-flags.h"],
+    "7.2": ["kernel/vmcore_info.c", "include/linux/page-flags.h"],
+}
+# The series per tree: the parts mainline could take first, distribution backports after
+# them, the interface last.
+SERIES = {
+    "6.1": [(exports, MSG_EXPORTS["6.1"]), (backport_61, MSG_BACKPORT_61), (patch2, MSG2)],
+    "6.12": [(page_type_shift, MSG_SHIFT), (exports, MSG_EXPORTS["6.12"]), (patch2, MSG2)],
+    "7.2": [(page_type_shift, MSG_SHIFT), (exports, MSG_EXPORTS["7.2"]), (patch2, MSG2)],
 }
 COMMON = [
     "Documentation/admin-guide/kdump/vmcoreinfo.rst",
@@ -751,7 +850,7 @@ def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"Debian linux-source-{tree} ({TREES[tree]})")
         base = git(repo, "rev-parse", "HEAD").strip()
-        for fn, msg in ((patch1, MSG1[tree]), (patch2, MSG2)):
+        for fn, msg in SERIES[tree]:
             files = fn(repo, tree)
             git(repo, "add", *files)
             body = msg + f"\nSigned-off-by: {AUTHOR}\n"
@@ -772,7 +871,7 @@ def generate(tree: str, out: Path, src_root: Path | None) -> list[Path]:
             f"{base}..HEAD",
         )
         cover = out / "0000-cover-letter.patch"
-        subject, blurb = COVER[tree].split("\n\n", 1)
+        subject, blurb = cover_text(tree).split("\n\n", 1)
         text = cover.read_text()
         for placeholder, real in (("*** SUBJECT HERE ***", subject), ("*** BLURB HERE ***", blurb)):
             if text.count(placeholder) != 1:

@@ -11,7 +11,7 @@ When the cache holds the /proc/vmcore_pfn_lists module for that kernel (built by
 ``make -C kernel-patches/module``, as the kernel-scan tests do) the capture kernel loads it
 and dumpfilter classifies with the kernel scan (``--kernel-scan=require``), and the demo
 shows its time next to the userspace scan's on the same /proc/vmcore.  A patched kernel
-(``--kernel PATH/bzImage``, e.g. $DUMPFILTER_CACHE/kernels/linux-6.12-patched/bzImage)
+(``--kernel PATH/bzImage``, e.g. $DUMPFILTER_CACHE/kernels/linux-7.2-patched-debug/bzImage)
 has the interface built in and is shown the same way.
 """
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from dumpfilter import kernelscan as ks
 from dumpfilter import scan, source
+from dumpfilter.dumplevel import DumpLevel
 
 
 def materialize(c) -> np.ndarray:
@@ -41,21 +42,24 @@ def materialize(c) -> np.ndarray:
     return out
 
 
+ALL = ks.CLASSES_ALL
+
+
 def raw_scan(fd: int, *, chunks_ptr: int, nr_chunks: int, runs_ptr: int, max_runs: int,
-             level: int = 31, size: int = ks.SCAN.size, flags: int = 0, next_chunk: int = 0,
-             next_pfn: int = 0, ioctl_nr: int = ks.IOC_SCAN) -> tuple[int, tuple]:  # fmt: skip
-    """One VMCORE_PFN_IOC_SCAN with arbitrary fields: (errno or 0, fields written back)."""
+             classes: int = ALL, size: int = ks.SCAN.size, flags: int = 0, next_chunk: int = 0,
+             next_pfn: int = 0, ioctl_nr: int = ks.IOC_SCAN,
+             extra: bytes = b"") -> tuple[int, ks.ScanReply | None]:  # fmt: skip
+    """One VMCORE_PFN_IOC_SCAN with arbitrary fields (``extra``: bytes after the structure a
+    later version might define): (errno or 0, what the kernel wrote back)."""
     import fcntl
 
-    buf = bytearray(
-        ks.SCAN.pack(size, flags, level, nr_chunks, chunks_ptr, runs_ptr, max_runs, 0,
-                     next_chunk, 0, next_pfn, *([0] * ks.NR_CLASSES))
-    )  # fmt: skip
+    buf = ks.pack_scan(classes, chunks_ptr, nr_chunks, runs_ptr, max_runs, next_chunk, next_pfn,
+                       size=size, flags=flags) + extra  # fmt: skip
     try:
         fcntl.ioctl(fd, ioctl_nr, buf)
     except OSError as e:
-        return e.errno, ()
-    return 0, ks.SCAN.unpack(bytes(buf))
+        return e.errno, None
+    return 0, ks.unpack_scan(buf)
 
 
 def capture_ram() -> list[tuple[int, int]]:
@@ -114,9 +118,14 @@ def hostile(fd: int, chunks: np.ndarray, spage: int) -> dict[str, dict]:
     case("misaligned_struct_page_address", errno.EINVAL, table((c0[0], 16, c0[2] + 4)))
     case("too_many_chunks", errno.E2BIG, nr_chunks=(1 << 20) + 1)
     case("no_chunks", errno.EINVAL, nr_chunks=0)
-    case("bad_struct_size", errno.EINVAL, size=ks.SCAN.size - 8)
+    case("struct_smaller_than_its_first_version", errno.EINVAL, size=ks.SCAN.size - 8)
+    case("struct_larger_than_a_page", errno.E2BIG, size=8192)
+    # a later version's fields: zero is what this kernel does, anything else it cannot do
+    case("later_version_zero_fields", 0, size=ks.SCAN.size + 8, extra=bytes(8))
+    case("later_version_unknown_fields", errno.E2BIG, size=ks.SCAN.size + 8, extra=b"\1" * 8)
     case("unknown_flags", errno.EINVAL, flags=1)
-    case("unknown_dump_level_bits", errno.EINVAL, level=0x20)
+    case("class_keep_requested", errno.EINVAL, classes=ALL | 1)
+    case("unknown_class_bits", errno.EINVAL, classes=ALL | 0x80)
     case("no_room_for_runs", errno.EINVAL, max_runs=0)
     case("misaligned_run_buffer", errno.EINVAL, runs_ptr=rp + 4)
     case("misaligned_chunk_table", errno.EINVAL, chunks_ptr=cp + 4)
@@ -155,8 +164,8 @@ def work_bound(fd: int, chunks: np.ndarray) -> dict:
     dt = time.monotonic() - t0
     if err:
         return {"errno": err, "seconds": dt}
-    return {"errno": 0, "seconds": dt, "covered": int(sum(f[11:])), "done": f[9],
-            "next_chunk": f[8], "total_pfns": int(table["nr_pages"].sum())}  # fmt: skip
+    return {"errno": 0, "seconds": dt, "covered": int(sum(f.counts)), "done": f.done,
+            "next_chunk": f.next_chunk, "total_pfns": int(table["nr_pages"].sum())}  # fmt: skip
 
 
 def signal_stop(chunks: np.ndarray, signo: int) -> dict:
@@ -172,7 +181,7 @@ def signal_stop(chunks: np.ndarray, signo: int) -> dict:
         signal.signal(signo, stop)
         try:
             with ks.KernelScanner() as k:
-                k.scan(table, 31)
+                k.scan(table, ALL)
         except (OSError, ks.KernelScanUnavailable):
             os._exit(43)
         os._exit(0)
@@ -216,10 +225,46 @@ def in_child(fn, *args) -> dict:
     return json.loads(data or b"{}")
 
 
+FAILSLAB = Path("/sys/kernel/debug/failslab")
+
+
+def failing_opens() -> dict:
+    """Open the interface with the n-th slab allocation of the open failing (fail-nth), for
+    n = 1, 2, ... until an open succeeds: the opens that fail with ENOMEM fail in the VFS or
+    in the interface's setup (which logs that it will try again), and none may leave the
+    interface disabled.  Needs fault injection (the debug test kernels have it)."""
+    if not Path("/proc/thread-self/fail-nth").exists():
+        return {"skipped": "no fault injection"}
+    if not FAILSLAB.exists():
+        subprocess.run(["mount", "-t", "debugfs", "none", "/sys/kernel/debug"], check=False)
+    # GFP_KERNEL allocations may fail too; no stack trace per injected failure
+    (FAILSLAB / "ignore-gfp-wait").write_text("N")
+    (FAILSLAB / "verbose").write_text("0")
+    errnos: list[int] = []
+    nth = os.open("/proc/thread-self/fail-nth", os.O_RDWR)
+    try:
+        for n in range(1, 1000):
+            os.write(nth, str(n).encode())
+            try:
+                fd = os.open(ks.DEVICE, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                errnos.append(e.errno)
+                continue
+            finally:
+                os.write(nth, b"0")  # not fired when the open succeeded: disarm
+            os.close(fd)
+            break
+    finally:
+        os.close(nth)
+        (FAILSLAB / "ignore-gfp-wait").write_text("Y")
+    return {"failed_opens": len(errnos), "errnos": sorted(set(errnos))}
+
+
 def namespace_open() -> dict:
     """The first open of the interface, from a mount namespace whose /proc/vmcore is another
     file (an ELF core with one bogus range and no VMCOREINFO): the interface must describe the
-    true old memory all the same, and later openers must get the same answer."""
+    true old memory all the same, and later openers must get the same answer.  Where the
+    kernel can inject faults, the first opens of all fail (failing_opens)."""
     fake = Path("vpl_fake_vmcore").resolve()
     fake.write_bytes(fake_vmcore())
 
@@ -234,6 +279,7 @@ def namespace_open() -> dict:
         out: dict = {}
         with open("/proc/vmcore", "rb") as f:
             out["sees_fake"] = f.read(len(fake_vmcore())) == fake_vmcore()
+        out["failing_opens"] = failing_opens()
         with ks.KernelScanner() as k:
             out["info"] = dataclasses.asdict(k.info())
         return out
@@ -262,36 +308,142 @@ def compat_info_and_scan(chunks: np.ndarray) -> dict:
     mem = mmap.mmap(-1, ks.SCAN.size + ks.INFO.size + table.nbytes + (1 << 20), flags=flags)
     base = ctypes.addressof(ctypes.c_char.from_buffer(mem))
     req_at, info_at = base, base + ks.SCAN.size
-    tab_at = info_at + ks.INFO.size
+    tab_at = (info_at + ks.INFO.size + 7) & ~7  # the kernel wants 8-aligned arrays
     runs_at = (tab_at + table.nbytes + 7) & ~7
     max_runs = (base + len(mem) - runs_at) // ks.RUN_DTYPE.itemsize
     ctypes.memmove(tab_at, table.ctypes.data, table.nbytes)
     out: dict = {"base": base}
     with ks.KernelScanner() as k:
+        ctypes.memmove(info_at, bytes(ks.KernelInfo.request()), ks.INFO.size)
         ret = call(k.fd, ks.IOC_INFO, info_at)
         out["info_ret"] = ret
         out["info"] = dataclasses.asdict(ks.KernelInfo.unpack(ctypes.string_at(info_at,
                                                                                 ks.INFO.size)))
         parts, nc, npfn, calls = [], 0, 0, 0
         while True:
-            ctypes.memmove(req_at, ks.SCAN.pack(ks.SCAN.size, 0, 31, len(table), tab_at,
-                                                runs_at, max_runs, 0, nc, 0, npfn,
-                                                *([0] * ks.NR_CLASSES)), ks.SCAN.size)  # fmt: skip
+            req = ks.pack_scan(ALL, tab_at, len(table), runs_at, max_runs, nc, npfn)
+            ctypes.memmove(req_at, bytes(req), ks.SCAN.size)
             ret = call(k.fd, ks.IOC_SCAN, req_at)
             calls += 1
             if ret:
                 out["scan_ret"] = ret
                 return out
-            f = ks.SCAN.unpack(ctypes.string_at(req_at, ks.SCAN.size))
-            runs = np.frombuffer(ctypes.string_at(runs_at, f[7] * 16), ks.RUN_DTYPE).copy()
+            f = ks.unpack_scan(ctypes.string_at(req_at, ks.SCAN.size))
+            runs = np.frombuffer(ctypes.string_at(runs_at, f.nr_runs * 16), ks.RUN_DTYPE).copy()
             parts.append(runs)
-            if f[9]:
+            if f.done:
                 break
-            nc, npfn = f[8], f[10]
+            nc, npfn = f.next_chunk, f.next_pfn
     allruns = np.concatenate(parts)
     np.save("vpl_compat_runs.npy", allruns)
     out.update(scan_ret=0, calls=calls, runs=len(allruns))
     return out
+
+
+TRACING = Path("/sys/kernel/tracing")
+
+
+def old_memory() -> list[tuple[int, int]]:
+    """The PT_LOAD ranges of /proc/vmcore's ELF header, read here, not by the interface."""
+    with open(ks.PROC_VMCORE, "rb") as f:
+        eh = f.read(64)
+        phoff, phentsize, phnum = struct.unpack_from("<Q", eh, 32)[0], *struct.unpack_from(
+            "<HH", eh, 54)  # fmt: skip
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    out = []
+    for i in range(phnum):
+        p_type, _, _, _, paddr, _, memsz, _ = struct.unpack_from("<IIQQQQQQ", ph, i * phentsize)
+        if p_type == 1:
+            out.append((paddr, paddr + memsz))
+    return out
+
+
+def race(fd: int, chunks: np.ndarray, seconds: float = 20.0) -> dict:
+    """While this process scans, a child rewrites the chunk table (shared memory): every
+    chunk's struct page address flips between its true value, an address outside old memory
+    and one in this (capture) kernel's RAM.  Every call must fail with ERANGE or EINVAL or
+    give runs, and a scan whose calls all succeeded must equal the unraced scan.  A kprobe
+    event on memremap() records every mapping the scanning process causes: all must lie
+    inside old memory and outside this kernel's RAM."""
+    if not (TRACING / "kprobe_events").exists():
+        subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACING)], check=False)
+    if not (TRACING / "kprobe_events").exists():
+        return {"skipped": "no kprobe events"}
+    own = [r for r in capture_ram() if r[1] - r[0] >= 1 << 24]
+    hostile_paddr = np.array([1 << 45, own[-1][0] if own else 1 << 44], np.uint64)
+    n = len(chunks)
+    shared = mmap.mmap(-1, 8 + n * ks.CHUNK_DTYPE.itemsize, flags=mmap.MAP_SHARED)
+    flips = np.frombuffer(shared, np.uint64, 1)
+    table = np.frombuffer(shared, ks.CHUNK_DTYPE, n, offset=8)
+    table[:] = chunks
+    true_paddr = table["paddr"].copy()
+    with ks.KernelScanner() as k:
+        unraced = k.scan(table, ALL)
+    (TRACING / "kprobe_events").write_text("p:vplrace/map memremap pa=%di:x64 size=%si:u64\n")
+    (TRACING / "buffer_size_kb").write_text("8192")
+    (TRACING / "trace").write_text("")
+    (TRACING / "events/vplrace/map/enable").write_text("1")
+    pid = os.fork()
+    if pid == 0:  # the other writer, until killed: hostile and true tables, 1 ms each
+        rng = np.random.default_rng(7)
+        mixes = [np.where(pick == 0, true_paddr, hostile_paddr[pick % 2])
+                 for pick in rng.integers(0, 3, (8, n))]  # fmt: skip
+        while True:
+            for mix in mixes:
+                for paddr in (mix, true_paddr):  # whole scans can succeed too
+                    table["paddr"] = paddr
+                    t0 = time.perf_counter()
+                    while time.perf_counter() - t0 < 0.001:
+                        pass
+                flips[0] += 1
+    errnos: dict[str, int] = {}
+    calls = complete = equal = 0
+    runs = np.zeros(1 << 16, ks.RUN_DTYPE)
+    t_end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < t_end:
+            parts, nc, npfn = [], 0, 0
+            while True:
+                err, f = raw_scan(fd, chunks_ptr=table.ctypes.data, nr_chunks=n,
+                                  runs_ptr=runs.ctypes.data, max_runs=len(runs), next_chunk=nc,
+                                  next_pfn=npfn)  # fmt: skip
+                calls += 1
+                if err:
+                    name = errno.errorcode.get(err, str(err))
+                    errnos[name] = errnos.get(name, 0) + 1
+                    break
+                parts.append(runs[: f.nr_runs].copy())
+                if f.done:
+                    complete += 1
+                    got = np.concatenate(parts)
+                    equal += bool(np.array_equal(got["pfn"], unraced.pfn) and
+                                  np.array_equal(got["count"], unraced.count) and
+                                  np.array_equal(got["cls"], unraced.cls))  # fmt: skip
+                    break
+                nc, npfn = f.next_chunk, f.next_pfn
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        (TRACING / "events/vplrace/map/enable").write_text("0")
+    trace = (TRACING / "trace").read_text().splitlines()
+    (TRACING / "kprobe_events").write_text("")  # opened with O_TRUNC: removes the probe
+    old = old_memory()
+    maps, bad = 0, []
+    pat = re.compile(r"-(\d+)\s+\[.*\bpa=0x([0-9a-f]+) size=(\d+)")
+    for ln in trace:
+        m = pat.search(ln)
+        if not m or int(m.group(1)) != os.getpid():
+            continue
+        maps += 1
+        pa, size = int(m.group(2), 16), int(m.group(3))
+        inside = any(a <= pa and pa + size <= b for a, b in old)
+        in_own = any(pa < b and a < pa + size for a, b in capture_ram())
+        if not inside or in_own:
+            bad.append(ln.strip())
+    return {"calls": calls, "complete_scans": complete, "equal_scans": equal,
+            "errnos": errnos, "flips": int(flips[0]), "maps": maps, "bad_maps": bad[:20],
+            "lost_events": any("LOST" in ln for ln in trace)}  # fmt: skip
 
 
 def one_run_per_call(fd: int, chunks: np.ndarray) -> dict:
@@ -305,11 +457,11 @@ def one_run_per_call(fd: int, chunks: np.ndarray) -> dict:
         calls += 1
         if err:
             return {"errno": err, "calls": calls}
-        if f[7]:
+        if f.nr_runs:
             got.append((int(runs[0]["pfn"]), int(runs[0]["count"]), int(runs[0]["cls"])))
-        if f[9]:
+        if f.done:
             break
-        nc, npfn = f[8], f[10]
+        nc, npfn = f.next_chunk, f.next_pfn
     arr = np.array(got, ks.RUN_DTYPE)
     np.save("vpl_one_run_per_call.npy", arr)
     return {"errno": 0, "calls": calls, "runs": len(got)}
@@ -342,7 +494,7 @@ def kernel_log_problems() -> list[str]:
         ).stdout
     except (OSError, subprocess.SubprocessError) as e:
         return [f"dmesg failed: {e}"]
-    bad = re.compile(r"Oops|BUG:|WARNING:|general protection|Call Trace|scans refused")
+    bad = re.compile(r"Oops|BUG:|WARNING:|UBSAN:|KASAN|general protection|Call Trace|scans refused")
     return [ln for ln in log.splitlines() if bad.search(ln)]
 
 
@@ -390,7 +542,7 @@ def main() -> int:
         with ks.KernelScanner() as k:
             for level in range(32):
                 t0 = time.monotonic()
-                r = k.scan(chunks, level)
+                r = k.scan(chunks, DumpLevel(level).kernel_request())
                 dt = time.monotonic() - t0
                 runs[f"l{level}_pfn"], runs[f"l{level}_count"] = r.pfn, r.count
                 runs[f"l{level}_cls"] = r.cls
@@ -405,10 +557,10 @@ def main() -> int:
             kt, kall, ut, uall = [], [], [], []
             for _ in range(3):
                 t0 = time.monotonic()
-                k.scan(chunks, 31)
+                k.scan(chunks, ALL)
                 kt.append(time.monotonic() - t0)
                 t0 = time.monotonic()
-                karr = materialize(ks.kernel_scan(src, 31))
+                karr = materialize(ks.kernel_scan(src, DumpLevel(31).kernel_request()))
                 kall.append(time.monotonic() - t0)
                 t0 = time.monotonic()
                 uc = scan.userspace_scan(src, 31)
@@ -427,6 +579,7 @@ def main() -> int:
             }  # fmt: skip
             res["hostile"] = hostile(k.fd, chunks, spage)
             res["work_bound"] = work_bound(k.fd, chunks)
+            res["race"] = race(k.fd, chunks)
         res["signal_stop"] = [signal_stop(chunks, s) for s in (signal.SIGINT, signal.SIGTERM)]
         res["compat"] = in_child(compat_info_and_scan, chunks)
         with ks.KernelScanner() as k:

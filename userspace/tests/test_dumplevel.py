@@ -12,8 +12,21 @@ def test_only_bit_1_asks_the_writers_to_test_for_zero_pages():
     assert [lv for lv in range(32) if DumpLevel(lv).tests_zero_pages] == list(range(1, 32, 2))
 
 
-def test_the_kernel_interface_is_asked_for_the_level_bits_as_they_are():
-    assert [DumpLevel(lv).kernel_request() for lv in (0, 1, 16, 31)] == [0, 1, 16, 31]
+def test_the_kernel_interface_is_asked_for_the_classes_the_level_leaves_out():
+    always = 1 << C.HWPOISON | 1 << C.OFFLINE
+    assert DumpLevel(0).kernel_request() == DumpLevel(DumpLevel.ZERO).kernel_request() == always
+    assert DumpLevel(DumpLevel.CACHE).kernel_request() == always | 1 << C.CACHE
+    both = 1 << C.CACHE | 1 << C.CACHE_PRIVATE
+    assert DumpLevel(DumpLevel.CACHE_PRIVATE).kernel_request() == always | both
+    assert DumpLevel(DumpLevel.USER | DumpLevel.FREE).kernel_request() == (
+        always | 1 << C.USER | 1 << C.FREE
+    )
+    # every level: exactly the classes its keep table leaves out, holes and zeros aside
+    for lv in range(32):
+        t = DumpLevel(lv).keep_table()
+        mask = DumpLevel(lv).kernel_request()
+        assert all(bool(mask >> c & 1) == (not t[c]) for c in range(C.CACHE, C.OFFLINE + 1))
+        assert not mask & (1 << C.KEEP | 1 << C.HOLE | 1 << C.ZERO)
 
 
 @pytest.mark.parametrize("value", [-1, 32, 1 << 40])

@@ -58,5 +58,10 @@ class DumpLevel(int):
         return t
 
     def kernel_request(self) -> int:
-        """The level bits the kernel interface (``/proc/vmcore_pfn_lists``) is asked for."""
-        return int(self) & self.ALL
+        """The class mask the kernel interface (``/proc/vmcore_pfn_lists``) is asked for:
+        bit ``1 << c`` for each class of struct pages this level leaves out (the kernel
+        classifies, the level's meaning stays here).  HOLE is no class of struct pages and
+        ZERO is found in the data by the writers."""
+        t = self.keep_table()
+        skip = (PageClass.HOLE, PageClass.ZERO)
+        return sum(1 << int(c) for c in PageClass if c not in skip and not t[c])

@@ -2,15 +2,16 @@
 
 The kernel side (kernel-patches/src/fs/proc/vmcore_pfn_lists.c, UAPI
 ``include/uapi/linux/vmcore_pfn_lists.h``) takes the mem_map chunk table the userspace scan
-builds (memmap.py: ``(start_pfn, nr_pages, struct_page_paddr)``), a makedumpfile dump level
-and a run buffer, and answers ``(pfn, count, class)`` runs to exclude, classified by its own
-``PageBuddy()``/``PageLRU()``/... helpers.  It refuses with ``EXDEV`` unless the crashed
-kernel's VMCOREINFO shows the running kernel (build id, struct page layout, page flag and
-type values), because only then do its helpers read the old struct pages correctly (the
-version-skew objection of 2012).  It also refuses, with ``EOPNOTSUPP``, when memory
-encryption is active or a driver registered a vmcore callback.  One call does a bounded
-amount of work; ``KernelScanner.scan`` resumes until the kernel says done.  Class numbers
-are ``PageClass``.
+builds (memmap.py: ``(start_pfn, nr_pages, struct_page_paddr)``), the page classes to report
+and a run buffer, and answers ``(pfn, count, class)`` runs, classified by its own
+``PageBuddy()``/``PageLRU()``/... helpers; which classes a dump level excludes is decided
+in userspace (``DumpLevel.kernel_request``), not in the kernel.  It refuses with
+``EXDEV`` unless the crashed kernel's VMCOREINFO shows the running kernel (build id, struct
+page layout, page flag and type values), because only then do its helpers read the old
+struct pages correctly (the version-skew objection of 2012).  It also refuses, with
+``EOPNOTSUPP``, when memory encryption is active or a driver registered a vmcore callback;
+the kernel log says why.  One call does a bounded amount of work; ``KernelScanner.scan``
+resumes until the kernel says done.  Class numbers are ``PageClass``.
 
 ``try_kernel_scan`` returns a ``Classification`` or, in ``auto`` mode, ``None`` after one
 line saying why the userspace scan has to run instead; ``require`` raises ``DumpError``.
@@ -37,17 +38,17 @@ from .pageclass import PageClass
 DEVICE = "/proc/vmcore_pfn_lists"
 PROC_VMCORE = "/proc/vmcore"
 
-ABI = 1
-NR_CLASSES = 8
-DL_MASK = 0x1F
+# ---- The ABI of include/uapi/linux/vmcore_pfn_lists.h (x86_64 little-endian layout; every
+# u64 is 8-aligned in the C structs, so there is no padding).  Nothing else in this module
+# knows how the structures are laid out or how the ioctl numbers are made.
 
-# struct vmcore_pfn_info / vmcore_pfn_scan, little-endian x86_64 layout (no padding: every
-# u64 is 8-aligned in the C struct).
-INFO = struct.Struct("<IIiIIIII128s")
-SCAN = struct.Struct("<IIIIQQIIIIQ8Q")
+NR_CLASSES = 8
+CLASSES_ALL = 0x7E  # VMCORE_PFN_CLASSES_ALL: classes 1..6, bit (1 << class) each
+INFO = struct.Struct("<IiIIIII")  # struct vmcore_pfn_info
+SCAN = struct.Struct("<IIIIQQIIIIQ8Q")  # struct vmcore_pfn_scan
 CHUNK_DTYPE = np.dtype([("start_pfn", "<u8"), ("nr_pages", "<u8"), ("paddr", "<u8")])
 RUN_DTYPE = np.dtype([("pfn", "<u8"), ("count", "<u4"), ("cls", "<u4")])
-assert INFO.size == 160 and SCAN.size == 120
+assert INFO.size == 28 and SCAN.size == 120
 assert CHUNK_DTYPE.itemsize == 24 and RUN_DTYPE.itemsize == 16
 
 _IOC_MAGIC = 0xB9
@@ -58,8 +59,59 @@ def _ioc(direction: int, nr: int, size: int) -> int:
     return (direction << 30) | (size << 16) | (_IOC_MAGIC << 8) | nr
 
 
-IOC_INFO = _ioc(2, 1, INFO.size)  # _IOR
+IOC_INFO = _ioc(3, 1, INFO.size)  # _IOWR
 IOC_SCAN = _ioc(3, 2, SCAN.size)  # _IOWR
+
+
+@dataclass
+class ScanReply:
+    """The fields of struct vmcore_pfn_scan the kernel writes back."""
+
+    nr_runs: int
+    next_chunk: int
+    done: bool
+    next_pfn: int
+    counts: list[int]
+
+
+def pack_scan(classes: int, chunks_ptr: int, nr_chunks: int, runs_ptr: int, max_runs: int,
+              next_chunk: int = 0, next_pfn: int = 0, *, size: int = SCAN.size,
+              flags: int = 0) -> bytearray:  # fmt: skip
+    """A struct vmcore_pfn_scan request; ``size``/``flags`` other than the defaults are for
+    tests of the kernel's checks."""
+    return bytearray(
+        SCAN.pack(size, flags, classes, nr_chunks, chunks_ptr, runs_ptr, max_runs, 0,
+                  next_chunk, 0, next_pfn, *([0] * NR_CLASSES))
+    )  # fmt: skip
+
+
+def unpack_scan(buf: bytes | bytearray) -> ScanReply:
+    f = SCAN.unpack(bytes(buf[: SCAN.size]))
+    return ScanReply(f[7], f[8], bool(f[9]), f[10], list(f[11:]))
+
+
+@dataclass
+class KernelInfo:
+    status: int  # 0 or a negative errno
+    struct_page_size: int
+    classes: int
+    max_chunks: int
+    max_chunk_pages: int
+    nr_old_ranges: int
+
+    @staticmethod
+    def request() -> bytearray:
+        return bytearray(INFO.pack(INFO.size, *([0] * 6)))
+
+    @classmethod
+    def unpack(cls, buf: bytes) -> KernelInfo:
+        size, status, spage, classes, mchunks, mpages, nranges = INFO.unpack(bytes(buf))
+        if size != INFO.size:
+            raise KernelScanUnavailable(f"kernel wrote {size} bytes of info, expected {INFO.size}")
+        return cls(status, spage, classes, mchunks, mpages, nranges)
+
+
+# ---- End of the ABI.
 
 # Runs per ioctl: 1 MiB of buffer; the cursor protocol makes the size a speed knob only.
 RUNS_PER_CALL = 1 << 16
@@ -83,25 +135,6 @@ IoctlFn = Callable[[int, int, bytearray], int]
 
 class KernelScanUnavailable(Exception):
     """The interface cannot be used; ``reason`` says why, in one line."""
-
-
-@dataclass
-class KernelInfo:
-    abi: int
-    status: int  # 0 or a negative errno
-    struct_page_size: int
-    max_chunks: int
-    max_chunk_pages: int
-    nr_old_ranges: int
-    reason: str
-
-    @classmethod
-    def unpack(cls, buf: bytes) -> KernelInfo:
-        size, abi, status, spage, mchunks, mpages, nranges, _, reason = INFO.unpack(buf)
-        if size != INFO.size:
-            raise KernelScanUnavailable(f"kernel reports info size {size}, expected {INFO.size}")
-        text = reason.split(b"\0", 1)[0].decode("utf-8", "replace")
-        return cls(abi, status, spage, mchunks, mpages, nranges, text)
 
 
 @dataclass
@@ -137,10 +170,11 @@ def pack_chunks(
     return np.array(rows, CHUNK_DTYPE)
 
 
-def _check_runs(runs: np.ndarray) -> None:
-    if len(runs) and not np.isin(runs["cls"], _ALLOWED_CLASSES).all():
-        bad = int(runs["cls"][~np.isin(runs["cls"], _ALLOWED_CLASSES)][0])
-        raise KernelScanUnavailable(f"kernel returned unknown page class {bad}")
+def _check_runs(runs: np.ndarray, classes: int) -> None:
+    asked = np.array([c for c in _ALLOWED_CLASSES if classes >> int(c) & 1], np.uint32)
+    if len(runs) and not np.isin(runs["cls"], asked).all():
+        bad = int(runs["cls"][~np.isin(runs["cls"], asked)][0])
+        raise KernelScanUnavailable(f"kernel returned page class {bad}, which was not asked for")
     if len(runs) and (runs["count"] == 0).any():
         raise KernelScanUnavailable("kernel returned an empty run")
 
@@ -178,13 +212,13 @@ class KernelScanner:
             raise _errno_reason(e) from None
 
     def info(self) -> KernelInfo:
-        buf = bytearray(INFO.size)
+        buf = KernelInfo.request()
         self._call(IOC_INFO, buf)
         return KernelInfo.unpack(bytes(buf))
 
-    def scan(self, chunks: np.ndarray, dump_level: int, runs_per_call: int | None = None):
-        """All exclusion runs for ``chunks`` (CHUNK_DTYPE) at ``dump_level``, resuming until
-        the kernel says done."""
+    def scan(self, chunks: np.ndarray, classes: int, runs_per_call: int | None = None):
+        """All runs of ``classes`` (bit ``1 << class`` each) for ``chunks`` (CHUNK_DTYPE),
+        resuming until the kernel says done."""
         if not len(chunks):
             raise KernelScanUnavailable("no mem_map chunks to scan")
         chunks = np.ascontiguousarray(chunks, CHUNK_DTYPE)
@@ -193,25 +227,20 @@ class KernelScanner:
         counts = [0] * NR_CLASSES
         next_chunk, next_pfn, calls = 0, 0, 0
         while True:
-            buf = bytearray(
-                SCAN.pack(
-                    SCAN.size, 0, dump_level & DL_MASK, len(chunks),
-                    chunks.ctypes.data, runs.ctypes.data, len(runs), 0,
-                    next_chunk, 0, next_pfn, *([0] * NR_CLASSES),
-                )
-            )  # fmt: skip
+            buf = pack_scan(classes, chunks.ctypes.data, len(chunks), runs.ctypes.data,
+                            len(runs), next_chunk, next_pfn)  # fmt: skip
             self._call(IOC_SCAN, buf)
             calls += 1
-            f = SCAN.unpack(bytes(buf))
-            nr_runs, new_chunk, done, new_pfn = f[7], f[8], f[9], f[10]
+            r = unpack_scan(buf)
+            nr_runs, new_chunk, new_pfn = r.nr_runs, r.next_chunk, r.next_pfn
             if nr_runs > len(runs) or new_chunk > len(chunks):
                 raise KernelScanUnavailable("kernel returned an inconsistent cursor")
             got = runs[:nr_runs].copy()
-            _check_runs(got)
+            _check_runs(got, classes)
             parts.append(got)
-            for i, n in enumerate(f[11:]):
+            for i, n in enumerate(r.counts):
                 counts[i] += n
-            if done:
+            if r.done:
                 break
             if (new_chunk, new_pfn) <= (next_chunk, next_pfn) and not nr_runs:
                 raise KernelScanUnavailable("kernel made no progress")
@@ -312,18 +341,19 @@ def layout(src: Source) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
 
 
 def kernel_scan(
-    src, dump_level: int, *, device: str = DEVICE, ioctl: IoctlFn | None = None,
+    src, classes: int, *, device: str = DEVICE, ioctl: IoctlFn | None = None,
     chunks: np.ndarray | None = None, image: Sequence[tuple[int, int]] = (),
     nodata: Sequence[int] = (),
 ) -> KernelClassification:  # fmt: skip
-    """Run the kernel scan or raise ``KernelScanUnavailable`` saying why it cannot."""
+    """Run the kernel scan for ``classes`` (a class mask, ``DumpLevel.kernel_request()``) or
+    raise ``KernelScanUnavailable`` saying why it cannot."""
     with KernelScanner(device, ioctl) as ks:
         info = ks.info()
-        if info.abi != ABI:
-            raise KernelScanUnavailable(f"kernel interface ABI {info.abi}, this client knows {ABI}")
         if info.status:
             why = _errno_reason(OSError(-info.status, os.strerror(-info.status)))
-            raise KernelScanUnavailable(f"{why}: {info.reason}" if info.reason else str(why))
+            raise KernelScanUnavailable(f"{why} (the kernel log says why)")
+        if classes & ~info.classes:
+            raise KernelScanUnavailable(f"kernel reports classes {info.classes:#x} only")
         spage = src.vmcoreinfo.size("page")
         if info.struct_page_size != spage:
             raise KernelScanUnavailable(
@@ -337,7 +367,7 @@ def kernel_scan(
             raise KernelScanUnavailable(
                 f"error: {len(chunks)} chunks, kernel takes at most {info.max_chunks}"
             )
-        result = ks.scan(chunks, dump_level)
+        result = ks.scan(chunks, classes)
     c = KernelClassification(src.max_pfn, src.ram_ranges, result, image, nodata)
     c.prepare_seconds = prepare
     return c

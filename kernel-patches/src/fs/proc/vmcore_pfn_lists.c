@@ -3,9 +3,11 @@
  * /proc/vmcore_pfn_lists - classify the crashed kernel's struct pages
  *
  * In a kdump capture kernel, a dump filter hands in the table of the crashed
- * kernel's mem_map chunks and gets back runs of page frames to leave out of
- * the dump (free, page cache, user, hwpoison, offline), classified with this
- * kernel's own page-flag helpers instead of a userspace copy of them.
+ * kernel's mem_map chunks and the page classes it asks about (free, page
+ * cache, user, hwpoison, offline) and gets back runs of page frames of those
+ * classes, classified with this kernel's own page-flag helpers instead of a
+ * userspace copy of them.  Which classes to leave out of the dump is the
+ * filter's decision.
  *
  * That is only sound if the crashed kernel is this kernel: the first open
  * compares the crashed kernel's VMCOREINFO with this kernel's own (build id,
@@ -72,6 +74,10 @@
 
 /* Number of buddy orders, taken from the allocator's own free_area array. */
 #define VPL_NR_ORDERS	(sizeof_field(struct zone, free_area) / sizeof(struct free_area))
+
+/* The request structures grow at their end; see the UAPI header. */
+#define VPL_IOC(cmd)	((cmd) & ~IOCSIZE_MASK)
+#define VPL_WANT(classes, class)	((classes) & BIT(class))
 
 struct vpl_range {
 	u64 start;
@@ -656,16 +662,18 @@ static int vpl_check_chunks(const struct vmcore_pfn_chunk *c, u32 nr)
 }
 
 /*
- * Classify one struct page of the crashed kernel, mirroring the dump levels
- * of makedumpfile: the first matching rule wins, and a compound page is
- * decided by its head for all its pages.  @p points into this kernel's copy
- * of the struct pages; @has_next says whether p[1] was copied too.  Nothing
+ * Classify one struct page of the crashed kernel into the first of the
+ * requested @classes it belongs to, in the order free, cache, cache with
+ * private data, user, hwpoison, offline (the order makedumpfile's dump levels
+ * test them in); a compound page is decided by its head for all its pages.
+ * @p points into this kernel's copy of the struct pages; @has_next says
+ * whether p[1] was copied too.  Nothing
  * here follows a pointer stored in the page (they are the crashed kernel's
  * addresses), and no reference is taken: only the helpers that read the
  * page's own words (or p[1] for a head) are used, after PageTail() ruled out
  * tail pages whose helpers would chase compound_head.
  */
-static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
+static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 classes, u64 *nr)
 {
 	unsigned int order = 0;
 	bool slab, anon, cache, priv, huge = false;
@@ -683,7 +691,7 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 	}
 	slab = PageSlab(p);
 
-	if ((dl & VMCORE_PFN_DL_FREE) && !slab && PageBuddy(p)) {
+	if (VPL_WANT(classes, VMCORE_PFN_FREE) && !slab && PageBuddy(p)) {
 		/* The buddy order is kept in page->private (set_buddy_order()). */
 		unsigned long bo = page_private(p);
 
@@ -692,6 +700,18 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 		*nr = 1ULL << bo;
 		return VMCORE_PFN_FREE;
 	}
+#ifdef CONFIG_UNACCEPTED_MEMORY
+	/*
+	 * Memory not accepted yet is put on a list in blocks of the largest
+	 * order, typed on their first page (__free_unaccepted()).  Only the
+	 * struct page is read here; the memory itself is never touched, and
+	 * scans are refused where it can exist (memory encryption).
+	 */
+	if (VPL_WANT(classes, VMCORE_PFN_FREE) && PageUnaccepted(p)) {
+		*nr = 1ULL << (VPL_NR_ORDERS - 1);
+		return VMCORE_PFN_FREE;
+	}
+#endif
 
 	/*
 	 * PG_swapcache and PG_swapbacked are tested as bits, as the dump level
@@ -706,23 +726,23 @@ static u32 vpl_classify(struct page *p, u64 pfn, bool has_next, u32 dl, u64 *nr)
 	anon = !slab && PageAnon(p);
 	priv = PagePrivate(p);
 
-	if ((dl & VMCORE_PFN_DL_CACHE) && cache && !priv && !anon) {
+	if (VPL_WANT(classes, VMCORE_PFN_CACHE) && cache && !priv && !anon) {
 		*nr = 1ULL << order;
 		return VMCORE_PFN_CACHE;
 	}
-	if ((dl & VMCORE_PFN_DL_CACHE_PRIVATE) && cache && !anon) {
+	if (VPL_WANT(classes, VMCORE_PFN_CACHE_PRIVATE) && cache && priv && !anon) {
 		*nr = 1ULL << order;
-		return priv ? VMCORE_PFN_CACHE_PRIVATE : VMCORE_PFN_CACHE;
+		return VMCORE_PFN_CACHE_PRIVATE;
 	}
-	if ((dl & VMCORE_PFN_DL_USER) && (anon || huge)) {
+	if (VPL_WANT(classes, VMCORE_PFN_USER) && (anon || huge)) {
 		*nr = 1ULL << order;
 		return VMCORE_PFN_USER;
 	}
-	if (PageHWPoison(p)) {
+	if (VPL_WANT(classes, VMCORE_PFN_HWPOISON) && PageHWPoison(p)) {
 		*nr = 1ULL << order;
 		return VMCORE_PFN_HWPOISON;
 	}
-	if (!slab && PageOffline(p)) {
+	if (VPL_WANT(classes, VMCORE_PFN_OFFLINE) && !slab && PageOffline(p)) {
 		*nr = 1ULL << order;
 		return VMCORE_PFN_OFFLINE;
 	}
@@ -798,7 +818,7 @@ static int vpl_add_run(struct vpl_state *s, u64 pfn, u64 nr, u32 class)
  * is pending (*@ppfn is where to resume), or a negative errno.
  */
 static int vpl_scan_chunk(struct vpl_state *s, const struct vmcore_pfn_chunk *c,
-			  u64 *ppfn, u64 stop, u32 dl)
+			  u64 *ppfn, u64 stop, u32 classes)
 {
 	u64 pfn = *ppfn, base = pfn, mapped, batch, ncopy, nr, j;
 	struct page *map;
@@ -816,7 +836,7 @@ static int vpl_scan_chunk(struct vpl_state *s, const struct vmcore_pfn_chunk *c,
 		memcpy(s->copy, map + (pfn - base), ncopy * sizeof(struct page));
 		for (j = 0; j < batch; j += nr) {
 			class = vpl_classify(&s->copy[j], pfn + j, j + 1 < ncopy,
-					     dl, &nr);
+					     classes, &nr);
 			if (class != VMCORE_PFN_KEEP) {
 				ret = vpl_add_run(s, pfn + j, nr, class);
 				if (ret)
@@ -843,7 +863,8 @@ static int vpl_scan_chunk(struct vpl_state *s, const struct vmcore_pfn_chunk *c,
  * VPL_CALL_PAGES page frames.  Returns the index of the chunk to resume at
  * (nr when all are done) through *@pi, and 0, 1 (stopped early) or an errno.
  */
-static int vpl_scan_chunks(struct vpl_state *s, u32 *pi, u32 nr, u64 *ppfn, u32 dl)
+static int vpl_scan_chunks(struct vpl_state *s, u32 *pi, u32 nr, u64 *ppfn,
+			   u32 classes)
 {
 	const struct vmcore_pfn_chunk *c = s->chunks;
 	u64 pfn = *ppfn, end, start, left = VPL_CALL_PAGES;
@@ -858,7 +879,7 @@ static int vpl_scan_chunks(struct vpl_state *s, u32 *pi, u32 nr, u64 *ppfn, u32 
 		if (!left)
 			break;
 		start = pfn;
-		ret = vpl_scan_chunk(s, &c[i], &pfn, min(end, pfn + left), dl);
+		ret = vpl_scan_chunk(s, &c[i], &pfn, min(end, pfn + left), classes);
 		if (ret)
 			break;
 		left -= min(pfn - start, left);
@@ -875,15 +896,24 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 	const struct vmcore_pfn_chunk __user *uchunks;
 	struct vmcore_pfn_scan req;
 	struct vpl_state *s;
-	u32 first, i, nr;
+	u32 first, i, nr, usize;
 	u64 pfn;
 	long ret;
 
 	if (vpl_status)
 		return vpl_status;
-	if (copy_from_user(&req, ureq, sizeof(req)))
+	if (get_user(usize, &ureq->size))
 		return -EFAULT;
-	if (req.size != sizeof(req) || req.flags || req.dump_level & ~VMCORE_PFN_DL_MASK ||
+	if (usize < VMCORE_PFN_SCAN_SIZE_VER0)
+		return -EINVAL;
+	if (usize > PAGE_SIZE)
+		return -E2BIG;
+	ret = copy_struct_from_user(&req, sizeof(req), ureq, usize);
+	if (ret)
+		return ret;
+	/* The copy is the request; write back only what the caller gave. */
+	req.size = min_t(u32, usize, sizeof(req));
+	if (req.flags || req.classes & ~VMCORE_PFN_CLASSES_ALL ||
 	    !req.nr_chunks || !req.max_runs || req.next_chunk > req.nr_chunks ||
 	    !IS_ALIGNED(req.chunks, sizeof(u64)) || !IS_ALIGNED(req.runs, sizeof(u64)))
 		return -EINVAL;
@@ -926,7 +956,7 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 
 	i = req.next_chunk - first;
 	pfn = req.next_pfn;
-	ret = vpl_scan_chunks(s, &i, nr, &pfn, req.dump_level);
+	ret = vpl_scan_chunks(s, &i, nr, &pfn, req.classes);
 	if (ret < 0)
 		goto out;
 	ret = vpl_close_cur(s);
@@ -940,7 +970,7 @@ static long vpl_scan(struct vmcore_pfn_scan __user *ureq)
 	req.next_pfn = pfn;
 	req.done = req.next_chunk >= req.nr_chunks;
 	memcpy(req.counts, s->counts, sizeof(req.counts));
-	if (copy_to_user(ureq, &req, sizeof(req)))
+	if (copy_to_user(ureq, &req, req.size))
 		ret = -EFAULT;
 out:
 	free_page((unsigned long)s->copy_buf);
@@ -948,32 +978,33 @@ out:
 	return ret;
 }
 
+/* Why a scan is refused is in the kernel log; the answer says only the errno. */
 static long vpl_info(struct vmcore_pfn_info __user *uinfo)
 {
 	struct vmcore_pfn_info info = {
-		.size = sizeof(info),
-		.abi = VMCORE_PFN_LISTS_ABI,
 		.status = vpl_status ? vpl_status : vpl_check_callbacks(),
 		.struct_page_size = sizeof(struct page),
+		.classes = VMCORE_PFN_CLASSES_ALL,
 		.max_chunks = VMCORE_PFN_MAX_CHUNKS,
 		.max_chunk_pages = VMCORE_PFN_MAX_CHUNK_PAGES,
 		.nr_old_ranges = vpl_nr_ranges,
 	};
+	u32 usize;
 
-	if (vpl_status)
-		strscpy(info.reason, vpl_reason, sizeof(info.reason));
-	else if (info.status)
-		strscpy(info.reason, "a driver registered a vmcore callback",
-			sizeof(info.reason));
-	return copy_to_user(uinfo, &info, sizeof(info)) ? -EFAULT : 0;
+	if (get_user(usize, &uinfo->size))
+		return -EFAULT;
+	if (usize < VMCORE_PFN_INFO_SIZE_VER0)
+		return -EINVAL;
+	info.size = min_t(u32, usize, sizeof(info));
+	return copy_to_user(uinfo, &info, info.size) ? -EFAULT : 0;
 }
 
 static long vpl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	switch (cmd) {
-	case VMCORE_PFN_IOC_INFO:
+	switch (VPL_IOC(cmd)) {
+	case VPL_IOC(VMCORE_PFN_IOC_INFO):
 		return vpl_info((void __user *)arg);
-	case VMCORE_PFN_IOC_SCAN:
+	case VPL_IOC(VMCORE_PFN_IOC_SCAN):
 		return vpl_scan((void __user *)arg);
 	default:
 		return -ENOTTY;

@@ -11,25 +11,20 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define VMCORE_PFN_LISTS_ABI		1
-
-/* Page classes reported in runs (stable numbers). */
-#define VMCORE_PFN_KEEP			0
+/*
+ * Page classes (stable numbers).  A scan reports the classes whose bit
+ * (1 << class) the caller requests; what to exclude at which dump level is
+ * the caller's decision.
+ */
+#define VMCORE_PFN_KEEP			0	/* none of the requested classes */
 #define VMCORE_PFN_CACHE		1	/* page cache, no private data */
 #define VMCORE_PFN_CACHE_PRIVATE	2	/* page cache with private data */
 #define VMCORE_PFN_USER			3	/* anonymous or hugetlbfs */
-#define VMCORE_PFN_FREE			4	/* buddy allocator free pages */
+#define VMCORE_PFN_FREE			4	/* free: buddy allocator, unaccepted */
 #define VMCORE_PFN_HWPOISON		5	/* hardware poisoned */
 #define VMCORE_PFN_OFFLINE		6	/* logically offline */
 #define VMCORE_PFN_NR_CLASSES		8
-
-/* Dump level bits, numbered as makedumpfile's -d option. */
-#define VMCORE_PFN_DL_ZERO		0x01	/* ignored: needs the data */
-#define VMCORE_PFN_DL_CACHE		0x02
-#define VMCORE_PFN_DL_CACHE_PRIVATE	0x04
-#define VMCORE_PFN_DL_USER		0x08
-#define VMCORE_PFN_DL_FREE		0x10
-#define VMCORE_PFN_DL_MASK		0x1f
+#define VMCORE_PFN_CLASSES_ALL		0x7e	/* classes 1 to 6 */
 
 /* Limits of one request. */
 #define VMCORE_PFN_MAX_CHUNKS		(1U << 20)
@@ -47,12 +42,20 @@ struct vmcore_pfn_chunk {
 	__u64 mem_map_paddr;
 };
 
-/* A run of page frames to exclude from the dump. */
+/* A run of page frames of one requested class. */
 struct vmcore_pfn_run {
 	__u64 pfn;
 	__u32 count;
 	__u32 class;
 };
+
+/*
+ * Both structures grow at their end.  The caller sets size to the size of
+ * the structure it knows: a kernel that knows more treats the missing
+ * fields as zero, a kernel that knows less requires the fields it does not
+ * know to be zero (E2BIG otherwise) and writes back only as many bytes as
+ * the caller gave.
+ */
 
 /*
  * VMCORE_PFN_IOC_SCAN request.  All state lives in this structure: start
@@ -62,7 +65,7 @@ struct vmcore_pfn_run {
 struct vmcore_pfn_scan {
 	__u32 size;		/* in: sizeof(struct vmcore_pfn_scan) */
 	__u32 flags;		/* in: must be 0 */
-	__u32 dump_level;	/* in: VMCORE_PFN_DL_* bits */
+	__u32 classes;		/* in: 1 << VMCORE_PFN_* of each class to report */
 	__u32 nr_chunks;	/* in: entries at chunks */
 	__u64 chunks;		/* in: struct vmcore_pfn_chunk array */
 	__u64 runs;		/* in: struct vmcore_pfn_run array */
@@ -74,21 +77,24 @@ struct vmcore_pfn_scan {
 	__u64 counts[VMCORE_PFN_NR_CLASSES];	/* out: pages per class */
 };
 
-/* VMCORE_PFN_IOC_INFO answer: whether a scan is possible, and why not. */
+#define VMCORE_PFN_SCAN_SIZE_VER0	120
+
+/* VMCORE_PFN_IOC_INFO answer: whether a scan is possible, and the limits. */
 struct vmcore_pfn_info {
-	__u32 size;		/* sizeof(struct vmcore_pfn_info) */
-	__u32 abi;		/* VMCORE_PFN_LISTS_ABI */
+	__u32 size;		/* in: sizeof(struct vmcore_pfn_info); out: bytes written */
 	__s32 status;		/* 0, or the negative errno a scan returns */
 	__u32 struct_page_size;	/* sizeof(struct page) of this kernel */
+	__u32 classes;		/* VMCORE_PFN_CLASSES_ALL */
 	__u32 max_chunks;	/* VMCORE_PFN_MAX_CHUNKS */
 	__u32 max_chunk_pages;	/* VMCORE_PFN_MAX_CHUNK_PAGES */
 	__u32 nr_old_ranges;	/* merged old-memory ranges (PT_LOADs) */
-	__u32 reserved;
-	char reason[128];	/* NUL-terminated, why status is not 0 */
 };
 
+#define VMCORE_PFN_INFO_SIZE_VER0	28
+
+/* The kernel matches these numbers without their size: the size field counts. */
 #define VMCORE_PFN_IOC_MAGIC	0xB9
-#define VMCORE_PFN_IOC_INFO	_IOR(VMCORE_PFN_IOC_MAGIC, 1, struct vmcore_pfn_info)
+#define VMCORE_PFN_IOC_INFO	_IOWR(VMCORE_PFN_IOC_MAGIC, 1, struct vmcore_pfn_info)
 #define VMCORE_PFN_IOC_SCAN	_IOWR(VMCORE_PFN_IOC_MAGIC, 2, struct vmcore_pfn_scan)
 
 #endif /* _UAPI_LINUX_VMCORE_PFN_LISTS_H */
