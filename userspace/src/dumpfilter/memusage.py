@@ -20,8 +20,8 @@ the data allows).  Memory changes while it is read, so these are estimates of a 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 import re
+from collections.abc import Sequence
 
 import numpy as np
 
