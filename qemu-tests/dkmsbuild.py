@@ -23,6 +23,26 @@ import debkernels
 MODULE_DIR = Path(__file__).resolve().parent.parent / "kernel-patches" / "module"
 
 
+# Series whose stock headers this host cannot build with (sid's: host tools linked against a
+# newer glibc, config made by gcc 16): DKMS builds against stock-kbuild.sh's directory instead.
+OWN_KBUILD = ("7.2",)
+
+
+def kernel_build_dir(modules: Path, series: str) -> Path:
+    """What ``dkms build --kernelsourcedir`` gets for a stock kernel whose unpacked modules
+    tree is ``modules``: its ``build`` link (the headers package), or for OWN_KBUILD series the
+    build directory kernel-patches/module/stock-kbuild.sh prepares from the same source."""
+    if series not in OWN_KBUILD:
+        return modules / "build"
+    k = subprocess.run(
+        [str(MODULE_DIR / "stock-kbuild.sh"), series],
+        capture_output=True, text=True, timeout=3600, check=False,
+    )  # fmt: skip
+    if k.returncode:
+        raise AssertionError(f"stock-kbuild.sh {series} failed:\n{k.stderr[-3000:]}")
+    return Path(k.stdout.strip().splitlines()[-1])
+
+
 def package() -> tuple[str, str]:
     """(PACKAGE_NAME, PACKAGE_VERSION) of dkms.conf."""
     conf = (MODULE_DIR / "dkms.conf").read_text()

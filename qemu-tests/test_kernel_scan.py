@@ -63,9 +63,6 @@ VARIANTS = (
 )  # fmt: skip
 PATCHED = [pytest.param("patched-6.1", marks=FULL), pytest.param("patched-6.12", marks=FULL)]
 PATCHED.append("patched-7.2")
-# Series whose stock headers this host cannot build with (sid's: host tools linked against a
-# newer glibc, config made by gcc 16): the module builds against stock-kbuild.sh's directory.
-OWN_KBUILD = ("7.2",)
 _cycles: dict[str, kdumpvm.CycleResult] = {}
 
 
@@ -83,21 +80,10 @@ def _patched(ver: str) -> kdumpvm.Kernel:
 
 
 def _module(kernel: kdumpvm.Kernel, series: str) -> Path:
-    """The module as DKMS builds it (kernel-patches/module/dkms.conf) against the unpacked
-    headers of a stock kernel: the capture kernel loads what a distribution user gets.  Where
-    the packaged kbuild tools cannot run here (OWN_KBUILD), against a build directory prepared
-    with host tools from the same source."""
+    """The module as DKMS builds it (kernel-patches/module/dkms.conf) against a stock kernel's
+    headers: the capture kernel loads what a distribution user gets."""
     assert kernel.modules is not None
-    kdir = kernel.modules / "build"
-    if series in OWN_KBUILD:
-        k = subprocess.run(
-            [str(REPO / "kernel-patches/module/stock-kbuild.sh"), series],
-            capture_output=True, text=True, timeout=3600, check=False,
-        )  # fmt: skip
-        if k.returncode:
-            raise AssertionError(f"stock-kbuild.sh {series} failed:\n{k.stderr[-3000:]}")
-        kdir = Path(k.stdout.strip().splitlines()[-1])
-    return dkmsbuild.build(kernel.release, kdir)[0]
+    return dkmsbuild.build(kernel.release, dkmsbuild.kernel_build_dir(kernel.modules, series))[0]
 
 
 def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
