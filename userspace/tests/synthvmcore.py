@@ -281,6 +281,8 @@ class Synth:
     rand_pool: np.ndarray
     writes: list[tuple[int, np.ndarray]] = field(repr=False, default_factory=list)
     _write_starts: list[int] = field(repr=False, default_factory=list)
+    # physical byte ranges [a, b) inside RAM pages that no PT_LOAD holds: read as zeros
+    missing: list[tuple[int, int]] = field(default_factory=list)
 
     def expected_classes(self, dump_level: int, *, zero: bool = False) -> np.ndarray:
         """PageClass per PFN at ``dump_level`` (HOLE outside RAM), from what was placed.
@@ -339,6 +341,10 @@ class Synth:
             if a < b:
                 flat[a - lo : b - lo] = data[a - pa : b - pa]
             i += 1
+        for a, b in self.missing:
+            a, b = max(a, lo), min(b, hi)
+            if a < b:
+                flat[a - lo : b - lo] = 0
         return out
 
     def page(self, pfn: int) -> bytes:
@@ -1115,7 +1121,8 @@ def make_vmcore(
     section_mem_map; ``section_map_last_bit`` the exported SECTION_MAP_LAST_BIT.
     ``vmemmap_symbol``: SYMBOL(vmemmap) to export instead of the true vmemmap base.
     ``partial_end``: the first RAM PT_LOAD ends 1 KiB short of its last page, as
-    /proc/vmcore's does at 0x9fc00; that page has no full data and counts as a hole.
+    /proc/vmcore's does at 0x9fc00; that page holds text in its first 3 KiB (zeros after)
+    and is judged by its struct page like any other.
     """
     fam = family(kernel)
     rng = np.random.default_rng(seed)
@@ -1260,7 +1267,9 @@ def make_vmcore(
         _write_starts=[w[0] for w in writes],
     )
     if partial_end:
-        synth.kind[ram[0][1] - 1] = K_HOLE
+        last = ram[0][1] - 1
+        synth.ckind[last] = 1  # data in the part the dump holds, to see it read back
+        synth.missing.append((((last + 1) << PAGE_SHIFT) - 0x400, (last + 1) << PAGE_SHIFT))
     _write_elf(synth, stext, kernel_pa, image_pages, text_segment, 0x400 if partial_end else 0)
     return synth
 

@@ -32,6 +32,7 @@ from fakes import (
 
 from dumpfilter import diskdump
 from dumpfilter.contracts import WriteOptions
+from dumpfilter.pageclass import PageClass
 
 sys.path.insert(0, str(Path(__file__).parent))
 MDF = shutil.which("makedumpfile") or "/usr/bin/makedumpfile"
@@ -370,6 +371,7 @@ import numpy as np
 from fakes import FakeStats
 from dumpfilter import write
 from dumpfilter.contracts import WriteOptions
+from dumpfilter.pageclass import PageClass
 
 class Zero:
     kind, page_size, nr_cpus, path, loads, incomplete = "elf", 4096, 1, "", (), False
@@ -439,13 +441,14 @@ def test_spans_tile_the_range_and_start_at_aligned_file_offsets():
 
 
 def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
-    """A PT_LOAD ending mid-page (0x9fc00): the scan calls that PFN HOLE and lists it in
-    ``nodata``; makedumpfile marks it RAM in the 1st bitmap and leaves it out of the 2nd."""
+    """PFNs a PT_LOAD spans without file data (``p_memsz`` beyond ``p_filesz``): the scan
+    calls them HOLE and lists them in ``nodata``; makedumpfile marks them RAM in the 1st
+    bitmap and leaves them out of the 2nd."""
 
     vm = tmp_path / "vm"
     build_vmcore(vm, RANGES)
     classes = random_classes(RANGES, RANGES[-1][1])
-    classes[159] = 7  # the scan's verdict for the partial page
+    classes[159] = 7  # the scan's verdict for a no-data page
     classes[158] = 7
     classes[160] = 0  # a verdict outside the source's RAM is never trusted
 
@@ -464,6 +467,30 @@ def test_nodata_pfns_are_ram_in_the_first_bitmap_but_never_dumpable(tmp_path):
     assert ram[158] == 1 and ram[159] == 1
     assert not k.dumpable[158] and not k.dumpable[159]
     assert not k.dumpable[160]
+
+
+@pytest.mark.parametrize("codec", [None, "-c"])
+def test_a_page_a_load_holds_in_part_is_dumped_with_zeros_for_the_rest(
+    synth_factory, tmp_path, codec
+):
+    """The first RAM PT_LOAD ends at 0x9fc00: its last page is dumped (its struct page keeps
+    it at -d 0 and, being text, at -d 31), its 3 KiB from the vmcore and zeros after them,
+    as makedumpfile 1.7.9 dumps it."""
+    from conftest import run_dumpfilter
+
+    synth = synth_factory(kernel="6.12", partial_end=True)
+    last = synth.ram[0][1] - 1
+    want = synth.page(last)
+    assert any(want[:0xC00]) and not any(want[0xC00:])
+    for level in (0, 31):
+        out = tmp_path / f"d{level}"
+        args = ["-d", str(level), *([codec] if codec else []), synth.path, str(out)]
+        r = run_dumpfilter(*args)
+        assert r.returncode == 0, r.stderr
+        k = Kdump(out.read_bytes())
+        assert k.dumpable[last] == (synth.expected_classes(level)[last] == PageClass.KEEP)
+        if k.dumpable[last]:
+            assert k.page(last, "zlib" if codec else None) == want
 
 
 def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):

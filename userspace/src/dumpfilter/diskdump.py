@@ -173,7 +173,7 @@ def dumpable_windows(
     ``part``: only PFNs in ``[start, end)`` are dumpable (a ``--split`` file).
     """
     keep = DumpLevel(dump_level).keep_table()
-    # RAM PFNs without (full) file data, which the scan reports as HOLE: makedumpfile keeps
+    # RAM PFNs without file data, which the scan reports as HOLE: makedumpfile keeps
     # them in the 1st bitmap and clears them only from the 2nd (``exclude_nodata_pages``).
     nodata = np.asarray(classification.nodata, dtype=np.int64)
     # The default window size: the scan caches its answer for that size, so a second pass (and

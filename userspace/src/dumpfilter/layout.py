@@ -12,9 +12,11 @@ verdicts do.
 The rules (docs/page-types.md §5):
 - PFNs outside RAM are HOLE, and their struct pages are not read (as makedumpfile skips PFNs
   outside every PT_LOAD): one there never starts a range (``ram_pieces``);
-- a page a PT_LOAD only partly holds (``/proc/vmcore``'s first range ends at 0x9fc00) has no
-  full data: makedumpfile's ``exclude_nodata_pages`` drops it from the 2nd bitmap, here it is
-  HOLE (there is no class for "RAM without data"); the writers still mark it RAM;
+- a page without a byte of file data (a PT_LOAD's ``p_memsz`` beyond its ``p_filesz``) is
+  HOLE (there is no class for "RAM without data"), as makedumpfile's ``exclude_nodata_pages``
+  drops it from the 2nd bitmap; the writers still mark it RAM.  A page a PT_LOAD holds in part
+  (``/proc/vmcore``'s first range ends at 0x9fc00 when kexec-tools builds the headers) has
+  data, read with zeros for the rest, and is judged like any page, as makedumpfile 1.7.9 does;
 - pages of the kernel image (_text.._end) that still carry PG_reserved are never excluded
   except as free (makedumpfile issue 21: BSS pages such as idt_table with PG_lru and a mapping
   excluded at -d 31 break crash(8)).  Only PG_reserved ones: memblock-reserved image pages keep
@@ -179,12 +181,14 @@ def _reserved_runs(
 
 
 def _nodata_pfns(src) -> list[int]:
-    """PFNs from the end of a PT_LOAD's file data to its rounded-up end (makedumpfile's
-    ``exclude_nodata_pages``): partial pages at range edges, and memsz beyond filesz."""
+    """PFNs from the rounded-up end of a PT_LOAD's file data to its rounded-up end: the pages
+    without a byte of data (``p_memsz`` beyond ``p_filesz``).  A page the file data ends
+    inside is not one of them: makedumpfile 1.7.9 rounds the same way in
+    ``exclude_nodata_pages`` (1.7.2 dropped that page too, losing its bytes)."""
     ps = src.page_size
     out: set[int] = set()
     for ld in src.loads:
-        first = (ld.paddr + ld.filesz) // ps
+        first = -(-(ld.paddr + ld.filesz) // ps)
         last = -(-(ld.paddr + ld.memsz) // ps)
         if last - first > 1 << 20:
             raise DumpError("a PT_LOAD has more than 4 GiB without file data")

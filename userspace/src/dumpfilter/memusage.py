@@ -107,7 +107,7 @@ def classify(src) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 nonzero = read_span(src, p, n).view(np.uint64).any(axis=1)
                 got = np.bincount(cls[p - w0 : p - w0 + n][~nonzero], minlength=nclass)
                 zeros += got[:nclass]
-    zeros[PageClass.HOLE] = 0  # a page only partly in RAM: not a zero page, not data
+    zeros[PageClass.HOLE] = 0  # RAM without file data: not a zero page, not data
     # makedumpfile's ZERO: the zero pages among those level 31 keeps (a page that a level-0
     # scan excludes is never kept at level 31, so KEEP is the same set in both)
     table[PageClass.ZERO] = zeros[PageClass.KEEP]

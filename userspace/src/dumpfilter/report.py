@@ -94,8 +94,8 @@ class Stats:
         cls, c: Classification, dump_level: int, src: Source, *, progress: Progress | None = None
     ) -> Stats:
         """Count ``c``'s classes.  ``ram`` is what the writer's 1st bitmap marks: every
-        non-HOLE PFN plus ``c.nodata``, the RAM pages a PT_LOAD only partly holds (e.g. PFN
-        159 when a range ends at 0x9fc00), which makedumpfile marks RAM in the 1st bitmap but
+        non-HOLE PFN plus ``c.nodata``, the RAM pages a PT_LOAD spans without file data
+        (``p_memsz`` beyond ``p_filesz``), which makedumpfile marks RAM in the 1st bitmap but
         drops from the 2nd.  They are in no class: ``ram - excluded - kept`` counts them.
 
         ``src``: the input, for makedumpfile's "Original pages" and the page size.
