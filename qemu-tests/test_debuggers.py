@@ -2,8 +2,9 @@
 
 The suite's cycles (conftest.py) leave both files; the debug info is the ``vmlinux`` of
 Debian's ``linux-image-<release>-dbg`` for the booted stock kernel (debkernels.py fetches it
-once into the cache).  A dump that opens but lacks a page a debugger reads shows up here as a
-``page excluded`` error (crash) or a FaultError (drgn), or as a different answer.
+once into the cache, from bookworm for 6.1 and 6.12 and from sid for 7.2).  A dump that opens
+but lacks a page a debugger reads shows up here as a ``page excluded`` error (crash) or a
+FaultError (drgn), or as a different answer.
 
 crash: Debian bookworm's crash 8.0.2 reads 6.1 but not 6.12 (it stops at
 ``invalid structure member offset: module_core_size``), so 6.12 is read by crash 9 built from
@@ -45,9 +46,10 @@ MARK = "==dumpfilter-command=="
 VOLATILE = re.compile(r"^\s*DUMPFILE: |^\[\S*crash\] error trace: ")
 
 
-# The stock kernels whose -dbg package comes from bookworm's archive.  Reading 6.12 with crash
-# needs crash 9 built from source (about an hour once, cold), so that case is in the full tier.
-DEBUG_KERNELS = ("6.1", "6.12")
+# The stock kernels whose -dbg package Debian offers: bookworm's 6.1 and 6.12, sid's 7.2.
+# Reading 6.12 with crash needs crash 9 built from source (about an hour once, cold), so that
+# case is in the full tier.
+DEBUG_KERNELS = ("6.1", "6.12", "7.2")
 CRASH_KERNELS = ("6.1", pytest.param("6.12", marks=pytest.mark.full))
 
 
