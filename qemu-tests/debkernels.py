@@ -26,7 +26,8 @@ defaults and build a kdump initramfs.
     $CACHE/debian/pkg/<package>/current      symlink to the newest fetched <version>
     $CACHE/debian/dbg/<release>/vmlinux      the kernel's debug info, the one file taken
                                        from linux-image-<release>-dbg (the rest of the
-                                       ~1 GB package, module debug info, is not kept)
+                                       ~1 GB package, module debug info, is not kept),
+                                       from the dist the image came from (sid for 7.2)
 
 Nothing is pinned: each run asks the archive for the newest image of the series, and falls
 back to the newest cached one when the archive cannot be reached.  ``PACKAGES`` in each
@@ -371,15 +372,33 @@ class NotOffered(FetchError):
     """The archive no longer has the -dbg package of a release (and none is cached)."""
 
 
+# Where the -dbg package of each dist puts vmlinux.  bookworm's has the file in boot/; sid's
+# (merged /usr) has it under lib/modules/<release>/, and boot/vmlinux-<release> is only a
+# symlink to it, which tar would extract as a dangling link.
+DBG_MEMBER = {
+    "bookworm": "./usr/lib/debug/boot/vmlinux-{rel}",
+    "sid": "./usr/lib/debug/lib/modules/{rel}/vmlinux",
+}
+
+
+def _series_of(rel: str) -> str:
+    """The series a stock release string belongs to ("7.2" for 7.2.13+deb14-amd64)."""
+    for series, pat in IMAGE.items():
+        if pat.match(f"linux-image-{rel}") or pat.match(f"linux-image-{rel}-unsigned"):
+            return series
+    raise FetchError(f"{rel} is not a release of a Debian stock series ({', '.join(SERIES)})")
+
+
 def _image_version(rel: str) -> str | None:
-    """The version of the image package the cached stock tree of *rel* came from."""
+    """The version of the image package the cached stock tree of *rel* came from: bookworm's
+    linux-image-<rel>-unsigned, or sid's linux-image-<rel> (the metapackage over its parts)."""
     try:
         text = (stock_dir(rel) / "PACKAGES").read_text()
     except FileNotFoundError:
         return None
     for line in text.splitlines():
         name, _, ver = line.partition(" ")
-        if name == f"linux-image-{rel}-unsigned":
+        if name in (f"linux-image-{rel}-unsigned", f"linux-image-{rel}"):
             return ver
     return None
 
@@ -396,18 +415,19 @@ def fetch_dbg(series_or_release: str) -> Path:
     vmlinux = dest / "vmlinux"
     if vmlinux.exists():
         return vmlinux
+    dist = DIST[_series_of(rel)]
     pkg = f"linux-image-{rel}-dbg"
-    if not _update():
+    if not _update(dist):
         raise NotOffered(f"{pkg}: the archive cannot be reached and it is not cached")
-    ver = _candidate(pkg)
+    ver = _candidate(pkg, dist)
     if ver is None:
         raise NotOffered(f"the archive no longer offers {pkg}")
     image = _image_version(rel)
     if image is not None and image != ver:
         raise NotOffered(f"the archive offers {pkg} {ver}, not {image} of the booted image")
-    (deb,) = _download([pkg])
+    (deb,) = _download([pkg], dist)
     dest.mkdir(parents=True, exist_ok=True)
-    member = f"./usr/lib/debug/boot/vmlinux-{rel}"
+    member = DBG_MEMBER[dist].format(rel=rel)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         fsys = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
         tar = subprocess.run(["tar", "-x", "-C", tmp, member], stdin=fsys.stdout)
