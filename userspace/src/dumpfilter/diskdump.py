@@ -309,35 +309,13 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def gather(
-        self, s: int, e: int, idx: np.ndarray, out: np.ndarray | None = None
-    ) -> np.ndarray | None:
-        """Pages ``s + idx`` (idx increasing, inside [0, e - s)) as a (len(idx), ps) array,
-        read into *out* (C-contiguous rows) when given."""
+    def gather(self, s: int, idx: np.ndarray) -> np.ndarray | None:
+        """Pages ``s + idx`` (idx increasing) as a (len(idx), ps) array; None when a run of
+        them lies in no single PT_LOAD's file data or the file is short."""
         if self.fd < 0:
             return None
-        delta = next((d for a, b, d in self.loads if a <= s and e <= b), None)
-        if delta is None:
-            return None
-        ps = self.ps
-        brk = np.flatnonzero(np.diff(idx) != 1) + 1
-        first = idx[np.concatenate(([0], brk))]
-        count = np.diff(np.concatenate(([0], brk, [len(idx)])))
-        if out is None:
-            out = np.empty((len(idx), ps), dtype=np.uint8)
-        mv = out.data.cast("B")
-        base = s * ps + delta
-        pos = 0
-        pread = os.preadv
-        fd = self.fd
-        try:
-            for off, size in zip((first * ps + base).tolist(), (count * ps).tolist(), strict=True):
-                if pread(fd, [mv[pos : pos + size]], off) != size:
-                    return None  # short read (a truncated file): let the source report it
-                pos += size
-        except OSError:
-            return None
-        return out
+        out = np.empty((len(idx), self.ps), dtype=np.uint8)
+        return out if self.read_pfns(s + idx, out) else None
 
     def read_pfns(self, pfns: np.ndarray, out: np.ndarray) -> bool:
         """Pages *pfns* (increasing) into the rows of *out* (C-contiguous), one ``preadv`` per
@@ -351,7 +329,8 @@ class RunReader:
         first = pfns[starts]
         count = np.diff(np.append(starts, len(pfns)))
         last = first + count
-        # The first PT_LOAD in header order that holds the run, as ``gather`` picks for a span.
+        # The first PT_LOAD in header order that holds the run (overlapping ones, such as the
+        # kernel text's, map the same bytes).
         delta = np.zeros(len(first), np.int64)
         todo = np.ones(len(first), bool)
         for a, b, d in self.loads:
@@ -416,7 +395,7 @@ def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -
                 # once compressed; the mapping's pages would stay resident (up to its 16 MiB
                 # of windows).  Without a RunReader, a view of the mapping, the few pages not
                 # kept only zero-tested.
-                pages = runs.gather(s, e, idx) if runs is not None else None
+                pages = runs.gather(s, idx) if runs is not None else None
                 rows = None
                 if pages is None:
                     pages = read_span(src, s, e - s)
