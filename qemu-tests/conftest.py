@@ -18,6 +18,9 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "userspace" / "bench"))
+
+import anchor  # noqa: E402
 
 import kdumpvm  # noqa: E402
 
@@ -48,6 +51,16 @@ def main_cycle(kernel: str) -> kdumpvm.CycleResult:
             tag="e2e",
         )
     return _cycles[kernel]
+
+
+@pytest.fixture(scope="session")
+def makedumpfile_179() -> str:
+    """makedumpfile 1.7.9, the host-side oracle (built once into the cache by the anchors
+    script beside the repository); skipped, saying why, where it cannot be had."""
+    path, why = anchor.makedumpfile_179()
+    if path is None:
+        pytest.skip(f"makedumpfile 1.7.9: {why}")
+    return path
 
 
 def remember_cycle(name: str, r: kdumpvm.CycleResult) -> None:

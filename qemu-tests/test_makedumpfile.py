@@ -15,8 +15,6 @@ Oracle: makedumpfile (not written here), compared through the 2nd bitmap of both
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +22,6 @@ import pytest
 from conftest import main_cycle, run_dumpfilter
 from e2elib import KPF, has, kdump_bitmap1, kdump_bitmap2, kpageflags
 from kdumpvm import CycleResult
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "userspace" / "bench"))
-import anchor  # noqa: E402
 
 MAKEDUMPFILE = "/usr/bin/makedumpfile"
 
@@ -114,11 +109,11 @@ def test_kept_pfns_equal_makedumpfile(cycle61: CycleResult, level: int, tmp_path
 # The oracle on the host, on the raw vmcore of each kernel's main cycle.
 
 
-def _both_179(cycle: CycleResult, mdf179: str, level: int, tmp_path) -> tuple:
+def _both_179(cycle: CycleResult, makedumpfile_179: str, level: int, tmp_path) -> tuple:
     vmcore = str(cycle.path("vmcore"))
     mdf = tmp_path / f"mdf{level}.kdump"
     p = subprocess.run(
-        [mdf179, "-l", "-d", str(level), vmcore, str(mdf)],
+        [makedumpfile_179, "-l", "-d", str(level), vmcore, str(mdf)],
         capture_output=True,
         text=True,
         timeout=900,
@@ -131,19 +126,11 @@ def _both_179(cycle: CycleResult, mdf179: str, level: int, tmp_path) -> tuple:
     return vmcore, ours, theirs
 
 
-@pytest.fixture(scope="module")
-def mdf179() -> str:
-    path, why = anchor.makedumpfile_179()
-    if path is None:
-        pytest.skip(f"makedumpfile 1.7.9: {why}")
-    return path
-
-
 @pytest.mark.parametrize("level", [1, 2, 4, 8, 16, 31])
 @pytest.mark.parametrize("kernel", ["6.1", "6.12"])
-def test_kept_pfns_equal_makedumpfile_179(kernel: str, level: int, mdf179: str, tmp_path):
+def test_kept_pfns_equal_makedumpfile_179(kernel: str, level: int, makedumpfile_179: str, tmp_path):
     cycle = main_cycle(kernel)
-    vmcore, ours, theirs = _both_179(cycle, mdf179, level, tmp_path)
+    vmcore, ours, theirs = _both_179(cycle, makedumpfile_179, level, tmp_path)
     assert np.array_equal(ours, theirs), _explain(
         ours, theirs, kpageflags(cycle.path("kpageflags"))
     )
@@ -153,14 +140,14 @@ def test_kept_pfns_equal_makedumpfile_179(kernel: str, level: int, mdf179: str, 
 
 @pytest.mark.parametrize("level", [8, 31])
 def test_on_72_makedumpfile_179_drops_only_compound_tails_kpageflags_calls_kernel_memory(
-    level: int, mdf179: str, tmp_path
+    level: int, makedumpfile_179: str, tmp_path
 ):
     """1.7.9 predates 7.1's OFFSET(page.compound_info): on 7.2 it excludes some tail pages of
     compound pages as user data.  Every page it drops and we keep must be a tail that
     /proc/kpageflags shows is neither anonymous nor on an LRU list (slab tails, mostly); it
     keeps nothing we drop."""
     cycle = main_cycle("7.2")
-    _, ours, theirs = _both_179(cycle, mdf179, level, tmp_path)
+    _, ours, theirs = _both_179(cycle, makedumpfile_179, level, tmp_path)
     flags = kpageflags(cycle.path("kpageflags"))
     assert not np.any(theirs & ~ours), _explain(ours, theirs, flags)
     only_ours = np.flatnonzero(ours & ~theirs)
@@ -170,6 +157,8 @@ def test_on_72_makedumpfile_179_drops_only_compound_tails_kpageflags_calls_kerne
 
 
 @pytest.mark.parametrize("level", [1, 2, 4, 16])
-def test_on_72_levels_without_user_data_equal_makedumpfile_179(level: int, mdf179, tmp_path):
-    _, ours, theirs = _both_179(main_cycle("7.2"), mdf179, level, tmp_path)
+def test_on_72_levels_without_user_data_equal_makedumpfile_179(
+    level: int, makedumpfile_179, tmp_path
+):
+    _, ours, theirs = _both_179(main_cycle("7.2"), makedumpfile_179, level, tmp_path)
     assert np.array_equal(ours, theirs)

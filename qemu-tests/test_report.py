@@ -12,25 +12,11 @@ in both, the rule 1.7.9 brought (test_makedumpfile.py).
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import run_dumpfilter
 from kdumpvm import CycleResult
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "userspace" / "bench"))
-import anchor  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def makedumpfile_179() -> str:
-    path, why = anchor.makedumpfile_179()
-    if path is None:
-        pytest.skip(f"makedumpfile 1.7.9: {why}")
-    return path
 
 
 def _report(stdout: str) -> dict[str, str]:
