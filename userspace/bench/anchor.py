@@ -113,9 +113,10 @@ def describe(cmp: dict, ours: str, ref: str) -> str:
         return "equal"
     names = {"ours": ours, "ref": ref}
     first = ", ".join(f"{d['pfn']} ({names[d['kept_by']]})" for d in cmp["first"])
+    n = cmp["differing"]
     text = (
-        f"DIFFER: {cmp['differing']} PFNs ({cmp['kept_by_ours_only']} kept by {ours} only, "
-        f"{cmp['kept_by_ref_only']} by {ref} only)"
+        f"DIFFER: {n} PFN{'' if n == 1 else 's'} ({cmp['kept_by_ours_only']} kept by {ours} "
+        f"only, {cmp['kept_by_ref_only']} by {ref} only)"
     )
     if first:
         text += f"; first: {first}"
