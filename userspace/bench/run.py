@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """`make bench`: dumpfilter side by side with makedumpfile on the same vmcores.
 
-Everything is reported as a ratio dumpfilter / makedumpfile (plus the raw numbers), never as a
-pass/fail threshold: timings on a shared machine only mean something relative to each other.
+The peers are Debian's makedumpfile 1.7.2 and makedumpfile 1.7.9, the newest release (built
+once by ``anchor.makedumpfile_179``).  Every timing is reported as a ratio dumpfilter /
+makedumpfile (plus the raw numbers), never as a pass/fail threshold: timings on a shared
+machine only mean something relative to each other.  The kept PFN set is an exact check
+instead: a benchmark of a wrong answer is worthless.
 
 Inputs (all under $DUMPFILTER_CACHE, default ~/.cache/dumpfilter):
 * synthetic ELF vmcores made with userspace/tests/synthvmcore.py, a ~1 GiB and a >= 4 GiB one,
   with a realistic mix of zero, text and random pages, kept in bench/ and only made if missing;
-* every real ELF vmcore found elsewhere in the cache (the QEMU kdump harness puts them there).
+* every real ELF vmcore found elsewhere in the cache (the QEMU kdump harness puts them there;
+  ``make bench-scale``'s synthetic ones in scale/ are left out).
 
 Measured per vmcore:
 * the floor: ``cat vmcore > /dev/null`` (the input is read once before, so all runs see a warm
@@ -20,11 +24,17 @@ Measured per vmcore:
   ``--dry-run`` process time of both (Python start-up included);
 * writing at ``-d 31`` and ``-d 1``, with no compression, ``-c`` and ``-l``, single-threaded
   and with ``--num-threads`` = CPUs: wall time, output size and peak RSS (``ru_maxrss`` of the
-  child from ``os.wait4``) of each; dumpfilter alone for ``-z`` and ``-p`` (Debian's
+  child from ``os.wait4``) of each; ``-z`` and ``-p`` against 1.7.9 only (Debian's
   makedumpfile 1.7.2 is built with zlib and lzo only).
 
+Checked per real vmcore (and per vmcore named on the command line): the kept PFN set.  At
+``-l -d N`` for N in 1, 2, 4, 8, 16, 31, dumpfilter's 2nd bitmap must equal makedumpfile
+1.7.9's bit for bit; the report gives the number of differing PFNs and the first ones
+otherwise, and the bench then exits with status 1 after writing its results.  On kernels from
+7.1 on, which 1.7.9 does not know, the comparison is shown for information only.
+
 A command that fails shows as ``failed: <reason>`` in its cell; the bench itself keeps going.
-Results: a markdown table on stdout and in bench/results.md, raw numbers in bench/results.json.
+Results: markdown tables on stdout and in bench/results.md, raw numbers in bench/results.json.
 """
 
 from __future__ import annotations
@@ -44,9 +54,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import anchor  # noqa: E402
+
 USERSPACE = HERE.parent
 GIB = 1 << 30
 MAKEDUMPFILE = "/usr/bin/makedumpfile"
+CHECK_LEVELS = (1, 2, 4, 8, 16, 31)  # the kept PFN set is compared at each of these -d
+# makedumpfile 1.7.9 predates 7.1's page.compound_info and there drops tails of compound
+# kernel pages as user data; qemu-tests/test_makedumpfile.py judges 7.1 and later by
+# /proc/kpageflags instead.  From this release on the comparison is shown, not demanded.
+ORACLE_UNTIL = (7, 1)
+UNTRUSTED = "for information: makedumpfile 1.7.9 predates 7.1's page.compound_info"
+
+
+def oracle_trusted(release: str | None) -> bool:
+    """Whether 1.7.9's kept PFN set is the answer for a kernel (unknown releases: yes)."""
+    m = re.match(r"(\d+)\.(\d+)", release or "")
+    return not m or (int(m.group(1)), int(m.group(2))) < ORACLE_UNTIL
+
+
 # makedumpfile prints one line per cycle: "STEP [Excluding unnecessary pages] : 0.123 seconds".
 _MDF_STEP = re.compile(r"STEP \[(Excluding [^\]]*)\] : ([0-9.]+) seconds")
 
@@ -138,7 +165,7 @@ def run_once(cmd: list[str], out: Path | None, timeout: float) -> Run:
         r.error = f"failed: cannot run {full[0]}: {e.strerror}"
         return r
     r.stdout = _tail(so) + "\n" + _tail(se)
-    maxrss = usage.ru_maxrss
+    maxrss: int | None = usage.ru_maxrss
     if use_time:
         try:
             maxrss = int(rss.read_text().split()[-1])
@@ -277,7 +304,8 @@ def _whole_cycle_vmcore(p: Path) -> bool:
 
 
 def real_vmcores() -> list[Path]:
-    """The newest ELF core per kernel release anywhere in the cache except bench/.
+    """The newest ELF core per kernel release anywhere in the cache except bench/ and scale/
+    (synthetic vmcores of this bench and of ``make bench-scale``).
 
     The QEMU harness leaves one vmcore per cycle; one per release is enough for a comparison.
     """
@@ -287,7 +315,7 @@ def real_vmcores() -> list[Path]:
         return []
     for dirpath, dirnames, filenames in os.walk(root):
         if Path(dirpath) == root:
-            dirnames[:] = [d for d in dirnames if d != "bench"]
+            dirnames[:] = [d for d in dirnames if d not in ("bench", "scale")]
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         for fn in filenames:
             p = Path(dirpath) / fn
@@ -306,18 +334,63 @@ def real_vmcores() -> list[Path]:
 
 @dataclass
 class Case:
-    """One row: the same options given to both tools (dumpfilter only when mdf is None)."""
+    """One row: the same options given to each tool (None: that tool was not run)."""
 
     label: str
-    mdf: Run | None
+    mdf: Run | None  # makedumpfile 1.7.2
     df: Run | None
     kind: str = "write"  # "write", "dry-run", "scan"
     mdf_value: float | None = None  # for "scan": GiB/s
     df_value: float | None = None
+    m9: Run | None = None  # makedumpfile 1.7.9
+    m9_value: float | None = None
+
+
+def pfn_check(vmcore: Path, m9: str, timeout: float, say) -> dict[str, dict]:
+    """Per dump level, dumpfilter's kept PFN set against makedumpfile 1.7.9's (``-l -d N``):
+    ``anchor.compare_kept``'s answer plus ``text``, or ``error`` when a run failed."""
+    work = cache_dir() / "bench" / "check"
+    work.mkdir(parents=True, exist_ok=True)
+    ref_out, out = work / "makedumpfile-1.7.9", work / "dumpfilter"
+    checks: dict[str, dict] = {}
+    for level in CHECK_LEVELS:
+        args = ["-l", "-d", str(level), "--message-level", "4", str(vmcore)]
+        bitmaps = []
+        for cmd, path in (([m9, *args], ref_out), ([*dumpfilter_cmd(), *args], out)):
+            path.unlink(missing_ok=True)
+            r = run_once([*cmd, str(path)], None, timeout)
+            if r.ok and not path.exists():
+                r.error = "failed: no output file"
+            if r.ok:
+                try:
+                    bitmaps.append(anchor.bitmap2(path))
+                except (OSError, ValueError) as e:
+                    r.error = f"failed: {e}"
+            path.unlink(missing_ok=True)
+            if not r.ok:
+                who = "makedumpfile 1.7.9" if cmd[0] == m9 else "dumpfilter"
+                checks[str(level)] = {"equal": False, "error": f"{who} {r.error}"}
+                break
+        else:
+            cmp = anchor.compare_kept(bitmaps[1], bitmaps[0])
+            cmp["text"] = anchor.describe(cmp, "dumpfilter", "makedumpfile 1.7.9")
+            checks[str(level)] = cmp
+        c = checks[str(level)]
+        how = "" if oracle_trusted(elf_osrelease(vmcore)) else f" ({UNTRUSTED})"
+        say(f"  kept PFNs -l -d {level} vs makedumpfile 1.7.9{how}: {c.get('text') or c['error']}")
+    shutil.rmtree(work, ignore_errors=True)
+    return checks
 
 
 def measure(
-    vmcore: Path, quick: bool, timeout: float, repeat: int, say, scan_only: bool = False
+    vmcore: Path,
+    quick: bool,
+    timeout: float,
+    repeat: int,
+    say,
+    scan_only: bool = False,
+    m9: str | None = None,
+    check: bool = False,
 ) -> dict:
     ram = elf_ram_bytes(vmcore) or vmcore.stat().st_size
     work = cache_dir() / "bench" / "out"
@@ -379,29 +452,30 @@ def measure(
         assert best is not None
         return best
 
-    mdf_cmd = [MAKEDUMPFILE, "-d", "31", "--dry-run", "--message-level", "23"]
-    mdf_dry = dry([*mdf_cmd, str(vmcore), str(out)], mdf_scan)
+    mdf_args = ["-d", "31", "--dry-run", "--message-level", "23", str(vmcore), str(out)]
+    mdf_dry = dry([MAKEDUMPFILE, *mdf_args], mdf_scan)
+    m9_dry = dry([m9, *mdf_args], mdf_scan) if m9 else None
     df_dry = dry([*df, "-d", "31", "--dry-run", "--stats-json", str(jpath), str(vmcore)], df_scan)
-    cases.append(Case("dry run -d 31 (process)", mdf_dry, df_dry, kind="dry-run"))
-    scan = Case("scan step -d 31 (GiB RAM/s)", mdf_dry, df_dry, kind="scan")
-    for run_, attr in ((mdf_dry, "mdf_value"), (df_dry, "df_value")):
-        s = run_.extra.get("scan_seconds")
+    cases.append(Case("dry run -d 31 (process)", mdf_dry, df_dry, kind="dry-run", m9=m9_dry))
+    scan = Case("scan step -d 31 (GiB RAM/s)", mdf_dry, df_dry, kind="scan", m9=m9_dry)
+    for run_, attr in ((mdf_dry, "mdf_value"), (df_dry, "df_value"), (m9_dry, "m9_value")):
+        s = run_.extra.get("scan_seconds") if run_ else None
         if s:
             setattr(scan, attr, ram / GIB / s)
     cases.append(scan)
     # the same step with our layout reading and table making added (makedumpfile does its
     # equivalent before the step it times): the conservative reading of the ratio
     scan_p = Case(
-        "scan step + dumpfilter's prepare -d 31 (GiB RAM/s)", mdf_dry, df_dry, kind="scan"
+        "scan step + dumpfilter's prepare -d 31 (GiB RAM/s)", mdf_dry, df_dry, "scan", m9=m9_dry
     )
-    scan_p.mdf_value = scan.mdf_value
+    scan_p.mdf_value, scan_p.m9_value = scan.mdf_value, scan.m9_value
     s = df_dry.extra.get("scan_prepare_seconds")
     if s:
         scan_p.df_value = ram / GIB / s
     cases.append(scan_p)
     say(
         f"  scan: makedumpfile {fmt_rate(scan.mdf_value, mdf_dry)}, "
-        f"dumpfilter {fmt_rate(scan.df_value, df_dry)}"
+        f"1.7.9 {fmt_rate(scan.m9_value, m9_dry)}, dumpfilter {fmt_rate(scan.df_value, df_dry)}"
     )
 
     threads = [] if scan_only else [1] if ncpu == 1 else [1, ncpu]
@@ -413,16 +487,22 @@ def measure(
                 args = [*copt, "-d", level, *topt, *quiet, str(vmcore), str(out)]
                 label = f"-d {level} {copt[0] if copt else 'none'} threads={t}"
                 m = go([MAKEDUMPFILE, *args], out)
+                m9_run = go([m9, *args], out) if m9 else None
                 d = go([*df, *args], out)
-                cases.append(Case(label, m, d))
-                say(f"  {label}: makedumpfile {fmt_s(m)}, dumpfilter {fmt_s(d)}")
+                cases.append(Case(label, m, d, m9=m9_run))
+                say(
+                    f"  {label}: makedumpfile {fmt_s(m)}, 1.7.9 {fmt_s(m9_run)}, "
+                    f"dumpfilter {fmt_s(d)}"
+                )
         for copt in (["-z"], ["-p"]):  # Debian's makedumpfile 1.7.2 has neither
             for t in threads if not quick else [1]:
                 topt = [] if t == 1 else ["--num-threads", str(t)]
                 label = f"-d {level} {copt[0]} threads={t}"
-                d = go([*df, *copt, "-d", level, *topt, *quiet, str(vmcore), str(out)], out)
-                cases.append(Case(label, None, d))
-                say(f"  {label}: dumpfilter {fmt_s(d)}")
+                args = [*copt, "-d", level, *topt, *quiet, str(vmcore), str(out)]
+                m9_run = go([m9, *args], out) if m9 else None
+                d = go([*df, *args], out)
+                cases.append(Case(label, None, d, m9=m9_run))
+                say(f"  {label}: 1.7.9 {fmt_s(m9_run)}, dumpfilter {fmt_s(d)}")
     shutil.rmtree(work, ignore_errors=True)
     return {
         "vmcore": str(vmcore),
@@ -432,6 +512,8 @@ def measure(
         "cpus": ncpu,
         "floor": floor,
         "cases": cases,
+        "pfn_check": pfn_check(vmcore, m9, timeout, say) if m9 and check else None,
+        "pfn_check_demanded": oracle_trusted(elf_osrelease(vmcore)),
     }
 
 
@@ -449,7 +531,9 @@ def cell(text: str | None) -> str:
     return (text or "failed").replace("|", "\\|").replace("\n", " ")
 
 
-def fmt_rate(v: float | None, r: Run) -> str:
+def fmt_rate(v: float | None, r: Run | None) -> str:
+    if r is None:
+        return "–"
     if not r.ok:
         return cell(r.error)
     if v is None:
@@ -470,12 +554,24 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}"
 
 
+def pfn_failures(results: list[dict]) -> list[str]:
+    """One line per dump level whose kept PFN set differs from 1.7.9's or was not checked."""
+    bad = []
+    for res in results:
+        if not res.get("pfn_check_demanded", True):
+            continue
+        for level, c in (res.get("pfn_check") or {}).items():
+            if not c["equal"]:
+                bad.append(f"{_title(res['vmcore'])} -l -d {level}: {c.get('text') or c['error']}")
+    return bad
+
+
 def markdown(results: list[dict], skipped: list[str]) -> str:
     rss_how = "via GNU time"
     if not os.access(GNU_TIME, os.X_OK):
         rss_how = "via wait4, so never below this bench's own RSS"
     lines = [
-        "# dumpfilter vs makedumpfile 1.7.2",
+        "# dumpfilter vs makedumpfile 1.7.9 and 1.7.2",
         "",
         f"Host: {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. "
         "Ratios are dumpfilter / makedumpfile: for times and sizes < 1 means dumpfilter is "
@@ -486,6 +582,15 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
         f"({rss_how}).",
         "",
     ]
+    checked = [r for r in results if r.get("pfn_check") and r["pfn_check_demanded"]]
+    if checked:
+        bad = pfn_failures(results)
+        n = sum(len(r["pfn_check"]) for r in checked)
+        lines += [
+            f"**Kept PFN sets vs makedumpfile 1.7.9: {n - len(bad)} of {n} equal"
+            + (", MISMATCH (exit status 1)**" if bad else "**"),
+            "",
+        ]
     for res in results:
         floor = res["floor"]
         lines += [
@@ -495,30 +600,51 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
             f"Floor `cat vmcore > /dev/null`: {fmt_s(floor)}"
             + (f" ({res['file_bytes'] / GIB / floor.seconds:.2f} GiB/s)" if floor.ok else ""),
             "",
-            "| case | makedumpfile | dumpfilter | time ratio | size mdf | size df | size ratio "
-            "| RSS mdf | RSS df | RSS ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for c in res["cases"]:
-            m, d = c.mdf, c.df
-            if c.kind == "scan":
-                lines.append(
-                    f"| {c.label} | {fmt_rate(c.mdf_value, m)} | {fmt_rate(c.df_value, d)} "
-                    f"| {ratio(c.df_value, c.mdf_value)} (rate) | | | | | | |"
-                )
-                continue
-            mt, dt = (m.seconds if m else None), (d.seconds if d else None)
-            ms, ds = (m.out_bytes if m else None), (d.out_bytes if d else None)
-            mr, dr = (m.maxrss_kib if m else None), (d.maxrss_kib if d else None)
-            lines.append(
-                f"| {c.label} | {fmt_s(m)} | {fmt_s(d)} | {ratio(dt, mt)} "
-                f"| {fmt_size(ms)} | {fmt_size(ds)} | {ratio(ds, ms)} "
-                f"| {fmt_rss(mr)} | {fmt_rss(dr)} | {ratio(dr, mr)} |"
-            )
-        lines.append("")
+        if res.get("pfn_check"):
+            how = "" if res["pfn_check_demanded"] else f" ({UNTRUSTED})"
+            lines += [f"| kept PFNs vs makedumpfile 1.7.9{how}, `-l -d` | result |", "|---|---|"]
+            for level, c in res["pfn_check"].items():
+                lines.append(f"| {level} | {cell(c.get('text') or c['error'])} |")
+            lines.append("")
+        if any(c.m9 for c in res["cases"]):
+            lines += ["### vs makedumpfile 1.7.9", "", *_table(res["cases"], "m9", "1.7.9"), ""]
+        lines += [
+            "### vs makedumpfile 1.7.2 (Debian's)",
+            "",
+            *_table(res["cases"], "mdf", "1.7.2"),
+            "",
+        ]
     for s in skipped:
         lines.append(f"- skipped: {s}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _table(cases: list[Case], peer: str, version: str) -> list[str]:
+    """Rows of dumpfilter against the makedumpfile in ``Case.<peer>`` (and ``<peer>_value``)."""
+    lines = [
+        f"| case | makedumpfile {version} | dumpfilter | time ratio | size {version} | size df "
+        f"| size ratio | RSS {version} | RSS df | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        m, d = getattr(c, peer), c.df
+        if c.kind == "scan":
+            mv = getattr(c, f"{peer}_value")
+            lines.append(
+                f"| {c.label} | {fmt_rate(mv, m)} | {fmt_rate(c.df_value, d)} "
+                f"| {ratio(c.df_value, mv)} (rate) | | | | | | |"
+            )
+            continue
+        mt, dt = (m.seconds if m else None), (d.seconds if d else None)
+        ms, ds = (m.out_bytes if m else None), (d.out_bytes if d else None)
+        mr, dr = (m.maxrss_kib if m else None), (d.maxrss_kib if d else None)
+        lines.append(
+            f"| {c.label} | {fmt_s(m)} | {fmt_s(d)} | {ratio(dt, mt)} "
+            f"| {fmt_size(ms)} | {fmt_size(ds)} | {ratio(ds, ms)} "
+            f"| {fmt_rss(mr)} | {fmt_rss(dr)} | {ratio(dr, mr)} |"
+        )
+    return lines
 
 
 def _title(path: str) -> str:
@@ -550,15 +676,23 @@ def to_json(results: list[dict], skipped: list[str]) -> dict:
                         "label": c.label,
                         "kind": c.kind,
                         "makedumpfile": run_dict(c.mdf),
+                        "makedumpfile_179": run_dict(c.m9),
                         "dumpfilter": run_dict(c.df),
                         "mdf_gib_per_s": c.mdf_value,
+                        "mdf179_gib_per_s": c.m9_value,
                         "df_gib_per_s": c.df_value,
                     }
                     for c in res["cases"]
                 ],
             }
         )
-    return {"host_cpus": os.cpu_count(), "time": time.time(), "results": out, "skipped": skipped}
+    return {
+        "host_cpus": os.cpu_count(),
+        "time": time.time(),
+        "results": out,
+        "skipped": skipped,
+        "pfn_mismatches": pfn_failures(results),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -578,8 +712,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.mkdir(parents=True, exist_ok=True)
     inputs: list[Path] = []
     skipped: list[str] = []
+    checked: set[Path] = set()  # real dumps: their kept PFN sets are compared with 1.7.9's
     if a.vmcores:
         inputs = a.vmcores
+        checked = set(inputs)
     else:
         for name, gib in [("synth-1g", 1)] + ([] if a.quick else [("synth-4g", 4.5)]):
             p = synthetic(name, gib, say)
@@ -588,21 +724,32 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 skipped.append(f"{name}: {p}")
         if not a.quick and not a.no_real:
-            inputs += real_vmcores()
+            reals = real_vmcores()
+            checked = set(reals)
+            inputs += reals
     if not os.access(MAKEDUMPFILE, os.X_OK):
         skipped.append(f"{MAKEDUMPFILE} not installed: makedumpfile columns fail")
+    m9, why = anchor.makedumpfile_179()
+    if not m9:
+        skipped.append(f"makedumpfile 1.7.9: {why}; no 1.7.9 columns, kept PFN sets unchecked")
+    elif not checked:
+        skipped.append("kept PFN check: no real vmcore in the cache (run the QEMU suite)")
 
     REPEAT[0] = a.repeat
     results: list[dict] = []
     md = markdown(results, skipped)
     for v in inputs:  # results are rewritten after each vmcore: a long run is never all lost
-        results.append(measure(v, a.quick, a.timeout, a.repeat, say, a.scan_only))
+        res = measure(v, a.quick, a.timeout, a.repeat, say, a.scan_only, m9, v in checked)
+        results.append(res)
         md = markdown(results, skipped)
         (bench / "results.md").write_text(md)
         (bench / "results.json").write_text(json.dumps(to_json(results, skipped), indent=1))
     print(md)
     say(f"written {bench / 'results.md'} and {bench / 'results.json'}")
-    return 0
+    bad = pfn_failures(results)
+    for line in bad:
+        say(f"KEPT PFN MISMATCH vs makedumpfile 1.7.9: {line}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -27,20 +27,25 @@ import json
 import os
 import re
 import shutil
-import struct
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (run_once, dumpfilter_cmd, cache_dir)
 import scalevmcore  # noqa: E402
-from anchor import makedumpfile_179  # noqa: E402
+from anchor import (  # noqa: E402
+    bitmap2,
+    compare_kept,
+    describe,
+    makedumpfile_179,
+    makedumpfile_debian,
+)
 
 REPO = HERE.parent.parent
-DEBIAN_MDF = ("/usr/sbin/makedumpfile", "/usr/bin/makedumpfile")
 SIZES = (1, 16, 64, 256, 1024)
 VMCORE_PER_GIB = 0.021  # GiB on disk per GiB of RAM: mem_map (1.56 %) and the kept data
 OUTPUT_PER_GIB = 0.006  # GiB of the largest dump written (-d 31 -l), per GiB of RAM
@@ -53,17 +58,6 @@ GIB = 1 << 30
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def makedumpfile_debian() -> tuple[str | None, str]:
-    for path in DEBIAN_MDF:
-        if os.access(path, os.X_OK):
-            v = subprocess.run([path, "-v"], capture_output=True, text=True)
-            m = re.search(r"version (\S+)", v.stdout + v.stderr)
-            if m and m.group(1) == "1.7.2":
-                return path, ""
-            return None, f"{path} is version {m.group(1) if m else '?'}, not 1.7.2"
-    return None, "Debian's makedumpfile is not installed (" + ", ".join(DEBIAN_MDF) + ")"
 
 
 def warm(path: Path, budget: int) -> bool:
@@ -89,28 +83,6 @@ def warm(path: Path, budget: int) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-def bitmap2(path: Path) -> bytes:
-    """The 2nd (dumpable) bitmap of a kdump-compressed file, max_mapnr bits."""
-    with open(path, "rb") as f:
-        h = f.read(464)
-        version = struct.unpack_from("<i", h, 8)[0]
-        bs, sub_blocks, bitmap_blocks, max_mapnr = struct.unpack_from("<iiiI", h, 428)
-        if version >= 6:
-            f.seek(bs + 96)
-            max_mapnr = struct.unpack("<Q", f.read(8))[0] or max_mapnr
-        f.seek((1 + sub_blocks) * bs + bitmap_blocks * bs // 2)
-        return f.read((max_mapnr + 7) // 8)
-
-
-def diff_bits(a: bytes, b: bytes) -> str:
-    """'equal', or how many bytes of the bitmaps differ and the first PFN that does."""
-    if a == b:
-        return "equal"
-    n = min(len(a), len(b))
-    first = next((i for i in range(n) if a[i] != b[i]), n)
-    return f"DIFFER (lengths {len(a)}/{len(b)}, first at PFN {first * 8:#x})"
 
 
 def _cpu(path: Path) -> float | None:
@@ -163,7 +135,7 @@ def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("
         if threads is not None or name == "dumpfilter"  # makedumpfile's default: 1 thread
         if name == "dumpfilter" or threads != 2 or size <= MDF_THREADS_MAX_GIB
     ]
-    ref: bytes | None = None
+    ref: np.ndarray | None = None
     one: dict[tuple[str, str], float] = {}  # 1-thread times, for the 2-thread cap
     capped: set[tuple[str, str]] = set()
     for rnd in range(repeat):  # rounds over every cell: a busy spell hits all tools alike
@@ -219,7 +191,9 @@ def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("
                 if ref is not None:
                     key = f"{name} -{mode} threads={tlabel}"
                     if res["pfn_check"].get(key, "equal") == "equal":
-                        res["pfn_check"][key] = diff_bits(bits, ref)
+                        res["pfn_check"][key] = describe(
+                            compare_kept(bits, ref), name, "makedumpfile 1.7.9"
+                        )
                 del bits
             out.unlink(missing_ok=True)
             _merge(res["cells"], f"{name}|{mode}|{tlabel}", cell)
