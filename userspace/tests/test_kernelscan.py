@@ -1142,3 +1142,24 @@ def test_memmap_chunks_with_a_split_struct_page_are_packed_without_it():
     packed = ks.pack_chunks(rows, 56)
     assert packed["start_pfn"].tolist() == [0, 101]
     assert packed["paddr"].tolist() == [0x1000, 0x9038]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_paint_sets_each_run_and_leaves_gaps_alone(seed):
+    """Disjoint sorted runs, adjacent or separated, touching the window's edges or not: every
+    page of a run gets its class, every other page keeps what it had."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5000))
+    cuts = np.unique(rng.integers(0, n + 1, size=int(rng.integers(0, 60))))
+    bounds = np.concatenate([[0], cuts, [n]]) if seed % 2 else cuts
+    lo, hi = bounds[:-1], bounds[1:]
+    take = (hi > lo) & (rng.random(len(lo)) < 0.7)
+    lo, hi = lo[take], hi[take]
+    cls = rng.integers(1, 7, size=len(lo)).astype(np.uint8)
+    before = rng.choice(np.array([PageClass.KEEP, PageClass.HOLE], np.uint8), size=n)
+    want = before.copy()
+    for a, b, c in zip(lo, hi, cls, strict=True):
+        want[a:b] = c
+    out = before.copy()
+    ks._paint(out, lo.astype(np.int64), hi.astype(np.int64), cls)
+    assert np.array_equal(out, want)

@@ -304,22 +304,39 @@ class KernelClassification:
             stop = min(self.max_pfn, start + size)
             out = blank_window(self.ram_ranges, start, stop)
             ram = out != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
-            # Runs overlapping [start, stop), painted at once: run r covers window offsets
-            # lo[r] + t for t < len[r]; with g the index into all covered pages,
-            # offset = g + lo[r] - (first g of run r).
             i = int(np.searchsorted(self._end, start, side="right"))
             j = int(np.searchsorted(self._pfn, stop, side="left"))
-            run_lo = np.clip(self._pfn[i:j], start, stop) - start
-            run_len = np.clip(self._end[i:j], start, stop) - start - run_lo
-            if len(run_len) and (total := int(run_len.sum())):
-                first = np.cumsum(run_len) - run_len
-                pos = np.arange(total) + np.repeat(run_lo - first, run_len)
-                out[pos] = np.repeat(self._cls[i:j], run_len)
+            _paint(out, np.clip(self._pfn[i:j], start, stop) - start,
+                   np.clip(self._end[i:j], start, stop) - start, self._cls[i:j])  # fmt: skip
             out[~ram] = PageClass.HOLE  # a run never makes a hole RAM
             # the rules on top of the per-page verdicts, the userspace scan's (layout.py)
             apply_rules(start, out, self.image, self.nodata)
             out.flags.writeable = False  # the Classification contract: read-only
             yield start, out
+
+
+# Marks the gaps between runs in _paint: not a PageClass.
+_GAP = np.uint8(255)
+
+
+def _paint(out: np.ndarray, lo: np.ndarray, hi: np.ndarray, cls: np.ndarray) -> None:
+    """Set ``out[lo[r]:hi[r]] = cls[r]`` for sorted, disjoint runs r, in one pass.
+
+    The window is cut into alternating gaps and runs (gap, run 0, gap, run 1, ..., gap), each
+    segment repeated into one uint8 array the size of the window; positions in gaps keep
+    ``out``.  One byte per page: painting by position needs three arrays of 8-byte indices
+    per painted page, more memory than the whole window's classes and more time than the
+    kernel's scan of it (userspace/bench/NOTES.md, "Kernel scan in big guests").
+    """
+    if not len(lo):
+        return
+    edges = np.empty(2 * len(lo) + 2, np.int64)
+    edges[0], edges[-1] = 0, len(out)
+    edges[1:-1:2], edges[2:-1:2] = lo, hi
+    seg = np.full(2 * len(lo) + 1, _GAP, np.uint8)
+    seg[1::2] = cls
+    painted = np.repeat(seg, np.diff(edges))
+    np.copyto(out, painted, where=painted != _GAP)
 
 
 def _is_proc_vmcore(src) -> bool:
