@@ -7,7 +7,7 @@ export DUMPFILTER_CACHE ?= $(HOME)/.cache/dumpfilter
 
 .PHONY: setup venv host sources demo test test-full test-unit test-fast test-e2e test-e2e-full \
 	test-realdump lint bench \
-	bench-scale kernels clean
+	bench-scale bench-guests kernels clean
 
 setup: host venv
 
@@ -72,6 +72,12 @@ bench: setup
 # $(DUMPFILTER_CACHE)/scale): an hour or more; userspace/bench/SCALE.md
 bench-scale: $(VENV)/.installed
 	$(PY) userspace/bench/scale.py
+
+# Kdump cycles of 1 and 16 GiB guests (stock 6.12 + the module): dumpfilter with the kernel
+# scan, with its own scan and makedumpfile 1.7.9 timed in the capture kernel, and the smallest
+# crashkernel= each needs: about two hours under TCG; userspace/bench/NOTES.md
+bench-guests: setup
+	$(PY) qemu-tests/bench_guests.py --sizes 1G,16G --budget 1G,16G --budget-range 48,256
 
 # Patched 6.1, 6.12 and 7.2 kernels for the QEMU tests (with KASAN, UBSAN and lockdep), cached
 # by series hash (kernel-patches/README.md); `make test` builds only the 7.2 one.

@@ -3,13 +3,19 @@
 Run with /usr/bin/python3 (where Debian installs the ``kdumpfile`` module; no numpy there):
 
     readback_kdumpfile.py DUMP RAW_VMCORE RUNS_JSON
+    readback_kdumpfile.py --digest DUMP KEPT_JSON
 
 RUNS_JSON: {"kept": [[pfn, count], ...], "excluded": [[pfn, count], ...]}, runs that lie inside
 one PT_LOAD of RAW_VMCORE.  Every kept page must read back byte-identical to the raw page; the
 first and last page of every excluded run (and every 64th page inside it) must be absent
 (libkdumpfile's NoDataException: not in the 2nd bitmap).  Prints one JSON object.
+
+With --digest, KEPT_JSON is [[pfn, count], ...]: every page of those runs is read, in order,
+into one SHA-256 (for comparing two writers' dumps of the same crash page for page without
+the raw vmcore); prints {"pages": N, "sha256": HEX}; a page that cannot be read is an error.
 """
 
+import hashlib
 import json
 import struct
 import sys
@@ -47,7 +53,24 @@ def read_raw(f, segs, pa, size):
     return bytes(out)
 
 
+def digest(dump, kept_json):
+    k = kdumpfile.kdumpfile(dump)
+    h = hashlib.sha256()
+    pages = 0
+    for pfn, count in json.load(open(kept_json)):
+        for at in range(pfn, pfn + count, 256):
+            n = min(256, pfn + count - at)
+            try:
+                h.update(bytes(k.read(kdumpfile.KDUMP_MACHPHYSADDR, at * PAGE, n * PAGE)))
+            except NoDataException:
+                sys.exit(f"{dump}: kept pages {at:#x}+{n} cannot be read")
+            pages += n
+    json.dump({"pages": pages, "sha256": h.hexdigest()}, sys.stdout)
+
+
 def main():
+    if sys.argv[1] == "--digest":
+        return digest(*sys.argv[2:4])
     dump, raw, runs_json = sys.argv[1:4]
     runs = json.load(open(runs_json))
     segs = loads(raw)
