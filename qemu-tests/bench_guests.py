@@ -64,7 +64,8 @@ WORKLOADS = {
     16: ["--cache-mb", "1024", "--anon-mb", "1024", "--thp-mb", "1024",
          "--hugetlb-pages", "256", "--slab-files", "20000"],
 }  # fmt: skip
-TIME_FMT = "%e %M %U %S"
+# Wall s, peak RSS KiB, user s, system s, major and minor page faults.
+TIME_FMT = "%e %M %U %S %F %R"
 GRAIN_MB = 8  # the bisection's resolution
 OOM = re.compile(r"Out of memory|oom-kill|Killed process")
 # The capture kernel's memory as its tools find it (the first kernel's is in the cycle's meminfo).
@@ -135,8 +136,11 @@ def read_time(path: Path) -> dict | None:
         return None
     lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
     try:
-        wall, rss, user, sys_ = lines[-1].split()
-        return {"wall": float(wall), "rss_mib": int(rss) / 1024, "cpu": float(user) + float(sys_)}
+        wall, rss, user, sys_, major, minor = lines[-1].split()
+        return {
+            "wall": float(wall), "rss_mib": int(rss) / 1024, "cpu": float(user) + float(sys_),
+            "sys": float(sys_), "faults": int(major) + int(minor),
+        }  # fmt: skip
     except (IndexError, ValueError):
         return None
 
@@ -380,6 +384,11 @@ def budget(kernel: str, size: str, mdf: str, lo: int, hi: int, tools=TOOLS) -> d
 # --------------------------------------------------------------------------- report
 
 
+def _median(rows: list[dict], key: str, fmt: str) -> str:
+    vals = [r[key] for r in rows if key in r]
+    return fmt.format(statistics.median(vals)) if vals else "–"
+
+
 def markdown(doc: dict) -> str:
     lines = [f"Measured {doc['finished']} (load average at the end of each part in its rows)."]
     for t in doc.get("timing", []):
@@ -389,9 +398,9 @@ def markdown(doc: dict) -> str:
             f"whole process in the capture kernel, median wall seconds (min–max), peak RSS MiB; "
             f"dumps checked: " + ", ".join(f"{LABEL[x]} {v}" for x, v in t["check"].items()),
             "",
-            "| tool | mode | wall s | min–max | CPU s | RSS MiB | dumpfilter scan step s | "
-            "vs own scan | vs makedumpfile 1.7.9 |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| tool | mode | wall s | min–max | CPU s | of it system | page faults | RSS MiB | "
+            "dumpfilter scan step s | vs own scan | vs makedumpfile 1.7.9 |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         good = {
             (tool, mode): [
@@ -417,6 +426,7 @@ def markdown(doc: dict) -> str:
                     LABEL[tool], flag, f"{med[tool, mode]:.2f}",
                     f"{min(walls):.2f}–{max(walls):.2f}",
                     f"{statistics.median(r['cpu'] for r in rows):.2f}",
+                    _median(rows, "sys", "{:.2f}"), _median(rows, "faults", "{:.0f}"),
                     f"{max(r['rss_mib'] for r in rows):.0f}",
                     f"{statistics.median(scan):.3f}" if scan else "–",
                 ]  # fmt: skip
