@@ -67,9 +67,10 @@ WORKLOADS = {
 # Wall s, peak RSS KiB, user s, system s, major and minor page faults.
 TIME_FMT = "%e %M %U %S %F %R"
 GRAIN_MB = 8  # the bisection's resolution
-OOM = re.compile(r"Out of memory|oom-kill|Killed process")
 # The capture kernel's memory as its tools find it (the first kernel's is in the cycle's meminfo).
 MEMINFO = "grep -E 'Mem(Total|Free|Available)' /proc/meminfo > meminfo.txt"
+# What the OOM killer said (the console shows only errors); read by _failed.
+OOM_LOG = "dmesg | grep -E 'Out of memory|oom-kill' > oom.txt; true"
 
 
 def say(text: str) -> None:
@@ -282,6 +283,7 @@ def _budget_cycle(k, setup, size: str, mb: int, tools: list[str], mdf: str):
     gib = size_gib(size)
     setup = [*setup, MEMINFO]
     cmds = setup + [tool_cmd(t, mdf, f"{t}-b", dry=False, keep=True) for t in tools]
+    cmds.append(OOM_LOG)
     try:
         res = kdumpvm.run_kdump_cycle(
             k, capture_cmds=cmds, memory=size, crashkernel=f"{mb}M", kexec_flags="-s",
@@ -296,7 +298,8 @@ def _budget_cycle(k, setup, size: str, mb: int, tools: list[str], mdf: str):
         for i, t in enumerate(tools):  # the commands that ended before the capture kernel died
             rc = cdir / f"cmd{len(setup) + i}.rc" if cdir else None
             if rc and rc.exists():
-                out[t] = "ok?" if rc.read_text().strip() == "0" else "rc " + rc.read_text().strip()
+                code = int(rc.read_text())
+                out[t] = "ok?" if code == 0 else _failed(code, cdir / f"cmd{len(setup) + i}.log")
             else:
                 out[t] = f"capture kernel died ({e.step}: {e.why})"
                 break
@@ -304,16 +307,22 @@ def _budget_cycle(k, setup, size: str, mb: int, tools: list[str], mdf: str):
     if any(res.rc(i) != 0 for i in range(len(setup))):
         return dict.fromkeys(tools, f"setup failed: {res.log(0)[-300:]}"), res.dir
     out = {}
-    console = res.console.read_text(errors="replace")
     for i, t in enumerate(tools):
         rc = res.rc(len(setup) + i)
-        if rc == 0:
-            out[t] = "ok?"
-        else:
-            why = "out of memory (killed)" if rc in (137, -9) or OOM.search(console) else ""
-            last = res.log(len(setup) + i).strip().splitlines()[-1:] or [""]
-            out[t] = f"rc {rc}: {why or last[0][:200]}"
+        out[t] = "ok?" if rc == 0 else _failed(rc, res.dir / f"cmd{len(setup) + i}.log")
     return _checked(res.dir, out), res.dir
+
+
+def _failed(rc: int, log: Path) -> str:
+    """How a tool's run ended: killed by the OOM killer (the kernel log says so; it kills
+    with SIGKILL), killed otherwise, or its last line."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    if rc == 137 or "terminated by signal 9" in text:
+        oom = log.parent / "oom.txt"
+        by = "the OOM killer" if oom.exists() and oom.stat().st_size else "SIGKILL"
+        return f"rc {rc}: killed by {by}"
+    last = text.strip().splitlines()[-1:] or [""]
+    return f"rc {rc}: {last[0][:200]}"
 
 
 def _checked(cdir: Path, out: dict[str, str]) -> dict:
