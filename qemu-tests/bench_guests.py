@@ -84,10 +84,10 @@ def size_gib(size: str) -> int:
     return int(m.group(1))
 
 
-def timeouts(gib: int) -> kdumpvm._Timeouts:
+def timeouts(gib: int) -> kdumpvm.Timeouts:
     """TCG boots, fills and dumps a big guest slowly: every step's limit grows with its RAM."""
     k = max(1.0, gib / 2)
-    return kdumpvm._Timeouts(
+    return kdumpvm.Timeouts(
         boot=120 * k, kexec=120, workload=180 * k, panic=60, capture=150 * k,
         cmd=400 * k, poweroff=60, overall=1200 * k,
     )  # fmt: skip

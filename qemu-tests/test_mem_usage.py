@@ -84,7 +84,7 @@ def live(request):
         kexec_flags="-s" if request.param == "6.12" else "",
         tag="mem-usage",
         # two full scans of /proc/kcore under TCG on top of the workload
-        timeouts=kdumpvm._Timeouts(workload=600),
+        timeouts=kdumpvm.Timeouts(workload=600),
     )
     remember_cycle(f"{request.param} mem-usage", r)
     for i, who in enumerate(("the layout", "makedumpfile 1.7.9", "dumpfilter")):
