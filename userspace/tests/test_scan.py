@@ -126,6 +126,30 @@ def test_window_arrays_are_read_only_so_the_kept_answer_cannot_be_changed(synth6
         assert all(a is b for a, b in zip(first, [a for _, a in c.windows()], strict=True))
 
 
+def test_classes_are_scanned_again_not_kept_when_memory_is_short(synth61, monkeypatch):
+    with source.open_source(str(synth61.path)) as src:
+        c = scan.userspace_scan(src, 31)
+        whole = np.concatenate([a for _, a in c.windows()])
+        assert c._cache is not None  # plenty of memory: the second pass is free
+    monkeypatch.setattr(scan, "mem_available", lambda: 8 * synth61.max_pfn)
+    with source.open_source(str(synth61.path)) as src:
+        c = scan.userspace_scan(src, 31)
+        first = [a for _, a in c.windows()]
+        assert c._cache is None
+        again = [a for _, a in c.windows()]
+        assert all(a is not b for a, b in zip(first, again, strict=True))
+        assert np.array_equal(np.concatenate(again), whole)
+
+
+def test_mem_available_reads_meminfo_and_is_unlimited_without_it(tmp_path):
+    f = tmp_path / "meminfo"
+    f.write_text("MemTotal:       58368 kB\nMemFree:  1 kB\nMemAvailable:   31244 kB\n")
+    assert scan.mem_available(str(f)) == 31244 * 1024
+    f.write_text("MemTotal:       58368 kB\n")  # before Linux 3.14
+    assert scan.mem_available(str(f)) >= 1 << 60
+    assert scan.mem_available(str(tmp_path / "none")) >= 1 << 60
+
+
 def test_kernel_image_pages_are_kept_even_with_lru_and_mapping(synth_factory):
     synth = synth_factory(kernel="6.6", image_trap=True)
     trap = synth.pfns_of(sv.K_IMAGE_TRAP)

@@ -124,7 +124,9 @@ class Sink(Protocol):
     limit: int | None  # -L
     name: str
 
-    def write_at(self, offset: int, buffers: Sequence) -> None: ...
+    def write_at(self, offset: int, buffers: Sequence, nbytes: int | None = None) -> None:
+        """*buffers* at *offset*; *nbytes*: their byte count, when the caller has it."""
+        ...
 
     @property
     def bytes_written(self) -> int: ...

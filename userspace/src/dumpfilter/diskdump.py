@@ -489,7 +489,7 @@ def write_kdump(
         nonlocal data_buf, data_buf_len, data_buf_start, desc_buf, desc_buf_n, desc_index
         if data_buf:
             try:
-                sink.write_at(data_buf_start, data_buf)
+                sink.write_at(data_buf_start, data_buf, data_buf_len)
             except OutputFull:
                 if sink.limit is not None:
                     _write_what_fits(sink.limit)

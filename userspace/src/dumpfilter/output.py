@@ -50,7 +50,8 @@ def _view(b) -> bytes | memoryview:
     return b if type(b) is bytes else memoryview(b).cast("B")
 
 
-def _nbytes(buffers: Sequence) -> int:
+def byte_count(buffers: Sequence) -> int:
+    """Bytes in *buffers*: bytes objects, or anything with the buffer protocol."""
     return sum(len(b) if type(b) is bytes else b.nbytes for b in buffers)
 
 
@@ -82,7 +83,7 @@ def _write_all(
             n = os.pwritev(fd, buffers, offset) if offset is not None else os.writev(fd, buffers)
         except OSError:
             n = 0
-        if n == (_nbytes(buffers) if total is None else total):
+        if n == (byte_count(buffers) if total is None else total):
             return
         if n:
             _write_all(fd, None if offset is None else offset + n, _skip(buffers, n), what)
@@ -127,8 +128,8 @@ class FileSink:
         self.limit = limit
         self.end = 0  # highest byte offset written + 1
 
-    def write_at(self, offset: int, buffers: Sequence) -> None:
-        n = _nbytes(buffers)
+    def write_at(self, offset: int, buffers: Sequence, nbytes: int | None = None) -> None:
+        n = byte_count(buffers) if nbytes is None else nbytes
         if self.limit is not None and offset + n > self.limit:
             raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
         _write_all(self.fd, offset, buffers, self.name, n)
@@ -157,18 +158,18 @@ class FlatSink:
         head = FLAT_HEADER.pack(FLAT_SIGNATURE, FLAT_TYPE, FLAT_VERSION)
         self._emit([head.ljust(FLAT_HEADER_SIZE, b"\0")])
 
-    def _emit(self, buffers: Sequence) -> None:
-        n = _nbytes(buffers)
+    def _emit(self, buffers: Sequence, nbytes: int | None = None) -> None:
+        n = byte_count(buffers) if nbytes is None else nbytes
         if self.limit is not None and self.emitted + n > self.limit:
             raise OutputFull(f"{self.name}: size limit (-L {self.limit}) reached")
         _write_all(self.fd, None, buffers, self.name, n)
         self.emitted += n
 
-    def write_at(self, offset: int, buffers: Sequence) -> None:
-        n = _nbytes(buffers)
+    def write_at(self, offset: int, buffers: Sequence, nbytes: int | None = None) -> None:
+        n = byte_count(buffers) if nbytes is None else nbytes
         if n == 0:
             return
-        self._emit([FLAT_RECORD.pack(offset, n), *buffers])
+        self._emit([FLAT_RECORD.pack(offset, n), *buffers], FLAT_RECORD.size + n)
         self.end = max(self.end, offset + n)
 
     def finish(self) -> None:

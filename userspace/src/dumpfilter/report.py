@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 
 from .errors import DumpError
+from .output import byte_count
 
 if TYPE_CHECKING:
     from .contracts import Classification, Source, WriteOptions
@@ -172,8 +173,8 @@ class _CountingSink:
     def __init__(self) -> None:
         self.end = 0
 
-    def write_at(self, offset: int, buffers) -> None:
-        n = sum(len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers)
+    def write_at(self, offset: int, buffers, nbytes: int | None = None) -> None:
+        n = byte_count(buffers) if nbytes is None else nbytes
         self.end = max(self.end, offset + n)
 
     @property
@@ -189,10 +190,8 @@ def dry_run(src: Source, c: Classification, opts: WriteOptions, stats: Stats) ->
     from .output import FlatSink
 
     class _CountingFlatSink(FlatSink):
-        def _emit(self, buffers) -> None:
-            self.emitted += sum(
-                len(b) if type(b) is bytes else memoryview(b).nbytes for b in buffers
-            )
+        def _emit(self, buffers, nbytes: int | None = None) -> None:
+            self.emitted += byte_count(buffers) if nbytes is None else nbytes
 
     flat = _CountingFlatSink(-1, "dry run") if opts.flatten else None
     sink: FlatSink | _CountingSink = _CountingSink() if flat is None else flat

@@ -4,9 +4,11 @@ The scan is lazy and deterministic: ``windows()`` walks the mem_map chunks in PF
 classifies each run of struct pages straight from the input mapping (``classify``), and
 yields bounded windows of PageClass values.  Iterating again gives the same answer; small
 dumps keep their result so a second pass (the writer after the report) is free, large ones
-recompute it so that memory stays flat whatever the dump size.  What is read before the first
-page is judged, and the rules applied on top of the per-page decision (holes, the kernel
-image, pages without data), are the kernel scan's too: ``layout.py``.
+recompute it so that memory stays flat whatever the dump size, and so do dumps whose classes
+would take a noticeable share of the memory left (a capture kernel's small reservation).
+What is read before the first page is judged, and the rules applied on top of the per-page
+decision (holes, the kernel image, pages without data), are the kernel scan's too:
+``layout.py``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from .layout import Layout, split_page
 
 WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
+# ... and only while they take at most this share of MemAvailable: in a capture kernel with
+# a crashkernel= of ~100 MiB a 16 GiB dump's 4 MiB of classes is memory the writer needs more,
+# and scanning again costs no memory there (/proc/vmcore's mapping of the old kernel's
+# memory is not the capture kernel's RAM).  makedumpfile sizes its bitmaps by free memory too.
+CACHE_SHARE_OF_AVAILABLE = 1 / 16
 DEFAULT_WORKERS = 2  # scan processes without --num-threads (capped at the CPUs)
 # fewer windows than this per worker are scanned in the process itself: a fork costs
 # about as much as scanning one GiB
@@ -80,7 +87,7 @@ class UserspaceClassification:
         if self._cache is not None and self._cache_size == size:
             yield from self._cache
             return
-        keep = self.max_pfn <= CACHE_LIMIT_PFNS
+        keep = self.max_pfn <= min(CACHE_LIMIT_PFNS, CACHE_SHARE_OF_AVAILABLE * mem_available())
         store: list[tuple[int, np.ndarray]] = []
         for w0, arr in self._compute(size):
             arr.flags.writeable = False
@@ -263,6 +270,19 @@ def _read_result(fd: int, out: np.ndarray) -> tuple[int, int, str | None]:
             return 0, 0, "a scan worker died"
         view = view[got:]
     return end, cls, None
+
+
+def mem_available(meminfo: str = "/proc/meminfo") -> int:
+    """Bytes the kernel estimates can be allocated without swapping (MemAvailable, since
+    Linux 3.14, commit 34e431b0ae39); unlimited when it cannot be read."""
+    try:
+        with open(meminfo, "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 62
 
 
 def workers_for(num_threads: int) -> int:
