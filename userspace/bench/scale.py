@@ -46,7 +46,7 @@ from anchor import (  # noqa: E402
 )
 
 REPO = HERE.parent.parent
-SIZES = (1, 16, 64, 256, 1024)
+SIZES = (1, 4, 16, 64, 256, 1024)
 VMCORE_PER_GIB = 0.021  # GiB on disk per GiB of RAM: mem_map (1.56 %) and the kept data
 OUTPUT_PER_GIB = 0.006  # GiB of the largest dump written (-d 31 -l), per GiB of RAM
 DISK_MARGIN = 20 * (1 << 30)  # left free for everyone else on the disk
