@@ -139,10 +139,15 @@ def test_full_disk_fails_and_never_leaves_a_dump_claiming_to_be_whole(vm, classe
 
 _SLOW_WRITER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from pathlib import Path
     import numpy as np
     import fakes as t
+
+    # A process started in the background by a non-interactive shell (a CI job, nohup ... &)
+    # inherits SIGINT ignored, and Python then leaves it ignored; this run is one that
+    # Ctrl-C reaches.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from dumpfilter import write
     from dumpfilter.contracts import WriteOptions
 
@@ -158,8 +163,9 @@ _SLOW_WRITER = textwrap.dedent(
             Slow.calls += 1
             if Slow.calls == 3:
                 Path(sys.argv[3]).touch()  # mid-write: tell the parent
-            if Slow.calls >= 3:
-                time.sleep(0.5)
+                # and stay here until its signal comes, however late a loaded machine lets it
+                # send it (a writer that went on could finish first and exit 0)
+                time.sleep(300)
             return super().read_pages(pfn, count)
 
     classes = t.random_classes(t.RANGES, t.RANGES[-1][1], seed=8)
@@ -182,15 +188,21 @@ def test_killed_run_leaves_nothing_under_the_final_name(vm, tmp_path, sig):
         env=env,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert p.poll() is None, p.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    # The dump being written has no name (O_TMPFILE): nothing to leave behind, even on SIGKILL.
-    assert sorted(os.listdir(tmp_path)) == ["ready"]
-    p.send_signal(sig)
-    p.wait(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert p.poll() is None, p.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # The dump being written has no name (O_TMPFILE): nothing to leave behind, even on
+        # SIGKILL.
+        assert sorted(os.listdir(tmp_path)) == ["ready"]
+        p.send_signal(sig)
+        p.wait(timeout=60)
+    finally:
+        if p.poll() is None:  # the writer waits for the signal: never leave it behind
+            p.kill()
+            p.wait()
     assert p.returncode != 0
     assert sorted(os.listdir(tmp_path)) == ["ready"]
 
