@@ -68,6 +68,23 @@ PATCHED.append("patched-7.2")
 _cycles: dict[str, kdumpvm.CycleResult] = {}
 
 
+def _run_cycle(crashed: kdumpvm.Kernel, **kw) -> kdumpvm.CycleResult:
+    """One kdump cycle, run again once when a KASAN kernel never finished booting.
+
+    Under TCG the patched debug kernel sometimes stops in its first boot, before anything of
+    this project runs: ACPI reports AE_AML_LOOP_TIMEOUT in the PCI root's _PRT method and the
+    guest then sits idle until the boot limit (seen twice in a row on one refusal cycle, on a
+    quiet host, while the same kernel booted in 78 s in the cycle before).  A second boot is
+    a new chance; a second failure fails the test."""
+    try:
+        return kdumpvm.run_kdump_cycle(crashed, **kw)
+    except kdumpvm.CycleError as e:
+        if e.step != "boot" or not crashed.sanitized:
+            raise
+        print(f"first boot of {crashed.release} failed ({e.why}); running the cycle again")
+        return kdumpvm.run_kdump_cycle(crashed, **kw)
+
+
 def _patched(ver: str) -> kdumpvm.Kernel:
     if os.environ.get("DUMPFILTER_SKIP_KERNEL_BUILD") == "1":
         pytest.skip("DUMPFILTER_SKIP_KERNEL_BUILD=1")
@@ -100,7 +117,7 @@ def vpl_cycle(variant: str) -> kdumpvm.CycleResult:
             ko = _module(kernel, ver)
             digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
             probe = f"{PROBE} --insmod {ko} --module-digest {digest}"
-        _cycles[variant] = kdumpvm.run_kdump_cycle(
+        _cycles[variant] = _run_cycle(
             kernel, capture_cmds=[probe, DFK, DFU, *extra, DMESG], save_raw=True, kexec_flags=flags,
             tag="vpl",
         )  # fmt: skip
@@ -338,7 +355,7 @@ def test_refused_kernel_scan_falls_back_in_auto_and_fails_in_require(direction, 
         ko = _module(stock, series)
         digest = hashlib.sha256(ko.read_bytes()).hexdigest()[:12]
         crashed, capture, probe = patched, stock, f"{PROBE} --insmod {ko} --module-digest {digest}"
-    r = kdumpvm.run_kdump_cycle(
+    r = _run_cycle(
         crashed, capture_kernel=capture, capture_cmds=[probe, DFK, DFA, DMESG], tag="vpl-refuse",
     )  # fmt: skip
     assert r.rc(0) == 0, r.log(0)
