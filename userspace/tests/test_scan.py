@@ -126,12 +126,29 @@ def test_window_arrays_are_read_only_so_the_kept_answer_cannot_be_changed(synth6
         assert all(a is b for a, b in zip(first, [a for _, a in c.windows()], strict=True))
 
 
+def test_classes_are_kept_compressed_when_memory_is_short(synth61, monkeypatch):
+    with source.open_source(str(synth61.path)) as src:
+        whole = np.concatenate([a for _, a in scan.userspace_scan(src, 31).windows()])
+    monkeypatch.setattr(scan, "mem_available", lambda: 8 * synth61.max_pfn)
+    with source.open_source(str(synth61.path)) as src:
+        c = scan.UserspaceClassification(src, 31, window=1 << 12)
+        first = np.concatenate([a for _, a in c.windows()])
+        assert isinstance(c._cache, scan._Packed)
+        monkeypatch.setattr(c, "_compute", None)  # the second pass must not scan
+        again = list(c.windows())
+        assert all(not a.flags.writeable for _, a in again)
+        assert [w0 for w0, _ in again] == list(range(0, c.max_pfn, 1 << 12))
+        assert np.array_equal(np.concatenate([a for _, a in again]), whole)
+        assert np.array_equal(first, whole)
+
+
 def test_classes_are_scanned_again_not_kept_when_memory_is_short(synth61, monkeypatch):
     with source.open_source(str(synth61.path)) as src:
         c = scan.userspace_scan(src, 31)
         whole = np.concatenate([a for _, a in c.windows()])
         assert c._cache is not None  # plenty of memory: the second pass is free
     monkeypatch.setattr(scan, "mem_available", lambda: 8 * synth61.max_pfn)
+    monkeypatch.setattr(scan, "PACKED_CACHE_BYTES", 64)  # nor compressed
     with source.open_source(str(synth61.path)) as src:
         c = scan.userspace_scan(src, 31)
         first = [a for _, a in c.windows()]
