@@ -16,7 +16,7 @@ host:
 
 venv: host $(VENV)/.installed
 
-$(VENV)/.installed: userspace/pyproject.toml
+$(VENV)/.installed: userspace/pyproject.toml userspace/setup.py userspace/src/dumpfilter/_pagecodec.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e 'userspace[test]'

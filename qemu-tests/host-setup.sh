@@ -10,7 +10,7 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 PKGS="qemu-system-x86 qemu-utils kexec-tools makedumpfile crash busybox-static
-python3-libkdumpfile liblzo2-dev cpio gzip zstd xz-utils rsync bc bison flex libelf-dev libssl-dev
+python3-libkdumpfile python3-dev liblzo2-dev cpio gzip zstd xz-utils rsync bc bison flex libelf-dev libssl-dev
 dwarves ccache build-essential time kmod dpkg-dev libgmp-dev libmpfr-dev
 libncurses-dev libsnappy-dev libzstd-dev zlib1g-dev texinfo dkms"
 missing=""

@@ -396,7 +396,8 @@ def _source_digest() -> str:
     """Hash of everything that can change a cycle's outcome on our side."""
     h = hashlib.sha256()
     files = [HERE / "kdumpvm.py", *sorted(GUEST.glob("*"))]
-    files += sorted((REPO / "userspace" / "src" / "dumpfilter").rglob("*.py"))
+    for pattern in ("*.py", "*.c"):
+        files += sorted((REPO / "userspace" / "src" / "dumpfilter").rglob(pattern))
     for p in files:
         h.update(str(p.relative_to(REPO)).encode() + b"\0" + p.read_bytes())
     return h.hexdigest()

@@ -32,6 +32,7 @@ from fakes import (
 
 from dumpfilter import diskdump
 from dumpfilter.contracts import WriteOptions
+from dumpfilter.errors import DumpError
 from dumpfilter.pageclass import PageClass
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -371,6 +372,7 @@ import numpy as np
 from fakes import FakeStats
 from dumpfilter import write
 from dumpfilter.contracts import WriteOptions
+from dumpfilter.errors import DumpError
 from dumpfilter.pageclass import PageClass
 
 class Zero:
@@ -504,13 +506,14 @@ def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):
         for s in (0x100, 0x1000, 0x5E00):
             e = s + diskdump.SPAN
             idx = np.flatnonzero(rng.random(e - s) < 0.3)
-            got = runs.gather(s, idx)
-            assert got is not None
-            assert np.array_equal(got, src.read_pages(s, e - s)[idx])
+            load = runs.gather(s, idx)
+            assert load is not None
+            assert np.array_equal(load(), src.read_pages(s, e - s)[idx])
         # [0x9F, 0x100) is a hole: pages on both sides come from their own loads, none from it
-        got = runs.gather(0x90, np.array([0, 0x7F]))
-        assert got is not None
-        assert np.array_equal(got, np.concatenate([src.read_pages(p, 1) for p in (0x90, 0x10F)]))
+        load = runs.gather(0x90, np.array([0, 0x7F]))
+        assert load is not None
+        want = np.concatenate([src.read_pages(p, 1) for p in (0x90, 0x10F)])
+        assert np.array_equal(load(), want)
         assert runs.gather(0x90, np.array([0, 0x20])) is None
 
     class KdumpInput:  # a kdump-compressed input: pages are not at linear file offsets
@@ -518,6 +521,23 @@ def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):
 
     with diskdump.RunReader(KdumpInput()) as runs:
         assert runs.fd < 0 and runs.gather(0, np.arange(3)) is None
+
+
+def test_pages_of_a_file_cut_after_it_was_opened_are_an_error_not_garbage(synth, tmp_path):
+    """The encoder's threads read batches planned earlier: pages the file no longer has (a
+    copy truncated while it is filtered) are a DumpError naming the offset."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    copy = tmp_path / "copy.vmcore"
+    shutil.copyfile(synth.path, copy)
+    with ElfVmcore(str(copy)) as src, diskdump.RunReader(src) as runs:
+        last = max(b for _a, b, _d in runs.loads)
+        end_off = max(b * 4096 + d for _a, b, d in runs.loads)
+        load = runs.gather(last - 8, np.arange(8))
+        assert load is not None
+        os.truncate(copy, end_off - 3 * 4096)
+        with pytest.raises(DumpError, match="short read at offset"):
+            load()
 
 
 def test_kept_batches_hand_out_every_kept_page_once_in_pfn_order(synth):
@@ -545,7 +565,10 @@ def test_kept_batches_hand_out_every_kept_page_once_in_pfn_order(synth):
             big = [len(b.pfns) for b in batches if len(b.pfns) > diskdump.SPARSE_BATCH]
             assert big and all(k <= diskdump.SPAN for k in big)
             assert len(batches) < len(big) + n // diskdump.SPARSE_BATCH
+            # with a reader, batches are read when encoded (in the encoder's thread)
+            assert all((b.pages is None) == (reader is not None) for b in batches)
             for b in batches:
+                pages = b.pages if b.pages is not None else b.load()
                 rows = b.rows if b.rows is not None else np.arange(len(b.pfns))
                 for pfn, row in zip(b.pfns.tolist(), rows.tolist(), strict=True):
-                    assert np.array_equal(b.pages[row], src.read_pages(pfn, 1)[0])
+                    assert np.array_equal(pages[row], src.read_pages(pfn, 1)[0])

@@ -38,7 +38,7 @@ def source_copy(tmp_path_factory) -> Path:
     shutil.copytree(
         USERSPACE,
         dest,
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".*"),
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "build", "dist", ".*"),
     )
     return dest
 

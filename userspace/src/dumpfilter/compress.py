@@ -6,8 +6,8 @@ level 1.  A page whose compressed form is not smaller than the page is stored ra
 descriptor flag then says 0.  Zero pages (dump level bit 1) are found here too, from the data,
 because the scan never produces ZERO (ARCHITECTURE.md).
 
-Work is cut into batches of kept pages in PFN order; batches run in worker threads (zlib, lzo and
-zstd release the GIL while compressing, and numpy releases it in the zero test, which also
+Work is cut into batches of kept pages in PFN order; batches run in worker threads (a batch is
+compressed in one C call without the GIL, and numpy releases it in the zero test, which also
 touches the mmap'ed pages so page-cache faults overlap) and come back in submission order, so the
 output stays in PFN order.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import DumpError
 from .kdumpformat import CODEC_FLAGS
-from .pagebatch import PageCompressor, page_compressor
+from .pagebatch import compress_pages
 from .pagebatch import zero_pages as zero_rows
 
 
@@ -48,18 +48,29 @@ def decompress(name: str, data: bytes, page_size: int) -> bytes:
     raise DumpError(f"unknown compression {name!r}")
 
 
+# Batches handed to the pool per thread before the oldest result is waited for.  A batch that
+# reads itself (``Batch.load``) holds no pages while it waits, and a thread's batch takes about
+# as long as the writer's round for two batches: with one per thread the threads idled a third
+# of a run (sampled at 64 GiB), with two they keep busy.
+LOOK_AHEAD = 2
+
+
 @dataclass
 class Batch:
     """Kept pages to encode: ``pages[rows[i]]`` (``pages[i]`` without rows) is PFN ``pfns[i]``.
 
     ``rows`` lets a mostly-kept span stay a view of the mapping instead of a gathered copy.
+    ``load`` instead of ``pages``: the batch is read by the thread that encodes it, so with
+    a pool the reading of one batch overlaps the writing and encoding of others; ``load``
+    must be safe to call from any thread.
     """
 
     pfns: np.ndarray  # int64 PFNs, increasing
-    pages: np.ndarray  # (m, page_size) uint8, usually a view into the mmap'ed vmcore
+    pages: np.ndarray | None  # (m, page_size) uint8: a view of the mapping or a copy; or None
     find_zero: bool  # dump level bit 1: zero pages get the shared descriptor
     tag: object = None  # caller's bookkeeping, returned untouched
     rows: np.ndarray | None = None  # which rows of ``pages`` are the kept pages
+    load: Callable[[], np.ndarray] | None = None  # reads ``pages`` when they are None
 
 
 @dataclass
@@ -78,8 +89,9 @@ class Encoder:
 
     ``threads`` = 0 encodes in the calling thread; N >= 1 runs N workers while the calling
     thread reads and writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).
-    One batch per worker is in flight: a compressed result keeps only its compressed pages,
-    so memory stays at about a batch (2 MiB at most) per worker.
+    LOOK_AHEAD batches per worker are in flight: a compressed result keeps only its compressed
+    pages, and a batch that reads itself holds no pages until a thread takes it, so memory
+    stays at about two batches (2 MiB each at most) per worker.
     """
 
     def __init__(self, codec: str | None, page_size: int, threads: int = 0):
@@ -87,7 +99,7 @@ class Encoder:
         self.page_size = page_size
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
-        self._local = threading.local()
+        self._local = threading.local()  # each thread's compression scratch buffer
         self._pool = _Pool(self.threads, self.encode) if self.threads >= 1 else None
 
     def close(self) -> None:
@@ -101,14 +113,11 @@ class Encoder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _compressor(self) -> PageCompressor:
-        c = getattr(self._local, "c", None)
-        if c is None:
-            c = self._local.c = page_compressor(self.codec)  # type: ignore[arg-type]
-        return c
-
     def encode(self, batch: Batch) -> Encoded:
         """Zero test, then compress each non-zero page; raw when compression does not shrink."""
+        if batch.pages is None:
+            batch.pages = batch.load()  # type: ignore[misc]
+            batch.load = None
         n = len(batch.pfns)
         ps = self.page_size
         rows = batch.rows if batch.rows is not None else np.arange(n)
@@ -119,10 +128,10 @@ class Encoder:
             zero = np.zeros(n, dtype=bool)
         sizes = np.where(zero, 0, ps).astype(np.int64)
         flags = np.zeros(n, dtype=np.uint32)
-        chunks: list = []
         if self.codec is None:
             # Raw pages: hand back views of contiguous runs, so one write covers many pages.
             keep = rows[~zero]
+            chunks: list = []
             if len(keep):
                 breaks = np.flatnonzero(np.diff(keep) != 1) + 1
                 starts = np.concatenate(([0], breaks))
@@ -130,22 +139,18 @@ class Encoder:
                 for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
                     chunks.append(batch.pages[s:e])
             return Encoded(batch, zero, sizes, flags, chunks)
-        pages = batch.pages
-        todo = np.flatnonzero(~zero)
-        idx = rows[todo].tolist()
-        datas = self._compressor()(pages, idx)
-        lens = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
-        small = lens < ps
-        sizes[todo] = np.where(small, lens, ps)
-        flags[todo] = np.where(small, self.flag, 0)
-        # A page stored raw is copied and the result drops the pages: a view would keep the
-        # whole batch (up to 2 MiB, usually a gathered copy) alive while the result waits in
-        # the look-ahead and its chunks in the writer's buffer, many batches in all.
-        chunks = [
-            d if ok else pages[i].tobytes()
-            for d, ok, i in zip(datas, small.tolist(), idx, strict=True)
-        ]
-        done = Batch(batch.pfns, pages[:0].copy(), batch.find_zero, batch.tag)
+        todo = ~zero
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = bytearray()
+        data, stored = compress_pages(self.codec, batch.pages, rows[todo], scratch)
+        sizes[todo] = stored
+        flags[todo] = np.where(stored < ps, self.flag, 0)
+        # One new buffer of the stored pages (raw ones copied): no view of the batch, which
+        # would keep its pages (up to 2 MiB, usually a gathered copy) alive while the result
+        # waits in the look-ahead and its chunks in the writer's buffer, many batches in all.
+        chunks = [data] if data else []
+        done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
         return Encoded(done, zero, sizes, flags, chunks)
 
     def map(self, batches: Iterable[Batch]) -> Iterator[Encoded]:
@@ -155,7 +160,7 @@ class Encoder:
                 yield self.encode(b)
             return
         pending: deque[_Job] = deque()
-        depth = self.threads
+        depth = LOOK_AHEAD * self.threads
         try:
             for b in batches:
                 pending.append(self._pool.submit(b))

@@ -13,8 +13,9 @@ sequentially, descriptors only after their data.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -279,6 +280,8 @@ class RunReader:
 
     def __init__(self, src) -> None:
         self.fd = -1
+        self.size = 0
+        self.path = src.path
         self.ps = src.page_size
         ps = self.ps
         # (first, end) PFNs whose whole page lies inside the file data, and file offset delta.
@@ -295,8 +298,9 @@ class RunReader:
             return
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self.size = os.fstat(self.fd).st_size
         except OSError:
-            self.fd = -1  # the mapping still works: read through the source
+            self.close()  # the mapping still works: read through the source
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -309,20 +313,20 @@ class RunReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def gather(self, s: int, idx: np.ndarray) -> np.ndarray | None:
-        """Pages ``s + idx`` (idx increasing) as a (len(idx), ps) array; None when a run of
-        them lies in no single PT_LOAD's file data or the file is short."""
+    def gather(self, s: int, idx: np.ndarray) -> Callable[[], np.ndarray] | None:
+        """A reader of pages ``s + idx`` (idx increasing) as a (len(idx), ps) array; None when
+        a run of them lies in no single PT_LOAD's file data or beyond the end of the file."""
+        return self.reader(s + idx)
+
+    def reader(self, pfns: np.ndarray) -> Callable[[], np.ndarray] | None:
+        """A function reading pages *pfns* (increasing), one ``preadv`` per run of consecutive
+        PFNs, however many spans they come from; None when a run lies in no single PT_LOAD's
+        file data or beyond the end of the file (the source then reads, and reports what is
+        wrong).  The function reads with positional calls on a descriptor that stays open
+        while this reader does: the encoder's threads call it, so reading runs beside the
+        writing thread, each batch by the thread that compresses it."""
         if self.fd < 0:
             return None
-        out = np.empty((len(idx), self.ps), dtype=np.uint8)
-        return out if self.read_pfns(s + idx, out) else None
-
-    def read_pfns(self, pfns: np.ndarray, out: np.ndarray) -> bool:
-        """Pages *pfns* (increasing) into the rows of *out* (C-contiguous), one ``preadv`` per
-        run of consecutive PFNs, however many spans they come from.  False (``out`` partly
-        written) when a run lies in no single PT_LOAD's file data or the file is short."""
-        if self.fd < 0:
-            return False
         ps = self.ps
         brk = np.flatnonzero(np.diff(pfns) != 1) + 1
         starts = np.concatenate(([0], brk))
@@ -338,19 +342,26 @@ class RunReader:
             delta[hit] = d
             todo &= ~hit
         if todo.any():
-            return False
+            return None
+        offsets = first * ps + delta
+        sizes = count * ps
+        if len(offsets) and int((offsets + sizes).max()) > self.size:
+            return None
+        return functools.partial(self._read, offsets.tolist(), sizes.tolist(), len(pfns))
+
+    def _read(self, offsets: list[int], sizes: list[int], n: int) -> np.ndarray:
+        out = np.empty((n, self.ps), dtype=np.uint8)
         mv = out.data.cast("B")
         pos = 0
         pread = os.preadv
-        fd = self.fd
         try:
-            for off, size in zip((first * ps + delta).tolist(), (count * ps).tolist(), strict=True):
-                if pread(fd, [mv[pos : pos + size]], off) != size:
-                    return False  # short read (a truncated file): let the source report it
+            for off, size in zip(offsets, sizes, strict=True):
+                if pread(self.fd, [mv[pos : pos + size]], off) != size:
+                    raise DumpError(f"{self.path}: short read at offset {off:#x}")
                 pos += size
-        except OSError:
-            return False
-        return True
+        except OSError as e:
+            raise DumpError(f"{self.path}: {e.strerror} at offset {off:#x}") from e
+        return out
 
 
 def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> Iterator[Batch]:
@@ -395,11 +406,12 @@ def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -
                 # once compressed; the mapping's pages would stay resident (up to its 16 MiB
                 # of windows).  Without a RunReader, a view of the mapping, the few pages not
                 # kept only zero-tested.
-                pages = runs.gather(s, idx) if runs is not None else None
-                rows = None
-                if pages is None:
-                    pages = read_span(src, s, e - s)
-                    rows = idx if len(idx) < e - s else None
+                load = runs.gather(s, idx) if runs is not None else None
+                if load is not None:
+                    yield Batch(pfns=s + idx, pages=None, find_zero=find_zero, load=load)
+                    continue
+                rows = idx if len(idx) < e - s else None
+                pages = read_span(src, s, e - s)
                 yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero, rows=rows)
     if pend:
         yield _sparse_batch(src, runs, pend, npend, find_zero)
@@ -407,13 +419,15 @@ def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -
 
 def _sparse_batch(src, runs: RunReader | None, pend: list, n: int, find_zero: bool) -> Batch:
     """One batch of the kept pages of the sparse spans *pend*, copied in PFN order."""
-    pages = np.empty((n, src.page_size), dtype=np.uint8)
     pfns = np.concatenate([s + idx for s, _e, idx in pend])
-    if runs is None or not runs.read_pfns(pfns, pages):
-        pos = 0
-        for s, e, idx in pend:
-            pages[pos : pos + len(idx)] = read_span(src, s, e - s)[idx]
-            pos += len(idx)
+    load = runs.reader(pfns) if runs is not None else None
+    if load is not None:
+        return Batch(pfns=pfns, pages=None, find_zero=find_zero, load=load)
+    pages = np.empty((n, src.page_size), dtype=np.uint8)
+    pos = 0
+    for s, e, idx in pend:
+        pages[pos : pos + len(idx)] = read_span(src, s, e - s)[idx]
+        pos += len(idx)
     return Batch(pfns=pfns, pages=pages, find_zero=find_zero)
 
 
@@ -527,7 +541,8 @@ def write_kdump(
 
     windows = dumpable_windows(src, classification, opts.dump_level, part)
     threads = compression_threads(opts.num_threads, codec)
-    with Encoder(codec, ps, threads) as enc, RunReader(src) as runs:
+    # The encoder stops (its threads read through runs) before runs closes its descriptor.
+    with RunReader(src) as runs, Encoder(codec, ps, threads) as enc:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):
             n = len(res.sizes)
             desc = np.zeros(n, dtype=PAGE_DESC)

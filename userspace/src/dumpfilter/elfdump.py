@@ -209,7 +209,8 @@ def write_elf(
     """Write the ELF core to *sink* (FileSink or FlatSink)."""
     ps = src.page_size
     zeros: dict[int, tuple[str, np.ndarray]] = {}
-    with Encoder(None, ps, opts.num_threads) as enc, RunReader(src) as runs:
+    # The encoder stops (its threads read through runs) before runs closes its descriptor.
+    with RunReader(src) as runs, Encoder(None, ps, opts.num_threads) as enc:
         nseg = 0
         zero = 0
         data_pages = 0  # pages of segment data: what the progress counts

@@ -9,20 +9,13 @@ Python calls, never the bytes.
 
 from __future__ import annotations
 
+import functools
 import os
-import zlib
-from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from .errors import DumpError
-
-# Pages from which zstd's batch entry point is used: its own setup costs about as much as
-# compressing a few dozen pages, and one call releases the GIL for the whole batch, so a
-# compression thread does not contend with the writer's thread between pages.
-ZSTD_BATCH_MIN = 256
-
-PageCompressor = Callable[[np.ndarray, Sequence[int]], list]
+from .kdumpformat import CODEC_FLAGS
 
 
 def zero_pages(pages: np.ndarray) -> np.ndarray:
@@ -42,49 +35,35 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
     return ~rows.any(axis=1)  # type: ignore[return-value]
 
 
-def page_compressor(codec: str) -> PageCompressor:
-    """``f(pages, rows)``: the compressed form of ``pages[i]`` for each i in *rows*, each page
-    on its own, as bytes.  Make one per thread: zstd's compressor keeps state."""
-    if codec == "zstd":
-        import zstandard
+def compress_pages(
+    codec: str, pages: np.ndarray, rows: np.ndarray, scratch: bytearray | None = None
+) -> tuple[bytes, np.ndarray]:
+    """``pages[i]`` for each i in *rows*, each compressed on its own with *codec*, in one C
+    call that releases the GIL for the whole batch (_pagecodec.c says why).
 
-        zc = zstandard.ZstdCompressor(level=1)
-        one = zc.compress
-
-        def zstd_pages(pages: np.ndarray, rows: Sequence[int]) -> list:
-            if len(rows) < ZSTD_BATCH_MIN:
-                return [one(pages[i].data) for i in rows]
-            return _zstd_batch(zc, zstandard, pages, rows)
-
-        return zstd_pages
-    if codec == "lzo":
-        import lzo
-
-        lc = lzo.compress
-        # python-lzo takes bytes only; header=False: the bare lzo1x_1 stream (no length prefix)
-        return lambda pages, rows: [lc(pages[i].tobytes(), 1, False) for i in rows]
-    if codec == "zlib":
-        zc1 = zlib.compress
-        return lambda pages, rows: [zc1(pages[i].data, 1) for i in rows]
-    if codec == "snappy":
-        import snappy
-
-        sc = snappy.compress
-        return lambda pages, rows: [sc(pages[i].data) for i in rows]
-    raise DumpError(f"unknown compression {codec!r}")
-
-
-def _zstd_batch(zc, zstandard, pages: np.ndarray, rows: Sequence[int]) -> list:
-    """``zc.compress`` of each page ``pages[i]``, i in *rows*, in one C call: the batch entry
-    point makes the same frames (one per page, content size in the header)."""
+    Returns the stored pages back to back and the int64 size of each; a size equal to the
+    page size means the page is stored raw (compressing did not make it smaller).
+    *scratch*: the thread's own work buffer, kept from batch to batch (a new one per call
+    would leave the allocator a hole of a batch's size each time).
+    """
+    if codec not in CODEC_FLAGS:
+        raise DumpError(f"unknown compression {codec!r}")
     buf = pages if pages.flags.c_contiguous else np.ascontiguousarray(pages)
-    ps = buf.shape[1]
-    segs = np.empty((len(rows), 2), np.uint64)
-    segs[:, 0] = rows
-    segs[:, 0] *= np.uint64(ps)
-    segs[:, 1] = ps
-    out = zc.multi_compress_to_buffer(zstandard.BufferWithSegments(buf, segs.tobytes()))
-    return [bytes(out[i]) for i in range(len(rows))]
+    idx = np.ascontiguousarray(rows, dtype=np.int64)
+    work = bytearray() if scratch is None else scratch
+    data, sizes = _codec_module().compress_pages(codec, buf, idx, buf.shape[1], work)
+    return data, np.frombuffer(sizes, dtype=np.int64)
+
+
+@functools.cache
+def _codec_module():
+    """The C extension, imported when a dump is first compressed (it links four codec
+    libraries, which an uncompressed or dry run does not need to load)."""
+    try:
+        from . import _pagecodec
+    except ImportError as e:
+        raise DumpError(f"the compression extension is missing ({e}): reinstall dumpfilter") from e
+    return _pagecodec
 
 
 def compression_threads(num_threads: int, codec: str | None) -> int:

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Batch page compression for the kdump-compressed writer.
+ *
+ * A kdump-compressed file holds every page compressed on its own (docs/kdump-compressed.md
+ * §6), so a Python writer would make one codec call per page: at a few microseconds of
+ * interpreter work per call, with the GIL taken back between pages, that is what limited
+ * lzo and snappy output (their compression of a page takes about as long as the call
+ * around it).  compress_pages() compresses a whole batch of pages in one call, with the GIL
+ * released for all of it, so compression threads run truly in parallel.
+ *
+ * Per page it produces exactly what the page would get alone, as makedumpfile and crash
+ * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
+ * frame with the content size.  A page whose compressed form is not smaller than the page
+ * is stored raw; the caller sees that as a size equal to the page size.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lzo/lzo1x.h>
+#include <snappy-c.h>
+#include <zlib.h>
+#include <zstd.h>
+
+enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD };
+
+/* One batch's codec state, made and freed by the calling thread: nothing is shared. */
+struct coder {
+	enum codec codec;
+	size_t page_size;
+	size_t bound;		/* worst-case compressed size of one page */
+	void *lzo_wrkmem;
+	z_stream zs;
+	int zs_live;
+	ZSTD_CCtx *zc;
+};
+
+static int coder_init(struct coder *c, enum codec codec, size_t page_size)
+{
+	memset(c, 0, sizeof(*c));
+	c->codec = codec;
+	c->page_size = page_size;
+	switch (codec) {
+	case CODEC_ZLIB:
+		if (deflateInit(&c->zs, 1) != Z_OK)
+			return -1;
+		c->zs_live = 1;
+		c->bound = deflateBound(&c->zs, page_size);
+		return 0;
+	case CODEC_LZO:
+		c->lzo_wrkmem = malloc(LZO1X_1_MEM_COMPRESS);
+		/* lzo1x.h: at most 1/16 growth plus 64 + 3 bytes */
+		c->bound = page_size + page_size / 16 + 64 + 3;
+		return c->lzo_wrkmem ? 0 : -1;
+	case CODEC_SNAPPY:
+		c->bound = snappy_max_compressed_length(page_size);
+		return 0;
+	case CODEC_ZSTD:
+		c->zc = ZSTD_createCCtx();
+		c->bound = ZSTD_compressBound(page_size);
+		return c->zc ? 0 : -1;
+	}
+	return -1;
+}
+
+static void coder_free(struct coder *c)
+{
+	if (c->zs_live)
+		deflateEnd(&c->zs);
+	free(c->lzo_wrkmem);
+	ZSTD_freeCCtx(c->zc);
+}
+
+/* Compress one page into dst (capacity c->bound): the compressed size, or 0 on failure. */
+static size_t coder_page(struct coder *c, const unsigned char *src, unsigned char *dst)
+{
+	size_t n;
+
+	switch (c->codec) {
+	case CODEC_ZLIB:
+		/* deflateReset keeps the stream's tables: the bytes of compress2(level 1) */
+		if (deflateReset(&c->zs) != Z_OK)
+			return 0;
+		c->zs.next_in = (Bytef *)src;
+		c->zs.avail_in = (uInt)c->page_size;
+		c->zs.next_out = dst;
+		c->zs.avail_out = (uInt)c->bound;
+		if (deflate(&c->zs, Z_FINISH) != Z_STREAM_END)
+			return 0;
+		return c->bound - c->zs.avail_out;
+	case CODEC_LZO: {
+		lzo_uint out = 0;
+
+		if (lzo1x_1_compress(src, c->page_size, dst, &out, c->lzo_wrkmem) != LZO_E_OK)
+			return 0;
+		return out;
+	}
+	case CODEC_SNAPPY:
+		n = c->bound;
+		if (snappy_compress((const char *)src, c->page_size, (char *)dst, &n) != SNAPPY_OK)
+			return 0;
+		return n;
+	case CODEC_ZSTD:
+		n = ZSTD_compressCCtx(c->zc, dst, c->bound, src, c->page_size, 1);
+		return ZSTD_isError(n) ? 0 : n;
+	}
+	return 0;
+}
+
+static int codec_of(const char *name, enum codec *codec)
+{
+	static const struct {
+		const char *name;
+		enum codec codec;
+	} names[] = {
+		{ "zlib", CODEC_ZLIB }, { "lzo", CODEC_LZO },
+		{ "snappy", CODEC_SNAPPY }, { "zstd", CODEC_ZSTD },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(name, names[i].name) == 0) {
+			*codec = names[i].codec;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Fill out[] with the stored form of pages[rows[i]] for each i, sizes[i] with its length
+ * (page_size when stored raw).  out has room for (n - 1) * page_size + bound bytes.
+ * Returns the bytes used, or -1 when a codec failed.
+ */
+static Py_ssize_t compress_rows(struct coder *c, const unsigned char *pages,
+				const int64_t *rows, Py_ssize_t n, unsigned char *out,
+				int64_t *sizes)
+{
+	size_t ps = c->page_size, pos = 0, len;
+	Py_ssize_t i;
+
+	for (i = 0; i < n; i++) {
+		const unsigned char *src = pages + (size_t)rows[i] * ps;
+
+		len = coder_page(c, src, out + pos);
+		if (len == 0)
+			return -1;
+		if (len >= ps) {
+			memcpy(out + pos, src, ps);
+			len = ps;
+		}
+		sizes[i] = (int64_t)len;
+		pos += len;
+	}
+	return (Py_ssize_t)pos;
+}
+
+PyDoc_STRVAR(compress_pages_doc,
+"compress_pages(codec, pages, rows, page_size, scratch) -> (data, sizes)\n\n"
+"Compress page rows[i] of the C-contiguous buffer *pages* (whole pages of page_size\n"
+"bytes) with *codec* ('zlib', 'lzo', 'snappy' or 'zstd'), each page on its own.\n"
+"*rows* is a buffer of native int64.  *data* holds the stored pages back to back,\n"
+"*sizes* (native int64 per row) their lengths; a length equal to page_size means the\n"
+"page is stored raw because compressing did not make it smaller.  *scratch* is a\n"
+"bytearray the pages are compressed into (grown as needed): give each thread its own\n"
+"and keep it, so that a batch costs one allocation of its exact size.");
+
+static PyObject *compress_pages(PyObject *self, PyObject *args)
+{
+	const char *name;
+	Py_buffer pages, rows, work;
+	Py_ssize_t page_size, n, npages, i, need, used = -1;
+	PyObject *scratch, *sizes = NULL, *ret = NULL;
+	struct coder c;
+	enum codec codec;
+	const int64_t *row;
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "sy*y*nO!", &name, &pages, &rows, &page_size,
+			      &PyByteArray_Type, &scratch))
+		return NULL;
+	if (codec_of(name, &codec)) {
+		PyErr_Format(PyExc_ValueError, "unknown codec %s", name);
+		goto release;
+	}
+	if (page_size <= 0 || pages.len % page_size ||
+	    rows.len % (Py_ssize_t)sizeof(int64_t)) {
+		PyErr_SetString(PyExc_ValueError, "pages or rows are not whole items");
+		goto release;
+	}
+	npages = pages.len / page_size;
+	n = rows.len / (Py_ssize_t)sizeof(int64_t);
+	row = rows.buf;
+	for (i = 0; i < n; i++) {
+		if (row[i] < 0 || row[i] >= npages) {
+			PyErr_Format(PyExc_IndexError, "row %lld outside %zd pages",
+				     (long long)row[i], npages);
+			goto release;
+		}
+	}
+	if (coder_init(&c, codec, (size_t)page_size)) {
+		PyErr_NoMemory();
+		goto release;
+	}
+	/* every page takes at most page_size once stored; the last one needs room to be tried */
+	need = n ? (n - 1) * page_size + (Py_ssize_t)c.bound : 0;
+	if (PyByteArray_GET_SIZE(scratch) < need && PyByteArray_Resize(scratch, need))
+		goto free_coder;
+	/* the export keeps scratch from being resized while the GIL is released */
+	if (PyObject_GetBuffer(scratch, &work, PyBUF_WRITABLE))
+		goto free_coder;
+	sizes = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+	if (sizes) {
+		Py_BEGIN_ALLOW_THREADS
+		used = compress_rows(&c, pages.buf, row, n, work.buf,
+				     (int64_t *)PyBytes_AS_STRING(sizes));
+		Py_END_ALLOW_THREADS
+		if (used < 0)
+			PyErr_Format(PyExc_RuntimeError, "%s compression failed", name);
+		else
+			ret = Py_BuildValue("(y#O)", (const char *)work.buf, used, sizes);
+	}
+	PyBuffer_Release(&work);
+free_coder:
+	coder_free(&c);
+	Py_XDECREF(sizes);
+release:
+	PyBuffer_Release(&pages);
+	PyBuffer_Release(&rows);
+	return ret;
+}
+
+static PyMethodDef methods[] = {
+	{ "compress_pages", compress_pages, METH_VARARGS, compress_pages_doc },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "_pagecodec",
+	"Batch per-page compression for kdump-compressed files.", -1, methods,
+	NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__pagecodec(void)
+{
+	if (lzo_init() != LZO_E_OK) {
+		PyErr_SetString(PyExc_ImportError, "lzo_init() failed");
+		return NULL;
+	}
+	return PyModule_Create(&module);
+}
