@@ -310,7 +310,9 @@ class _Packed:
         self._zd = zstandard.ZstdDecompressor()
 
     def add(self, w0: int, arr: np.ndarray) -> bool:
-        blob = self._zc.compress(arr.data)
+        # A copy of exact size: python-zstandard's result keeps the allocation of the bound
+        # it compressed into (the window's size), whatever the compressed size.
+        blob = bytes(memoryview(self._zc.compress(arr.data)))
         self.used += len(blob)
         if self.used > self.budget:
             self.store.clear()
