@@ -142,6 +142,24 @@ def test_classes_are_kept_compressed_when_memory_is_short(synth61, monkeypatch):
         assert np.array_equal(first, whole)
 
 
+def test_compressed_windows_hold_only_their_frames():
+    """Each kept window costs what its frame takes, not the bound it was compressed into."""
+    import tracemalloc
+
+    packed = scan._Packed(1 << 18, 1 << 20)
+    arr = np.full(1 << 18, PageClass.FREE, np.uint8)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for w0 in range(0, 16 << 18, 1 << 18):
+            assert packed.add(w0, arr)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 16 * 1024  # 16 frames of a few dozen bytes, not 16 x 256 KiB
+    assert all(np.array_equal(a, arr) for _w0, a in packed.windows())
+
+
 def test_classes_are_scanned_again_not_kept_when_memory_is_short(synth61, monkeypatch):
     with source.open_source(str(synth61.path)) as src:
         c = scan.userspace_scan(src, 31)
