@@ -1,4 +1,5 @@
-"""The one C extension: batch page compression (src/dumpfilter/_pagecodec.c).
+"""The one C extension: batches of pages read, zero-tested and compressed
+(src/dumpfilter/_pagecodec.c).
 
 Everything else about the package is in pyproject.toml.  It links the same libraries
 makedumpfile links for its codecs (Debian: liblzo2-dev libsnappy-dev libzstd-dev zlib1g-dev).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
 import pytest
 
 from dumpfilter.compress import CODEC_FLAGS, Batch, Encoder, decompress, zero_rows
+from dumpfilter.errors import DumpError
 
 PS = 4096
 
@@ -144,11 +146,24 @@ def test_a_compressed_result_holds_no_reference_to_its_batch_pages(codec):
     assert res.batch.pfns.tolist() == list(range(64))
 
 
-def test_an_error_in_a_worker_thread_is_raised_in_the_writers_thread():
+def test_an_error_in_a_worker_thread_is_raised_in_the_writers_thread(tmp_path):
+    """A batch whose pages cannot be read (its file was cut after the plan) fails in the
+    thread that reads it; the writer gets the batches before it, then that error."""
+    from types import SimpleNamespace
+
+    from dumpfilter.runread import RunReader
+
+    f = tmp_path / "core"
+    f.write_bytes(bytes(16 * PS))
+    load = SimpleNamespace(paddr=0, filesz=16 * PS, offset=0)
+    src = SimpleNamespace(kind="elf", page_size=PS, path=str(f), loads=[load])
     good = [Batch(np.arange(i * 8, i * 8 + 8), _pages(8, seed=i), True, tag=i) for i in range(6)]
-    bad = Batch(np.arange(48, 56), None, True, tag="bad")  # type: ignore[arg-type]
-    got = []
-    with Encoder("zlib", PS, 2) as enc, pytest.raises(TypeError):
-        for r in enc.map([*good[:3], bad, *good[3:]]):
-            got.append(r.batch.tag)
+    with RunReader(src) as runs:
+        plan = runs.plan(np.arange(8, 16))
+        os.truncate(f, 10 * PS)
+        bad = Batch(np.arange(8, 16), None, True, tag="bad", runs=plan)
+        got = []
+        with Encoder("zlib", PS, 2) as enc, pytest.raises(DumpError, match="short read"):
+            for r in enc.map([*good[:3], bad, *good[3:]]):
+                got.append(r.batch.tag)
     assert got == [0, 1, 2]

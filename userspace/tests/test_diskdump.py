@@ -32,7 +32,6 @@ from fakes import (
 
 from dumpfilter import diskdump
 from dumpfilter.contracts import WriteOptions
-from dumpfilter.errors import DumpError
 from dumpfilter.pageclass import PageClass
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -495,80 +494,61 @@ def test_a_page_a_load_holds_in_part_is_dumped_with_zeros_for_the_rest(
             assert k.page(last, "zlib" if codec else None) == want
 
 
-def test_sparse_spans_read_by_runs_equal_the_mapped_pages(synth):
-    """RunReader (one preadv per run of kept PFNs) returns exactly the pages the source maps,
-    also for a span over a hole, and declines (None) pages no PT_LOAD holds and any non-ELF
-    source."""
+def _kept_test_set(src, rng):
+    n = src.ram_ranges[-1][1]
+    dumpable = rng.random(n) < 0.05  # sparse
+    dumpable[0x1000:0x1400] = True  # mostly kept spans
+    dumpable[0x1400 + 5 : 0x1600] = rng.random(0x200 - 5) < 0.7  # sparse, > SPARSE_BATCH
+    dumpable[0x2000:0x2200] = rng.random(0x200) < 0.9  # mostly kept
+    ram = np.zeros(n, bool)
+    for a, b in src.ram_ranges:
+        ram[a:b] = True
+    return ram, dumpable & ram
+
+
+def _batch_pages(b) -> np.ndarray:
+    pages = b.pages if b.pages is not None else b.runs.read()
+    return pages if b.rows is None else pages[b.rows]
+
+
+def test_kept_batches_through_the_source_hand_out_every_kept_page_once_in_pfn_order(synth):
+    """Without a RunReader, sparse spans share batches of at most SPARSE_BATCH pages (a sparse
+    span with more kept pages than that is a batch of its own), mostly kept spans are batches
+    of their own, and every batch holds exactly the source's pages, in PFN order."""
     from dumpfilter.elfcore import ElfVmcore
 
-    rng = np.random.default_rng(7)
-    with ElfVmcore(synth.path) as src, diskdump.RunReader(src) as runs:
-        for s in (0x100, 0x1000, 0x5E00):
-            e = s + diskdump.SPAN
-            idx = np.flatnonzero(rng.random(e - s) < 0.3)
-            load = runs.gather(s, idx)
-            assert load is not None
-            assert np.array_equal(load(), src.read_pages(s, e - s)[idx])
-        # [0x9F, 0x100) is a hole: pages on both sides come from their own loads, none from it
-        load = runs.gather(0x90, np.array([0, 0x7F]))
-        assert load is not None
-        want = np.concatenate([src.read_pages(p, 1) for p in (0x90, 0x10F)])
-        assert np.array_equal(load(), want)
-        assert runs.gather(0x90, np.array([0, 0x20])) is None
-
-    class KdumpInput:  # a kdump-compressed input: pages are not at linear file offsets
-        kind, page_size, path, loads = "kdump", 4096, synth.path, []
-
-    with diskdump.RunReader(KdumpInput()) as runs:
-        assert runs.fd < 0 and runs.gather(0, np.arange(3)) is None
+    with ElfVmcore(synth.path) as src:
+        ram, dumpable = _kept_test_set(src, np.random.default_rng(11))
+        n = len(dumpable)
+        batches = list(diskdump.kept_batches(src, [(0, ram, dumpable)], True, None))
+        pfns = np.concatenate([b.pfns for b in batches])
+        assert pfns.tolist() == np.flatnonzero(dumpable).tolist()
+        assert all(len(b.pfns) > 0 and b.runs is None for b in batches)
+        big = [len(b.pfns) for b in batches if len(b.pfns) > diskdump.SPARSE_BATCH]
+        assert big and all(k <= diskdump.SPAN for k in big)
+        assert len(batches) < len(big) + n // diskdump.SPARSE_BATCH
+        for b in batches:
+            want = np.concatenate([src.read_pages(p, 1) for p in b.pfns.tolist()])
+            assert np.array_equal(_batch_pages(b), want)
 
 
-def test_pages_of_a_file_cut_after_it_was_opened_are_an_error_not_garbage(synth, tmp_path):
-    """The encoder's threads read batches planned earlier: pages the file no longer has (a
-    copy truncated while it is filtered) are a DumpError naming the offset."""
+def test_kept_batches_read_by_runs_are_full_batches_across_windows(synth):
+    """With a RunReader every batch but the last holds exactly SPAN kept pages, wherever
+    spans and windows end, is read by the encoding thread (no pages yet), and reads exactly
+    the source's pages in PFN order."""
     from dumpfilter.elfcore import ElfVmcore
+    from dumpfilter.runread import RunReader
 
-    copy = tmp_path / "copy.vmcore"
-    shutil.copyfile(synth.path, copy)
-    with ElfVmcore(str(copy)) as src, diskdump.RunReader(src) as runs:
-        last = max(b for _a, b, _d in runs.loads)
-        end_off = max(b * 4096 + d for _a, b, d in runs.loads)
-        load = runs.gather(last - 8, np.arange(8))
-        assert load is not None
-        os.truncate(copy, end_off - 3 * 4096)
-        with pytest.raises(DumpError, match="short read at offset"):
-            load()
-
-
-def test_kept_batches_hand_out_every_kept_page_once_in_pfn_order(synth):
-    """Sparse spans share batches of at most SPARSE_BATCH pages (a sparse span with more kept
-    pages than that is a batch of its own), mostly kept spans are batches of their own, and
-    every batch holds exactly the source's pages, in PFN order, with no empty batch."""
-    from dumpfilter.elfcore import ElfVmcore
-
-    rng = np.random.default_rng(11)
-    with ElfVmcore(synth.path) as src, diskdump.RunReader(src) as runs:
-        n = src.ram_ranges[-1][1]
-        dumpable = rng.random(n) < 0.05  # sparse
-        dumpable[0x1000:0x1400] = True  # mostly kept spans
-        dumpable[0x1400 + 5 : 0x1600] = rng.random(0x200 - 5) < 0.7  # sparse, > SPARSE_BATCH
-        dumpable[0x2000:0x2200] = rng.random(0x200) < 0.9  # mostly kept
-        ram = np.zeros(n, bool)
-        for a, b in src.ram_ranges:
-            ram[a:b] = True
-        dumpable &= ram
-        for reader in (runs, None):
-            batches = list(diskdump.kept_batches(src, [(0, ram, dumpable)], True, reader))
-            pfns = np.concatenate([b.pfns for b in batches])
-            assert pfns.tolist() == np.flatnonzero(dumpable).tolist()
-            assert all(len(b.pfns) > 0 for b in batches)
-            big = [len(b.pfns) for b in batches if len(b.pfns) > diskdump.SPARSE_BATCH]
-            assert big and all(k <= diskdump.SPAN for k in big)
-            assert len(batches) < len(big) + n // diskdump.SPARSE_BATCH
-            # with a reader, batches are read when encoded (in the encoder's thread)
-            assert all((b.pages is None) == (reader is not None) for b in batches)
-            for b in batches:
-                pages = b.pages if b.pages is not None else b.load()
-                rows = b.rows if b.rows is not None else np.arange(len(b.pfns))
-                for pfn, row in zip(b.pfns.tolist(), rows.tolist(), strict=True):
-                    assert np.array_equal(pages[row], src.read_pages(pfn, 1)[0])
+    with ElfVmcore(synth.path) as src, RunReader(src) as runs:
+        ram, dumpable = _kept_test_set(src, np.random.default_rng(12))
+        cut = 0x1234  # two windows, the first ending mid-span
+        windows = [(0, ram[:cut], dumpable[:cut]), (cut, ram[cut:], dumpable[cut:])]
+        batches = list(diskdump.kept_batches(src, windows, True, runs))
+        pfns = np.concatenate([b.pfns for b in batches])
+        assert pfns.tolist() == np.flatnonzero(dumpable).tolist()
+        assert [len(b.pfns) for b in batches[:-1]] == [diskdump.SPAN] * (len(batches) - 1)
+        assert 0 < len(batches[-1].pfns) <= diskdump.SPAN
+        assert all(b.pages is None and b.runs is not None for b in batches)
+        for b in batches:
+            want = np.concatenate([src.read_pages(p, 1) for p in b.pfns.tolist()])
+            assert np.array_equal(_batch_pages(b), want)

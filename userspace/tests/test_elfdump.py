@@ -233,7 +233,7 @@ def test_second_pass_reuses_the_first_pass_zero_verdicts(synth, tmp_path, monkey
     # Without reuse, the second walk repeats every zero test: same bytes, twice the calls.
     real = elfdump._segments
     monkeypatch.setattr(
-        elfdump, "_segments", lambda s, c, d, e, zeros=None, runs=None: real(s, c, d, e)
+        elfdump, "_segments", lambda s, c, d, e, zeros=None, runs=None: real(s, c, d, e, None, runs)
     )
     calls.clear()
     _ours(synth, tmp_path / "b", 31)

@@ -27,6 +27,7 @@ from .errors import DumpError
 from .kdumpformat import CODEC_FLAGS
 from .pagebatch import compress_pages
 from .pagebatch import zero_pages as zero_rows
+from .runread import RunPlan
 
 
 def decompress(name: str, data: bytes, page_size: int) -> bytes:
@@ -49,7 +50,7 @@ def decompress(name: str, data: bytes, page_size: int) -> bytes:
 
 
 # Batches handed to the pool per thread before the oldest result is waited for.  A batch that
-# reads itself (``Batch.load``) holds no pages while it waits, and a thread's batch takes about
+# reads itself (``Batch.runs``) holds no pages while it waits, and a thread's batch takes about
 # as long as the writer's round for two batches: with one per thread the threads idled a third
 # of a run (sampled at 64 GiB), with two they keep busy.
 LOOK_AHEAD = 2
@@ -60,9 +61,9 @@ class Batch:
     """Kept pages to encode: ``pages[rows[i]]`` (``pages[i]`` without rows) is PFN ``pfns[i]``.
 
     ``rows`` lets a mostly-kept span stay a view of the mapping instead of a gathered copy.
-    ``load`` instead of ``pages``: the batch is read by the thread that encodes it, so with
-    a pool the reading of one batch overlaps the writing and encoding of others; ``load``
-    must be safe to call from any thread.
+    ``runs`` instead of ``pages``: the batch is read by the thread that encodes it, in the
+    same C call that tests and compresses its pages, so with a pool the reading of one batch
+    overlaps the writing and encoding of others.
     """
 
     pfns: np.ndarray  # int64 PFNs, increasing
@@ -70,7 +71,7 @@ class Batch:
     find_zero: bool  # dump level bit 1: zero pages get the shared descriptor
     tag: object = None  # caller's bookkeeping, returned untouched
     rows: np.ndarray | None = None  # which rows of ``pages`` are the kept pages
-    load: Callable[[], np.ndarray] | None = None  # reads ``pages`` when they are None
+    runs: RunPlan | None = None  # where to read ``pages`` when they are None
 
 
 @dataclass
@@ -99,7 +100,7 @@ class Encoder:
         self.page_size = page_size
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
-        self._local = threading.local()  # each thread's compression scratch buffer
+        self._local = threading.local()  # each thread's buffers (_buffers)
         self._pool = _Pool(self.threads, self.encode) if self.threads >= 1 else None
 
     def close(self) -> None:
@@ -115,9 +116,10 @@ class Encoder:
 
     def encode(self, batch: Batch) -> Encoded:
         """Zero test, then compress each non-zero page; raw when compression does not shrink."""
+        if batch.runs is not None:
+            return self._encode_runs(batch, batch.runs)
         if batch.pages is None:
-            batch.pages = batch.load()  # type: ignore[misc]
-            batch.load = None
+            raise TypeError("a batch needs its pages or the runs to read them from")
         n = len(batch.pfns)
         ps = self.page_size
         rows = batch.rows if batch.rows is not None else np.arange(n)
@@ -140,10 +142,7 @@ class Encoder:
                     chunks.append(batch.pages[s:e])
             return Encoded(batch, zero, sizes, flags, chunks)
         todo = ~zero
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = bytearray()
-        data, stored = compress_pages(self.codec, batch.pages, rows[todo], scratch)
+        data, stored = compress_pages(self.codec, batch.pages, rows[todo], self._buffers()[1])
         sizes[todo] = stored
         flags[todo] = np.where(stored < ps, self.flag, 0)
         # One new buffer of the stored pages (raw ones copied): no view of the batch, which
@@ -152,6 +151,27 @@ class Encoder:
         chunks = [data] if data else []
         done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
         return Encoded(done, zero, sizes, flags, chunks)
+
+    def _encode_runs(self, batch: Batch, runs: RunPlan) -> Encoded:
+        """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
+        ps = self.page_size
+        data, sizes = runs.encode(self.codec, batch.find_zero, self._buffers())
+        zero = sizes == 0  # a stored page is never empty: 0 is only a zero page's size
+        flags = np.where(zero | (sizes == ps), 0, self.flag).astype(np.uint32)
+        if self.codec is None:  # raw pages as rows: ``-L`` may keep part of a batch
+            chunks: list = [np.frombuffer(data, np.uint8).reshape(-1, ps)] if data else []
+        else:
+            chunks = [data] if data else []
+        done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
+        return Encoded(done, zero, sizes, flags, chunks)
+
+    def _buffers(self) -> tuple[bytearray, bytearray]:
+        """This thread's read and output buffers, kept from batch to batch (new ones each
+        time would leave the allocator a hole of a batch's size each time)."""
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = (bytearray(), bytearray())
+        return bufs
 
     def map(self, batches: Iterable[Batch]) -> Iterator[Encoded]:
         """Encode *batches*, yielding results in the same order, with bounded look-ahead."""

@@ -13,9 +13,7 @@ sequentially, descriptors only after their data.
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -41,6 +39,7 @@ from .kdumpformat import (
 from .output import OutputFull, Progress
 from .pagebatch import compression_threads
 from .pageclass import PageClass
+from .runread import RunReader
 
 # Page data held before one pwritev: small enough that gathered copies add little to the peak
 # RSS, large enough that syscalls stay few.
@@ -267,109 +266,52 @@ def spans(lo: int, hi: int, cuts: list[tuple[int, int, int]]) -> Iterator[tuple[
         yield x, min(x + SPAN, hi)
 
 
-class RunReader:
-    """Reads the kept pages of a sparse span with one ``preadv`` per run of consecutive PFNs.
-
-    Gathering scattered pages from the mapping costs a page fault per touched page, more than
-    the copy itself; a ``preadv`` per run costs one syscall per run and no fault, which is
-    cheaper for the fragmented kept sets that ``-d 31`` leaves (runs of a few pages).  Only
-    for an ELF input (its PT_LOADs map PFNs to file offsets linearly, ELF gABI
-    ``p_offset``/``p_paddr``); ``gather`` returns None
-    whenever it cannot serve a span, and the caller then reads through the source as before.
-    """
-
-    def __init__(self, src) -> None:
-        self.fd = -1
-        self.size = 0
-        self.path = src.path
-        self.ps = src.page_size
-        ps = self.ps
-        # (first, end) PFNs whose whole page lies inside the file data, and file offset delta.
-        self.loads: list[tuple[int, int, int]] = []
-        path = src.path
-        if src.kind != "elf" or not path:
-            return
-        for ld in src.loads:
-            paddr, filesz = int(ld.paddr), int(ld.filesz)
-            a, b = -(-paddr // ps), (paddr + filesz) // ps
-            if a < b:
-                self.loads.append((a, b, int(ld.offset) - paddr))
-        if not self.loads:
-            return
-        try:
-            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            self.size = os.fstat(self.fd).st_size
-        except OSError:
-            self.close()  # the mapping still works: read through the source
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def __enter__(self) -> RunReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def gather(self, s: int, idx: np.ndarray) -> Callable[[], np.ndarray] | None:
-        """A reader of pages ``s + idx`` (idx increasing) as a (len(idx), ps) array; None when
-        a run of them lies in no single PT_LOAD's file data or beyond the end of the file."""
-        return self.reader(s + idx)
-
-    def reader(self, pfns: np.ndarray) -> Callable[[], np.ndarray] | None:
-        """A function reading pages *pfns* (increasing), one ``preadv`` per run of consecutive
-        PFNs, however many spans they come from; None when a run lies in no single PT_LOAD's
-        file data or beyond the end of the file (the source then reads, and reports what is
-        wrong).  The function reads with positional calls on a descriptor that stays open
-        while this reader does: the encoder's threads call it, so reading runs beside the
-        writing thread, each batch by the thread that compresses it."""
-        if self.fd < 0:
-            return None
-        ps = self.ps
-        brk = np.flatnonzero(np.diff(pfns) != 1) + 1
-        starts = np.concatenate(([0], brk))
-        first = pfns[starts]
-        count = np.diff(np.append(starts, len(pfns)))
-        last = first + count
-        # The first PT_LOAD in header order that holds the run (overlapping ones, such as the
-        # kernel text's, map the same bytes).
-        delta = np.zeros(len(first), np.int64)
-        todo = np.ones(len(first), bool)
-        for a, b, d in self.loads:
-            hit = todo & (first >= a) & (last <= b)
-            delta[hit] = d
-            todo &= ~hit
-        if todo.any():
-            return None
-        offsets = first * ps + delta
-        sizes = count * ps
-        if len(offsets) and int((offsets + sizes).max()) > self.size:
-            return None
-        return functools.partial(self._read, offsets.tolist(), sizes.tolist(), len(pfns))
-
-    def _read(self, offsets: list[int], sizes: list[int], n: int) -> np.ndarray:
-        out = np.empty((n, self.ps), dtype=np.uint8)
-        mv = out.data.cast("B")
-        pos = 0
-        pread = os.preadv
-        try:
-            for off, size in zip(offsets, sizes, strict=True):
-                if pread(self.fd, [mv[pos : pos + size]], off) != size:
-                    raise DumpError(f"{self.path}: short read at offset {off:#x}")
-                pos += size
-        except OSError as e:
-            raise DumpError(f"{self.path}: {e.strerror} at offset {off:#x}") from e
-        return out
-
-
 def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -> Iterator[Batch]:
     """Encode batches of kept pages in PFN order (also what ``--dry-run`` zero-tests: it
-    reads what a real run would).  A mostly kept span of at most SPAN PFNs inside one RAM
-    range is a batch of its own; the kept pages of sparse spans are copied, several spans
-    into one batch of up to SPAN pages (``-d 31`` keeps a few pages of most spans, and every
-    batch costs a round of Python bookkeeping in the encoder and the writer)."""
+    reads what a real run would).
+
+    With a RunReader that can read the input (an ELF file), batches are the kept PFNs SPAN at
+    a time, wherever the spans and windows they come from end, read by the thread that encodes
+    them.  Otherwise (a kdump-compressed input) through the source, span by span."""
+    if runs is not None and runs.fd >= 0:
+        return _run_batches(src, windows, find_zero, runs)
+    return _span_batches(src, windows, find_zero)
+
+
+def _run_batches(src, windows, find_zero: bool, runs: RunReader) -> Iterator[Batch]:
+    """Full batches of SPAN kept pages: -d 31 keeps a few pages of most spans, and each batch
+    costs a round of Python in the encoder and the writer, so fewer and fuller batches leave
+    more of both threads' time to reading and compressing."""
+    carry = np.zeros(0, np.int64)  # kept PFNs short of a full batch, from earlier windows
+    for start, _ram, dumpable in windows:
+        kept = np.flatnonzero(dumpable).astype(np.int64)
+        if not len(kept):
+            continue
+        kept = np.concatenate((carry, kept + start))
+        full = len(kept) - len(kept) % SPAN
+        for i in range(0, full, SPAN):
+            yield _run_batch(src, runs, kept[i : i + SPAN].copy(), find_zero)
+        carry = kept[full:]
+    if len(carry):
+        yield _run_batch(src, runs, carry, find_zero)
+
+
+def _run_batch(src, runs: RunReader, pfns: np.ndarray, find_zero: bool) -> Batch:
+    plan = runs.plan(pfns)
+    if plan is not None:
+        return Batch(pfns=pfns, pages=None, find_zero=find_zero, runs=plan)
+    # A run outside the file's data (or the file shrank): the source reads it, and says what
+    # is wrong if it cannot.
+    brk = np.flatnonzero(np.diff(pfns) != 1) + 1
+    parts = [read_span(src, int(r[0]), len(r)) for r in np.split(pfns, brk)]
+    return Batch(pfns=pfns, pages=np.concatenate(parts), find_zero=find_zero)
+
+
+def _span_batches(src, windows, find_zero: bool) -> Iterator[Batch]:
+    """Batches read through the source: a mostly kept span of at most SPAN PFNs inside one
+    RAM range is a batch of its own (a view of the mapping when the source maps the file);
+    the kept pages of sparse spans are copied, several spans into one batch of up to
+    SPARSE_BATCH pages."""
     ranges = src.ram_ranges
     cuts = span_cuts(src)
     pend: list[tuple[int, int, np.ndarray]] = []  # sparse spans waiting for their batch
@@ -394,35 +336,25 @@ def kept_batches(src, windows, find_zero: bool, runs: RunReader | None = None) -
                 idx = kept[cum[i] : cum[i + 1]] - s
                 if 4 * len(idx) < 3 * (e - s):
                     if pend and npend + len(idx) > SPARSE_BATCH:
-                        yield _sparse_batch(src, runs, pend, npend, find_zero)
+                        yield _sparse_batch(src, pend, npend, find_zero)
                         pend, npend = [], 0
                     pend.append((s, e, idx))
                     npend += len(idx)
                     continue
                 if pend:
-                    yield _sparse_batch(src, runs, pend, npend, find_zero)
+                    yield _sparse_batch(src, pend, npend, find_zero)
                     pend, npend = [], 0
-                # Mostly kept: read into a buffer of its own, which the encoder lets go of
-                # once compressed; the mapping's pages would stay resident (up to its 16 MiB
-                # of windows).  Without a RunReader, a view of the mapping, the few pages not
-                # kept only zero-tested.
-                load = runs.gather(s, idx) if runs is not None else None
-                if load is not None:
-                    yield Batch(pfns=s + idx, pages=None, find_zero=find_zero, load=load)
-                    continue
+                # Mostly kept: a view of the mapping, the few pages not kept only zero-tested.
                 rows = idx if len(idx) < e - s else None
                 pages = read_span(src, s, e - s)
                 yield Batch(pfns=s + idx, pages=pages, find_zero=find_zero, rows=rows)
     if pend:
-        yield _sparse_batch(src, runs, pend, npend, find_zero)
+        yield _sparse_batch(src, pend, npend, find_zero)
 
 
-def _sparse_batch(src, runs: RunReader | None, pend: list, n: int, find_zero: bool) -> Batch:
+def _sparse_batch(src, pend: list, n: int, find_zero: bool) -> Batch:
     """One batch of the kept pages of the sparse spans *pend*, copied in PFN order."""
     pfns = np.concatenate([s + idx for s, _e, idx in pend])
-    load = runs.reader(pfns) if runs is not None else None
-    if load is not None:
-        return Batch(pfns=pfns, pages=None, find_zero=find_zero, load=load)
     pages = np.empty((n, src.page_size), dtype=np.uint8)
     pos = 0
     for s, e, idx in pend:

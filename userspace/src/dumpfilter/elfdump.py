@@ -251,7 +251,7 @@ def write_elf(
         cuts = span_cuts(src)
         pos = data_off
         i = 0
-        for item in _segments(src, classification, opts.dump_level, enc, zeros):
+        for item in _segments(src, classification, opts.dump_level, enc, zeros, runs):
             if item[0] == "zero":
                 continue
             ld, s, fe, me = item

@@ -9,13 +9,13 @@ Python calls, never the bytes.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
 
 from .errors import DumpError
 from .kdumpformat import CODEC_FLAGS
+from .native import pagecodec
 
 
 def zero_pages(pages: np.ndarray) -> np.ndarray:
@@ -51,19 +51,8 @@ def compress_pages(
     buf = pages if pages.flags.c_contiguous else np.ascontiguousarray(pages)
     idx = np.ascontiguousarray(rows, dtype=np.int64)
     work = bytearray() if scratch is None else scratch
-    data, sizes = _codec_module().compress_pages(codec, buf, idx, buf.shape[1], work)
+    data, sizes = pagecodec().compress_pages(codec, buf, idx, buf.shape[1], work)
     return data, np.frombuffer(sizes, dtype=np.int64)
-
-
-@functools.cache
-def _codec_module():
-    """The C extension, imported when a dump is first compressed (it links four codec
-    libraries, which an uncompressed or dry run does not need to load)."""
-    try:
-        from . import _pagecodec
-    except ImportError as e:
-        raise DumpError(f"the compression extension is missing ({e}): reinstall dumpfilter") from e
-    return _pagecodec
 
 
 def compression_threads(num_threads: int, codec: str | None) -> int:

@@ -1,0 +1,158 @@
+"""Reading batches of an ELF input by runs, and the one C call that reads, zero-tests and
+compresses them: the same pages and the same stored bytes as the source and the Python path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dumpfilter.compress import Batch, Encoder, decompress
+from dumpfilter.errors import DumpError
+from dumpfilter.native import pagecodec
+from dumpfilter.runread import RunReader
+
+PS = 4096
+CODECS = [None, "zlib", "lzo", "snappy", "zstd"]
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    import synthvmcore
+
+    p = tmp_path_factory.mktemp("synth") / "vmcore"
+    return synthvmcore.make_vmcore(p, image_trap=False, seed=3, ram=[(1, 0x9F), (0x100, 0x6000)])
+
+
+def test_runs_read_exactly_the_pages_the_source_maps(synth):
+    """A plan (one read per run of kept PFNs) reads exactly the pages the source maps, also
+    for PFNs on both sides of a hole, and declines (None) pages no PT_LOAD holds and any
+    non-ELF source."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    rng = np.random.default_rng(7)
+    with ElfVmcore(synth.path) as src, RunReader(src) as runs:
+        for s in (0x100, 0x1000, 0x5E00):
+            idx = np.flatnonzero(rng.random(512) < 0.3)
+            plan = runs.plan(s + idx)
+            assert plan is not None
+            assert np.array_equal(plan.read(), src.read_pages(s, 512)[idx])
+        # [0x9F, 0x100) is a hole: pages on both sides come from their own loads, none from it
+        plan = runs.plan(0x90 + np.array([0, 0x7F]))
+        assert plan is not None
+        want = np.concatenate([src.read_pages(p, 1) for p in (0x90, 0x10F)])
+        assert np.array_equal(plan.read(), want)
+        assert runs.plan(0x90 + np.array([0, 0x20])) is None
+
+    kdump_input = SimpleNamespace(kind="kdump", page_size=PS, path=synth.path, loads=[])
+    with RunReader(kdump_input) as runs:
+        assert runs.fd < 0 and runs.plan(np.arange(3)) is None
+
+
+def test_a_run_across_two_touching_loads_is_read_from_each(tmp_path):
+    """PFNs consecutive across the edge of two PT_LOADs whose file data lie apart are two
+    runs, each read at its own load's offset."""
+    f = tmp_path / "core"
+    data = np.random.default_rng(1).integers(0, 256, 8 * PS, dtype=np.uint8)
+    f.write_bytes(data.tobytes())
+    # PFNs 10-13 at file pages 0-3, PFNs 14-17 at file pages 6-9 (2 pages of padding between)
+    loads = [
+        SimpleNamespace(paddr=10 * PS, filesz=4 * PS, offset=0),
+        SimpleNamespace(paddr=14 * PS, filesz=2 * PS, offset=6 * PS),
+    ]
+    src = SimpleNamespace(kind="elf", page_size=PS, path=str(f), loads=loads)
+    with RunReader(src) as runs:
+        plan = runs.plan(np.arange(12, 16))
+        assert plan is not None
+        assert plan.offsets.tolist() == [2 * PS, 6 * PS] and plan.sizes.tolist() == [2 * PS] * 2
+        pages = data.reshape(-1, PS)
+        assert np.array_equal(plan.read(), pages[[2, 3, 6, 7]])
+
+
+def test_pages_of_a_file_cut_after_it_was_opened_are_an_error_not_garbage(synth, tmp_path):
+    """The encoder's threads read batches planned earlier: pages the file no longer has (a
+    copy truncated while it is filtered) are a DumpError naming the offset."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    copy = tmp_path / "copy.vmcore"
+    shutil.copyfile(synth.path, copy)
+    with ElfVmcore(str(copy)) as src, RunReader(src) as runs:
+        last = max(b for _a, b, _d in runs.loads)
+        end_off = max(b * PS + d for _a, b, d in runs.loads)
+        plan = runs.plan(last - 8 + np.arange(8))
+        assert plan is not None
+        os.truncate(copy, end_off - 3 * PS)
+        with pytest.raises(DumpError, match="short read at offset"):
+            plan.read()
+
+
+def _mixed_file(tmp_path, n: int = 96):
+    """A file of pages of every kind the encoder tells apart: zero, random (incompressible),
+    compressible, one byte set in the last word."""
+    rng = np.random.default_rng(5)
+    pages = np.zeros((n, PS), np.uint8)
+    kind = np.arange(n) % 4
+    pages[kind == 1] = rng.integers(0, 256, (int((kind == 1).sum()), PS), dtype=np.uint8)
+    pages[kind == 2, ::64] = 7
+    pages[kind == 3, PS - 1] = 1
+    f = tmp_path / "pages"
+    f.write_bytes(pages.tobytes())
+    src = SimpleNamespace(
+        kind="elf",
+        page_size=PS,
+        path=str(f),
+        loads=[SimpleNamespace(paddr=0, filesz=n * PS, offset=0)],
+    )
+    return src, pages
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize("find_zero", [True, False])
+def test_a_batch_read_in_one_call_is_encoded_as_its_pages_alone(tmp_path, codec, find_zero):
+    """The one-call path (read, zero test, compress in C) gives the same zero pages, sizes,
+    flags and bytes as the same pages handed to the encoder as an array."""
+    src, pages = _mixed_file(tmp_path)
+    pfns = np.flatnonzero(np.random.default_rng(9).random(len(pages)) < 0.7)
+    with RunReader(src) as runs:
+        plan = runs.plan(pfns)
+        assert plan is not None
+        enc = Encoder(codec, PS)
+        got = enc.encode(Batch(pfns=pfns, pages=None, find_zero=find_zero, runs=plan))
+        want = enc.encode(Batch(pfns=pfns, pages=pages[pfns].copy(), find_zero=find_zero))
+    assert np.array_equal(got.zero, want.zero)
+    assert got.sizes.tolist() == want.sizes.tolist()
+    assert got.flags.tolist() == want.flags.tolist()
+    assert b"".join(bytes(memoryview(c)) for c in got.chunks) == b"".join(
+        bytes(memoryview(c)) for c in want.chunks
+    )
+    assert got.batch.pages is None  # the result keeps no pages of the batch
+    pos = 0
+    data = b"".join(bytes(memoryview(c)) for c in got.chunks)
+    for i, size in enumerate(got.sizes.tolist()):
+        page = pages[pfns[i]].tobytes()
+        if size == 0:
+            assert find_zero and not any(page)
+            continue
+        stored = data[pos : pos + size]
+        assert (stored if size == PS else decompress(codec, stored, PS)) == page
+        pos += size
+
+
+def test_runs_that_are_not_whole_pages_are_refused_before_reading(tmp_path):
+    src, _pages = _mixed_file(tmp_path, 4)
+    with RunReader(src) as runs:
+        for offsets, sizes in (([0], [PS - 1]), ([-PS], [PS]), ([0], [0]), ([0, 0], [PS])):
+            with pytest.raises(ValueError):
+                pagecodec().encode_runs(
+                    "lzo",
+                    runs.fd,
+                    np.array(offsets, np.int64),
+                    np.array(sizes, np.int64),
+                    PS,
+                    True,
+                    bytearray(),
+                    bytearray(),
+                )
