@@ -83,6 +83,7 @@ class Encoded:
     sizes: np.ndarray  # int64 stored bytes per page (0 for zero pages)
     flags: np.ndarray  # uint32 descriptor flag per page (0 = raw or zero)
     chunks: list  # buffers to write, in order, for the non-zero pages
+    stored: int  # bytes in chunks: sizes.sum()
 
 
 class Encoder:
@@ -140,7 +141,7 @@ class Encoder:
                 ends = np.concatenate((breaks, [len(keep)]))
                 for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
                     chunks.append(batch.pages[s:e])
-            return Encoded(batch, zero, sizes, flags, chunks)
+            return Encoded(batch, zero, sizes, flags, chunks, int(sizes.sum()))
         todo = ~zero
         data, stored = compress_pages(self.codec, batch.pages, rows[todo], self._buffers()[1])
         sizes[todo] = stored
@@ -150,7 +151,7 @@ class Encoder:
         # waits in the look-ahead and its chunks in the writer's buffer, many batches in all.
         chunks = [data] if data else []
         done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, chunks)
+        return Encoded(done, zero, sizes, flags, chunks, len(data))
 
     def _encode_runs(self, batch: Batch, runs: RunPlan) -> Encoded:
         """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
@@ -163,7 +164,7 @@ class Encoder:
         else:
             chunks = [data] if data else []
         done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, chunks)
+        return Encoded(done, zero, sizes, flags, chunks, len(data))
 
     def _buffers(self) -> tuple[bytearray, bytearray]:
         """This thread's read and output buffers, kept from batch to batch (new ones each

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .compress import Batch, Encoder
+from .compress import Batch, Encoded, Encoder
 from .contracts import Classification, Sink, Source, WriteOptions, WriteStats
 from .dumplevel import DumpLevel
 from .elfnotes import vmcoreinfo_span
@@ -427,27 +427,38 @@ def write_kdump(
     data_buf: list = []
     data_buf_start = data_pos
     data_buf_len = 0
-    desc_buf: list[np.ndarray] = []
-    desc_buf_n = 0
+    pending: list[Encoded] = []  # results whose pages are in data_buf, in order
+    pending_n = 0
     zero_count = 0
 
     def flush() -> None:
-        nonlocal data_buf, data_buf_len, data_buf_start, desc_buf, desc_buf_n, desc_index
+        """Write the pending pages and their descriptors, the descriptors computed for all
+        pending results at once (a few numpy steps per flush, not per batch)."""
+        nonlocal data_buf, data_buf_len, data_buf_start, pending, pending_n, desc_index
+        nonlocal zero_count
+        if not pending:
+            return
+        sizes = np.concatenate([r.sizes for r in pending])
+        zero = np.concatenate([r.zero for r in pending])
+        desc = np.zeros(len(sizes), dtype=PAGE_DESC)
+        ends = data_buf_start + np.cumsum(sizes)
+        desc["offset"] = np.where(zero, zero_off, ends - sizes)
+        desc["size"] = np.where(zero, ps, sizes)
+        desc["flags"] = np.concatenate([r.flags for r in pending])
+        zero_count += int(np.count_nonzero(zero))
         if data_buf:
             try:
                 sink.write_at(data_buf_start, data_buf, data_buf_len)
             except OutputFull:
                 if sink.limit is not None:
-                    _write_what_fits(sink.limit)
+                    _write_what_fits(sink.limit, desc)
                 raise
-            data_buf_start += data_buf_len
-            data_buf, data_buf_len = [], 0
-        if desc_buf:
-            sink.write_at(geo.desc_off + PAGE_DESC.itemsize * desc_index, desc_buf)
-            desc_index += desc_buf_n
-            desc_buf, desc_buf_n = [], 0
+        sink.write_at(geo.desc_off + PAGE_DESC.itemsize * desc_index, [desc])
+        data_buf_start += data_buf_len
+        desc_index += len(desc)
+        data_buf, data_buf_len, pending, pending_n = [], 0, [], 0
 
-    def _write_what_fits(limit: int) -> None:
+    def _write_what_fits(limit: int, descs: np.ndarray) -> None:
         """``-L``: keep every page that fits below the limit, with its descriptor, as
         makedumpfile does; the pages after it keep an all-zero descriptor (lost,
         docs/kdump-compressed.md §8)."""
@@ -463,7 +474,6 @@ def write_kdump(
                 fit.append(chunk[: room // ps])
             break
         end = data_buf_start + sum(memoryview(c).nbytes for c in fit)
-        descs = np.concatenate(desc_buf) if desc_buf else np.zeros(0, PAGE_DESC)
         ok = (descs["offset"] + descs["size"] <= end) | (find_zero & (descs["offset"] == zero_off))
         n = len(ok) if ok.all() else int(np.argmin(ok))
         desc_at = geo.desc_off + PAGE_DESC.itemsize * desc_index
@@ -476,19 +486,11 @@ def write_kdump(
     # The encoder stops (its threads read through runs) before runs closes its descriptor.
     with RunReader(src) as runs, Encoder(codec, ps, threads) as enc:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):
-            n = len(res.sizes)
-            desc = np.zeros(n, dtype=PAGE_DESC)
-            ends = data_pos + np.cumsum(res.sizes)
-            desc["offset"] = np.where(res.zero, zero_off, ends - res.sizes)
-            desc["size"] = np.where(res.zero, ps, res.sizes)
-            desc["flags"] = res.flags
-            data_pos = int(ends[-1])
-            zero_count += int(np.count_nonzero(res.zero))
+            pending.append(res)
+            pending_n += len(res.sizes)
             data_buf.extend(res.chunks)
-            data_buf_len += int(res.sizes.sum())
-            desc_buf.append(desc)
-            desc_buf_n += n
-            if data_buf_len >= FLUSH_BYTES or len(data_buf) >= 1024 or desc_buf_n >= 65536:
+            data_buf_len += res.stored
+            if data_buf_len >= FLUSH_BYTES or len(data_buf) >= 1024 or pending_n >= 65536:
                 flush()
                 progress.update(desc_index)
         flush()

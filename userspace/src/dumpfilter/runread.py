@@ -75,11 +75,30 @@ class RunReader:
                 self.loads.append((a, b, int(ld.offset) - paddr))
         if not self.loads:
             return
+        self._segments()
         try:
             self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             self.size = os.fstat(self.fd).st_size
         except OSError:
             self.close()  # the mapping still works: read through the source
+
+    def _segments(self) -> None:
+        """The loads as disjoint PFN segments, sorted, each with the file offset delta of the
+        first load in header order that holds it (overlapping ones, such as the kernel text's,
+        map the same bytes), so a batch finds its loads with one search."""
+        edges = sorted({e for a, b, _d in self.loads for e in (a, b)})
+        seg: list[tuple[int, int, int]] = []
+        for a, b in zip(edges, edges[1:], strict=False):
+            d = next((d for la, lb, d in self.loads if la <= a and b <= lb), None)
+            if d is None:
+                continue  # between loads
+            if seg and seg[-1][1] == a and seg[-1][2] == d:
+                seg[-1] = (seg[-1][0], b, d)
+            else:
+                seg.append((a, b, d))
+        self.seg_start = np.array([a for a, _b, _d in seg], np.int64)
+        self.seg_end = np.array([b for _a, b, _d in seg], np.int64)
+        self.seg_delta = np.array([d for _a, _b, d in seg], np.int64)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -99,26 +118,18 @@ class RunReader:
         if self.fd < 0 or not len(pfns):
             return None
         ps = self.page_size
-        # Runs end where PFNs skip, and where a PT_LOAD starts: a run crossing into the next
-        # load (RAM ranges that touch) is read as two, each from its own load.
-        cut = np.diff(pfns) != 1
-        lo, hi = int(pfns[0]), int(pfns[-1])
-        for a in {a for a, _b, _d in self.loads if lo < a <= hi}:
-            cut |= pfns[1:] == a
+        # Each PFN's segment; runs end where PFNs skip and where the segment changes (a run
+        # crossing into the next load is read as two, each from its own load).
+        seg = np.searchsorted(self.seg_start, pfns, side="right") - 1
+        cut = (np.diff(pfns) != 1) | (np.diff(seg) != 0)
         starts = np.concatenate(([0], np.flatnonzero(cut) + 1))
-        first = pfns[starts]
-        count = np.diff(np.append(starts, len(pfns)))
-        last = first + count
-        # The first PT_LOAD in header order that holds the run (overlapping ones, such as the
-        # kernel text's, map the same bytes).
-        delta = np.zeros(len(first), np.int64)
-        todo = np.ones(len(first), bool)
-        for a, b, d in self.loads:
-            hit = todo & (first >= a) & (last <= b)
-            delta[hit] = d
-            todo &= ~hit
-        if todo.any():
+        ends = np.append(starts[1:], len(pfns))
+        first, seg = pfns[starts], seg[starts]
+        count = ends - starts
+        # a run outside every segment: before the first, or past its segment's end
+        if seg[0] < 0 or (first + count > self.seg_end[seg]).any():
             return None
+        delta = self.seg_delta[seg]
         offsets = first * ps + delta
         sizes = count * ps
         if int((offsets + sizes).max()) > self.size:
