@@ -14,7 +14,8 @@
  * others.  Done from Python, a batch took about twenty calls that each gave up and took back
  * the GIL (one per run read, the zero test, the codec, numpy's small steps); with the
  * writing thread and the other encoder threads wanting it too, every one was a handoff, and
- * the threads spent a third of a 64 GiB run waiting for one another.
+ * the threads spent a third of a 64 GiB run waiting for one another.  read_pages() reads a
+ * batch the same way for the writers that store pages raw.
  *
  * Per page it produces exactly what the page would get alone, as makedumpfile and crash
  * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
@@ -35,7 +36,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
-enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD, CODEC_RAW };
+enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD };
 
 /* One batch's codec state, made and freed by the calling thread: nothing is shared. */
 struct coder {
@@ -72,9 +73,6 @@ static int coder_init(struct coder *c, enum codec codec, size_t page_size)
 		c->zc = ZSTD_createCCtx();
 		c->bound = ZSTD_compressBound(page_size);
 		return c->zc ? 0 : -1;
-	case CODEC_RAW:
-		c->bound = page_size;
-		return 0;
 	}
 	return -1;
 }
@@ -119,8 +117,6 @@ static size_t coder_page(struct coder *c, const unsigned char *src, unsigned cha
 	case CODEC_ZSTD:
 		n = ZSTD_compressCCtx(c->zc, dst, c->bound, src, c->page_size, 1);
 		return ZSTD_isError(n) ? 0 : n;
-	case CODEC_RAW:
-		return c->page_size;	/* not smaller: stored raw by the caller */
 	}
 	return 0;
 }
@@ -132,7 +128,7 @@ static int codec_of(const char *name, enum codec *codec)
 		enum codec codec;
 	} names[] = {
 		{ "zlib", CODEC_ZLIB }, { "lzo", CODEC_LZO },
-		{ "snappy", CODEC_SNAPPY }, { "zstd", CODEC_ZSTD }, { "", CODEC_RAW },
+		{ "snappy", CODEC_SNAPPY }, { "zstd", CODEC_ZSTD },
 	};
 	size_t i;
 
@@ -197,7 +193,7 @@ static PyObject *compress_pages(PyObject *self, PyObject *args)
 	if (!PyArg_ParseTuple(args, "sy*y*nO!", &name, &pages, &rows, &page_size,
 			      &PyByteArray_Type, &scratch))
 		return NULL;
-	if (codec_of(name, &codec) || codec == CODEC_RAW) {
+	if (codec_of(name, &codec)) {
 		PyErr_Format(PyExc_ValueError, "unknown codec %s", name);
 		goto release;
 	}
@@ -332,13 +328,73 @@ static int reserve(PyObject *buf, Py_ssize_t need)
 	return PyByteArray_Resize(buf, need);
 }
 
+/* Check runs (offsets[i], sizes[i]) of whole pages: 0, or -1 with an exception set. */
+static int check_runs(const int64_t *off, const int64_t *len, Py_ssize_t n, Py_ssize_t page_size,
+		      int64_t *total)
+{
+	Py_ssize_t i;
+
+	*total = 0;
+	for (i = 0; i < n; i++) {
+		if (off[i] < 0 || len[i] <= 0 || len[i] % page_size ||
+		    len[i] > PY_SSIZE_T_MAX / 2 - *total) {
+			PyErr_Format(PyExc_ValueError, "run %zd: %lld bytes at %lld", i,
+				     (long long)len[i], (long long)off[i]);
+			return -1;
+		}
+		*total += len[i];
+	}
+	return 0;
+}
+
+PyDoc_STRVAR(read_pages_doc,
+"read_pages(fd, offsets, sizes, page_size, out) -> (stop, errno)\n\n"
+"Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
+"pages), back to back into the writable buffer *out* of exactly sum(sizes) bytes, with\n"
+"the GIL released.  *stop* is -1 when all were read, else the index of the run the read\n"
+"stopped in, the file having ended (errno 0) or a read failed (its errno).");
+
+static PyObject *read_pages(PyObject *self, PyObject *args)
+{
+	Py_buffer offs, lens, out;
+	PyObject *ret = NULL;
+	Py_ssize_t page_size, n, i;
+	int64_t total;
+	int fd, err = 0;
+
+	(void)self;
+	if (!PyArg_ParseTuple(args, "iy*y*nw*", &fd, &offs, &lens, &page_size, &out))
+		return NULL;
+	n = offs.len / (Py_ssize_t)sizeof(int64_t);
+	if (page_size <= 0 || offs.len % (Py_ssize_t)sizeof(int64_t) || lens.len != offs.len) {
+		PyErr_SetString(PyExc_ValueError, "page size, offsets or sizes not usable");
+		goto release;
+	}
+	if (check_runs(offs.buf, lens.buf, n, page_size, &total))
+		goto release;
+	if (total != out.len) {
+		PyErr_Format(PyExc_ValueError, "%lld bytes to read into %zd", (long long)total,
+			     out.len);
+		goto release;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	i = read_runs(fd, offs.buf, lens.buf, n, out.buf, &err);
+	Py_END_ALLOW_THREADS
+	ret = Py_BuildValue("(ni)", i == n ? (Py_ssize_t)-1 : i, err);
+release:
+	PyBuffer_Release(&offs);
+	PyBuffer_Release(&lens);
+	PyBuffer_Release(&out);
+	return ret;
+}
+
 PyDoc_STRVAR(encode_runs_doc,
 "encode_runs(codec, fd, offsets, sizes, page_size, find_zero, pagebuf, outbuf)\n"
 "    -> (data, sizes, stop, errno)\n\n"
 "Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
 "pages, back to back: the batch), then store each page: with find_zero, a page of zero\n"
 "bytes gets size 0 and no data; the others are compressed with *codec* ('zlib', 'lzo',\n"
-"'snappy', 'zstd'; '' stores them raw), each on its own, raw when that is not smaller.\n"
+"'snappy', 'zstd'), each on its own, raw when that is not smaller.\n"
 "*offsets* and *sizes* are buffers of native int64.  *data* holds the stored pages back\n"
 "to back, *sizes* (native int64 per page) their lengths.  *pagebuf* and *outbuf* are\n"
 "bytearrays the pages are read and stored into, grown as needed: give each thread its own\n"
@@ -353,7 +409,7 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	Py_ssize_t page_size, n, npages, i, stop = -1, used = 0;
 	PyObject *pagebuf, *outbuf, *sizes = NULL, *ret = NULL;
 	const int64_t *off, *len;
-	int64_t total = 0;
+	int64_t total;
 	int fd, find_zero, err = 0;
 	struct coder c;
 	enum codec codec;
@@ -376,15 +432,8 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	off = offs.buf;
 	len = lens.buf;
 	/* checked on the arrays that are read, before anything is read */
-	for (i = 0; i < n; i++) {
-		if (off[i] < 0 || len[i] <= 0 || len[i] % page_size ||
-		    len[i] > PY_SSIZE_T_MAX / 2 - total) {
-			PyErr_Format(PyExc_ValueError, "run %zd: %lld bytes at %lld", i,
-				     (long long)len[i], (long long)off[i]);
-			goto release;
-		}
-		total += len[i];
-	}
+	if (check_runs(off, len, n, page_size, &total))
+		goto release;
 	npages = (Py_ssize_t)(total / page_size);
 	if (coder_init(&c, codec, (size_t)page_size)) {
 		PyErr_NoMemory();
@@ -429,6 +478,7 @@ release:
 static PyMethodDef methods[] = {
 	{ "compress_pages", compress_pages, METH_VARARGS, compress_pages_doc },
 	{ "encode_runs", encode_runs, METH_VARARGS, encode_runs_doc },
+	{ "read_pages", read_pages, METH_VARARGS, read_pages_doc },
 	{ NULL, NULL, 0, NULL },
 };
 

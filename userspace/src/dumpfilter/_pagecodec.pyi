@@ -17,3 +17,6 @@ def encode_runs(
     outbuf: bytearray,
     /,
 ) -> tuple[bytes, bytes, int, int]: ...
+def read_pages(
+    fd: int, offsets: Buffer, sizes: Buffer, page_size: int, out: Buffer, /
+) -> tuple[int, int]: ...

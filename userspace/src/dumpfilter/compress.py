@@ -118,7 +118,10 @@ class Encoder:
     def encode(self, batch: Batch) -> Encoded:
         """Zero test, then compress each non-zero page; raw when compression does not shrink."""
         if batch.runs is not None:
-            return self._encode_runs(batch, batch.runs)
+            if self.codec is not None:
+                return self._encode_runs(batch, batch.runs, self.codec)
+            # raw pages are written from the batch's own array, as views of its runs
+            batch.pages, batch.runs = batch.runs.read(), None
         if batch.pages is None:
             raise TypeError("a batch needs its pages or the runs to read them from")
         n = len(batch.pfns)
@@ -153,18 +156,14 @@ class Encoder:
         done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
         return Encoded(done, zero, sizes, flags, chunks, len(data))
 
-    def _encode_runs(self, batch: Batch, runs: RunPlan) -> Encoded:
+    def _encode_runs(self, batch: Batch, runs: RunPlan, codec: str) -> Encoded:
         """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
         ps = self.page_size
-        data, sizes = runs.encode(self.codec, batch.find_zero, self._buffers())
+        data, sizes = runs.encode(codec, batch.find_zero, self._buffers())
         zero = sizes == 0  # a stored page is never empty: 0 is only a zero page's size
         flags = np.where(zero | (sizes == ps), 0, self.flag).astype(np.uint32)
-        if self.codec is None:  # raw pages as rows: ``-L`` may keep part of a batch
-            chunks: list = [np.frombuffer(data, np.uint8).reshape(-1, ps)] if data else []
-        else:
-            chunks = [data] if data else []
         done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, chunks, len(data))
+        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
 
     def _buffers(self) -> tuple[bytearray, bytearray]:
         """This thread's read and output buffers, kept from batch to batch (new ones each

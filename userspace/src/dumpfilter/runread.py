@@ -30,25 +30,32 @@ class RunPlan:
         self.sizes = sizes
 
     def encode(
-        self, codec: str | None, find_zero: bool, bufs: tuple[bytearray, bytearray]
+        self, codec: str, find_zero: bool, bufs: tuple[bytearray, bytearray]
     ) -> tuple[bytes, np.ndarray]:
-        """Read the batch and store its pages (``encode_runs``): the stored pages back to back
-        and the int64 size of each, 0 for a zero page (with *find_zero*), the page size for
-        one stored raw.  *bufs*: the calling thread's own read and output buffers."""
+        """Read the batch and store its pages compressed with *codec* (``encode_runs``): the
+        stored pages back to back and the int64 size of each, 0 for a zero page (with
+        *find_zero*), the page size for one stored raw.  *bufs*: the calling thread's own
+        read and output buffers."""
         r = self.reader
         data, sizes, stop, err = pagecodec().encode_runs(
-            codec or "", r.fd, self.offsets, self.sizes, r.page_size, find_zero, *bufs
+            codec, r.fd, self.offsets, self.sizes, r.page_size, find_zero, *bufs
         )
-        if stop >= 0:
-            # the file shrank after it was planned against, or the disk failed, mid-batch
-            why = os.strerror(err) if err else "short read"
-            raise DumpError(f"{r.path}: {why} at offset {int(self.offsets[stop]):#x}")
+        self._check(stop, err)
         return data, np.frombuffer(sizes, dtype=np.int64)
 
     def read(self) -> np.ndarray:
-        """The batch's pages as a (pages, page_size) array."""
-        data, _sizes = self.encode(None, False, (bytearray(), bytearray()))
-        return np.frombuffer(data, dtype=np.uint8).reshape(-1, self.reader.page_size)
+        """The batch's pages as a new (pages, page_size) array."""
+        r = self.reader
+        out = np.empty((int(self.sizes.sum()) // r.page_size, r.page_size), np.uint8)
+        stop, err = pagecodec().read_pages(r.fd, self.offsets, self.sizes, r.page_size, out)
+        self._check(stop, err)
+        return out
+
+    def _check(self, stop: int, err: int) -> None:
+        if stop >= 0:
+            # the file shrank after it was planned against, or the disk failed, mid-batch
+            why = os.strerror(err) if err else "short read"
+            raise DumpError(f"{self.reader.path}: {why} at offset {int(self.offsets[stop]):#x}")
 
 
 class RunReader:
