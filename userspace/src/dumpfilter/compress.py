@@ -6,10 +6,11 @@ level 1.  A page whose compressed form is not smaller than the page is stored ra
 descriptor flag then says 0.  Zero pages (dump level bit 1) are found here too, from the data,
 because the scan never produces ZERO (ARCHITECTURE.md).
 
-Work is cut into batches of kept pages in PFN order; batches run in worker threads (a batch is
-compressed in one C call without the GIL, and numpy releases it in the zero test, which also
-touches the mmap'ed pages so page-cache faults overlap) and come back in submission order, so the
-output stays in PFN order.
+Work is cut into batches of kept pages in PFN order; batches run in worker threads and come back
+in submission order, so the output stays in PFN order.  A batch of an ELF input is read,
+zero-tested and compressed in one C call without the GIL (runread); a batch of pages already in
+memory is compressed in one such call, and numpy releases the GIL in its zero test, which also
+touches the mmap'ed pages so page-cache faults overlap.
 """
 
 from __future__ import annotations
