@@ -141,21 +141,43 @@ static int codec_of(const char *name, enum codec *codec)
 	return -1;
 }
 
+/* Whether every byte of the page is zero: 8-byte words, most non-zero pages decided by the
+ * first one. */
+static int page_is_zero(const unsigned char *p, size_t size)
+{
+	uint64_t acc = 0, w;
+	size_t i, j;
+
+	for (i = 0; i < size; i += 256) {
+		for (j = i; j < i + 256 && j < size; j += 8) {
+			memcpy(&w, p + j, 8);
+			acc |= w;
+		}
+		if (acc)
+			return 0;
+	}
+	return 1;
+}
+
 /*
- * Fill out[] with the stored form of pages[rows[i]] for each i, sizes[i] with its length
- * (page_size when stored raw).  out has room for (n - 1) * page_size + bound bytes.
+ * Store page rows[i] of pages (page i when rows is NULL) for each of the n into out, back
+ * to back: nothing for a zero page when find_zero (size 0), else compressed, or raw when
+ * that is not smaller (size page_size).  out has room for (n - 1) * page_size + bound bytes.
  * Returns the bytes used, or -1 when a codec failed.
  */
-static Py_ssize_t compress_rows(struct coder *c, const unsigned char *pages,
-				const int64_t *rows, Py_ssize_t n, unsigned char *out,
-				int64_t *sizes)
+static Py_ssize_t store_pages(struct coder *c, const unsigned char *pages, const int64_t *rows,
+			      Py_ssize_t n, int find_zero, unsigned char *out, int64_t *sizes)
 {
 	size_t ps = c->page_size, pos = 0, len;
 	Py_ssize_t i;
 
 	for (i = 0; i < n; i++) {
-		const unsigned char *src = pages + (size_t)rows[i] * ps;
+		const unsigned char *src = pages + (size_t)(rows ? rows[i] : i) * ps;
 
+		if (find_zero && page_is_zero(src, ps)) {
+			sizes[i] = 0;
+			continue;
+		}
 		len = coder_page(c, src, out + pos);
 		if (len == 0)
 			return -1;
@@ -167,6 +189,14 @@ static Py_ssize_t compress_rows(struct coder *c, const unsigned char *pages,
 		pos += len;
 	}
 	return (Py_ssize_t)pos;
+}
+
+/* Grow a bytearray to at least need bytes; 0 on success. */
+static int reserve(PyObject *buf, Py_ssize_t need)
+{
+	if (PyByteArray_GET_SIZE(buf) >= need)
+		return 0;
+	return PyByteArray_Resize(buf, need);
 }
 
 PyDoc_STRVAR(compress_pages_doc,
@@ -218,7 +248,7 @@ static PyObject *compress_pages(PyObject *self, PyObject *args)
 	}
 	/* every page takes at most page_size once stored; the last one needs room to be tried */
 	need = n ? (n - 1) * page_size + (Py_ssize_t)c.bound : 0;
-	if (PyByteArray_GET_SIZE(scratch) < need && PyByteArray_Resize(scratch, need))
+	if (reserve(scratch, need))
 		goto free_coder;
 	/* the export keeps scratch from being resized while the GIL is released */
 	if (PyObject_GetBuffer(scratch, &work, PyBUF_WRITABLE))
@@ -226,8 +256,8 @@ static PyObject *compress_pages(PyObject *self, PyObject *args)
 	sizes = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
 	if (sizes) {
 		Py_BEGIN_ALLOW_THREADS
-		used = compress_rows(&c, pages.buf, row, n, work.buf,
-				     (int64_t *)PyBytes_AS_STRING(sizes));
+		used = store_pages(&c, pages.buf, row, n, 0, work.buf,
+				   (int64_t *)PyBytes_AS_STRING(sizes));
 		Py_END_ALLOW_THREADS
 		if (used < 0)
 			PyErr_Format(PyExc_RuntimeError, "%s compression failed", name);
@@ -271,61 +301,6 @@ static Py_ssize_t read_runs(int fd, const int64_t *offsets, const int64_t *sizes
 		pos += sizes[i];
 	}
 	return n;
-}
-
-/* Whether every byte of the page is zero: 8-byte words, most non-zero pages decided by the
- * first one. */
-static int page_is_zero(const unsigned char *p, size_t size)
-{
-	uint64_t acc = 0, w;
-	size_t i, j;
-
-	for (i = 0; i < size; i += 256) {
-		for (j = i; j < i + 256 && j < size; j += 8) {
-			memcpy(&w, p + j, 8);
-			acc |= w;
-		}
-		if (acc)
-			return 0;
-	}
-	return 1;
-}
-
-/* Store each page of pages (n of them) into out: nothing for a zero page (size 0, when
- * find_zero), else compressed, or raw when that is not smaller.  Returns the bytes used, or
- * -1 when a codec failed. */
-static Py_ssize_t encode_pages(struct coder *c, const unsigned char *pages, Py_ssize_t n,
-			       int find_zero, unsigned char *out, int64_t *sizes)
-{
-	size_t ps = c->page_size, pos = 0, len;
-	Py_ssize_t i;
-
-	for (i = 0; i < n; i++) {
-		const unsigned char *src = pages + (size_t)i * ps;
-
-		if (find_zero && page_is_zero(src, ps)) {
-			sizes[i] = 0;
-			continue;
-		}
-		len = coder_page(c, src, out + pos);
-		if (len == 0)
-			return -1;
-		if (len >= ps) {
-			memcpy(out + pos, src, ps);
-			len = ps;
-		}
-		sizes[i] = (int64_t)len;
-		pos += len;
-	}
-	return (Py_ssize_t)pos;
-}
-
-/* Grow a bytearray to at least need bytes; 0 on success. */
-static int reserve(PyObject *buf, Py_ssize_t need)
-{
-	if (PyByteArray_GET_SIZE(buf) >= need)
-		return 0;
-	return PyByteArray_Resize(buf, need);
 }
 
 /* Check runs (offsets[i], sizes[i]) of whole pages: 0, or -1 with an exception set. */
@@ -452,8 +427,8 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 		Py_BEGIN_ALLOW_THREADS
 		i = read_runs(fd, off, len, n, pagework.buf, &err);
 		if (i == n)
-			used = encode_pages(&c, pagework.buf, npages, find_zero, work.buf,
-					    (int64_t *)PyBytes_AS_STRING(sizes));
+			used = store_pages(&c, pagework.buf, NULL, npages, find_zero,
+					   work.buf, (int64_t *)PyBytes_AS_STRING(sizes));
 		else
 			stop = i;
 		Py_END_ALLOW_THREADS
