@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from dumpfilter.dumplevel import DumpLevel
@@ -43,3 +44,12 @@ def test_the_private_cache_bit_excludes_all_page_cache_as_makedumpfile_does():
 def test_a_level_is_still_its_number_in_reports_and_json():
     lv = DumpLevel(31)
     assert lv == 31 and f"{lv}" == "31" and json.dumps({"d": lv}) == '{"d": 31}'
+
+
+def test_kept_answers_as_the_keep_table_for_every_level_and_class():
+    classes = np.array([int(c) for c in C] * 3, dtype=np.uint8)
+    for lv in range(32):
+        level = DumpLevel(lv)
+        got = level.kept(classes)
+        assert got.dtype == bool
+        assert got.tolist() == level.keep_table()[classes].tolist()

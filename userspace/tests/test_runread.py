@@ -89,6 +89,18 @@ def test_pages_of_a_file_cut_after_it_was_opened_are_an_error_not_garbage(synth,
             plan.read()
 
 
+def test_a_file_cut_after_the_first_read_chunk_stores_nothing(tmp_path):
+    """``encode_runs`` reads and stores 64 pages at a time: when a later chunk's read comes
+    up short, the batch is a DumpError naming the offset, not the pages stored so far."""
+    src, _pages = _mixed_file(tmp_path, 300)
+    with RunReader(src) as runs:
+        plan = runs.plan(np.arange(300))
+        assert plan is not None
+        os.truncate(src.path, 200 * PS)
+        with pytest.raises(DumpError, match="short read at offset 0x0"):
+            plan.encode("lzo", True, (bytearray(), bytearray()))
+
+
 def _mixed_file(tmp_path, n: int = 96):
     """A file of pages of every kind the encoder tells apart: zero, random (incompressible),
     compressible, one byte set in the last word."""
@@ -109,12 +121,46 @@ def _mixed_file(tmp_path, n: int = 96):
     return src, pages
 
 
+def test_batches_planned_together_read_as_each_planned_alone(synth):
+    """``plans`` cuts the PFNs into batches of *span* (runs split at a batch's end) and plans
+    each as ``plan`` would alone; a batch with a run in a hole is None, its neighbours not."""
+    from dumpfilter.elfcore import ElfVmcore
+
+    rng = np.random.default_rng(11)
+    pfns = np.sort(
+        np.concatenate(
+            (
+                0x1000 + np.flatnonzero(rng.random(3000) < 0.5),
+                0x90 + np.array([0, 0x20, 0x7F]),  # 0xB0: the hole [0x9F, 0x100)
+            )
+        )
+    )
+    with ElfVmcore(synth.path) as src, RunReader(src) as runs:
+        for span in (1, 7, 64, 512, len(pfns)):
+            got = runs.plans(pfns, span)
+            batches = [pfns[i : i + span] for i in range(0, len(pfns), span)]
+            assert len(got) == len(batches)
+            for plan, batch in zip(got, batches, strict=True):
+                alone = runs.plan(batch)
+                if alone is None:
+                    assert plan is None and 0xB0 in batch
+                    continue
+                assert plan is not None
+                assert plan.offsets.tolist() == alone.offsets.tolist()
+                assert plan.sizes.tolist() == alone.sizes.tolist()
+                assert np.array_equal(
+                    plan.read(), np.concatenate([src.read_pages(int(p), 1) for p in batch])
+                )
+            assert sum(p is None for p in got) == 1
+
+
 @pytest.mark.parametrize("codec", CODECS)
 @pytest.mark.parametrize("find_zero", [True, False])
-def test_a_batch_read_in_one_call_is_encoded_as_its_pages_alone(tmp_path, codec, find_zero):
+@pytest.mark.parametrize("npages", [96, 300])  # 300: runs cut by the 64-page read chunks
+def test_a_batch_read_in_one_call_is_encoded_as_its_pages_alone(tmp_path, codec, find_zero, npages):
     """The one-call path (read, zero test, compress in C) gives the same zero pages, sizes,
     flags and bytes as the same pages handed to the encoder as an array."""
-    src, pages = _mixed_file(tmp_path)
+    src, pages = _mixed_file(tmp_path, npages)
     pfns = np.flatnonzero(np.random.default_rng(9).random(len(pages)) < 0.7)
     with RunReader(src) as runs:
         plan = runs.plan(pfns)

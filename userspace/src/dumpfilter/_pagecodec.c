@@ -14,8 +14,9 @@
  * others.  Done from Python, a batch took about twenty calls that each gave up and took back
  * the GIL (one per run read, the zero test, the codec, numpy's small steps); with the
  * writing thread and the other encoder threads wanting it too, every one was a handoff, and
- * the threads spent a third of a 64 GiB run waiting for one another.  read_pages() reads a
- * batch the same way for the writers that store pages raw.
+ * the threads spent a third of a 64 GiB run waiting for one another.  It reads and stores
+ * 64 pages at a time, so a thread holds a batch's stored form but not all its pages.
+ * read_pages() reads a batch the same way for the writers that store pages raw.
  *
  * Per page it produces exactly what the page would get alone, as makedumpfile and crash
  * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
@@ -37,6 +38,12 @@
 #include <zstd.h>
 
 enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD };
+
+/*
+ * Pages encode_runs() reads before it stores them: 256 KiB of 4 KiB pages per thread, not a
+ * whole batch (2 MiB), and still few reads split at a chunk's end.
+ */
+#define READ_CHUNK_PAGES 64
 
 /* One batch's codec state, made and freed by the calling thread: nothing is shared. */
 struct coder {
@@ -274,52 +281,124 @@ release:
 	return ret;
 }
 
-/* Read each run whole into out, back to back.  Returns the number of runs read whole; at
- * the end of the file or an error it stops in run i and returns i, with *err set to the
- * error's errno (0 at the end of the file). */
-static Py_ssize_t read_runs(int fd, const int64_t *offsets, const int64_t *sizes,
-			    Py_ssize_t n, unsigned char *out, int *err)
+/*
+ * Read size bytes at offset into out: 0, or -1 at the end of the file (*err 0) or on an
+ * error (*err its errno).
+ */
+static int read_exact(int fd, unsigned char *out, int64_t size, int64_t offset, int *err)
 {
-	int64_t pos = 0, done;
+	int64_t done;
 	ssize_t got;
+
+	for (done = 0; done < size; done += got) {
+		got = pread(fd, out + done, (size_t)(size - done), (off_t)(offset + done));
+		if (got < 0 && errno == EINTR) {
+			got = 0;
+			continue;
+		}
+		if (got <= 0) {
+			*err = got < 0 ? errno : 0;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A call's runs of consecutive pages: run i is len[i] bytes at file offset off[i]. */
+struct runs {
+	const int64_t *off;
+	const int64_t *len;
+	Py_ssize_t n;
+	int64_t total;		/* the bytes of all runs */
+};
+
+/*
+ * Take the runs from the int64 buffers offs and lens and check them, on the arrays that are
+ * then read and before anything is read: whole pages of page_size (a multiple of the 8-byte
+ * words the zero test reads), offsets not negative, sizes that add up without overflow.
+ * 0, or -1 with ValueError set.
+ */
+static int parse_runs(const Py_buffer *offs, const Py_buffer *lens, Py_ssize_t page_size,
+		      struct runs *r)
+{
+	Py_ssize_t i;
+
+	if (page_size <= 0 || page_size % 8 || offs->len % (Py_ssize_t)sizeof(int64_t) ||
+	    lens->len != offs->len) {
+		PyErr_SetString(PyExc_ValueError, "page size, offsets or sizes not usable");
+		return -1;
+	}
+	r->off = offs->buf;
+	r->len = lens->buf;
+	r->n = offs->len / (Py_ssize_t)sizeof(int64_t);
+	r->total = 0;
+	for (i = 0; i < r->n; i++) {
+		if (r->off[i] < 0 || r->len[i] <= 0 || r->len[i] % page_size ||
+		    r->len[i] > PY_SSIZE_T_MAX / 2 - r->total) {
+			PyErr_Format(PyExc_ValueError, "run %zd: %lld bytes at %lld", i,
+				     (long long)r->len[i], (long long)r->off[i]);
+			return -1;
+		}
+		r->total += r->len[i];
+	}
+	return 0;
+}
+
+/*
+ * Read each run whole into out, back to back.  Returns the number of runs read whole; at
+ * the end of the file or an error it stops in run i and returns i, with *err set to the
+ * error's errno (0 at the end of the file).
+ */
+static Py_ssize_t read_runs(int fd, const struct runs *r, unsigned char *out, int *err)
+{
+	int64_t pos = 0;
 	Py_ssize_t i;
 
 	*err = 0;
-	for (i = 0; i < n; i++) {
-		for (done = 0; done < sizes[i]; done += got) {
-			got = pread(fd, out + pos + done, (size_t)(sizes[i] - done),
-				    (off_t)(offsets[i] + done));
-			if (got < 0 && errno == EINTR) {
-				got = 0;
-				continue;
-			}
-			if (got <= 0) {
-				*err = got < 0 ? errno : 0;
-				return i;
-			}
-		}
-		pos += sizes[i];
+	for (i = 0; i < r->n; i++) {
+		if (read_exact(fd, out + pos, r->len[i], r->off[i], err))
+			return i;
+		pos += r->len[i];
 	}
-	return n;
+	return r->n;
 }
 
-/* Check runs (offsets[i], sizes[i]) of whole pages: 0, or -1 with an exception set. */
-static int check_runs(const int64_t *off, const int64_t *len, Py_ssize_t n, Py_ssize_t page_size,
-		      int64_t *total)
+/*
+ * Read the runs into in (cap bytes, whole pages) a chunk at a time and store each chunk's
+ * pages (store_pages) before reading the next: a batch's pages need not all be in memory at
+ * once, only its stored form.  Returns the bytes stored in out; -1 when a codec failed; 0
+ * with *stop set to the run a read stopped in (the end of the file or an error, *err).
+ */
+static Py_ssize_t read_and_store(struct coder *c, int fd, const struct runs *r, int find_zero,
+				 unsigned char *in, int64_t cap, unsigned char *out,
+				 int64_t *sizes, Py_ssize_t *stop, int *err)
 {
-	Py_ssize_t i;
+	const int64_t *off = r->off, *len = r->len;
+	int64_t ps = (int64_t)c->page_size, fill = 0, done, want;
+	Py_ssize_t i, n = r->n, page = 0, used = 0, got;
 
-	*total = 0;
+	*stop = -1;
+	*err = 0;
 	for (i = 0; i < n; i++) {
-		if (off[i] < 0 || len[i] <= 0 || len[i] % page_size ||
-		    len[i] > PY_SSIZE_T_MAX / 2 - *total) {
-			PyErr_Format(PyExc_ValueError, "run %zd: %lld bytes at %lld", i,
-				     (long long)len[i], (long long)off[i]);
-			return -1;
+		for (done = 0; done < len[i]; done += want) {
+			want = len[i] - done < cap - fill ? len[i] - done : cap - fill;
+			if (read_exact(fd, in + fill, want, off[i] + done, err)) {
+				*stop = i;
+				return 0;
+			}
+			fill += want;
+			if (fill < cap && !(i == n - 1 && done + want == len[i]))
+				continue;
+			got = store_pages(c, in, NULL, (Py_ssize_t)(fill / ps), find_zero,
+					  out + used, sizes + page);
+			if (got < 0)
+				return -1;
+			used += got;
+			page += (Py_ssize_t)(fill / ps);
+			fill = 0;
 		}
-		*total += len[i];
 	}
-	return 0;
+	return used;
 }
 
 PyDoc_STRVAR(read_pages_doc,
@@ -333,29 +412,24 @@ static PyObject *read_pages(PyObject *self, PyObject *args)
 {
 	Py_buffer offs, lens, out;
 	PyObject *ret = NULL;
-	Py_ssize_t page_size, n, i;
-	int64_t total;
+	Py_ssize_t page_size, i;
+	struct runs r;
 	int fd, err = 0;
 
 	(void)self;
 	if (!PyArg_ParseTuple(args, "iy*y*nw*", &fd, &offs, &lens, &page_size, &out))
 		return NULL;
-	n = offs.len / (Py_ssize_t)sizeof(int64_t);
-	if (page_size <= 0 || offs.len % (Py_ssize_t)sizeof(int64_t) || lens.len != offs.len) {
-		PyErr_SetString(PyExc_ValueError, "page size, offsets or sizes not usable");
+	if (parse_runs(&offs, &lens, page_size, &r))
 		goto release;
-	}
-	if (check_runs(offs.buf, lens.buf, n, page_size, &total))
-		goto release;
-	if (total != out.len) {
-		PyErr_Format(PyExc_ValueError, "%lld bytes to read into %zd", (long long)total,
+	if (r.total != out.len) {
+		PyErr_Format(PyExc_ValueError, "%lld bytes to read into %zd", (long long)r.total,
 			     out.len);
 		goto release;
 	}
 	Py_BEGIN_ALLOW_THREADS
-	i = read_runs(fd, offs.buf, lens.buf, n, out.buf, &err);
+	i = read_runs(fd, &r, out.buf, &err);
 	Py_END_ALLOW_THREADS
-	ret = Py_BuildValue("(ni)", i == n ? (Py_ssize_t)-1 : i, err);
+	ret = Py_BuildValue("(ni)", i == r.n ? (Py_ssize_t)-1 : i, err);
 release:
 	PyBuffer_Release(&offs);
 	PyBuffer_Release(&lens);
@@ -371,9 +445,9 @@ PyDoc_STRVAR(encode_runs_doc,
 "bytes gets size 0 and no data; the others are compressed with *codec* ('zlib', 'lzo',\n"
 "'snappy', 'zstd'), each on its own, raw when that is not smaller.\n"
 "*offsets* and *sizes* are buffers of native int64.  *data* holds the stored pages back\n"
-"to back, *sizes* (native int64 per page) their lengths.  *pagebuf* and *outbuf* are\n"
-"bytearrays the pages are read and stored into, grown as needed: give each thread its own\n"
-"and keep them.  When the file ends early or a read fails, nothing is stored: *stop* is\n"
+"to back, *sizes* (native int64 per page) their lengths.  *pagebuf* (a chunk of at most\n"
+"64 pages at a time) and *outbuf* (the whole batch's stored form) are bytearrays the\n"
+"pages are read and stored into, grown as needed: give each thread its own and keep them.  When the file ends early or a read fails, nothing is stored: *stop* is\n"
 "the index of the run the read stopped in (-1 when all were read) and *errno* its error\n"
 "(0 at the end of the file).");
 
@@ -381,10 +455,10 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 {
 	const char *name;
 	Py_buffer offs, lens, work, pagework;
-	Py_ssize_t page_size, n, npages, i, stop = -1, used = 0;
+	Py_ssize_t page_size, npages, stop = -1, used = 0;
 	PyObject *pagebuf, *outbuf, *sizes = NULL, *ret = NULL;
-	const int64_t *off, *len;
-	int64_t total;
+	struct runs r;
+	int64_t chunk;
 	int fd, find_zero, err = 0;
 	struct coder c;
 	enum codec codec;
@@ -398,23 +472,17 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 		PyErr_Format(PyExc_ValueError, "unknown codec %s", name);
 		goto release;
 	}
-	n = offs.len / (Py_ssize_t)sizeof(int64_t);
-	if (page_size <= 0 || page_size % 8 || offs.len % (Py_ssize_t)sizeof(int64_t) ||
-	    lens.len != offs.len) {
-		PyErr_SetString(PyExc_ValueError, "page size, offsets or sizes not usable");
+	if (parse_runs(&offs, &lens, page_size, &r))
 		goto release;
-	}
-	off = offs.buf;
-	len = lens.buf;
-	/* checked on the arrays that are read, before anything is read */
-	if (check_runs(off, len, n, page_size, &total))
-		goto release;
-	npages = (Py_ssize_t)(total / page_size);
+	npages = (Py_ssize_t)(r.total / page_size);
 	if (coder_init(&c, codec, (size_t)page_size)) {
 		PyErr_NoMemory();
 		goto release;
 	}
-	if (reserve(pagebuf, (Py_ssize_t)total) ||
+	chunk = READ_CHUNK_PAGES * (int64_t)page_size;
+	if (r.total < chunk)
+		chunk = r.total;
+	if (reserve(pagebuf, (Py_ssize_t)chunk) ||
 	    reserve(outbuf, npages ? (npages - 1) * page_size + (Py_ssize_t)c.bound : 0))
 		goto free_coder;
 	/* the exports keep both from being resized while the GIL is released */
@@ -425,12 +493,8 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	sizes = PyBytes_FromStringAndSize(NULL, npages * (Py_ssize_t)sizeof(int64_t));
 	if (sizes) {
 		Py_BEGIN_ALLOW_THREADS
-		i = read_runs(fd, off, len, n, pagework.buf, &err);
-		if (i == n)
-			used = store_pages(&c, pagework.buf, NULL, npages, find_zero,
-					   work.buf, (int64_t *)PyBytes_AS_STRING(sizes));
-		else
-			stop = i;
+		used = read_and_store(&c, fd, &r, find_zero, pagework.buf, chunk,
+				      work.buf, (int64_t *)PyBytes_AS_STRING(sizes), &stop, &err);
 		Py_END_ALLOW_THREADS
 		if (used < 0)
 			PyErr_Format(PyExc_RuntimeError, "%s compression failed", name);

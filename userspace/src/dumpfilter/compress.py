@@ -93,8 +93,9 @@ class Encoder:
     ``threads`` = 0 encodes in the calling thread; N >= 1 runs N workers while the calling
     thread reads and writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).
     LOOK_AHEAD batches per worker are in flight: a compressed result keeps only its compressed
-    pages, and a batch that reads itself holds no pages until a thread takes it, so memory
-    stays at about two batches (2 MiB each at most) per worker.
+    pages, and a batch that reads itself holds no pages until a thread takes it, which then
+    reads it 64 pages at a time (_pagecodec.c), so memory stays at about two batches (2 MiB
+    each at most) per worker.
     """
 
     def __init__(self, codec: str | None, page_size: int, threads: int = 0):

@@ -39,7 +39,7 @@ from .kdumpformat import (
 from .output import OutputFull, Progress
 from .pagebatch import compression_threads
 from .pageclass import PageClass
-from .runread import RunReader
+from .runread import RunPlan, RunReader
 
 # Page data held before one pwritev: small enough that gathered copies add little to the peak
 # RSS, large enough that syscalls stay few.
@@ -172,7 +172,7 @@ def dumpable_windows(
     A kdump input's own 2nd bitmap is honoured: a page it left out cannot be dumped again.
     ``part``: only PFNs in ``[start, end)`` are dumpable (a ``--split`` file).
     """
-    keep = DumpLevel(dump_level).keep_table()
+    level = DumpLevel(dump_level)
     # RAM PFNs without file data, which the scan reports as HOLE: makedumpfile keeps
     # them in the 1st bitmap and clears them only from the 2nd (``exclude_nodata_pages``).
     nodata = np.asarray(classification.nodata, dtype=np.int64)
@@ -180,7 +180,7 @@ def dumpable_windows(
     # the report's count) does not scan mem_map again.
     for start, classes in classification.windows():
         ram = classes != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
-        dumpable = keep[classes]
+        dumpable = level.kept(classes)
         # Only what the source can read is dumpable, whatever a classification says.
         readable = np.zeros(len(classes), dtype=bool)
         for r0, r1 in src.ram_ranges:
@@ -289,15 +289,14 @@ def _run_batches(src, windows, find_zero: bool, runs: RunReader) -> Iterator[Bat
             continue
         kept = np.concatenate((carry, kept + start))
         full = len(kept) - len(kept) % SPAN
-        for i in range(0, full, SPAN):
-            yield _run_batch(src, runs, kept[i : i + SPAN].copy(), find_zero)
+        for i, plan in enumerate(runs.plans(kept[:full], SPAN)):
+            yield _run_batch(src, kept[i * SPAN : (i + 1) * SPAN].copy(), find_zero, plan)
         carry = kept[full:]
     if len(carry):
-        yield _run_batch(src, runs, carry, find_zero)
+        yield _run_batch(src, carry, find_zero, runs.plan(carry))
 
 
-def _run_batch(src, runs: RunReader, pfns: np.ndarray, find_zero: bool) -> Batch:
-    plan = runs.plan(pfns)
+def _run_batch(src, pfns: np.ndarray, find_zero: bool, plan: RunPlan | None) -> Batch:
     if plan is not None:
         return Batch(pfns=pfns, pages=None, find_zero=find_zero, runs=plan)
     # A run outside the file's data (or the file shrank): the source reads it, and says what

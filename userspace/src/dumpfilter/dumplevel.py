@@ -3,9 +3,9 @@
 makedumpfile's bit mask: 1 zero pages, 2 page cache without private data, 4 all page cache,
 8 user process data, 16 free pages.  Hardware-poisoned and offline pages are left out at every
 level; holes are not RAM.  Every question about a level is answered here: which classes are
-kept (``keep_table``, the writers and ``--split``), whether the writers test pages for zeros,
-which classes the scans may exclude (``excludes``, the rule table of ``classify.rules``) and
-what the kernel interface is asked (``kernel_request``).
+kept (``keep_table``, ``kept``: the writers and ``--split``), whether the writers test pages
+for zeros, which classes the scans may exclude (``excludes``, the rule table of
+``classify.rules``) and what the kernel interface is asked (``kernel_request``).
 """
 
 from __future__ import annotations
@@ -56,6 +56,18 @@ class DumpLevel(int):
         t[PageClass.USER] = not self.excludes(self.USER)
         t[PageClass.FREE] = not self.excludes(self.FREE)
         return t
+
+    def kept(self, classes: np.ndarray) -> np.ndarray:
+        """``keep_table()[classes]`` for an array of PageClass values, as a bool array.
+
+        Computed as bit ``c`` of a mask of the kept classes, shifted right by ``c``: the
+        writers ask this of every PFN twice (bitmaps, then data), and numpy's fancy indexing
+        into a 256-entry table costs about five times more a page than the shift.  PageClass
+        values are below 16 (pageclass.py), so a uint16 mask holds them all.
+        """
+        table = self.keep_table()
+        mask = np.uint16(sum(1 << int(c) for c in PageClass if table[c]))
+        return ((mask >> classes) & 1).astype(bool)
 
     def kernel_request(self) -> int:
         """The class mask the kernel interface (``/proc/vmcore_pfn_lists``) is asked for:

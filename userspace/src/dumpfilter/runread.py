@@ -119,26 +119,41 @@ class RunReader:
         self.close()
 
     def plan(self, pfns: np.ndarray) -> RunPlan | None:
-        """The reads of pages *pfns* (increasing int64), one per run of consecutive PFNs
-        inside one PT_LOAD; None when a run lies in no single PT_LOAD's file data or beyond
-        the end of the file."""
-        if self.fd < 0 or not len(pfns):
-            return None
+        """The reads of pages *pfns* (increasing int64) as one batch (``plans``)."""
+        return self.plans(pfns, max(len(pfns), 1))[0] if len(pfns) else None
+
+    def plans(self, pfns: np.ndarray, span: int) -> list[RunPlan | None]:
+        """The reads of pages *pfns* (increasing int64) cut into batches of *span* PFNs (the
+        last one may be shorter): per batch, one read per run of consecutive PFNs inside one
+        PT_LOAD, or None when one of its runs lies in no single PT_LOAD's file data or
+        beyond the end of the file.
+
+        All batches are planned in one set of numpy steps: planned one by one, a batch's
+        dozen small steps cost the writing thread more than the batch's own bookkeeping.
+        """
+        n = len(pfns)
+        nbatch = -(-n // span)
+        if self.fd < 0 or not n:
+            return [None] * nbatch
         ps = self.page_size
-        # Each PFN's segment; runs end where PFNs skip and where the segment changes (a run
-        # crossing into the next load is read as two, each from its own load).
+        # Each PFN's segment; runs end where PFNs skip, where the segment changes (a run
+        # crossing into the next load is read as two, each from its own load) and where a
+        # batch ends.
         seg = np.searchsorted(self.seg_start, pfns, side="right") - 1
-        cut = (np.diff(pfns) != 1) | (np.diff(seg) != 0)
-        starts = np.concatenate(([0], np.flatnonzero(cut) + 1))
-        ends = np.append(starts[1:], len(pfns))
+        cut = np.ones(n, dtype=bool)
+        cut[1:] = (np.diff(pfns) != 1) | (np.diff(seg) != 0)
+        cut[::span] = True
+        starts = np.flatnonzero(cut)
+        count = np.diff(starts, append=n)
         first, seg = pfns[starts], seg[starts]
-        count = ends - starts
-        # a run outside every segment: before the first, or past its segment's end
-        if seg[0] < 0 or (first + count > self.seg_end[seg]).any():
-            return None
-        delta = self.seg_delta[seg]
-        offsets = first * ps + delta
+        offsets = first * ps + self.seg_delta[seg]
         sizes = count * ps
-        if int((offsets + sizes).max()) > self.size:
-            return None
-        return RunPlan(self, offsets, sizes)
+        # a run outside every segment (before the first, or past its segment's end), or
+        # beyond the end of the file
+        bad = (seg < 0) | (first + count > self.seg_end[seg]) | (offsets + sizes > self.size)
+        nbad = np.concatenate(([0], np.cumsum(bad))).tolist()
+        bounds = np.searchsorted(starts, np.arange(nbatch + 1) * span).tolist()
+        return [
+            None if nbad[hi] > nbad[lo] else RunPlan(self, offsets[lo:hi], sizes[lo:hi])
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
