@@ -85,6 +85,8 @@ class Encoded:
     flags: np.ndarray  # uint32 descriptor flag per page (0 = raw or zero)
     chunks: list  # buffers to write, in order, for the non-zero pages
     stored: int  # bytes in chunks: sizes.sum()
+    held: int  # bytes the result keeps alive until written: raw chunks are views of the
+    # batch's whole array, so a batch of mostly zero pages holds far more than it stores
 
 
 class Encoder:
@@ -139,14 +141,17 @@ class Encoder:
         if self.codec is None:
             # Raw pages: hand back views of contiguous runs, so one write covers many pages.
             keep = rows[~zero]
+            if not len(keep):
+                # nothing to write: keep no pages while the result waits for its flush
+                done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
+                return Encoded(done, zero, sizes, flags, [], 0, 0)
             chunks: list = []
-            if len(keep):
-                breaks = np.flatnonzero(np.diff(keep) != 1) + 1
-                starts = np.concatenate(([0], breaks))
-                ends = np.concatenate((breaks, [len(keep)]))
-                for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
-                    chunks.append(batch.pages[s:e])
-            return Encoded(batch, zero, sizes, flags, chunks, int(sizes.sum()))
+            breaks = np.flatnonzero(np.diff(keep) != 1) + 1
+            starts = np.concatenate(([0], breaks))
+            ends = np.concatenate((breaks, [len(keep)]))
+            for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
+                chunks.append(batch.pages[s:e])
+            return Encoded(batch, zero, sizes, flags, chunks, int(sizes.sum()), batch.pages.nbytes)
         todo = ~zero
         data, stored = compress_pages(self.codec, batch.pages, rows[todo], self._buffers()[1])
         sizes[todo] = stored
@@ -156,7 +161,7 @@ class Encoder:
         # waits in the look-ahead and its chunks in the writer's buffer, many batches in all.
         chunks = [data] if data else []
         done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, chunks, len(data))
+        return Encoded(done, zero, sizes, flags, chunks, len(data), len(data))
 
     def _encode_runs(self, batch: Batch, runs: RunPlan, codec: str) -> Encoded:
         """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
@@ -165,7 +170,7 @@ class Encoder:
         zero = sizes == 0  # a stored page is never empty: 0 is only a zero page's size
         flags = np.where(zero | (sizes == ps), 0, self.flag).astype(np.uint32)
         done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
+        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data), len(data))
 
     def _buffers(self) -> tuple[bytearray, bytearray]:
         """This thread's read and output buffers, kept from batch to batch (new ones each

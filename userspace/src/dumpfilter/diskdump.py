@@ -428,13 +428,14 @@ def write_kdump(
     data_buf_len = 0
     pending: list[Encoded] = []  # results whose pages are in data_buf, in order
     pending_n = 0
+    held = 0  # bytes the pending results keep alive (Encoded.held)
     zero_count = 0
 
     def flush() -> None:
         """Write the pending pages and their descriptors, the descriptors computed for all
         pending results at once (a few numpy steps per flush, not per batch)."""
         nonlocal data_buf, data_buf_len, data_buf_start, pending, pending_n, desc_index
-        nonlocal zero_count
+        nonlocal zero_count, held
         if not pending:
             return
         sizes = np.concatenate([r.sizes for r in pending])
@@ -455,7 +456,7 @@ def write_kdump(
         sink.write_at(geo.desc_off + PAGE_DESC.itemsize * desc_index, [desc])
         data_buf_start += data_buf_len
         desc_index += len(desc)
-        data_buf, data_buf_len, pending, pending_n = [], 0, [], 0
+        data_buf, data_buf_len, pending, pending_n, held = [], 0, [], 0, 0
 
     def _write_what_fits(limit: int, descs: np.ndarray) -> None:
         """``-L``: keep every page that fits below the limit, with its descriptor, as
@@ -489,7 +490,8 @@ def write_kdump(
             pending_n += len(res.sizes)
             data_buf.extend(res.chunks)
             data_buf_len += res.stored
-            if data_buf_len >= FLUSH_BYTES or len(data_buf) >= 1024 or pending_n >= 65536:
+            held += res.held
+            if held >= FLUSH_BYTES or len(data_buf) >= 1024 or pending_n >= 65536:
                 flush()
                 progress.update(desc_index)
         flush()
