@@ -205,7 +205,15 @@ def _sizes(report: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["-d", "31", "-c"], ["-d", "1", "-z"], ["-E", "-d", "31"], ["-F", "-d", "31", "-l"]]
+    "args",
+    [
+        ["-d", "31", "-c"],
+        ["-d", "1", "-z"],
+        ["-E", "-d", "31"],
+        ["-F", "-d", "31", "-l"],
+        ["-d", "31"],  # uncompressed: the dry run only zero-tests, stores nothing
+        ["-F", "-d", "1"],
+    ],
 )
 def test_dry_run_reports_the_sizes_the_real_run_writes(synth_factory, tmp_path, args):
     from conftest import run_dumpfilter

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -470,6 +472,96 @@ def test_a_parallel_scan_stopped_early_leaves_no_worker(synth61):
         it.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+def _logging_window(monkeypatch, log, slow_w0=None):
+    """Make every worker note (pid, w0) of each window it classifies in ``log``."""
+    real_window = scan.UserspaceClassification._window
+
+    def window(self, w0, w1, carry):
+        if w0 == slow_w0:
+            time.sleep(0.5)
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {w0}\n")
+        return real_window(self, w0, w1, carry)
+
+    monkeypatch.setattr(scan.UserspaceClassification, "_window", window)
+
+
+def _logged(log):
+    return [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
+
+
+def test_a_slow_window_does_not_hold_up_the_other_worker(synth61, monkeypatch, tmp_path):
+    """Workers take windows as they become free: while one is busy with window 0, the
+    other classifies every window handed out after it."""
+    log = tmp_path / "log"
+    _logging_window(monkeypatch, log, slow_w0=0)
+    one = parallel_classes(synth61.path, 31, 1024, 1)
+    log.unlink()
+    assert np.array_equal(parallel_classes(synth61.path, 31, 1024, 2), one)
+    by_pid: dict[int, list[int]] = {}
+    for pid, w0 in _logged(log):
+        by_pid.setdefault(pid, []).append(w0)
+    slow = next(pid for pid, w in by_pid.items() if 0 in w)
+    (other,) = set(by_pid) - {slow}
+    ahead = 1 + scan.AHEAD_WINDOWS  # the other worker's own plus those waiting
+    assert by_pid[other][: ahead + 1] == [1024 * k for k in range(1, ahead + 2)]
+
+
+def test_workers_run_at_most_a_few_windows_ahead_of_the_reader(synth61, monkeypatch, tmp_path):
+    log = tmp_path / "log"
+    _logging_window(monkeypatch, log)
+    with source.open_source(synth61.path) as src:
+        c = scan.UserspaceClassification(src, 31, window=512, workers=2)
+        n = 0
+        for i, _ in enumerate(c.windows()):
+            time.sleep(0.02)  # a slow reader: the workers could run far ahead
+            classified = [w for _, w in _logged(log)]
+            assert max(classified) // 512 <= i + 2 + scan.AHEAD_WINDOWS
+            n += 1
+    assert n > 4 + scan.AHEAD_WINDOWS
+
+
+def test_results_pipe_is_enlarged_where_allowed_and_works_where_not(monkeypatch):
+    r, w = scan._result_pipe(1 << 20)
+    try:
+        limit = int(open("/proc/sys/fs/pipe-max-size").read())
+        assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) >= min(1 << 20, limit)
+    finally:
+        os.close(r)
+        os.close(w)
+
+    def refuse(fd, cmd, arg=0):
+        raise PermissionError("pipe quota")
+
+    monkeypatch.setattr(scan.fcntl, "fcntl", refuse)
+    r, w = scan._result_pipe(1 << 20)
+    os.write(w, b"still a pipe")
+    assert os.read(r, 100) == b"still a pipe"
+    os.close(r)
+    os.close(w)
+
+
+def test_an_error_result_and_the_next_window_on_one_pipe_are_read_apart():
+    """A worker that fails on a window (which the parent may classify again with the carry)
+    goes on with its next one: both arrive on the same pipe, each read whole."""
+    r, w = os.pipe()
+    msg = b"struct pages unreadable"
+    classes = np.arange(100, dtype=np.uint8)
+    os.write(w, scan._RESULT.pack(3, 1, 0, 0, len(msg)) + msg)
+    os.write(w, scan._RESULT.pack(4, 0, 450, 7, classes.size) + classes.tobytes())
+    results, done = {r: 1}, {}
+    while len(done) < 2:
+        scan._collect(results, done, 100, 1000, finished=False)
+    assert done[3][2] == "struct pages unreadable"
+    end, cls, err, out = done[4]
+    assert (end, cls, err) == (450, 7, None)
+    assert np.array_equal(out, classes)
+    os.close(w)
+    with pytest.raises(scan.DumpError, match="a scan worker died"):
+        scan._collect(results, done, 100, 1000, finished=False)
+    assert not results
 
 
 def test_num_threads_sets_the_scan_workers_and_zero_picks_the_default():

@@ -16,7 +16,10 @@
  * writing thread and the other encoder threads wanting it too, every one was a handoff, and
  * the threads spent a third of a 64 GiB run waiting for one another.  It reads and stores
  * 64 pages at a time, so a thread holds a batch's stored form but not all its pages.
- * read_pages() reads a batch the same way for the writers that store pages raw.
+ * Uncompressed kdump output goes the same way with the codec 'raw': its pages are packed
+ * without the zero pages, in a thread, where views of the read batch cost the writing
+ * thread a slice per run of kept pages.  read_pages() reads a batch the same way for the
+ * ELF writer's zero test, which stores nothing.
  *
  * Per page it produces exactly what the page would get alone, as makedumpfile and crash
  * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
@@ -37,7 +40,11 @@
 #include <zlib.h>
 #include <zstd.h>
 
-enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD };
+/*
+ * CODEC_RAW stores every page as it is: the uncompressed kdump writer's pages, read,
+ * zero-tested and packed back to back in the same call as the compressed ones.
+ */
+enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD, CODEC_RAW };
 
 /*
  * Pages encode_runs() reads before it stores them: 256 KiB of 4 KiB pages per thread, not a
@@ -80,6 +87,9 @@ static int coder_init(struct coder *c, enum codec codec, size_t page_size)
 		c->zc = ZSTD_createCCtx();
 		c->bound = ZSTD_compressBound(page_size);
 		return c->zc ? 0 : -1;
+	case CODEC_RAW:
+		c->bound = page_size;
+		return 0;
 	}
 	return -1;
 }
@@ -92,7 +102,10 @@ static void coder_free(struct coder *c)
 	ZSTD_freeCCtx(c->zc);
 }
 
-/* Compress one page into dst (capacity c->bound): the compressed size, or 0 on failure. */
+/*
+ * Compress one page into dst (capacity c->bound): the compressed size, or 0 on failure.
+ * CODEC_RAW writes nothing and says the page did not shrink, so it is copied as it is.
+ */
 static size_t coder_page(struct coder *c, const unsigned char *src, unsigned char *dst)
 {
 	size_t n;
@@ -124,6 +137,8 @@ static size_t coder_page(struct coder *c, const unsigned char *src, unsigned cha
 	case CODEC_ZSTD:
 		n = ZSTD_compressCCtx(c->zc, dst, c->bound, src, c->page_size, 1);
 		return ZSTD_isError(n) ? 0 : n;
+	case CODEC_RAW:
+		return c->page_size;
 	}
 	return 0;
 }
@@ -136,6 +151,7 @@ static int codec_of(const char *name, enum codec *codec)
 	} names[] = {
 		{ "zlib", CODEC_ZLIB }, { "lzo", CODEC_LZO },
 		{ "snappy", CODEC_SNAPPY }, { "zstd", CODEC_ZSTD },
+		{ "raw", CODEC_RAW },
 	};
 	size_t i;
 
@@ -209,7 +225,8 @@ static int reserve(PyObject *buf, Py_ssize_t need)
 PyDoc_STRVAR(compress_pages_doc,
 "compress_pages(codec, pages, rows, page_size, scratch) -> (data, sizes)\n\n"
 "Compress page rows[i] of the C-contiguous buffer *pages* (whole pages of page_size\n"
-"bytes) with *codec* ('zlib', 'lzo', 'snappy' or 'zstd'), each page on its own.\n"
+"bytes) with *codec* ('zlib', 'lzo', 'snappy' or 'zstd'), each page on its own, or\n"
+"copy them as they are ('raw').\n"
 "*rows* is a buffer of native int64.  *data* holds the stored pages back to back,\n"
 "*sizes* (native int64 per row) their lengths; a length equal to page_size means the\n"
 "page is stored raw because compressing did not make it smaller.  *scratch* is a\n"
@@ -401,6 +418,40 @@ static Py_ssize_t read_and_store(struct coder *c, int fd, const struct runs *r, 
 	return used;
 }
 
+/*
+ * CODEC_RAW: read the runs straight into out and close up the gaps of the zero pages there,
+ * so each page is copied once, by the read, unless a zero page came before it.  Returns
+ * and reports as read_and_store().
+ */
+static Py_ssize_t read_raw(int fd, const struct runs *r, int find_zero, int64_t ps,
+			   unsigned char *out, int64_t *sizes, Py_ssize_t *stop, int *err)
+{
+	Py_ssize_t i, page = 0;
+	int64_t used = 0, k;
+	unsigned char *at;
+
+	*stop = -1;
+	*err = 0;
+	for (i = 0; i < r->n; i++) {
+		at = out + used;	/* room: used never passes the pages read before */
+		if (read_exact(fd, at, r->len[i], r->off[i], err)) {
+			*stop = i;
+			return 0;
+		}
+		for (k = 0; k < r->len[i] / ps; k++, page++) {
+			if (find_zero && page_is_zero(at + k * ps, (size_t)ps)) {
+				sizes[page] = 0;
+				continue;
+			}
+			if (out + used != at + k * ps)
+				memmove(out + used, at + k * ps, (size_t)ps);
+			sizes[page] = ps;
+			used += ps;
+		}
+	}
+	return (Py_ssize_t)used;
+}
+
 PyDoc_STRVAR(read_pages_doc,
 "read_pages(fd, offsets, sizes, page_size, out) -> (stop, errno)\n\n"
 "Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
@@ -443,7 +494,8 @@ PyDoc_STRVAR(encode_runs_doc,
 "Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
 "pages, back to back: the batch), then store each page: with find_zero, a page of zero\n"
 "bytes gets size 0 and no data; the others are compressed with *codec* ('zlib', 'lzo',\n"
-"'snappy', 'zstd'), each on its own, raw when that is not smaller.\n"
+"'snappy', 'zstd'), each on its own, raw when that is not smaller, or stored raw\n"
+"('raw').\n"
 "*offsets* and *sizes* are buffers of native int64.  *data* holds the stored pages back\n"
 "to back, *sizes* (native int64 per page) their lengths.  *pagebuf* (a chunk of at most\n"
 "64 pages at a time) and *outbuf* (the whole batch's stored form) are bytearrays the\n"
@@ -493,8 +545,13 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	sizes = PyBytes_FromStringAndSize(NULL, npages * (Py_ssize_t)sizeof(int64_t));
 	if (sizes) {
 		Py_BEGIN_ALLOW_THREADS
-		used = read_and_store(&c, fd, &r, find_zero, pagework.buf, chunk,
-				      work.buf, (int64_t *)PyBytes_AS_STRING(sizes), &stop, &err);
+		if (codec == CODEC_RAW)
+			used = read_raw(fd, &r, find_zero, page_size, work.buf,
+					(int64_t *)PyBytes_AS_STRING(sizes), &stop, &err);
+		else
+			used = read_and_store(&c, fd, &r, find_zero, pagework.buf, chunk,
+					      work.buf, (int64_t *)PyBytes_AS_STRING(sizes),
+					      &stop, &err);
 		Py_END_ALLOW_THREADS
 		if (used < 0)
 			PyErr_Format(PyExc_RuntimeError, "%s compression failed", name);

@@ -83,10 +83,9 @@ class Encoded:
     zero: np.ndarray  # bool per page: all-zero (only when find_zero)
     sizes: np.ndarray  # int64 stored bytes per page (0 for zero pages)
     flags: np.ndarray  # uint32 descriptor flag per page (0 = raw or zero)
-    chunks: list  # buffers to write, in order, for the non-zero pages
-    stored: int  # bytes in chunks: sizes.sum()
-    held: int  # bytes the result keeps alive until written: raw chunks are views of the
-    # batch's whole array, so a batch of mostly zero pages holds far more than it stores
+    chunks: list  # buffers to write, in order, for the non-zero pages: new, not views of
+    # the batch, so a result holds only what it stores; none when only zero-testing
+    stored: int  # bytes the pages take in the output: sizes.sum(), what chunks hold
 
 
 class Encoder:
@@ -94,14 +93,19 @@ class Encoder:
 
     ``threads`` = 0 encodes in the calling thread; N >= 1 runs N workers while the calling
     thread reads and writes, as makedumpfile's ``--num-threads N`` (N producers, one writer).
-    LOOK_AHEAD batches per worker are in flight: a compressed result keeps only its compressed
-    pages, and a batch that reads itself holds no pages until a thread takes it, which then
-    reads it 64 pages at a time (_pagecodec.c), so memory stays at about two batches (2 MiB
-    each at most) per worker.
+    LOOK_AHEAD batches per worker are in flight: a result keeps only its stored pages, and
+    a batch that reads itself holds no pages until a thread takes it, which then reads it
+    64 pages at a time (compressed) or straight into its stored form (raw, _pagecodec.c),
+    so memory stays at about two batches (2 MiB each at most) per worker.
     """
 
-    def __init__(self, codec: str | None, page_size: int, threads: int = 0):
+    def __init__(
+        self, codec: str | None, page_size: int, threads: int = 0, *, zero_test_only: bool = False
+    ):
         self.codec = codec
+        # results say which pages are zero and how many bytes the others take, and store
+        # nothing: the ELF writer's zero pass, an uncompressed --dry-run
+        self.zero_test_only = zero_test_only
         self.page_size = page_size
         self.flag = CODEC_FLAGS[codec] if codec else 0
         self.threads = max(threads, 0)
@@ -120,11 +124,11 @@ class Encoder:
         self.close()
 
     def encode(self, batch: Batch) -> Encoded:
-        """Zero test, then compress each non-zero page; raw when compression does not shrink."""
+        """Zero test, then store each non-zero page: compressed (raw when compression does
+        not shrink it), raw without a codec, or not at all when only zero-testing."""
+        if batch.runs is not None and not self.zero_test_only:
+            return self._encode_runs(batch, batch.runs, self.codec or "raw")
         if batch.runs is not None:
-            if self.codec is not None:
-                return self._encode_runs(batch, batch.runs, self.codec)
-            # raw pages are written from the batch's own array, as views of its runs
             batch.pages, batch.runs = batch.runs.read(), None
         if batch.pages is None:
             raise TypeError("a batch needs its pages or the runs to read them from")
@@ -138,30 +142,18 @@ class Encoder:
             zero = np.zeros(n, dtype=bool)
         sizes = np.where(zero, 0, ps).astype(np.int64)
         flags = np.zeros(n, dtype=np.uint32)
-        if self.codec is None:
-            # Raw pages: hand back views of contiguous runs, so one write covers many pages.
-            keep = rows[~zero]
-            if not len(keep):
-                # nothing to write: keep no pages while the result waits for its flush
-                done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-                return Encoded(done, zero, sizes, flags, [], 0, 0)
-            chunks: list = []
-            breaks = np.flatnonzero(np.diff(keep) != 1) + 1
-            starts = np.concatenate(([0], breaks))
-            ends = np.concatenate((breaks, [len(keep)]))
-            for s, e in zip(keep[starts].tolist(), (keep[ends - 1] + 1).tolist(), strict=True):
-                chunks.append(batch.pages[s:e])
-            return Encoded(batch, zero, sizes, flags, chunks, int(sizes.sum()), batch.pages.nbytes)
+        done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
+        if self.zero_test_only:
+            return Encoded(done, zero, sizes, flags, [], int(sizes.sum()))
         todo = ~zero
-        data, stored = compress_pages(self.codec, batch.pages, rows[todo], self._buffers()[1])
+        codec = self.codec or "raw"
+        data, stored = compress_pages(codec, batch.pages, rows[todo], self._buffers()[1])
         sizes[todo] = stored
         flags[todo] = np.where(stored < ps, self.flag, 0)
         # One new buffer of the stored pages (raw ones copied): no view of the batch, which
         # would keep its pages (up to 2 MiB, usually a gathered copy) alive while the result
         # waits in the look-ahead and its chunks in the writer's buffer, many batches in all.
-        chunks = [data] if data else []
-        done = Batch(batch.pfns, batch.pages[:0].copy(), batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, chunks, len(data), len(data))
+        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
 
     def _encode_runs(self, batch: Batch, runs: RunPlan, codec: str) -> Encoded:
         """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
@@ -170,7 +162,7 @@ class Encoder:
         zero = sizes == 0  # a stored page is never empty: 0 is only a zero page's size
         flags = np.where(zero | (sizes == ps), 0, self.flag).astype(np.uint32)
         done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data), len(data))
+        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
 
     def _buffers(self) -> tuple[bytearray, bytearray]:
         """This thread's read and output buffers, kept from batch to batch (new ones each

@@ -121,6 +121,8 @@ class Sink(Protocol):
     (``output.FlatSink``) or, for ``--dry-run``, a counter."""
 
     seekable: bool  # a file: regions may be written again (the header at the end)
+    # False for --dry-run's counters: page data need not be stored, only its size known
+    keeps_data: bool
     limit: int | None  # -L
     name: str
 

@@ -428,14 +428,13 @@ def write_kdump(
     data_buf_len = 0
     pending: list[Encoded] = []  # results whose pages are in data_buf, in order
     pending_n = 0
-    held = 0  # bytes the pending results keep alive (Encoded.held)
     zero_count = 0
 
     def flush() -> None:
         """Write the pending pages and their descriptors, the descriptors computed for all
         pending results at once (a few numpy steps per flush, not per batch)."""
         nonlocal data_buf, data_buf_len, data_buf_start, pending, pending_n, desc_index
-        nonlocal zero_count, held
+        nonlocal zero_count
         if not pending:
             return
         sizes = np.concatenate([r.sizes for r in pending])
@@ -446,7 +445,7 @@ def write_kdump(
         desc["size"] = np.where(zero, ps, sizes)
         desc["flags"] = np.concatenate([r.flags for r in pending])
         zero_count += int(np.count_nonzero(zero))
-        if data_buf:
+        if data_buf_len:
             try:
                 sink.write_at(data_buf_start, data_buf, data_buf_len)
             except OutputFull:
@@ -456,7 +455,7 @@ def write_kdump(
         sink.write_at(geo.desc_off + PAGE_DESC.itemsize * desc_index, [desc])
         data_buf_start += data_buf_len
         desc_index += len(desc)
-        data_buf, data_buf_len, pending, pending_n, held = [], 0, [], 0, 0
+        data_buf, data_buf_len, pending, pending_n = [], 0, [], 0
 
     def _write_what_fits(limit: int, descs: np.ndarray) -> None:
         """``-L``: keep every page that fits below the limit, with its descriptor, as
@@ -482,16 +481,18 @@ def write_kdump(
             sink.write_at(desc_at, [descs[:n]])
 
     windows = dumpable_windows(src, classification, opts.dump_level, part)
-    threads = compression_threads(opts.num_threads, codec)
+    # Uncompressed pages going nowhere (--dry-run) need only their zero test, which the
+    # writing thread does as the pages are read: nothing to copy or to overlap with writes.
+    zero_only = codec is None and not sink.keeps_data
+    threads = opts.num_threads if zero_only else compression_threads(opts.num_threads, codec)
     # The encoder stops (its threads read through runs) before runs closes its descriptor.
-    with RunReader(src) as runs, Encoder(codec, ps, threads) as enc:
+    with RunReader(src) as runs, Encoder(codec, ps, threads, zero_test_only=zero_only) as enc:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):
             pending.append(res)
             pending_n += len(res.sizes)
             data_buf.extend(res.chunks)
             data_buf_len += res.stored
-            held += res.held
-            if held >= FLUSH_BYTES or len(data_buf) >= 1024 or pending_n >= 65536:
+            if data_buf_len >= FLUSH_BYTES or len(data_buf) >= 1024 or pending_n >= 65536:
                 flush()
                 progress.update(desc_index)
         flush()

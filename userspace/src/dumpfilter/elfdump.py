@@ -210,7 +210,7 @@ def write_elf(
     ps = src.page_size
     zeros: dict[int, tuple[str, np.ndarray]] = {}
     # The encoder stops (its threads read through runs) before runs closes its descriptor.
-    with RunReader(src) as runs, Encoder(None, ps, opts.num_threads) as enc:
+    with RunReader(src) as runs, Encoder(None, ps, opts.num_threads, zero_test_only=True) as enc:
         nseg = 0
         zero = 0
         data_pages = 0  # pages of segment data: what the progress counts

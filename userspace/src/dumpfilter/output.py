@@ -121,6 +121,7 @@ class FileSink:
     """Random-access output (a regular file).  ``limit``: ``-L`` size cap in bytes."""
 
     seekable = True
+    keeps_data = True
 
     def __init__(self, fd: int, name: str, limit: int | None = None):
         self.fd = fd
@@ -148,6 +149,7 @@ class FlatSink:
     """
 
     seekable = False
+    keeps_data = True
 
     def __init__(self, fd: int, name: str = "stdout", limit: int | None = None):
         self.fd = fd

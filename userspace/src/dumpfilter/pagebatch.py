@@ -38,15 +38,16 @@ def zero_pages(pages: np.ndarray) -> np.ndarray:
 def compress_pages(
     codec: str, pages: np.ndarray, rows: np.ndarray, scratch: bytearray | None = None
 ) -> tuple[bytes, np.ndarray]:
-    """``pages[i]`` for each i in *rows*, each compressed on its own with *codec*, in one C
-    call that releases the GIL for the whole batch (_pagecodec.c says why).
+    """``pages[i]`` for each i in *rows*, each compressed on its own with *codec* (or copied
+    as it is with "raw"), in one C call that releases the GIL for the whole batch
+    (_pagecodec.c says why).
 
     Returns the stored pages back to back and the int64 size of each; a size equal to the
     page size means the page is stored raw (compressing did not make it smaller).
     *scratch*: the thread's own work buffer, kept from batch to batch (a new one per call
     would leave the allocator a hole of a batch's size each time).
     """
-    if codec not in CODEC_FLAGS:
+    if codec != "raw" and codec not in CODEC_FLAGS:
         raise DumpError(f"unknown compression {codec!r}")
     buf = pages if pages.flags.c_contiguous else np.ascontiguousarray(pages)
     idx = np.ascontiguousarray(rows, dtype=np.int64)
@@ -56,16 +57,19 @@ def compress_pages(
 
 
 def compression_threads(num_threads: int, codec: str | None) -> int:
-    """Compression threads for ``--num-threads N``: N as asked; by default (0) one per CPU
-    this process may run on when there are two or more and the pages are compressed.
+    """Encoder threads for ``--num-threads N``: N as asked; by default (0), when this
+    process may run on two CPUs or more, one per CPU for compressed pages and one for
+    uncompressed ones.
 
     The codecs release the GIL while they compress, so with a free CPU compression overlaps
-    the reading and writing of the main thread; on one CPU (a capture kernel booted with
-    ``nr_cpus=1``) a thread would only add switches, and uncompressed pages need no thread.
+    the reading and writing of the main thread.  Uncompressed pages are only read and
+    zero-tested, which one thread does faster than the main thread writes them, but doing it
+    there overlaps the reads with the writes.  On one CPU (a capture kernel booted with
+    ``nr_cpus=1``) a thread would only add switches.
     """
     if num_threads > 0:
         return num_threads
-    if codec is None:
-        return 0
     cpus = len(os.sched_getaffinity(0))
-    return cpus if cpus >= 2 else 0
+    if cpus < 2:
+        return 0
+    return cpus if codec is not None else 1

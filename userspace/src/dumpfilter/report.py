@@ -167,6 +167,7 @@ class _CountingSink:
     """Keeps nothing, measures a file: where a real run's bytes would go (``--dry-run``)."""
 
     seekable: bool = True
+    keeps_data: bool = False
     limit: int | None = None
     name: str = "dry run"
 
@@ -190,6 +191,8 @@ def dry_run(src: Source, c: Classification, opts: WriteOptions, stats: Stats) ->
     from .output import FlatSink
 
     class _CountingFlatSink(FlatSink):
+        keeps_data = False
+
         def _emit(self, buffers, nbytes: int | None = None) -> None:
             self.emitted += byte_count(buffers) if nbytes is None else nbytes
 

@@ -14,12 +14,15 @@ decision (holes, the kernel image, pages without data), are the kernel scan's to
 from __future__ import annotations
 
 import bisect
+import fcntl
 import os
+import select
 import signal
 import struct
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -46,6 +49,8 @@ DEFAULT_WORKERS = 2  # scan processes without --num-threads (capped at the CPUs)
 # fewer windows than this per worker are scanned in the process itself: a fork costs
 # about as much as scanning one GiB
 MIN_WINDOWS_PER_WORKER = 2
+# windows handed to the workers beyond one each, so that none waits for the parent
+AHEAD_WINDOWS = 2
 
 
 class UserspaceClassification:
@@ -116,9 +121,8 @@ class UserspaceClassification:
             yield w0, self._window(w0, min(w0 + size, self.max_pfn), carry)
 
     def _compute_forked(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """The windows classified by ``workers`` forked processes, window i by worker
-        i mod workers, each window from an empty carry, read back in PFN order; bit for bit
-        the sequential answer.
+        """The windows classified by ``workers`` forked processes, each window from an empty
+        carry, handed out in PFN order; bit for bit the sequential answer.
 
         Windows depend on each other only through the carry: a range (buddy block, compound
         page) that runs on past a window's end.  A window is therefore classified
@@ -128,16 +132,22 @@ class UserspaceClassification:
         not threads: the scan is thousands of numpy calls per GiB on 8192-page steps, and
         the Python between them holds the GIL.
 
-        A worker writes a window's result to its pipe and blocks there until it is read,
-        so each holds at most one window beyond the pipe's buffer: its classes (1 byte per
-        page) and its own struct-page mapping.  Workers inherit the prepared scan (layout,
-        lookup tables) and share the parent's memory copy-on-write."""
+        Workers take window numbers from one shared pipe as each becomes free, so a worker
+        whose windows are cheap (holes, long free blocks) takes more of them instead of
+        waiting for the other; windows differ in cost by a factor of five.  Each worker sends
+        its results on its own pipe and the parent reads whichever arrives, keeping those it
+        cannot hand out yet.  At most ``workers + AHEAD_WINDOWS`` windows are handed to the
+        workers beyond the one the caller is at, which bounds what the parent keeps.
+        Workers inherit the prepared scan (layout, lookup tables) and share the parent's
+        memory copy-on-write."""
         n = self.workers
         starts = list(range(0, self.max_pfn, size))
-        workers: list[tuple[int, int]] = []  # (pid, read end of its pipe)
+        tasks_r, tasks_w = os.pipe()
+        results: dict[int, int] = {}  # read end of each live worker's pipe -> its pid
+        pids: list[int] = []
         try:
-            for k in range(n):
-                r, w = os.pipe()
+            for _ in range(n):
+                r, w = _result_pipe(2 * (_RESULT.size + size))
                 with warnings.catch_warnings():
                     # a writer's compression threads may run (dumps whose classes no cache
                     # holds are scanned again while writing): the worker only runs numpy on
@@ -146,49 +156,75 @@ class UserspaceClassification:
                     pid = os.fork()
                 if pid == 0:  # the worker: never returns
                     os.close(r)
-                    self._worker(w, starts[k::n], size)
+                    os.close(tasks_w)
+                    self._worker(tasks_r, w, starts, size)
                 os.close(w)
-                workers.append((pid, r))
+                pids.append(pid)
+                results[r] = pid
+            os.close(tasks_r)
+            tasks_r = -1
+            issued = 0
+            done: dict[int, tuple[int, int, str | None, np.ndarray | None]] = {}
             carry = Carry()
             for i, w0 in enumerate(starts):
+                want = min(len(starts), i + 1 + n + AHEAD_WINDOWS)
+                if issued < want:
+                    try:
+                        os.write(tasks_w, b"".join(_TASK.pack(k) for k in range(issued, want)))
+                    except BrokenPipeError:
+                        raise DumpError("a scan worker died") from None
+                    issued = want
+                    if issued == len(starts):
+                        os.close(tasks_w)  # the workers exit when the tasks run out
+                        tasks_w = -1
+                while i not in done:
+                    _collect(results, done, size, self.max_pfn, finished=tasks_w < 0)
+                end, cls, err, out = done.pop(i)
                 w1 = min(w0 + size, self.max_pfn)
-                out = np.empty(w1 - w0, np.uint8)
-                end, cls, err = _read_result(workers[i % n][1], out)
                 if carry.end_pfn > w0:  # a range runs into this window: again, with it
                     out = self._window(w0, w1, carry)
                 elif err is not None:
                     raise DumpError(err)
                 else:
                     carry.end_pfn, carry.cls = end, cls
+                assert out is not None
                 yield w0, out
         finally:
-            for pid, r in workers:
-                os.close(r)  # a worker still writing gets EPIPE and exits
+            for fd in (tasks_r, tasks_w, *results):
+                if fd >= 0:
+                    os.close(fd)  # a worker still writing gets EPIPE and exits
+            for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 os.waitpid(pid, 0)
 
-    def _worker(self, fd: int, starts: list[int], size: int) -> None:
-        """A forked worker: classify ``starts``' windows, write each result to ``fd``."""
+    def _worker(self, tasks: int, fd: int, starts: list[int], size: int) -> None:
+        """A forked worker: classify the windows whose numbers it reads from ``tasks``
+        until that pipe ends, writing each result to ``fd``."""
         code = 0
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-            for w0 in starts:
+            # every task is written as one _TASK-sized record and read as one (pipe writes
+            # of at most PIPE_BUF bytes are atomic), so workers never split a number
+            while len(task := os.read(tasks, _TASK.size)) == _TASK.size:
+                (k,) = _TASK.unpack(task)
+                w0 = starts[k]
                 c = Carry()
                 try:
                     out = self._window(w0, min(w0 + size, self.max_pfn), c)
                 except DumpError as e:
                     # the parent raises it only if the carry does not cover the window
-                    _write_all(fd, _RESULT.pack(1, 0, 0) + str(e).encode()[:_MAX_ERR])
+                    msg = str(e).encode()[:_MAX_ERR]
+                    _write_all(fd, _RESULT.pack(k, 1, 0, 0, len(msg)) + msg)
                     continue
-                _write_all(fd, _RESULT.pack(0, c.end_pfn, c.cls))
+                _write_all(fd, _RESULT.pack(k, 0, c.end_pfn, c.cls, out.size))
                 _write_all(fd, out)
         except BaseException as e:  # noqa: BLE001  (a worker must never return)
             try:
                 msg = f"scan worker failed: {type(e).__name__}: {e}".encode()[:_MAX_ERR]
-                _write_all(fd, _RESULT.pack(1, 0, 0) + msg)
+                _write_all(fd, _RESULT.pack(_NO_TASK, 1, 0, 0, len(msg)) + msg)
             except OSError:
                 pass
             code = 1
@@ -254,8 +290,31 @@ class UserspaceClassification:
         return self.layout.chunk_table()
 
 
-_RESULT = struct.Struct("<BqB")  # error?, carry end_pfn, carry class
-_MAX_ERR = 4000  # an error message fits in a pipe's atomic write
+_TASK = struct.Struct("<I")  # a window's number, parent -> workers
+# a worker's result: window number, error?, carry end_pfn, carry class, bytes that follow
+# (the window's classes, or the error's text)
+_RESULT = struct.Struct("<IBqBI")
+_NO_TASK = 0xFFFFFFFF  # a worker's failure outside any window
+_MAX_ERR = 4000
+
+
+def _result_pipe(capacity: int) -> tuple[int, int]:
+    """A pipe for a worker's results that holds ``capacity`` bytes if it may, so that a
+    worker can send a window while the parent is busy with the one before, not wait until
+    the parent reads (a default pipe holds 64 KiB, a 1 GiB window's classes 256 KiB).
+    F_SETPIPE_SZ (Linux 2.6.35, commit 35f3d14dbbc5) is capped for unprivileged processes
+    by /proc/sys/fs/pipe-max-size and their user's pipe quota; past those the pipe keeps
+    its size, which is slower, not wrong."""
+    r, w = os.pipe()
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = capacity
+    try:
+        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, min(capacity, limit))
+    except OSError:
+        pass
+    return r, w
 
 
 def _write_all(fd: int, data) -> None:
@@ -264,22 +323,58 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _read_result(fd: int, out: np.ndarray) -> tuple[int, int, str | None]:
-    """One window's result from a worker: (carry end, carry class, error or None); the
-    classes go to ``out``.  A worker that died says so."""
-    head = os.read(fd, _RESULT.size)
-    if len(head) < _RESULT.size:  # read from a pipe: a short header only if it died
-        return 0, 0, "a scan worker died"
-    err, end, cls = _RESULT.unpack(head)
-    if err:
-        return 0, 0, (os.read(fd, _MAX_ERR).decode(errors="replace") or "scan worker failed")
-    view = out.data.cast("B")
+def _read_exact(fd: int, view: memoryview) -> bool:
+    """Fill ``view`` from the pipe ``fd``; False if the writer went away first."""
     while len(view):
         got = os.readv(fd, [view])
         if not got:
-            return 0, 0, "a scan worker died"
+            return False
         view = view[got:]
-    return end, cls, None
+    return True
+
+
+def _collect(
+    results: dict[int, int],
+    done: dict[int, tuple[int, int, str | None, np.ndarray | None]],
+    size: int,
+    max_pfn: int,
+    *,
+    finished: bool,
+) -> None:
+    """Wait until a worker has sent something and read one result from each that has:
+    ``done[window number] = (carry end, carry class, error or None, classes)``.
+
+    A worker whose pipe ends has exited: normally only once every task is handed out
+    (``finished``).  One that exits before, or the last one while a window is missing,
+    died; a failure a worker reports outside any window is the scan's error."""
+    if not results:
+        raise DumpError("a scan worker died")
+    poll = select.poll()
+    for fd in results:
+        poll.register(fd, select.POLLIN)
+    for fd, _ in poll.poll():
+        head = bytearray(_RESULT.size)
+        if not _read_exact(fd, memoryview(head)):
+            del results[fd]
+            os.close(fd)
+            if not finished or not results:
+                raise DumpError("a scan worker died")
+            continue
+        k, err, end, cls, length = _RESULT.unpack(head)
+        if err:
+            text = bytearray(length)
+            if length > _MAX_ERR or not _read_exact(fd, memoryview(text)):
+                raise DumpError("a scan worker died")
+            msg = text.decode(errors="replace") or "scan worker failed"
+            if k == _NO_TASK:
+                raise DumpError(msg)
+            done[k] = (0, 0, msg, None)
+            continue
+        w0 = k * size
+        out = np.empty(min(size, max_pfn - w0), np.uint8)
+        if length != out.size or not _read_exact(fd, out.data.cast("B")):
+            raise DumpError("a scan worker died")
+        done[k] = (end, cls, None, out)
 
 
 class _Kept:
