@@ -6,6 +6,7 @@ import fcntl
 import os
 import struct
 import subprocess
+import termios
 import time
 
 import numpy as np
@@ -543,25 +544,31 @@ def test_results_pipe_is_enlarged_where_allowed_and_works_where_not(monkeypatch)
     os.close(w)
 
 
-def test_an_error_result_and_the_next_window_on_one_pipe_are_read_apart():
-    """A worker that fails on a window (which the parent may classify again with the carry)
-    goes on with its next one: both arrive on the same pipe, each read whole."""
-    r, w = os.pipe()
+def test_results_that_come_early_wait_in_their_pipe_and_errors_are_read_apart():
+    """The parent reads the header of a window that comes early and leaves its classes in
+    the pipe; a worker that fails on a window (which the parent may classify again with the
+    carry) goes on with its next one, both read whole from the same pipe."""
+    a_r, a_w = os.pipe()
+    b_r, b_w = os.pipe()
     msg = b"struct pages unreadable"
     classes = np.arange(100, dtype=np.uint8)
-    os.write(w, scan._RESULT.pack(3, 1, 0, 0, len(msg)) + msg)
-    os.write(w, scan._RESULT.pack(4, 0, 450, 7, classes.size) + classes.tobytes())
-    results, done = {r: 1}, {}
-    while len(done) < 2:
-        scan._collect(results, done, 100, 1000, finished=False)
-    assert done[3][2] == "struct pages unreadable"
-    end, cls, err, out = done[4]
-    assert (end, cls, err) == (450, 7, None)
-    assert np.array_equal(out, classes)
-    os.close(w)
+    os.write(a_w, scan._RESULT.pack(4, 0, 450, 7, classes.size) + classes.tobytes())
+    os.write(b_w, scan._RESULT.pack(3, 1, 0, 0, len(msg)) + msg)
+    os.write(b_w, scan._RESULT.pack(5, 0, 0, 0, classes.size) + classes.tobytes())
+    results, heads = {a_r, b_r}, {}
+    assert scan._take(results, heads, 3, 100, finished=False) == (0, 0, msg.decode(), None)
+    assert heads[a_r][0] == 4 and fcntl.ioctl(a_r, termios.FIONREAD, b"    ") == struct.pack(
+        "i", classes.size
+    )  # window 4's classes still in its pipe
+    end, cls, err, out = scan._take(results, heads, 4, 100, finished=False)
+    assert (end, cls, err) == (450, 7, None) and np.array_equal(out, classes)
+    assert scan._take(results, heads, 5, 100, finished=False)[3] is not None
+    os.close(a_w)
+    os.close(b_w)
     with pytest.raises(scan.DumpError, match="a scan worker died"):
-        scan._collect(results, done, 100, 1000, finished=False)
-    assert not results
+        scan._take(results, heads, 6, 100, finished=False)
+    for fd in results:
+        os.close(fd)
 
 
 def test_num_threads_sets_the_scan_workers_and_zero_picks_the_default():

@@ -10,6 +10,8 @@ for zeros, which classes the scans may exclude (``excludes``, the rule table of
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .pageclass import PageClass
@@ -65,9 +67,7 @@ class DumpLevel(int):
         into a 256-entry table costs about five times more a page than the shift.  PageClass
         values are below 16 (pageclass.py), so a uint16 mask holds them all.
         """
-        table = self.keep_table()
-        mask = np.uint16(sum(1 << int(c) for c in PageClass if table[c]))
-        return ((mask >> classes) & 1).astype(bool)
+        return ((_kept_mask(int(self)) >> classes) & 1).astype(bool)
 
     def kernel_request(self) -> int:
         """The class mask the kernel interface (``/proc/vmcore_pfn_lists``) is asked for:
@@ -77,3 +77,11 @@ class DumpLevel(int):
         t = self.keep_table()
         skip = (PageClass.HOLE, PageClass.ZERO)
         return sum(1 << int(c) for c in PageClass if c not in skip and not t[c])
+
+
+@lru_cache(maxsize=DumpLevel.ALL + 1)
+def _kept_mask(level: int) -> np.uint16:
+    """Bit ``c`` set for each PageClass ``c`` that ``level`` keeps: made once per level, not
+    once per window of each writer pass."""
+    table = DumpLevel(level).keep_table()
+    return np.uint16(sum(1 << int(c) for c in PageClass if table[c]))

@@ -134,16 +134,17 @@ class UserspaceClassification:
 
         Workers take window numbers from one shared pipe as each becomes free, so a worker
         whose windows are cheap (holes, long free blocks) takes more of them instead of
-        waiting for the other; windows differ in cost by a factor of five.  Each worker sends
-        its results on its own pipe and the parent reads whichever arrives, keeping those it
-        cannot hand out yet.  At most ``workers + AHEAD_WINDOWS`` windows are handed to the
-        workers beyond the one the caller is at, which bounds what the parent keeps.
-        Workers inherit the prepared scan (layout, lookup tables) and share the parent's
-        memory copy-on-write."""
+        waiting for the other; windows differ in cost several-fold.  Each worker sends its
+        results, in the order it took the windows, on its own pipe.  The parent reads only
+        the header of a result that comes early; its classes wait in the pipe until the
+        parent hands that window on, so the parent holds no window but the caller's.  At
+        most ``workers + AHEAD_WINDOWS`` windows are handed to the workers beyond the one the
+        caller is at, and a worker whose pipe is full waits there.  Workers inherit the
+        prepared scan (layout, lookup tables) and share the parent's memory copy-on-write."""
         n = self.workers
         starts = list(range(0, self.max_pfn, size))
         tasks_r, tasks_w = os.pipe()
-        results: dict[int, int] = {}  # read end of each live worker's pipe -> its pid
+        results: set[int] = set()  # the read end of each live worker's pipe
         pids: list[int] = []
         try:
             for _ in range(n):
@@ -160,11 +161,11 @@ class UserspaceClassification:
                     self._worker(tasks_r, w, starts, size)
                 os.close(w)
                 pids.append(pid)
-                results[r] = pid
+                results.add(r)
             os.close(tasks_r)
             tasks_r = -1
             issued = 0
-            done: dict[int, tuple[int, int, str | None, np.ndarray | None]] = {}
+            heads: dict[int, tuple[int, int, int, int, int]] = {}  # pipe -> next header
             carry = Carry()
             for i, w0 in enumerate(starts):
                 want = min(len(starts), i + 1 + n + AHEAD_WINDOWS)
@@ -177,10 +178,8 @@ class UserspaceClassification:
                     if issued == len(starts):
                         os.close(tasks_w)  # the workers exit when the tasks run out
                         tasks_w = -1
-                while i not in done:
-                    _collect(results, done, size, self.max_pfn, finished=tasks_w < 0)
-                end, cls, err, out = done.pop(i)
                 w1 = min(w0 + size, self.max_pfn)
+                end, cls, err, out = _take(results, heads, i, w1 - w0, finished=tasks_w < 0)
                 if carry.end_pfn > w0:  # a range runs into this window: again, with it
                     out = self._window(w0, w1, carry)
                 elif err is not None:
@@ -333,48 +332,57 @@ def _read_exact(fd: int, view: memoryview) -> bool:
     return True
 
 
-def _collect(
-    results: dict[int, int],
-    done: dict[int, tuple[int, int, str | None, np.ndarray | None]],
-    size: int,
-    max_pfn: int,
+def _take(
+    results: set[int],
+    heads: dict[int, tuple[int, int, int, int, int]],
+    k: int,
+    npfns: int,
     *,
     finished: bool,
-) -> None:
-    """Wait until a worker has sent something and read one result from each that has:
-    ``done[window number] = (carry end, carry class, error or None, classes)``.
+) -> tuple[int, int, str | None, np.ndarray | None]:
+    """Window ``k``'s result: (carry end, carry class, error or None, its ``npfns`` classes).
 
-    A worker whose pipe ends has exited: normally only once every task is handed out
-    (``finished``).  One that exits before, or the last one while a window is missing,
-    died; a failure a worker reports outside any window is the scan's error."""
-    if not results:
-        raise DumpError("a scan worker died")
-    poll = select.poll()
-    for fd in results:
-        poll.register(fd, select.POLLIN)
-    for fd, _ in poll.poll():
-        head = bytearray(_RESULT.size)
-        if not _read_exact(fd, memoryview(head)):
-            del results[fd]
-            os.close(fd)
-            if not finished or not results:
-                raise DumpError("a scan worker died")
-            continue
-        k, err, end, cls, length = _RESULT.unpack(head)
-        if err:
-            text = bytearray(length)
-            if length > _MAX_ERR or not _read_exact(fd, memoryview(text)):
-                raise DumpError("a scan worker died")
-            msg = text.decode(errors="replace") or "scan worker failed"
-            if k == _NO_TASK:
-                raise DumpError(msg)
-            done[k] = (0, 0, msg, None)
-            continue
-        w0 = k * size
-        out = np.empty(min(size, max_pfn - w0), np.uint8)
-        if length != out.size or not _read_exact(fd, out.data.cast("B")):
+    ``heads`` holds the header of the next result of each pipe that has one waiting.  A
+    worker sends results in the order it took the windows, and every window before ``k`` has
+    been taken, so the first result on each pipe is ``k`` or a later window: the parent
+    reads headers until one is ``k``, then that result's classes.
+
+    A worker whose pipe ends has exited: normally only once every window is handed out
+    (``finished``).  One that exits before, or the last one while ``k`` is missing, died; a
+    failure a worker reports outside any window is the scan's error."""
+    while (fd := next((f for f, h in heads.items() if h[0] == k), None)) is None:
+        idle = [f for f in results if f not in heads]
+        if not idle:
             raise DumpError("a scan worker died")
-        done[k] = (end, cls, None, out)
+        poll = select.poll()
+        for f in idle:
+            poll.register(f, select.POLLIN)
+        for f, _ in poll.poll():
+            raw = bytearray(_RESULT.size)
+            if not _read_exact(f, memoryview(raw)):
+                results.discard(f)
+                os.close(f)
+                if not finished:
+                    raise DumpError("a scan worker died")
+                continue
+            heads[f] = _RESULT.unpack(raw)
+            if heads[f][0] == _NO_TASK:
+                raise DumpError(_read_text(f, heads[f][4]))
+    _, err, end, cls, length = heads.pop(fd)
+    if err:
+        return 0, 0, _read_text(fd, length), None
+    out = np.empty(npfns, np.uint8)
+    if length != npfns or not _read_exact(fd, out.data.cast("B")):
+        raise DumpError("a scan worker died")
+    return end, cls, None, out
+
+
+def _read_text(fd: int, length: int) -> str:
+    """A worker's error message of ``length`` bytes."""
+    text = bytearray(length)
+    if length > _MAX_ERR or not _read_exact(fd, memoryview(text)):
+        raise DumpError("a scan worker died")
+    return text.decode(errors="replace") or "scan worker failed"
 
 
 class _Kept:
