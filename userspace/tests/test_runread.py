@@ -213,3 +213,18 @@ def test_runs_that_are_not_whole_pages_are_refused_before_reading(tmp_path):
                     bytearray(),
                     bytearray(),
                 )
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_only_compressing_codecs_keep_a_read_chunk(tmp_path, codec):
+    """Raw pages are read straight into the thread's output buffer (their stored form), so
+    its read chunk stays empty; a compressing codec reads 64 pages at a time into it."""
+    src, _pages = _mixed_file(tmp_path, 96)
+    bufs = (bytearray(), bytearray())
+    with RunReader(src) as runs:
+        plan = runs.plan(np.arange(96))
+        assert plan is not None
+        data, sizes = plan.encode(codec or "raw", True, bufs)
+    assert len(data) == int(sizes.sum())
+    assert len(bufs[0]) == (0 if codec is None else 64 * PS)
+    assert len(bufs[1]) >= 95 * PS  # room for the batch's stored form, kept for the next

@@ -18,8 +18,9 @@
  * 64 pages at a time, so a thread holds a batch's stored form but not all its pages.
  * Uncompressed kdump output goes the same way with the codec 'raw': its pages are packed
  * without the zero pages, in a thread, where views of the read batch cost the writing
- * thread a slice per run of kept pages.  read_pages() reads a batch the same way for the
- * ELF writer's zero test, which stores nothing.
+ * thread a slice per run of kept pages.  read_pages() reads a batch the same way where
+ * only the zero test is wanted and nothing is stored: the ELF writer's zero pass and an
+ * uncompressed --dry-run.
  *
  * Per page it produces exactly what the page would get alone, as makedumpfile and crash
  * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
@@ -498,8 +499,9 @@ PyDoc_STRVAR(encode_runs_doc,
 "('raw').\n"
 "*offsets* and *sizes* are buffers of native int64.  *data* holds the stored pages back\n"
 "to back, *sizes* (native int64 per page) their lengths.  *pagebuf* (a chunk of at most\n"
-"64 pages at a time) and *outbuf* (the whole batch's stored form) are bytearrays the\n"
-"pages are read and stored into, grown as needed: give each thread its own and keep them.  When the file ends early or a read fails, nothing is stored: *stop* is\n"
+"64 pages at a time; 'raw' does not use it) and *outbuf* (the whole batch's stored form)\n"
+"are bytearrays the pages are read and stored into, grown as needed: give each thread its\n"
+"own and keep them.  When the file ends early or a read fails, nothing is stored: *stop* is\n"
 "the index of the run the read stopped in (-1 when all were read) and *errno* its error\n"
 "(0 at the end of the file).");
 
@@ -531,7 +533,8 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 		PyErr_NoMemory();
 		goto release;
 	}
-	chunk = READ_CHUNK_PAGES * (int64_t)page_size;
+	/* raw pages are read straight into outbuf (read_raw()): no chunk to read into */
+	chunk = codec == CODEC_RAW ? 0 : READ_CHUNK_PAGES * (int64_t)page_size;
 	if (r.total < chunk)
 		chunk = r.total;
 	if (reserve(pagebuf, (Py_ssize_t)chunk) ||
