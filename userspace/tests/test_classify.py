@@ -244,9 +244,7 @@ def test_top_byte_types_tolerate_low_bits_in_use():
 
 def test_swapcache_without_swapbacked_export_counts_as_cache():
     enc, fam = enc_for("6.1")
-    from dataclasses import replace
-
-    enc = replace(enc, pg_swapbacked=None)
+    enc = enc._replace(pg_swapbacked=None)
     raw = np.zeros((4, 64), np.uint8)
     raw.view(np.uint32)[:, 12] = 0xFFFFFFFF
     raw.view(np.uint64)[1, 0] = 1 << fam.pg["swapcache"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,30 @@ def test_an_unexpected_exception_is_one_line_and_its_traceback_needs_debug(monke
     assert cli.main(["-D", "--dry-run", "x"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" in err and err.endswith("ValueError: unexpected\\nvalue\n")
+
+
+@pytest.mark.parametrize("columns", ["60", "0", "junk"])
+def test_help_wraps_by_argparse_rule_for_the_width(columns):
+    """``-h`` wraps as argparse would by itself: to COLUMNS less 2, or 80 less 2 when
+    COLUMNS is unusable and stdout is no terminal."""
+    env = {**os.environ, "COLUMNS": columns}
+    r = subprocess.run([*CMD, "-h"], capture_output=True, text=True, env=env, check=True)
+    width = int(columns) - 2 if columns.isdigit() and int(columns) > 0 else 78
+    # the options argparse wraps; usage, description and epilog are laid out by hand
+    help_lines = r.stdout.split("\noptions:\n")[1].split("\n\n")[0].splitlines()
+    assert max(map(len, help_lines)) <= width
+    assert max(map(len, help_lines)) > width - 10  # filled up to it, not wrapped narrower
+
+
+def test_a_dump_run_leaves_out_modules_only_help_and_reports_need(synth61, tmp_path):
+    """A run that writes a dump imports neither json (only --stats-json needs it), shutil
+    (argparse's own width rule: bz2 and lzma come with it) nor pathlib: fewer files to open
+    and libraries to map at every start, which a capture kernel pays most for."""
+    code = (
+        "import sys\n"
+        "from dumpfilter import cli\n"
+        f"rc = cli.main(['-d', '31', '-l', {str(synth61.path)!r}, {str(tmp_path / 'out')!r}])\n"
+        "print(rc, sorted({'json', 'shutil', 'bz2', 'lzma', 'pathlib'} & set(sys.modules)))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines()[-1] == "0 []", r.stdout + r.stderr

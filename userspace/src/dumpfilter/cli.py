@@ -134,6 +134,30 @@ def _dump_levels(text: str) -> tuple[DumpLevel, ...]:
     return tuple(levels)
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help layout and width rule (``COLUMNS``, else the terminal on stdout, else
+    80, less 2) without the ``import shutil`` its own default width does: argparse makes a
+    formatter for every ``add_argument``, and shutil brings bz2 and lzma, whose shared
+    libraries every run would map for nothing (a page fault each is dear in a capture kernel
+    under emulation)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_columns() - 2)
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, makedumpfile's status
         if sys.stderr is not None:  # fd 2 closed: nowhere to say it
@@ -172,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         usage=_USAGE,
         description="Filter a Linux kernel crash dump (makedumpfile-compatible command line).",
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     p.add_argument(
         "-d",

@@ -9,14 +9,16 @@ classifier reads only the resulting :class:`Encoding`; there is no ``if version`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import DumpError
 from .vmcoreinfo import VmcoreInfo
 
 
-@dataclass(frozen=True)
-class Row:
+# NamedTuples, not frozen dataclasses: as immutable and hashable (a plan is cached per
+# Encoding), and made at import without compiling generated methods, which for Encoding's
+# 32 fields was most of this module's share of every start (bench/NOTES.md).
+class Row(NamedTuple):
     """One kernel-version family: how to recognise it, how its struct pages are read."""
 
     name: str
@@ -188,8 +190,7 @@ def _type_scheme(vi: VmcoreInfo, buddy: int) -> tuple[bool, int | None]:
     return _is_top_byte(buddy), None
 
 
-@dataclass(frozen=True)
-class Encoding:
+class Encoding(NamedTuple):
     """Everything the classifier needs, as plain numbers (None = not exported)."""
 
     name: str

@@ -22,7 +22,6 @@ arithmetic, since scripts read them, and then our own counts under names of thei
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
@@ -323,6 +322,8 @@ def print_report(stats: Stats, file: IO[str]) -> None:
 def write_json(stats: Stats, path: str, inputs: tuple[str, ...] = ()) -> None:
     """Write the JSON report by outfile's rule (a report, so an existing one is replaced);
     ``-`` is stdout."""
+    import json  # here: only --stats-json needs it, and start-up is a small dump's cost
+
     from .outfile import SafeFile
     from .output import OutputFull, _write_all
 

@@ -22,7 +22,6 @@ import struct
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -306,7 +305,8 @@ def _result_pipe(capacity: int) -> tuple[int, int]:
     its size, which is slower, not wrong."""
     r, w = os.pipe()
     try:
-        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        with open("/proc/sys/fs/pipe-max-size", "rb") as f:
+            limit = int(f.read())
     except (OSError, ValueError):
         limit = capacity
     try:
