@@ -194,7 +194,7 @@ def test_kernel_scan_equals_userspace_scan_at_every_dump_level(vcycle):
     with src:
         bad = []
         for level in LEVELS:
-            res = ks.ScanResult(
+            res = ks.ScanResult.from_runs(
                 runs[f"l{level}_pfn"], runs[f"l{level}_count"], runs[f"l{level}_cls"]
             )
             kc = ks.KernelClassification(src.max_pfn, src.ram_ranges, res, image, nodata)

@@ -417,8 +417,9 @@ def race(fd: int, chunks: np.ndarray, seconds: float = 20.0) -> dict:
                 if f.done:
                     complete += 1
                     got = np.concatenate(parts)
-                    equal += bool(np.array_equal(got["pfn"], unraced.pfn) and
-                                  np.array_equal(got["count"], unraced.count) and
+                    start = got["pfn"].astype(np.int64)
+                    equal += bool(np.array_equal(start, unraced.pfn) and
+                                  np.array_equal(start + got["count"], unraced.end) and
                                   np.array_equal(got["cls"], unraced.cls))  # fmt: skip
                     break
                 nc, npfn = f.next_chunk, f.next_pfn
@@ -544,7 +545,7 @@ def main() -> int:
                 t0 = time.monotonic()
                 r = k.scan(chunks, DumpLevel(level).kernel_request())
                 dt = time.monotonic() - t0
-                runs[f"l{level}_pfn"], runs[f"l{level}_count"] = r.pfn, r.count
+                runs[f"l{level}_pfn"], runs[f"l{level}_count"] = r.pfn, r.end - r.pfn
                 runs[f"l{level}_cls"] = r.cls
                 res["levels"][level] = {"seconds": dt, "calls": r.calls, "runs": len(r.pfn),
                                         "counts": r.counts}  # fmt: skip

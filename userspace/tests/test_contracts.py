@@ -39,7 +39,9 @@ def test_both_scans_offer_every_classification_member(synth61):
 
     with ElfVmcore(synth61.path) as src:
         assert _missing(userspace_scan(src, 31), contracts.Classification) == []
-        empty = ScanResult(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.uint8))
+        empty = ScanResult.from_runs(
+            np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.uint32)
+        )
         kc = KernelClassification(src.max_pfn, src.ram_ranges, empty)
         assert _missing(kc, contracts.Classification) == []
 
@@ -58,7 +60,9 @@ def test_the_report_takes_the_page_size_from_the_source_of_a_kernel_scan(synth61
     import numpy as np
 
     with ElfVmcore(synth61.path) as src:
-        empty = ScanResult(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.uint8))
+        empty = ScanResult.from_runs(
+            np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0, np.uint32)
+        )
         kc = KernelClassification(src.max_pfn, src.ram_ranges, empty)
 
         class Big:

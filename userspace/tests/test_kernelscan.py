@@ -1145,9 +1145,9 @@ def test_memmap_chunks_with_a_split_struct_page_are_packed_without_it():
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_paint_sets_each_run_and_leaves_gaps_alone(seed):
+def test_painted_window_has_each_run_class_and_keep_between(seed):
     """Disjoint sorted runs, adjacent or separated, touching the window's edges or not: every
-    page of a run gets its class, every other page keeps what it had."""
+    page of a run gets its class, every other page is KEEP."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 5000))
     cuts = np.unique(rng.integers(0, n + 1, size=int(rng.integers(0, 60))))
@@ -1156,10 +1156,49 @@ def test_paint_sets_each_run_and_leaves_gaps_alone(seed):
     take = (hi > lo) & (rng.random(len(lo)) < 0.7)
     lo, hi = lo[take], hi[take]
     cls = rng.integers(1, 7, size=len(lo)).astype(np.uint8)
-    before = rng.choice(np.array([PageClass.KEEP, PageClass.HOLE], np.uint8), size=n)
-    want = before.copy()
+    want = np.zeros(n, np.uint8)
     for a, b, c in zip(lo, hi, cls, strict=True):
         want[a:b] = c
-    out = before.copy()
-    ks._paint(out, lo.astype(np.int64), hi.astype(np.int64), cls)
-    assert np.array_equal(out, want)
+    got = ks._painted(n, lo.astype(np.int64), hi.astype(np.int64), cls)
+    assert got.dtype == np.uint8 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    "pfn,count,after",
+    [
+        ([10, 5], [2, 2], 0),  # descending
+        ([10, 11], [2, 2], 0),  # overlapping
+        ([10], [2], 11),  # starts before the end of the previous call's last run
+        ([1 << 63], [1], 0),  # beyond int64: would wrap negative
+        ([(1 << 63) - 2], [4], 0),  # its end would wrap
+    ],
+)
+def test_runs_out_of_order_or_overlapping_are_refused(pfn, count, after):
+    with pytest.raises(ks.KernelScanUnavailable, match="out of PFN order or overlapping"):
+        ks.ScanResult.from_runs(np.array(pfn, np.uint64), np.array(count, np.uint64),
+                                np.full(len(pfn), 4, np.uint32), after=after)  # fmt: skip
+
+
+def test_overlapping_runs_from_the_kernel_fall_back_with_one_line(tmp_path, device):
+    """A kernel answering overlapping runs cannot be painted from: ``auto`` says so and lets
+    the userspace scan run."""
+
+    def overlapping(fd: int, request: int, buf: bytearray) -> int:
+        if request == ks.IOC_INFO:
+            return FakeKernel(np.zeros(64, np.uint8))(fd, request, buf)
+        f = list(ks.SCAN.unpack(bytes(buf)))
+        arr = np.array([(8, 4, 4), (10, 4, 4)], ks.RUN_DTYPE)
+        ctypes.memmove(f[5], arr.ctypes.data, arr.nbytes)
+        f[7], f[8], f[9], f[10] = 2, f[3], 1, 64
+        buf[:] = ks.SCAN.pack(*f)
+        return 0
+
+    said: list[str] = []
+    out = ks.try_kernel_scan(
+        _src(tmp_path), 31, "auto", said.append, device=device, ioctl=overlapping,
+        chunks=ks.pack_chunks([(0, 64, 0x1000)], 64), assume_proc_vmcore=True,
+    )  # fmt: skip
+    assert out is None and said == [
+        "kernel scan not used (kernel returned runs out of PFN order or overlapping); "
+        "using the userspace scan"
+    ]

@@ -32,7 +32,7 @@ import numpy as np
 from .contracts import Source
 from .dumplevel import DumpLevel
 from .errors import DumpError
-from .layout import Layout, apply_rules, blank_window
+from .layout import Layout, apply_rules, mark_holes
 from .pageclass import PageClass
 
 DEVICE = "/proc/vmcore_pfn_lists"
@@ -139,13 +139,32 @@ class KernelScanUnavailable(Exception):
 
 @dataclass
 class ScanResult:
-    """Runs in PFN order and the per-class page counts the kernel reported."""
+    """The kernel's runs as the windows read them, checked (``from_runs``): ``pfn`` and
+    ``end`` (int64) ascending and disjoint, ``cls`` (uint8) the page class of each; and the
+    per-class page counts the kernel reported.  Three arrays, 17 bytes a run, are all a kernel
+    scan keeps in memory (a 16 GiB dump's scan returns about 100,000 runs)."""
 
-    pfn: np.ndarray  # uint64
-    count: np.ndarray  # uint64
-    cls: np.ndarray  # uint8
+    pfn: np.ndarray
+    end: np.ndarray
+    cls: np.ndarray
     counts: list[int] = field(default_factory=lambda: [0] * NR_CLASSES)
     calls: int = 0
+
+    @classmethod
+    def from_runs(cls, pfn: np.ndarray, count: np.ndarray, klass: np.ndarray,
+                  classes: int = CLASSES_ALL, after: int = 0) -> ScanResult:  # fmt: skip
+        """Runs as the kernel writes them (``RUN_DTYPE``'s fields), checked: each of a class
+        in ``classes``, not empty, in ascending PFN order without overlap, the first at or
+        after PFN ``after``.  ``KernelScanUnavailable`` says what is wrong otherwise: the
+        windows are painted from these runs and take them as given."""
+        _check_runs(count, klass, classes)
+        start = pfn.astype(np.int64)  # a PFN of 2**63 or more becomes negative: out of order
+        end = start + count.astype(np.int64)
+        if len(start) and (
+            start[0] < after or (end <= start).any() or (start[1:] < end[:-1]).any()
+        ):
+            raise KernelScanUnavailable("kernel returned runs out of PFN order or overlapping")
+        return cls(start, end, klass.astype(np.uint8))
 
 
 def pack_chunks(
@@ -170,12 +189,12 @@ def pack_chunks(
     return np.array(rows, CHUNK_DTYPE)
 
 
-def _check_runs(runs: np.ndarray, classes: int) -> None:
+def _check_runs(count: np.ndarray, klass: np.ndarray, classes: int) -> None:
     asked = np.array([c for c in _ALLOWED_CLASSES if classes >> int(c) & 1], np.uint32)
-    if len(runs) and not np.isin(runs["cls"], asked).all():
-        bad = int(runs["cls"][~np.isin(runs["cls"], asked)][0])
+    if len(klass) and not np.isin(klass, asked).all():
+        bad = int(klass[~np.isin(klass, asked)][0])
         raise KernelScanUnavailable(f"kernel returned page class {bad}, which was not asked for")
-    if len(runs) and (runs["count"] == 0).any():
+    if len(count) and (count == 0).any():
         raise KernelScanUnavailable("kernel returned an empty run")
 
 
@@ -223,9 +242,9 @@ class KernelScanner:
             raise KernelScanUnavailable("no mem_map chunks to scan")
         chunks = np.ascontiguousarray(chunks, CHUNK_DTYPE)
         runs = np.zeros(runs_per_call or RUNS_PER_CALL, RUN_DTYPE)
-        parts: list[np.ndarray] = []
+        parts: list[ScanResult] = []
         counts = [0] * NR_CLASSES
-        next_chunk, next_pfn, calls = 0, 0, 0
+        next_chunk, next_pfn, calls, after = 0, 0, 0, 0
         while True:
             buf = pack_scan(classes, chunks.ctypes.data, len(chunks), runs.ctypes.data,
                             len(runs), next_chunk, next_pfn)  # fmt: skip
@@ -235,9 +254,12 @@ class KernelScanner:
             nr_runs, new_chunk, new_pfn = r.nr_runs, r.next_chunk, r.next_pfn
             if nr_runs > len(runs) or new_chunk > len(chunks):
                 raise KernelScanUnavailable("kernel returned an inconsistent cursor")
-            got = runs[:nr_runs].copy()
-            _check_runs(got, classes)
-            parts.append(got)
+            got = runs[:nr_runs]
+            # converted out of the reused buffer at once: the raw runs are not kept
+            part = ScanResult.from_runs(got["pfn"], got["count"], got["cls"], classes, after)
+            if nr_runs:
+                parts.append(part)
+                after = int(part.end[-1])
             for i, n in enumerate(r.counts):
                 counts[i] += n
             if r.done:
@@ -245,11 +267,10 @@ class KernelScanner:
             if (new_chunk, new_pfn) <= (next_chunk, next_pfn) and not nr_runs:
                 raise KernelScanUnavailable("kernel made no progress")
             next_chunk, next_pfn = new_chunk, new_pfn
-        allruns = np.concatenate(parts) if parts else np.zeros(0, RUN_DTYPE)
         return ScanResult(
-            pfn=allruns["pfn"].astype(np.uint64),
-            count=allruns["count"].astype(np.uint64),
-            cls=allruns["cls"].astype(np.uint8),
+            pfn=np.concatenate([p.pfn for p in parts] or [np.zeros(0, np.int64)]),
+            end=np.concatenate([p.end for p in parts] or [np.zeros(0, np.int64)]),
+            cls=np.concatenate([p.cls for p in parts] or [np.zeros(0, np.uint8)]),
             counts=counts,
             calls=calls,
         )
@@ -289,10 +310,6 @@ class KernelClassification:
         self.window = window
         self.result = result
         self.prepare_seconds = 0.0  # reading the layout the kernel was handed (kernel_scan)
-        order = np.argsort(result.pfn, kind="stable")
-        self._pfn = result.pfn[order].astype(np.int64)
-        self._end = (result.pfn[order] + result.count[order]).astype(np.int64)
-        self._cls = result.cls[order]
 
     def describe(self) -> list[str]:
         """Nothing beyond what the kernel reported (``try_kernel_scan`` says that)."""
@@ -302,41 +319,34 @@ class KernelClassification:
         size = size or self.window
         for start in range(0, self.max_pfn, size):
             stop = min(self.max_pfn, start + size)
-            out = blank_window(self.ram_ranges, start, stop)
-            ram = out != int(PageClass.HOLE)  # an int, not the IntEnum: numpy compares u8
-            i = int(np.searchsorted(self._end, start, side="right"))
-            j = int(np.searchsorted(self._pfn, stop, side="left"))
-            _paint(out, np.clip(self._pfn[i:j], start, stop) - start,
-                   np.clip(self._end[i:j], start, stop) - start, self._cls[i:j])  # fmt: skip
-            out[~ram] = PageClass.HOLE  # a run never makes a hole RAM
+            r = self.result
+            i = int(np.searchsorted(r.end, start, side="right"))
+            j = int(np.searchsorted(r.pfn, stop, side="left"))
+            out = _painted(stop - start, np.clip(r.pfn[i:j], start, stop) - start,
+                           np.clip(r.end[i:j], start, stop) - start, r.cls[i:j])  # fmt: skip
+            mark_holes(self.ram_ranges, start, out)  # a run never makes a hole RAM
             # the rules on top of the per-page verdicts, the userspace scan's (layout.py)
             apply_rules(start, out, self.image, self.nodata)
             out.flags.writeable = False  # the Classification contract: read-only
             yield start, out
 
 
-# Marks the gaps between runs in _paint: not a PageClass.
-_GAP = np.uint8(255)
-
-
-def _paint(out: np.ndarray, lo: np.ndarray, hi: np.ndarray, cls: np.ndarray) -> None:
-    """Set ``out[lo[r]:hi[r]] = cls[r]`` for sorted, disjoint runs r, in one pass.
+def _painted(n: int, lo: np.ndarray, hi: np.ndarray, cls: np.ndarray) -> np.ndarray:
+    """A window of ``n`` pages: ``cls[r]`` in ``lo[r]:hi[r]`` for sorted, disjoint runs r,
+    KEEP in between.
 
     The window is cut into alternating gaps and runs (gap, run 0, gap, run 1, ..., gap), each
-    segment repeated into one uint8 array the size of the window; positions in gaps keep
-    ``out``.  One byte per page: painting by position needs three arrays of 8-byte indices
-    per painted page, more memory than the whole window's classes and more time than the
-    kernel's scan of it (userspace/bench/NOTES.md, "Kernel scan in big guests").
+    segment's class repeated into the one uint8 array returned.  One byte per page, and no
+    other array of the window's size: painting by position needs three arrays of 8-byte
+    indices per painted page, more memory than the whole window's classes and more time than
+    the kernel's scan of it (userspace/bench/NOTES.md, "Kernel scan in big guests").
     """
-    if not len(lo):
-        return
     edges = np.empty(2 * len(lo) + 2, np.int64)
-    edges[0], edges[-1] = 0, len(out)
+    edges[0], edges[-1] = 0, n
     edges[1:-1:2], edges[2:-1:2] = lo, hi
-    seg = np.full(2 * len(lo) + 1, _GAP, np.uint8)
+    seg = np.full(2 * len(lo) + 1, PageClass.KEEP, np.uint8)
     seg[1::2] = cls
-    painted = np.repeat(seg, np.diff(edges))
-    np.copyto(out, painted, where=painted != _GAP)
+    return np.repeat(seg, np.diff(edges))
 
 
 def _is_proc_vmcore(src) -> bool:

@@ -122,11 +122,22 @@ class Layout:
 
 def blank_window(ram_ranges: Sequence[tuple[int, int]], w0: int, w1: int) -> np.ndarray:
     """Classes of PFNs [w0, w1) before any page is judged: KEEP in RAM, HOLE outside."""
-    out = np.full(w1 - w0, HOLE, np.uint8)
-    for a, b in ram_ranges:
-        if b > w0 and a < w1:
-            out[max(a, w0) - w0 : min(b, w1) - w0] = PageClass.KEEP
+    out = np.full(w1 - w0, PageClass.KEEP, np.uint8)
+    mark_holes(ram_ranges, w0, out)
     return out
+
+
+def mark_holes(ram_ranges: Sequence[tuple[int, int]], w0: int, out: np.ndarray) -> None:
+    """Make every PFN of ``out`` (the classes of PFNs ``w0``..) outside ``ram_ranges`` HOLE,
+    whatever it was (in place; the ranges in any order, overlapping or not)."""
+    pos, w1 = w0, w0 + len(out)
+    for a, b in sorted(ram_ranges):
+        if a > pos:
+            out[min(pos, w1) - w0 : min(a, w1) - w0] = HOLE
+        pos = max(pos, b)
+        if pos >= w1:
+            return
+    out[min(pos, w1) - w0 :] = HOLE
 
 
 def apply_rules(
