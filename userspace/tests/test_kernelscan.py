@@ -27,6 +27,7 @@ from fakes import cache_dir
 from dumpfilter import kernelscan as ks
 from dumpfilter.dumplevel import DumpLevel
 from dumpfilter.errors import DumpError
+from dumpfilter.layout import WINDOW_PFNS
 from dumpfilter.pageclass import PageClass
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1202,3 +1203,16 @@ def test_overlapping_runs_from_the_kernel_fall_back_with_one_line(tmp_path, devi
         "kernel scan not used (kernel returned runs out of PFN order or overlapping); "
         "using the userspace scan"
     ]
+
+
+def test_kernel_scan_windows_are_bounded_as_the_userspace_scans_are(tmp_path, device):
+    """The report and the writers hold arrays of a window's size: a kernel scan must not
+    hand them larger windows than the userspace scan does."""
+    n = 3 * WINDOW_PFNS + 5
+    truth = np.zeros(n, np.uint8)
+    truth[WINDOW_PFNS - 3 : WINDOW_PFNS + 3] = PageClass.FREE  # a run across a window edge
+    src = _src(tmp_path, max_pfn=n, ram=((0, n),))
+    c = _scan(src, device, FakeKernel(truth), ks.pack_chunks([(0, n, 0x1000)], 64))
+    sizes = [len(w) for _, w in c.windows()]
+    assert sizes == [WINDOW_PFNS] * 3 + [5]
+    assert np.array_equal(_as_array(c), truth)

@@ -32,7 +32,7 @@ import numpy as np
 from .contracts import Source
 from .dumplevel import DumpLevel
 from .errors import DumpError
-from .layout import Layout, apply_rules, mark_holes
+from .layout import WINDOW_PFNS, Layout, apply_rules, mark_holes
 from .pageclass import PageClass
 
 DEVICE = "/proc/vmcore_pfn_lists"
@@ -301,7 +301,7 @@ class KernelClassification:
     def __init__(
         self, max_pfn: int, ram_ranges: Sequence[tuple[int, int]], result: ScanResult,
         image: Sequence[tuple[int, int]] = (), nodata: Sequence[int] = (),
-        window: int = 1 << 20,
+        window: int = WINDOW_PFNS,
     ):  # fmt: skip
         self.max_pfn = max_pfn
         self.ram_ranges = [(int(a), int(b)) for a, b in ram_ranges]

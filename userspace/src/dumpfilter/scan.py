@@ -29,9 +29,8 @@ from . import memmap
 from .classify import Carry, classify, plan_for
 from .contracts import Source
 from .errors import DumpError
-from .layout import Layout, split_page
+from .layout import WINDOW_PFNS, Layout, split_page
 
-WINDOW_PFNS = 1 << 18  # 1 GiB of 4 KiB pages per window: 16 MiB of struct pages
 CACHE_LIMIT_PFNS = 1 << 24  # keep results of dumps up to 64 GiB (16 MiB of classes)
 # ... and only while they take at most this share of MemAvailable: in a capture kernel with
 # a crashkernel= of ~100 MiB a 16 GiB dump's 4 MiB of classes is memory the writer needs more,
