@@ -160,6 +160,20 @@ def test_output_is_byte_identical_to_makedumpfile(synth, tmp_path, level, codec)
     assert a.raw == b.raw
 
 
+@pytest.mark.parametrize("codec", [None, "zstd"])
+def test_the_dump_is_the_same_however_often_the_writer_flushes(synth, tmp_path, monkeypatch, codec):
+    """Descriptors and data are written per flush; where the flushes fall (by held pages or
+    held bytes) must change no byte of the file."""
+    from dumpfilter import diskdump
+
+    usual, often = tmp_path / "usual", tmp_path / "often"
+    _ours(synth, usual, 1, compression=codec)
+    monkeypatch.setattr(diskdump, "FLUSH_PAGES", 7)
+    monkeypatch.setattr(diskdump, "FLUSH_BYTES", 5000)
+    _ours(synth, often, 1, compression=codec)
+    assert usual.read_bytes() == often.read_bytes()
+
+
 @needs_mdf
 def test_makedumpfile_rebuilds_our_flattened_stream_byte_identical(synth, tmp_path):
     direct, flat, rebuilt = tmp_path / "direct", tmp_path / "flat", tmp_path / "rebuilt"
