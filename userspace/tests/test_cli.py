@@ -118,3 +118,25 @@ def test_a_dump_run_leaves_out_modules_only_help_and_reports_need(synth61, tmp_p
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.splitlines()[-1] == "0 []", r.stdout + r.stderr
+
+
+def test_the_command_exits_with_mains_status_and_every_message_printed(synth61, tmp_path):
+    """The command skips the interpreter's teardown (``cli.console``): what main printed
+    must still reach both streams, and its status be the process's."""
+    ok = subprocess.run([*CMD, "--dry-run", "-d", "31", str(synth61.path)], capture_output=True,
+                        text=True)  # fmt: skip
+    assert ok.returncode == 0 and ok.stdout.rstrip().endswith("makedumpfile Completed."), ok
+    bad = subprocess.run([*CMD, "-d", "31", str(tmp_path / "none"), str(tmp_path / "out")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "none" in bad.stderr, bad
+
+
+def test_messages_into_a_closed_pipe_are_dropped_and_the_run_still_succeeds(synth61):
+    """As makedumpfile's: a message stream that went away loses the messages, not the dump.
+    The command's own exit (``cli.console``) flushes the streams once more and must not
+    fail there either."""
+    p = subprocess.Popen([*CMD, "--dry-run", "-d", "31", str(synth61.path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    p.stdout.close()  # before the command prints its first line
+    err = p.stderr.read().decode()
+    assert p.wait() == 0 and err == "", err

@@ -658,5 +658,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def console() -> NoReturn:
+    """The ``dumpfilter`` command: ``main()``, then an exit that skips the interpreter's
+    teardown.
+
+    When ``main`` returns, the dump is written and closed, the encoder threads and the scan
+    workers are joined and every message is printed; the teardown would only free each
+    object and module one by one, numpy's too, which is a few per cent of a short run
+    (bench/NOTES.md, "The kernel scan's memory").  What Python would still do is flush the
+    two streams, done here; a stream that went away loses its messages, not the dump, as
+    everywhere else (``Messages.write``).  A command line error or ``--help`` leaves
+    through ``SystemExit`` as usual.
+    """
+    rc = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()
