@@ -44,7 +44,7 @@ from .runread import RunPlan, RunReader
 # Page data held before one pwritev, and pages whose descriptors are built and written at
 # once: small enough that the held data and the descriptor arrays (about 70 bytes a page
 # while they are built) add little to the peak RSS, large enough that syscalls and numpy
-# steps stay few.  At 2 MiB and 65,536 pages a 16 GiB -z run's writer peaked 2 MiB higher.
+# steps stay few (bench/NOTES.md, "The kernel scan's memory").
 FLUSH_BYTES = 1 << 20
 FLUSH_PAGES = 16384
 SPAN = 512  # PFNs per encode batch: 2 MiB of source pages at most (divides elfcore's window)

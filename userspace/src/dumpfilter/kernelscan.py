@@ -142,7 +142,8 @@ class ScanResult:
     """The kernel's runs as the windows read them, checked (``from_runs``): ``pfn`` and
     ``end`` (int64) ascending and disjoint, ``cls`` (uint8) the page class of each; and the
     per-class page counts the kernel reported.  Three arrays, 17 bytes a run, are all a kernel
-    scan keeps in memory (a 16 GiB dump's scan returns about 100,000 runs)."""
+    scan keeps of its answer: no raw copy, no sorted copy (bench/NOTES.md, "The kernel scan's
+    memory")."""
 
     pfn: np.ndarray
     end: np.ndarray

@@ -44,8 +44,8 @@ HOLE = np.uint8(PageClass.HOLE)
 FREE = np.uint8(PageClass.FREE)
 # PFNs per window, both scans: 1 GiB of 4 KiB pages, 16 MiB of struct pages for the
 # userspace scan to read.  The consumers (report, writers) hold arrays of a window's size,
-# some of 8 bytes a page, so the window bounds their memory too: the kernel scan's windows
-# were 4 times larger, and its dry run at 16 GiB peaked 6.7 MiB higher for it.
+# some of 8 bytes a page, so the window bounds their memory too, whichever scan made it
+# (bench/NOTES.md, "The kernel scan's memory").
 WINDOW_PFNS = 1 << 18
 
 
