@@ -59,6 +59,8 @@ LABEL = {
 }
 # Workloads per guest size (guest/workload.py arguments): the 1 GiB one is the test suite's;
 # the 16 GiB one puts a few GiB in each user class so that the scan meets every kind of page.
+# Bigger guests run the 16 GiB one: more RAM to scan, mostly free, the same pages to keep (and
+# the host holds only what the guest touched: kdumpvm backs guest RAM without reserving it).
 WORKLOADS = {
     1: [],
     16: ["--cache-mb", "1024", "--anon-mb", "1024", "--thp-mb", "1024",

@@ -558,6 +558,15 @@ def _qemu_argv(
     argv += [
         "-m",
         memory,
+        # The guest's RAM without a commitment for all of it (reserve=off): QEMU's default
+        # commits -m up front, and the host's heuristic overcommit refuses a guest larger than
+        # its RAM and swap, although a kdump cycle touches a few GiB of any guest (workload,
+        # struct pages, kept pages; the scans read free pages' struct pages only).  That is
+        # what lets this 24 GiB machine crash and filter a 64 GiB guest.
+        "-object",
+        f"memory-backend-ram,id=ram0,size={memory},reserve=off",
+        "-machine",
+        "memory-backend=ram0",
         "-nodefaults",
         "-display",
         "none",
