@@ -199,13 +199,14 @@ def test_runs_that_are_not_whole_pages_are_refused_before_reading(tmp_path):
             out = np.zeros((1, PS), np.uint8)
             o, z = np.array(offsets, np.int64), np.array(sizes, np.int64)
             with pytest.raises(ValueError):
-                pagecodec().read_pages(runs.fd, o, z, PS, out)
+                pagecodec().read_pages(runs.fd, False, o, z, PS, out)
             assert not out.any()
         for offsets, sizes in bad:
             with pytest.raises(ValueError):
                 pagecodec().encode_runs(
                     "lzo",
                     runs.fd,
+                    False,
                     np.array(offsets, np.int64),
                     np.array(sizes, np.int64),
                     PS,
@@ -228,3 +229,55 @@ def test_only_compressing_codecs_keep_a_read_chunk(tmp_path, codec):
     assert len(data) == int(sizes.sum())
     assert len(bufs[0]) == (0 if codec is None else 64 * PS)
     assert len(bufs[1]) >= 95 * PS  # room for the batch's stored form, kept for the next
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_runs_read_through_mappings_give_what_reads_give(tmp_path, codec):
+    """Read through 4 MiB windows mapped from the file (how /proc/vmcore is read): the same
+    pages and stored bytes as pread(), for runs inside one window, across a window's edge,
+    longer than a window, and ending at the file's end."""
+    n = 2600  # 10.2 MiB: three windows, the last one short
+    src, pages = _mixed_file(tmp_path, n)
+    win = (4 << 20) // PS
+    pfns = np.concatenate(
+        (
+            np.arange(3, 9),  # inside the first window
+            np.arange(win - 5, win + 7),  # across its edge
+            np.arange(win + 20, 2 * win + 300),  # longer than a window
+            np.flatnonzero(np.random.default_rng(2).random(n) < 0.1)[-40:],  # sparse, to the end
+            [n - 1],
+        )
+    )
+    pfns = np.unique(pfns)
+    with RunReader(src, mapped=False) as plain, RunReader(src, mapped=True) as mapped:
+        assert not plain.mapped and mapped.mapped
+        a, b = plain.plan(pfns), mapped.plan(pfns)
+        assert a is not None and b is not None
+        assert np.array_equal(b.read(), pages[pfns])
+        want = a.encode(codec or "raw", True, (bytearray(), bytearray()))
+        got = b.encode(codec or "raw", True, (bytearray(), bytearray()))
+    assert got[0] == want[0] and got[1].tolist() == want[1].tolist()
+
+
+def test_a_mapped_read_past_the_end_of_the_file_stops_as_a_read_does(tmp_path):
+    """A run beyond the file's end (a dump shorter than its headers say) ends the mapped read
+    where pread() ends it: the run's index, errno 0, nothing stored."""
+    src, _pages = _mixed_file(tmp_path, 8)
+    offsets = np.array([0, 6 * PS], np.int64)
+    sizes = np.array([2 * PS, 4 * PS], np.int64)  # the second run ends 2 pages past the end
+    with RunReader(src) as runs:
+        for mapped in (False, True):
+            out = np.zeros((6, PS), np.uint8)
+            assert pagecodec().read_pages(runs.fd, mapped, offsets, sizes, PS, out) == (1, 0)
+            data, _sizes, stop, err = pagecodec().encode_runs(
+                "zstd", runs.fd, mapped, offsets, sizes, PS, True, bytearray(), bytearray()
+            )
+            assert (data, stop, err) == (b"", 1, 0)
+
+
+def test_only_proc_vmcore_is_read_through_mappings(tmp_path):
+    """By default a file is read by pread(): mapping a regular file would fault its pages in
+    one by one, and a file cut short under the mapping would kill the process (SIGBUS)."""
+    src, _pages = _mixed_file(tmp_path, 4)
+    with RunReader(src) as runs:
+        assert not runs.mapped

@@ -10,8 +10,8 @@
  * released for all of it, so compression threads run truly in parallel.
  *
  * encode_runs() does a whole batch of an ELF input in one call: it reads the batch's runs
- * of consecutive pages with one pread() each, finds the zero pages and compresses the
- * others.  Done from Python, a batch took about twenty calls that each gave up and took back
+ * of consecutive pages with one pread() each (from /proc/vmcore: out of mappings of it,
+ * struct reader), finds the zero pages and compresses the others.  Done from Python, a batch took about twenty calls that each gave up and took back
  * the GIL (one per run read, the zero test, the codec, numpy's small steps); with the
  * writing thread and the other encoder threads wanting it too, every one was a handoff, and
  * the threads spent a third of a 64 GiB run waiting for one another.  It reads and stores
@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lzo/lzo1x.h>
@@ -322,6 +324,79 @@ static int read_exact(int fd, unsigned char *out, int64_t size, int64_t offset, 
 	return 0;
 }
 
+/*
+ * Where a call reads its runs from: the descriptor, by pread(), or through mappings of it.
+ *
+ * /proc/vmcore serves a read() page by page, each page through a mapping made and torn down
+ * for it (x86: ioremap_cache() and iounmap() in copy_oldmem_page()), while its mmap() maps a
+ * whole range of the old kernel's memory at once (Linux 3.11, commit 83086978c63a "vmcore:
+ * support mmap() on /proc/vmcore", made for makedumpfile for that reason).  With map set, the
+ * runs are copied out of MAP_WINDOW-byte windows of the file, each mapped once for all the
+ * runs in it: a batch's runs come in file order.  Only for /proc/vmcore: a regular file's
+ * mapping faults its pages in one at a time, and a file cut short under a mapping raises
+ * SIGBUS where pread() returns short.  If mmap() fails, the rest is read by pread().
+ */
+#define MAP_WINDOW ((int64_t)4 << 20)
+
+struct reader {
+	int fd;
+	int map;		/* read through mappings (cleared when mmap() fails) */
+	int64_t size;		/* the file's size: no window reaches past it */
+	unsigned char *win;	/* the mapping of [lo, hi), or NULL */
+	int64_t lo, hi;
+};
+
+static void reader_init(struct reader *rd, int fd, int map)
+{
+	struct stat st;
+
+	memset(rd, 0, sizeof(*rd));
+	rd->fd = fd;
+	if (map && fstat(fd, &st) == 0 && st.st_size > 0) {
+		rd->map = 1;
+		rd->size = (int64_t)st.st_size;
+	}
+}
+
+static void reader_unmap(struct reader *rd)
+{
+	if (rd->win)
+		munmap(rd->win, (size_t)(rd->hi - rd->lo));
+	rd->win = NULL;
+}
+
+/* As read_exact(), through the reader's windows where it maps them. */
+static int reader_read(struct reader *rd, unsigned char *out, int64_t size, int64_t offset,
+		       int *err)
+{
+	int64_t lo, hi, n;
+	void *p;
+
+	while (rd->map && size > 0) {
+		if (!rd->win || offset < rd->lo || offset >= rd->hi) {
+			lo = offset - offset % MAP_WINDOW;
+			hi = rd->size - lo < MAP_WINDOW ? rd->size : lo + MAP_WINDOW;
+			if (offset >= hi)
+				break;	/* past the end: pread() reports it */
+			reader_unmap(rd);
+			p = mmap(NULL, (size_t)(hi - lo), PROT_READ, MAP_PRIVATE, rd->fd, (off_t)lo);
+			if (p == MAP_FAILED) {
+				rd->map = 0;
+				break;
+			}
+			rd->win = p;
+			rd->lo = lo;
+			rd->hi = hi;
+		}
+		n = rd->hi - offset < size ? rd->hi - offset : size;
+		memcpy(out, rd->win + (offset - rd->lo), (size_t)n);
+		out += n;
+		offset += n;
+		size -= n;
+	}
+	return size > 0 ? read_exact(rd->fd, out, size, offset, err) : 0;
+}
+
 /* A call's runs of consecutive pages: run i is len[i] bytes at file offset off[i]. */
 struct runs {
 	const int64_t *off;
@@ -367,14 +442,14 @@ static int parse_runs(const Py_buffer *offs, const Py_buffer *lens, Py_ssize_t p
  * the end of the file or an error it stops in run i and returns i, with *err set to the
  * error's errno (0 at the end of the file).
  */
-static Py_ssize_t read_runs(int fd, const struct runs *r, unsigned char *out, int *err)
+static Py_ssize_t read_runs(struct reader *rd, const struct runs *r, unsigned char *out, int *err)
 {
 	int64_t pos = 0;
 	Py_ssize_t i;
 
 	*err = 0;
 	for (i = 0; i < r->n; i++) {
-		if (read_exact(fd, out + pos, r->len[i], r->off[i], err))
+		if (reader_read(rd, out + pos, r->len[i], r->off[i], err))
 			return i;
 		pos += r->len[i];
 	}
@@ -387,8 +462,8 @@ static Py_ssize_t read_runs(int fd, const struct runs *r, unsigned char *out, in
  * once, only its stored form.  Returns the bytes stored in out; -1 when a codec failed; 0
  * with *stop set to the run a read stopped in (the end of the file or an error, *err).
  */
-static Py_ssize_t read_and_store(struct coder *c, int fd, const struct runs *r, int find_zero,
-				 unsigned char *in, int64_t cap, unsigned char *out,
+static Py_ssize_t read_and_store(struct coder *c, struct reader *rd, const struct runs *r,
+				 int find_zero, unsigned char *in, int64_t cap, unsigned char *out,
 				 int64_t *sizes, Py_ssize_t *stop, int *err)
 {
 	const int64_t *off = r->off, *len = r->len;
@@ -400,7 +475,7 @@ static Py_ssize_t read_and_store(struct coder *c, int fd, const struct runs *r, 
 	for (i = 0; i < n; i++) {
 		for (done = 0; done < len[i]; done += want) {
 			want = len[i] - done < cap - fill ? len[i] - done : cap - fill;
-			if (read_exact(fd, in + fill, want, off[i] + done, err)) {
+			if (reader_read(rd, in + fill, want, off[i] + done, err)) {
 				*stop = i;
 				return 0;
 			}
@@ -424,7 +499,7 @@ static Py_ssize_t read_and_store(struct coder *c, int fd, const struct runs *r, 
  * so each page is copied once, by the read, unless a zero page came before it.  Returns
  * and reports as read_and_store().
  */
-static Py_ssize_t read_raw(int fd, const struct runs *r, int find_zero, int64_t ps,
+static Py_ssize_t read_raw(struct reader *rd, const struct runs *r, int find_zero, int64_t ps,
 			   unsigned char *out, int64_t *sizes, Py_ssize_t *stop, int *err)
 {
 	Py_ssize_t i, page = 0;
@@ -435,7 +510,7 @@ static Py_ssize_t read_raw(int fd, const struct runs *r, int find_zero, int64_t 
 	*err = 0;
 	for (i = 0; i < r->n; i++) {
 		at = out + used;	/* room: used never passes the pages read before */
-		if (read_exact(fd, at, r->len[i], r->off[i], err)) {
+		if (reader_read(rd, at, r->len[i], r->off[i], err)) {
 			*stop = i;
 			return 0;
 		}
@@ -454,11 +529,12 @@ static Py_ssize_t read_raw(int fd, const struct runs *r, int find_zero, int64_t 
 }
 
 PyDoc_STRVAR(read_pages_doc,
-"read_pages(fd, offsets, sizes, page_size, out) -> (stop, errno)\n\n"
+"read_pages(fd, mapped, offsets, sizes, page_size, out) -> (stop, errno)\n\n"
 "Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
 "pages), back to back into the writable buffer *out* of exactly sum(sizes) bytes, with\n"
-"the GIL released.  *stop* is -1 when all were read, else the index of the run the read\n"
-"stopped in, the file having ended (errno 0) or a read failed (its errno).");
+"the GIL released; through mappings of the file with *mapped* (for /proc/vmcore only).\n"
+"*stop* is -1 when all were read, else the index of the run the read stopped in, the\n"
+"file having ended (errno 0) or a read failed (its errno).");
 
 static PyObject *read_pages(PyObject *self, PyObject *args)
 {
@@ -466,10 +542,11 @@ static PyObject *read_pages(PyObject *self, PyObject *args)
 	PyObject *ret = NULL;
 	Py_ssize_t page_size, i;
 	struct runs r;
-	int fd, err = 0;
+	struct reader rd;
+	int fd, mapped, err = 0;
 
 	(void)self;
-	if (!PyArg_ParseTuple(args, "iy*y*nw*", &fd, &offs, &lens, &page_size, &out))
+	if (!PyArg_ParseTuple(args, "ipy*y*nw*", &fd, &mapped, &offs, &lens, &page_size, &out))
 		return NULL;
 	if (parse_runs(&offs, &lens, page_size, &r))
 		goto release;
@@ -479,7 +556,9 @@ static PyObject *read_pages(PyObject *self, PyObject *args)
 		goto release;
 	}
 	Py_BEGIN_ALLOW_THREADS
-	i = read_runs(fd, &r, out.buf, &err);
+	reader_init(&rd, fd, mapped);
+	i = read_runs(&rd, &r, out.buf, &err);
+	reader_unmap(&rd);
 	Py_END_ALLOW_THREADS
 	ret = Py_BuildValue("(ni)", i == r.n ? (Py_ssize_t)-1 : i, err);
 release:
@@ -490,10 +569,11 @@ release:
 }
 
 PyDoc_STRVAR(encode_runs_doc,
-"encode_runs(codec, fd, offsets, sizes, page_size, find_zero, pagebuf, outbuf)\n"
+"encode_runs(codec, fd, mapped, offsets, sizes, page_size, find_zero, pagebuf, outbuf)\n"
 "    -> (data, sizes, stop, errno)\n\n"
 "Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
-"pages, back to back: the batch), then store each page: with find_zero, a page of zero\n"
+"pages, back to back: the batch; through mappings of the file with *mapped*, for\n"
+"/proc/vmcore only), then store each page: with find_zero, a page of zero\n"
 "bytes gets size 0 and no data; the others are compressed with *codec* ('zlib', 'lzo',\n"
 "'snappy', 'zstd'), each on its own, raw when that is not smaller, or stored raw\n"
 "('raw').\n"
@@ -512,15 +592,16 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	Py_ssize_t page_size, npages, stop = -1, used = 0;
 	PyObject *pagebuf, *outbuf, *sizes = NULL, *ret = NULL;
 	struct runs r;
+	struct reader rd;
 	int64_t chunk;
-	int fd, find_zero, err = 0;
+	int fd, mapped, find_zero, err = 0;
 	struct coder c;
 	enum codec codec;
 
 	(void)self;
-	if (!PyArg_ParseTuple(args, "siy*y*npO!O!", &name, &fd, &offs, &lens, &page_size,
-			      &find_zero, &PyByteArray_Type, &pagebuf, &PyByteArray_Type,
-			      &outbuf))
+	if (!PyArg_ParseTuple(args, "sipy*y*npO!O!", &name, &fd, &mapped, &offs, &lens,
+			      &page_size, &find_zero, &PyByteArray_Type, &pagebuf,
+			      &PyByteArray_Type, &outbuf))
 		return NULL;
 	if (codec_of(name, &codec)) {
 		PyErr_Format(PyExc_ValueError, "unknown codec %s", name);
@@ -548,13 +629,15 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	sizes = PyBytes_FromStringAndSize(NULL, npages * (Py_ssize_t)sizeof(int64_t));
 	if (sizes) {
 		Py_BEGIN_ALLOW_THREADS
+		reader_init(&rd, fd, mapped);
 		if (codec == CODEC_RAW)
-			used = read_raw(fd, &r, find_zero, page_size, work.buf,
+			used = read_raw(&rd, &r, find_zero, page_size, work.buf,
 					(int64_t *)PyBytes_AS_STRING(sizes), &stop, &err);
 		else
-			used = read_and_store(&c, fd, &r, find_zero, pagework.buf, chunk,
+			used = read_and_store(&c, &rd, &r, find_zero, pagework.buf, chunk,
 					      work.buf, (int64_t *)PyBytes_AS_STRING(sizes),
 					      &stop, &err);
+		reader_unmap(&rd);
 		Py_END_ALLOW_THREADS
 		if (used < 0)
 			PyErr_Format(PyExc_RuntimeError, "%s compression failed", name);

@@ -9,6 +9,7 @@ def compress_pages(
 def encode_runs(
     codec: str,
     fd: int,
+    mapped: bool,
     offsets: Buffer,
     sizes: Buffer,
     page_size: int,
@@ -18,5 +19,5 @@ def encode_runs(
     /,
 ) -> tuple[bytes, bytes, int, int]: ...
 def read_pages(
-    fd: int, offsets: Buffer, sizes: Buffer, page_size: int, out: Buffer, /
+    fd: int, mapped: bool, offsets: Buffer, sizes: Buffer, page_size: int, out: Buffer, /
 ) -> tuple[int, int]: ...

@@ -34,9 +34,9 @@ from .dumplevel import DumpLevel
 from .errors import DumpError
 from .layout import WINDOW_PFNS, Layout, apply_rules, mark_holes
 from .pageclass import PageClass
+from .source import PROC_VMCORE, is_proc_vmcore
 
 DEVICE = "/proc/vmcore_pfn_lists"
-PROC_VMCORE = "/proc/vmcore"
 
 # ---- The ABI of include/uapi/linux/vmcore_pfn_lists.h (x86_64 little-endian layout; every
 # u64 is 8-aligned in the C structs, so there is no padding).  Nothing else in this module
@@ -318,9 +318,9 @@ class KernelClassification:
 
     def windows(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         size = size or self.window
+        r = self.result
         for start in range(0, self.max_pfn, size):
             stop = min(self.max_pfn, start + size)
-            r = self.result
             i = int(np.searchsorted(r.end, start, side="right"))
             j = int(np.searchsorted(r.pfn, stop, side="left"))
             out = _painted(stop - start, np.clip(r.pfn[i:j], start, stop) - start,
@@ -348,15 +348,6 @@ def _painted(n: int, lo: np.ndarray, hi: np.ndarray, cls: np.ndarray) -> np.ndar
     seg = np.full(2 * len(lo) + 1, PageClass.KEEP, np.uint8)
     seg[1::2] = cls
     return np.repeat(seg, np.diff(edges))
-
-
-def _is_proc_vmcore(src) -> bool:
-    if src.kind != "elf":
-        return False
-    try:
-        return os.path.samefile(src.path, PROC_VMCORE)
-    except OSError:
-        return False
 
 
 def layout(src: Source) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
@@ -410,7 +401,9 @@ def try_kernel_scan(src, dump_level: int, mode: str, say: Callable[[str], None],
     if mode not in ("auto", "require"):
         raise DumpError(f"--kernel-scan={mode}: expected auto or require")
     try:
-        if not kw.pop("assume_proc_vmcore", False) and not _is_proc_vmcore(src):
+        if not kw.pop("assume_proc_vmcore", False) and not (
+            src.kind == "elf" and is_proc_vmcore(src.path)
+        ):
             raise KernelScanUnavailable(
                 f"absent: the input is not this capture kernel's {PROC_VMCORE}"
             )

@@ -6,7 +6,9 @@ fragmented kept sets that ``-d 31`` leaves (runs of a few pages).  Only for an E
 PT_LOADs map PFNs to file offsets linearly (ELF gABI ``p_offset``/``p_paddr``).  A batch's
 runs are planned (and checked against the file) in the writing thread; the thread that
 encodes the batch reads them, so reading overlaps writing, in the same C call that tests and
-compresses the pages (_pagecodec.c ``encode_runs``).
+compresses the pages (_pagecodec.c ``encode_runs``).  From ``/proc/vmcore`` the C call
+copies the runs out of mappings of the file instead: the kernel serves a read() of it page by
+page, each through a mapping made for that page alone (_pagecodec.c, ``struct reader``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from .errors import DumpError
 from .native import pagecodec
+from .source import is_proc_vmcore
 
 
 class RunPlan:
@@ -38,7 +41,7 @@ class RunPlan:
         read and output buffers."""
         r = self.reader
         data, sizes, stop, err = pagecodec().encode_runs(
-            codec, r.fd, self.offsets, self.sizes, r.page_size, find_zero, *bufs
+            codec, r.fd, r.mapped, self.offsets, self.sizes, r.page_size, find_zero, *bufs
         )
         self._check(stop, err)
         return data, np.frombuffer(sizes, dtype=np.int64)
@@ -47,7 +50,9 @@ class RunPlan:
         """The batch's pages as a new (pages, page_size) array."""
         r = self.reader
         out = np.empty((int(self.sizes.sum()) // r.page_size, r.page_size), np.uint8)
-        stop, err = pagecodec().read_pages(r.fd, self.offsets, self.sizes, r.page_size, out)
+        stop, err = pagecodec().read_pages(
+            r.fd, r.mapped, self.offsets, self.sizes, r.page_size, out
+        )
         self._check(stop, err)
         return out
 
@@ -64,12 +69,14 @@ class RunReader:
     ``plan`` returns None whenever it cannot serve a batch (not an ELF file, a run outside
     the file's data), and the caller then reads through the source, which says what is wrong.
     The descriptor stays open while the reader does: the encoder's threads read through it.
+    ``mapped``: read through mappings of the file; by default only from ``/proc/vmcore``.
     """
 
-    def __init__(self, src) -> None:
+    def __init__(self, src, *, mapped: bool | None = None) -> None:
         self.fd = -1
         self.size = 0
         self.path = src.path
+        self.mapped = is_proc_vmcore(src.path) if mapped is None else mapped
         self.page_size = ps = src.page_size
         # (first, end) PFNs whose whole page lies inside the file data, and file offset delta.
         self.loads: list[tuple[int, int, int]] = []

@@ -13,6 +13,20 @@ import os
 
 from .errors import DumpError
 
+PROC_VMCORE = "/proc/vmcore"
+
+
+def is_proc_vmcore(path: str | None) -> bool:
+    """Whether ``path`` is this capture kernel's own ``/proc/vmcore`` (not a saved copy):
+    only it can be classified by the kernel scan, and its pages are cheaper to read through
+    mappings than by read() (_pagecodec.c, ``struct reader``)."""
+    if not path:
+        return False
+    try:
+        return os.path.samefile(path, PROC_VMCORE)
+    except OSError:
+        return False
+
 
 def open_source(path: str | None):
     if not path:
