@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -562,6 +563,55 @@ def test_kept_batches_through_the_source_hand_out_every_kept_page_once_in_pfn_or
         for b in batches:
             want = np.concatenate([src.read_pages(p, 1) for p in b.pfns.tolist()])
             assert np.array_equal(_batch_pages(b), want)
+
+
+def test_kept_batches_read_by_runs_do_not_depend_on_the_planning_slices(synth, monkeypatch):
+    """A window's kept pages are planned PLAN_PFNS at a time: slices that end inside a batch
+    and inside runs of kept pages give the same batches and reads as one plan per window."""
+    from dumpfilter.elfcore import ElfVmcore
+    from dumpfilter.runread import RunReader
+
+    with ElfVmcore(synth.path) as src, RunReader(src) as runs:
+        ram, dumpable = _kept_test_set(src, np.random.default_rng(13))
+        windows = [(0, ram, dumpable)]
+        whole = list(diskdump.kept_batches(src, windows, True, runs))
+        monkeypatch.setattr(diskdump, "PLAN_PFNS", 777)  # not a multiple of SPAN
+        sliced = list(diskdump.kept_batches(src, windows, True, runs))
+    assert len(sliced) == len(whole)
+    for a, b in zip(sliced, whole, strict=True):
+        assert a.pfns.tolist() == b.pfns.tolist()
+        assert a.runs is not None and b.runs is not None
+        assert a.runs.offsets.tolist() == b.runs.offsets.tolist()
+        assert a.runs.sizes.tolist() == b.runs.sizes.tolist()
+
+
+def test_a_window_kept_whole_is_planned_in_bounded_memory(tmp_path):
+    """A window whose every page is kept (a big machine's mem_map) is planned a slice at a
+    time: about 2 MiB of numpy arrays at the peak, not several arrays of 8 bytes per PFN of
+    the window (7-9 MiB for 2^18 PFNs), which the heap would then keep."""
+    import tracemalloc
+
+    from dumpfilter.runread import RunReader
+
+    n = 1 << 18
+    f = tmp_path / "core"
+    ps = 4096
+    with open(f, "wb") as fh:
+        fh.truncate(n * ps)
+    load = SimpleNamespace(paddr=0, filesz=n * ps, offset=0)
+    src = SimpleNamespace(kind="elf", page_size=ps, path=str(f), loads=[load])
+    kept = np.ones(n, bool)
+    with RunReader(src) as runs:
+        tracemalloc.start()
+        try:
+            count = sum(
+                len(b.pfns) for b in diskdump.kept_batches(src, [(0, kept, kept)], True, runs)
+            )
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert count == n
+    assert peak < 3 << 20, f"{peak / 2**20:.1f} MiB"
 
 
 def test_kept_batches_read_by_runs_are_full_batches_across_windows(synth):

@@ -11,11 +11,12 @@
  *
  * encode_runs() does a whole batch of an ELF input in one call: it reads the batch's runs
  * of consecutive pages with one pread() each (from /proc/vmcore: out of mappings of it,
- * struct reader), finds the zero pages and compresses the others.  Done from Python, a batch took about twenty calls that each gave up and took back
- * the GIL (one per run read, the zero test, the codec, numpy's small steps); with the
- * writing thread and the other encoder threads wanting it too, every one was a handoff, and
- * the threads spent a third of a 64 GiB run waiting for one another.  It reads and stores
- * 64 pages at a time, so a thread holds a batch's stored form but not all its pages.
+ * struct reader), finds the zero pages and compresses the others.  Done from Python, a
+ * batch took about twenty calls that each gave up and took back the GIL (one per run read,
+ * the zero test, the codec, numpy's small steps); with the writing thread and the other
+ * encoder threads wanting it too, every one was a handoff, and the threads spent a third of
+ * a 64 GiB run waiting for one another.  It reads and stores 64 pages at a time, so a thread
+ * holds a batch's stored form but not all its pages.
  * Uncompressed kdump output goes the same way with the codec 'raw': its pages are packed
  * without the zero pages, in a thread, where views of the read batch cost the writing
  * thread a slice per run of kept pages.  read_pages() reads a batch the same way where
@@ -442,7 +443,8 @@ static int parse_runs(const Py_buffer *offs, const Py_buffer *lens, Py_ssize_t p
  * the end of the file or an error it stops in run i and returns i, with *err set to the
  * error's errno (0 at the end of the file).
  */
-static Py_ssize_t read_runs(struct reader *rd, const struct runs *r, unsigned char *out, int *err)
+static Py_ssize_t read_runs(struct reader *rd, const struct runs *r, unsigned char *out,
+			    int *err)
 {
 	int64_t pos = 0;
 	Py_ssize_t i;

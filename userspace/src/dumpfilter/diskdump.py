@@ -48,6 +48,11 @@ from .runread import RunPlan, RunReader
 FLUSH_BYTES = 1 << 20
 FLUSH_PAGES = 16384
 SPAN = 512  # PFNs per encode batch: 2 MiB of source pages at most (divides elfcore's window)
+# PFNs of a window whose kept pages are planned at once (_run_batches): the planning takes a
+# few int64 arrays of one entry per kept PFN, 2 MiB each for a window kept whole (a 64 GiB
+# machine's 1 GiB mem_map), which the heap then keeps (cli._keep_freed_memory); that was the
+# 8 MiB a 64 GiB guest's capture kernel needed beyond a 16 GiB one's.  512 KiB each at most.
+PLAN_PFNS = 1 << 16
 # Kept pages of sparse spans copied into one batch: 1 MiB, so the batches in flight (one per
 # compression thread) and the one being read stay small next to the process.
 SPARSE_BATCH = 256
@@ -285,16 +290,19 @@ def _run_batches(src, windows, find_zero: bool, runs: RunReader) -> Iterator[Bat
     """Full batches of SPAN kept pages: -d 31 keeps a few pages of most spans, and each batch
     costs a round of Python in the encoder and the writer, so fewer and fuller batches leave
     more of both threads' time to reading and compressing."""
-    carry = np.zeros(0, np.int64)  # kept PFNs short of a full batch, from earlier windows
+    carry = np.zeros(0, np.int64)  # kept PFNs short of a full batch, from earlier slices
     for start, _ram, dumpable in windows:
-        kept = np.flatnonzero(dumpable).astype(np.int64)
-        if not len(kept):
-            continue
-        kept = np.concatenate((carry, kept + start))
-        full = len(kept) - len(kept) % SPAN
-        for i, plan in enumerate(runs.plans(kept[:full], SPAN)):
-            yield _run_batch(src, kept[i * SPAN : (i + 1) * SPAN].copy(), find_zero, plan)
-        carry = kept[full:]
+        for lo in range(0, len(dumpable), PLAN_PFNS):
+            kept = np.flatnonzero(dumpable[lo : lo + PLAN_PFNS]).astype(np.int64, copy=False)
+            if not len(kept):
+                continue
+            kept += start + lo
+            if len(carry):
+                kept = np.concatenate((carry, kept))
+            full = len(kept) - len(kept) % SPAN
+            for i, plan in enumerate(runs.plans(kept[:full], SPAN)):
+                yield _run_batch(src, kept[i * SPAN : (i + 1) * SPAN].copy(), find_zero, plan)
+            carry = kept[full:].copy()  # not a view that keeps the whole slice
     if len(carry):
         yield _run_batch(src, carry, find_zero, runs.plan(carry))
 
