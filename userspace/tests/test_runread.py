@@ -103,9 +103,9 @@ def test_a_file_cut_after_the_first_read_chunk_stores_nothing(tmp_path):
                 plan.encode(codec, True, (bytearray(), bytearray()))
 
 
-def _mixed_file(tmp_path, n: int = 96):
+def _mixed_file(tmp_path, n: int = 96, shift: int = 0):
     """A file of pages of every kind the encoder tells apart: zero, random (incompressible),
-    compressible, one byte set in the last word."""
+    compressible, one byte set in the last word; after *shift* bytes of something else."""
     rng = np.random.default_rng(5)
     pages = np.zeros((n, PS), np.uint8)
     kind = np.arange(n) % 4
@@ -113,12 +113,12 @@ def _mixed_file(tmp_path, n: int = 96):
     pages[kind == 2, ::64] = 7
     pages[kind == 3, PS - 1] = 1
     f = tmp_path / "pages"
-    f.write_bytes(pages.tobytes())
+    f.write_bytes(b"\xa5" * shift + pages.tobytes())
     src = SimpleNamespace(
         kind="elf",
         page_size=PS,
         path=str(f),
-        loads=[SimpleNamespace(paddr=0, filesz=n * PS, offset=0)],
+        loads=[SimpleNamespace(paddr=0, filesz=n * PS, offset=shift)],
     )
     return src, pages
 
@@ -189,31 +189,50 @@ def test_a_batch_read_in_one_call_is_encoded_as_its_pages_alone(tmp_path, codec,
         pos += size
 
 
+@pytest.mark.parametrize("find_zero", [True, False])
+@pytest.mark.parametrize("mapped", [False, True])
+def test_a_zero_test_only_batch_read_in_one_call_is_tested_as_its_pages_alone(
+    tmp_path, find_zero, mapped
+):
+    """Only zero-testing (--dry-run, the ELF writer's zero pass), the one-call path stores
+    nothing and finds the same zero pages and sizes as the same pages handed over as an
+    array."""
+    src, pages = _mixed_file(tmp_path, 300)
+    pfns = np.flatnonzero(np.random.default_rng(4).random(len(pages)) < 0.7)
+    with RunReader(src, mapped=mapped) as runs:
+        plan = runs.plan(pfns)
+        assert plan is not None
+        enc = Encoder(None, PS, zero_test_only=True)
+        got = enc.encode(Batch(pfns=pfns, pages=None, find_zero=find_zero, runs=plan))
+        want = enc.encode(Batch(pfns=pfns, pages=pages[pfns].copy(), find_zero=find_zero))
+    assert got.zero.tolist() == want.zero.tolist()
+    assert got.zero.tolist() == (find_zero & ~pages[pfns].any(axis=1)).tolist()
+    assert got.sizes.tolist() == want.sizes.tolist()
+    assert got.flags.tolist() == want.flags.tolist() == [0] * len(pfns)
+    assert got.chunks == want.chunks == []
+    assert got.stored == want.stored
+
+
 def test_runs_that_are_not_whole_pages_are_refused_before_reading(tmp_path):
-    """Both C entry points check the runs they are given (whole pages, offsets not negative,
-    as many sizes as offsets, room for them) before they read a byte."""
+    """The C entry point checks the runs it is given (whole pages, offsets not negative, as
+    many sizes as offsets) before it reads a byte, whatever it stores."""
     src, _pages = _mixed_file(tmp_path, 4)
     bad = (([0], [PS - 1]), ([-PS], [PS]), ([0], [0]), ([0, 0], [PS]))
     with RunReader(src) as runs:
-        for offsets, sizes in (*bad, ([0], [2 * PS])):  # the last: more than out holds
-            out = np.zeros((1, PS), np.uint8)
-            o, z = np.array(offsets, np.int64), np.array(sizes, np.int64)
-            with pytest.raises(ValueError):
-                pagecodec().read_pages(runs.fd, False, o, z, PS, out)
-            assert not out.any()
-        for offsets, sizes in bad:
-            with pytest.raises(ValueError):
-                pagecodec().encode_runs(
-                    "lzo",
-                    runs.fd,
-                    False,
-                    np.array(offsets, np.int64),
-                    np.array(sizes, np.int64),
-                    PS,
-                    True,
-                    bytearray(),
-                    bytearray(),
-                )
+        for codec in ("lzo", "raw", "none"):
+            for offsets, sizes in bad:
+                with pytest.raises(ValueError):
+                    pagecodec().encode_runs(
+                        codec,
+                        runs.fd,
+                        False,
+                        np.array(offsets, np.int64),
+                        np.array(sizes, np.int64),
+                        PS,
+                        True,
+                        bytearray(),
+                        bytearray(),
+                    )
 
 
 @pytest.mark.parametrize("codec", CODECS)
@@ -231,13 +250,16 @@ def test_only_compressing_codecs_keep_a_read_chunk(tmp_path, codec):
     assert len(bufs[1]) >= 95 * PS  # room for the batch's stored form, kept for the next
 
 
-@pytest.mark.parametrize("codec", CODECS)
-def test_runs_read_through_mappings_give_what_reads_give(tmp_path, codec):
+@pytest.mark.parametrize("codec", ["raw", "none", "zlib", "lzo", "snappy", "zstd"])
+@pytest.mark.parametrize("shift", [0, 1000])  # 1000: a page across each window's edge
+def test_runs_read_through_mappings_give_what_reads_give(tmp_path, codec, shift):
     """Read through 4 MiB windows mapped from the file (how /proc/vmcore is read): the same
-    pages and stored bytes as pread(), for runs inside one window, across a window's edge,
-    longer than a window, and ending at the file's end."""
+    pages, sizes and stored bytes as pread(), for runs inside one window, across a window's
+    edge, longer than a window, and ending at the file's end; also where the pages do not
+    start at a multiple of the page size, so that a window's edge cuts a page, which is
+    copied while the pages around it are stored from the mapping."""
     n = 2600  # 10.2 MiB: three windows, the last one short
-    src, pages = _mixed_file(tmp_path, n)
+    src, pages = _mixed_file(tmp_path, n, shift)
     win = (4 << 20) // PS
     pfns = np.concatenate(
         (
@@ -254,9 +276,13 @@ def test_runs_read_through_mappings_give_what_reads_give(tmp_path, codec):
         a, b = plain.plan(pfns), mapped.plan(pfns)
         assert a is not None and b is not None
         assert np.array_equal(b.read(), pages[pfns])
-        want = a.encode(codec or "raw", True, (bytearray(), bytearray()))
-        got = b.encode(codec or "raw", True, (bytearray(), bytearray()))
+        want = a.encode(codec, True, (bytearray(), bytearray()))
+        got = b.encode(codec, True, (bytearray(), bytearray()))
     assert got[0] == want[0] and got[1].tolist() == want[1].tolist()
+    zero = ~pages[pfns].any(axis=1)
+    assert (want[1] == 0).tolist() == zero.tolist()
+    if codec == "none":
+        assert want[0] == b"" and (want[1][~zero] == PS).all()
 
 
 def test_a_mapped_read_past_the_end_of_the_file_stops_as_a_read_does(tmp_path):
@@ -267,12 +293,11 @@ def test_a_mapped_read_past_the_end_of_the_file_stops_as_a_read_does(tmp_path):
     sizes = np.array([2 * PS, 4 * PS], np.int64)  # the second run ends 2 pages past the end
     with RunReader(src) as runs:
         for mapped in (False, True):
-            out = np.zeros((6, PS), np.uint8)
-            assert pagecodec().read_pages(runs.fd, mapped, offsets, sizes, PS, out) == (1, 0)
-            data, _sizes, stop, err = pagecodec().encode_runs(
-                "zstd", runs.fd, mapped, offsets, sizes, PS, True, bytearray(), bytearray()
-            )
-            assert (data, stop, err) == (b"", 1, 0)
+            for codec in ("zstd", "raw", "none"):
+                data, _sizes, stop, err = pagecodec().encode_runs(
+                    codec, runs.fd, mapped, offsets, sizes, PS, True, bytearray(), bytearray()
+                )
+                assert (data, stop, err) == (b"", 1, 0)
 
 
 def test_only_proc_vmcore_is_read_through_mappings(tmp_path):

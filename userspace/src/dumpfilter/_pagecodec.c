@@ -10,18 +10,18 @@
  * released for all of it, so compression threads run truly in parallel.
  *
  * encode_runs() does a whole batch of an ELF input in one call: it reads the batch's runs
- * of consecutive pages with one pread() each (from /proc/vmcore: out of mappings of it,
- * struct reader), finds the zero pages and compresses the others.  Done from Python, a
- * batch took about twenty calls that each gave up and took back the GIL (one per run read,
- * the zero test, the codec, numpy's small steps); with the writing thread and the other
- * encoder threads wanting it too, every one was a handoff, and the threads spent a third of
- * a 64 GiB run waiting for one another.  It reads and stores 64 pages at a time, so a thread
- * holds a batch's stored form but not all its pages.
+ * of consecutive pages with one pread() each (from /proc/vmcore: it maps the file and works
+ * on the pages in the mapping, struct reader), finds the zero pages and compresses the
+ * others.  Done from Python, a batch took about twenty calls that each gave up and took
+ * back the GIL (one per run read, the zero test, the codec, numpy's small steps); with the
+ * writing thread and the other encoder threads wanting it too, every one was a handoff, and
+ * the threads spent a third of a 64 GiB run waiting for one another.  It reads and stores
+ * 64 pages at a time, so a thread holds a batch's stored form but not all its pages.
  * Uncompressed kdump output goes the same way with the codec 'raw': its pages are packed
  * without the zero pages, in a thread, where views of the read batch cost the writing
- * thread a slice per run of kept pages.  read_pages() reads a batch the same way where
- * only the zero test is wanted and nothing is stored: the ELF writer's zero pass and an
- * uncompressed --dry-run.
+ * thread a slice per run of kept pages; and with the codec 'none' where only the zero test
+ * is wanted and nothing is stored: the ELF writer's zero pass and an uncompressed
+ * --dry-run.
  *
  * Per page it produces exactly what the page would get alone, as makedumpfile and crash
  * expect: zlib level 1 zlib-wrapped (compress2()), lzo1x_1, raw snappy, zstd level 1 one
@@ -47,8 +47,11 @@
 /*
  * CODEC_RAW stores every page as it is: the uncompressed kdump writer's pages, read,
  * zero-tested and packed back to back in the same call as the compressed ones.
+ * CODEC_NONE stores nothing: a page's size only says whether it is a zero page (0) or not
+ * (the page size), for the passes that only zero-test (an uncompressed --dry-run, the ELF
+ * writer's zero pass).
  */
-enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD, CODEC_RAW };
+enum codec { CODEC_ZLIB, CODEC_LZO, CODEC_SNAPPY, CODEC_ZSTD, CODEC_RAW, CODEC_NONE };
 
 /*
  * Pages encode_runs() reads before it stores them: 256 KiB of 4 KiB pages per thread, not a
@@ -93,6 +96,8 @@ static int coder_init(struct coder *c, enum codec codec, size_t page_size)
 		return c->zc ? 0 : -1;
 	case CODEC_RAW:
 		c->bound = page_size;
+		return 0;
+	case CODEC_NONE:
 		return 0;
 	}
 	return -1;
@@ -142,6 +147,7 @@ static size_t coder_page(struct coder *c, const unsigned char *src, unsigned cha
 		n = ZSTD_compressCCtx(c->zc, dst, c->bound, src, c->page_size, 1);
 		return ZSTD_isError(n) ? 0 : n;
 	case CODEC_RAW:
+	case CODEC_NONE:
 		return c->page_size;
 	}
 	return 0;
@@ -155,7 +161,7 @@ static int codec_of(const char *name, enum codec *codec)
 	} names[] = {
 		{ "zlib", CODEC_ZLIB }, { "lzo", CODEC_LZO },
 		{ "snappy", CODEC_SNAPPY }, { "zstd", CODEC_ZSTD },
-		{ "raw", CODEC_RAW },
+		{ "raw", CODEC_RAW }, { "none", CODEC_NONE },
 	};
 	size_t i;
 
@@ -205,6 +211,10 @@ static Py_ssize_t store_pages(struct coder *c, const unsigned char *pages, const
 			sizes[i] = 0;
 			continue;
 		}
+		if (c->codec == CODEC_NONE) {
+			sizes[i] = (int64_t)ps;
+			continue;
+		}
 		len = coder_page(c, src, out + pos);
 		if (len == 0)
 			return -1;
@@ -251,7 +261,7 @@ static PyObject *compress_pages(PyObject *self, PyObject *args)
 	if (!PyArg_ParseTuple(args, "sy*y*nO!", &name, &pages, &rows, &page_size,
 			      &PyByteArray_Type, &scratch))
 		return NULL;
-	if (codec_of(name, &codec)) {
+	if (codec_of(name, &codec) || codec == CODEC_NONE) {
 		PyErr_Format(PyExc_ValueError, "unknown codec %s", name);
 		goto release;
 	}
@@ -332,10 +342,12 @@ static int read_exact(int fd, unsigned char *out, int64_t size, int64_t offset, 
  * for it (x86: ioremap_cache() and iounmap() in copy_oldmem_page()), while its mmap() maps a
  * whole range of the old kernel's memory at once (Linux 3.11, commit 83086978c63a "vmcore:
  * support mmap() on /proc/vmcore", made for makedumpfile for that reason).  With map set, the
- * runs are copied out of MAP_WINDOW-byte windows of the file, each mapped once for all the
- * runs in it: a batch's runs come in file order.  Only for /proc/vmcore: a regular file's
- * mapping faults its pages in one at a time, and a file cut short under a mapping raises
- * SIGBUS where pread() returns short.  If mmap() fails, the rest is read by pread().
+ * runs are read in MAP_WINDOW-byte windows of the file, each mapped once for all the runs in
+ * it (a batch's runs come in file order): stored straight from the window (reader_view), or
+ * copied out of it (reader_read) where a copy is what is stored.  Only for /proc/vmcore: a
+ * regular file's mapping faults its pages in one at a time, and a file cut short under a
+ * mapping raises SIGBUS where pread() returns short.  If mmap() fails, the rest is read by
+ * pread().
  */
 #define MAP_WINDOW ((int64_t)4 << 20)
 
@@ -366,29 +378,60 @@ static void reader_unmap(struct reader *rd)
 	rd->win = NULL;
 }
 
+/*
+ * Map the window of the file that holds offset, unless it is the one mapped: 0, or -1 when
+ * no window serves it (past the end of the file: pread() reports that; mmap() failed: the
+ * reader stops mapping and the rest is read by pread()).
+ */
+static int reader_window(struct reader *rd, int64_t offset)
+{
+	int64_t lo, hi;
+	void *p;
+
+	if (rd->win && offset >= rd->lo && offset < rd->hi)
+		return 0;
+	lo = offset - offset % MAP_WINDOW;
+	hi = rd->size - lo < MAP_WINDOW ? rd->size : lo + MAP_WINDOW;
+	if (offset >= hi)
+		return -1;
+	reader_unmap(rd);
+	p = mmap(NULL, (size_t)(hi - lo), PROT_READ, MAP_PRIVATE, rd->fd, (off_t)lo);
+	if (p == MAP_FAILED) {
+		rd->map = 0;
+		return -1;
+	}
+	rd->win = p;
+	rd->lo = lo;
+	rd->hi = hi;
+	return 0;
+}
+
+/*
+ * The pages of [offset, offset + size) that the reader's window holds, without a copy:
+ * *view points at offset in the mapping, and the return value is how many bytes from there
+ * lie in the window, in whole pages of ps.  0 when the reader does not map, no window
+ * serves offset, or less than a page of it lies in the window (a page across a window's
+ * edge, where a run's offset is not page-aligned): read those with reader_read().
+ */
+static int64_t reader_view(struct reader *rd, int64_t offset, int64_t size, int64_t ps,
+			   const unsigned char **view)
+{
+	int64_t n;
+
+	if (!rd->map || reader_window(rd, offset))
+		return 0;
+	n = rd->hi - offset < size ? rd->hi - offset : size;
+	*view = rd->win + (offset - rd->lo);
+	return n - n % ps;
+}
+
 /* As read_exact(), through the reader's windows where it maps them. */
 static int reader_read(struct reader *rd, unsigned char *out, int64_t size, int64_t offset,
 		       int *err)
 {
-	int64_t lo, hi, n;
-	void *p;
+	int64_t n;
 
-	while (rd->map && size > 0) {
-		if (!rd->win || offset < rd->lo || offset >= rd->hi) {
-			lo = offset - offset % MAP_WINDOW;
-			hi = rd->size - lo < MAP_WINDOW ? rd->size : lo + MAP_WINDOW;
-			if (offset >= hi)
-				break;	/* past the end: pread() reports it */
-			reader_unmap(rd);
-			p = mmap(NULL, (size_t)(hi - lo), PROT_READ, MAP_PRIVATE, rd->fd, (off_t)lo);
-			if (p == MAP_FAILED) {
-				rd->map = 0;
-				break;
-			}
-			rd->win = p;
-			rd->lo = lo;
-			rd->hi = hi;
-		}
+	while (rd->map && size > 0 && !reader_window(rd, offset)) {
 		n = rd->hi - offset < size ? rd->hi - offset : size;
 		memcpy(out, rd->win + (offset - rd->lo), (size_t)n);
 		out += n;
@@ -439,30 +482,30 @@ static int parse_runs(const Py_buffer *offs, const Py_buffer *lens, Py_ssize_t p
 }
 
 /*
- * Read each run whole into out, back to back.  Returns the number of runs read whole; at
- * the end of the file or an error it stops in run i and returns i, with *err set to the
- * error's errno (0 at the end of the file).
+ * Store the bytes / page_size pages at src (store_pages) after the *page pages stored in out
+ * before, *used bytes: 0, or -1 when a codec failed.
  */
-static Py_ssize_t read_runs(struct reader *rd, const struct runs *r, unsigned char *out,
-			    int *err)
+static int store_more(struct coder *c, const unsigned char *src, int64_t bytes, int find_zero,
+		      unsigned char *out, int64_t *sizes, Py_ssize_t *used, Py_ssize_t *page)
 {
-	int64_t pos = 0;
-	Py_ssize_t i;
+	Py_ssize_t n = (Py_ssize_t)(bytes / (int64_t)c->page_size), got;
 
-	*err = 0;
-	for (i = 0; i < r->n; i++) {
-		if (reader_read(rd, out + pos, r->len[i], r->off[i], err))
-			return i;
-		pos += r->len[i];
-	}
-	return r->n;
+	got = store_pages(c, src, NULL, n, find_zero, out + *used, sizes + *page);
+	if (got < 0)
+		return -1;
+	*used += got;
+	*page += n;
+	return 0;
 }
 
 /*
- * Read the runs into in (cap bytes, whole pages) a chunk at a time and store each chunk's
- * pages (store_pages) before reading the next: a batch's pages need not all be in memory at
- * once, only its stored form.  Returns the bytes stored in out; -1 when a codec failed; 0
- * with *stop set to the run a read stopped in (the end of the file or an error, *err).
+ * Store the runs' pages in order.  Where the reader maps the file, pages are stored straight
+ * from its window (reader_view): the zero test and the codec read them where they are, and
+ * most zero tests decide on a page's first bytes.  The other pages are read into in (cap
+ * bytes, whole pages) a chunk at a time and each chunk stored before the next is read: a
+ * batch's pages need not all be in memory at once, only its stored form.  Returns the bytes
+ * stored in out; -1 when a codec failed; 0 with *stop set to the run a read stopped in (the
+ * end of the file or an error, *err).
  */
 static Py_ssize_t read_and_store(struct coder *c, struct reader *rd, const struct runs *r,
 				 int find_zero, unsigned char *in, int64_t cap, unsigned char *out,
@@ -470,12 +513,24 @@ static Py_ssize_t read_and_store(struct coder *c, struct reader *rd, const struc
 {
 	const int64_t *off = r->off, *len = r->len;
 	int64_t ps = (int64_t)c->page_size, fill = 0, done, want;
-	Py_ssize_t i, n = r->n, page = 0, used = 0, got;
+	Py_ssize_t i, n = r->n, page = 0, used = 0;
+	const unsigned char *view;
 
 	*stop = -1;
 	*err = 0;
 	for (i = 0; i < n; i++) {
 		for (done = 0; done < len[i]; done += want) {
+			want = reader_view(rd, off[i] + done, len[i] - done, ps, &view);
+			if (want) {
+				/* the pages read into in come first */
+				if (fill && store_more(c, in, fill, find_zero, out, sizes, &used,
+						       &page))
+					return -1;
+				fill = 0;
+				if (store_more(c, view, want, find_zero, out, sizes, &used, &page))
+					return -1;
+				continue;
+			}
 			want = len[i] - done < cap - fill ? len[i] - done : cap - fill;
 			if (reader_read(rd, in + fill, want, off[i] + done, err)) {
 				*stop = i;
@@ -484,12 +539,8 @@ static Py_ssize_t read_and_store(struct coder *c, struct reader *rd, const struc
 			fill += want;
 			if (fill < cap && !(i == n - 1 && done + want == len[i]))
 				continue;
-			got = store_pages(c, in, NULL, (Py_ssize_t)(fill / ps), find_zero,
-					  out + used, sizes + page);
-			if (got < 0)
+			if (store_more(c, in, fill, find_zero, out, sizes, &used, &page))
 				return -1;
-			used += got;
-			page += (Py_ssize_t)(fill / ps);
 			fill = 0;
 		}
 	}
@@ -530,46 +581,6 @@ static Py_ssize_t read_raw(struct reader *rd, const struct runs *r, int find_zer
 	return (Py_ssize_t)used;
 }
 
-PyDoc_STRVAR(read_pages_doc,
-"read_pages(fd, mapped, offsets, sizes, page_size, out) -> (stop, errno)\n\n"
-"Read sizes[i] bytes at file offset offsets[i] of descriptor *fd* for each i (whole\n"
-"pages), back to back into the writable buffer *out* of exactly sum(sizes) bytes, with\n"
-"the GIL released; through mappings of the file with *mapped* (for /proc/vmcore only).\n"
-"*stop* is -1 when all were read, else the index of the run the read stopped in, the\n"
-"file having ended (errno 0) or a read failed (its errno).");
-
-static PyObject *read_pages(PyObject *self, PyObject *args)
-{
-	Py_buffer offs, lens, out;
-	PyObject *ret = NULL;
-	Py_ssize_t page_size, i;
-	struct runs r;
-	struct reader rd;
-	int fd, mapped, err = 0;
-
-	(void)self;
-	if (!PyArg_ParseTuple(args, "ipy*y*nw*", &fd, &mapped, &offs, &lens, &page_size, &out))
-		return NULL;
-	if (parse_runs(&offs, &lens, page_size, &r))
-		goto release;
-	if (r.total != out.len) {
-		PyErr_Format(PyExc_ValueError, "%lld bytes to read into %zd", (long long)r.total,
-			     out.len);
-		goto release;
-	}
-	Py_BEGIN_ALLOW_THREADS
-	reader_init(&rd, fd, mapped);
-	i = read_runs(&rd, &r, out.buf, &err);
-	reader_unmap(&rd);
-	Py_END_ALLOW_THREADS
-	ret = Py_BuildValue("(ni)", i == r.n ? (Py_ssize_t)-1 : i, err);
-release:
-	PyBuffer_Release(&offs);
-	PyBuffer_Release(&lens);
-	PyBuffer_Release(&out);
-	return ret;
-}
-
 PyDoc_STRVAR(encode_runs_doc,
 "encode_runs(codec, fd, mapped, offsets, sizes, page_size, find_zero, pagebuf, outbuf)\n"
 "    -> (data, sizes, stop, errno)\n\n"
@@ -577,8 +588,8 @@ PyDoc_STRVAR(encode_runs_doc,
 "pages, back to back: the batch; through mappings of the file with *mapped*, for\n"
 "/proc/vmcore only), then store each page: with find_zero, a page of zero\n"
 "bytes gets size 0 and no data; the others are compressed with *codec* ('zlib', 'lzo',\n"
-"'snappy', 'zstd'), each on its own, raw when that is not smaller, or stored raw\n"
-"('raw').\n"
+"'snappy', 'zstd'), each on its own, raw when that is not smaller, stored raw ('raw'),\n"
+"or not stored at all ('none': no data, and the page size as each non-zero page's size).\n"
 "*offsets* and *sizes* are buffers of native int64.  *data* holds the stored pages back\n"
 "to back, *sizes* (native int64 per page) their lengths.  *pagebuf* (a chunk of at most\n"
 "64 pages at a time; 'raw' does not use it) and *outbuf* (the whole batch's stored form)\n"
@@ -621,7 +632,8 @@ static PyObject *encode_runs(PyObject *self, PyObject *args)
 	if (r.total < chunk)
 		chunk = r.total;
 	if (reserve(pagebuf, (Py_ssize_t)chunk) ||
-	    reserve(outbuf, npages ? (npages - 1) * page_size + (Py_ssize_t)c.bound : 0))
+	    reserve(outbuf, npages && codec != CODEC_NONE ?
+			    (npages - 1) * page_size + (Py_ssize_t)c.bound : 0))
 		goto free_coder;
 	/* the exports keep both from being resized while the GIL is released */
 	if (PyObject_GetBuffer(pagebuf, &pagework, PyBUF_WRITABLE))
@@ -662,7 +674,6 @@ release:
 static PyMethodDef methods[] = {
 	{ "compress_pages", compress_pages, METH_VARARGS, compress_pages_doc },
 	{ "encode_runs", encode_runs, METH_VARARGS, encode_runs_doc },
-	{ "read_pages", read_pages, METH_VARARGS, read_pages_doc },
 	{ NULL, NULL, 0, NULL },
 };
 

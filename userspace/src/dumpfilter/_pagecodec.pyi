@@ -18,6 +18,3 @@ def encode_runs(
     outbuf: bytearray,
     /,
 ) -> tuple[bytes, bytes, int, int]: ...
-def read_pages(
-    fd: int, mapped: bool, offsets: Buffer, sizes: Buffer, page_size: int, out: Buffer, /
-) -> tuple[int, int]: ...

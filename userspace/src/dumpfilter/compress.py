@@ -126,10 +126,9 @@ class Encoder:
     def encode(self, batch: Batch) -> Encoded:
         """Zero test, then store each non-zero page: compressed (raw when compression does
         not shrink it), raw without a codec, or not at all when only zero-testing."""
-        if batch.runs is not None and not self.zero_test_only:
-            return self._encode_runs(batch, batch.runs, self.codec or "raw")
         if batch.runs is not None:
-            batch.pages, batch.runs = batch.runs.read(), None
+            codec = "none" if self.zero_test_only else self.codec or "raw"
+            return self._encode_runs(batch, batch.runs, codec)
         if batch.pages is None:
             raise TypeError("a batch needs its pages or the runs to read them from")
         n = len(batch.pfns)
@@ -156,13 +155,14 @@ class Encoder:
         return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
 
     def _encode_runs(self, batch: Batch, runs: RunPlan, codec: str) -> Encoded:
-        """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c)."""
+        """A batch read, zero-tested and compressed in one C call (runread, _pagecodec.c);
+        with *codec* "none" only zero-tested."""
         ps = self.page_size
         data, sizes = runs.encode(codec, batch.find_zero, self._buffers())
         zero = sizes == 0  # a stored page is never empty: 0 is only a zero page's size
         flags = np.where(zero | (sizes == ps), 0, self.flag).astype(np.uint32)
         done = Batch(batch.pfns, None, batch.find_zero, batch.tag)
-        return Encoded(done, zero, sizes, flags, [data] if data else [], len(data))
+        return Encoded(done, zero, sizes, flags, [data] if data else [], int(sizes.sum()))
 
     def _buffers(self) -> tuple[bytearray, bytearray]:
         """This thread's read and output buffers, kept from batch to batch (new ones each

@@ -7,8 +7,9 @@ PT_LOADs map PFNs to file offsets linearly (ELF gABI ``p_offset``/``p_paddr``). 
 runs are planned (and checked against the file) in the writing thread; the thread that
 encodes the batch reads them, so reading overlaps writing, in the same C call that tests and
 compresses the pages (_pagecodec.c ``encode_runs``).  From ``/proc/vmcore`` the C call
-copies the runs out of mappings of the file instead: the kernel serves a read() of it page by
-page, each through a mapping made for that page alone (_pagecodec.c, ``struct reader``).
+maps the file instead and tests and compresses the pages where they are mapped: the kernel
+serves a read() of it page by page, each through a mapping made for that page alone
+(_pagecodec.c, ``struct reader``).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class RunPlan:
     ) -> tuple[bytes, np.ndarray]:
         """Read the batch and store its pages compressed with *codec* (``encode_runs``): the
         stored pages back to back and the int64 size of each, 0 for a zero page (with
-        *find_zero*), the page size for one stored raw.  *bufs*: the calling thread's own
-        read and output buffers."""
+        *find_zero*), the page size for one stored raw.  *codec* "raw" stores the pages as
+        they are, "none" stores nothing (only the sizes say which pages are zero).  *bufs*:
+        the calling thread's own read and output buffers."""
         r = self.reader
         data, sizes, stop, err = pagecodec().encode_runs(
             codec, r.fd, r.mapped, self.offsets, self.sizes, r.page_size, find_zero, *bufs
@@ -47,14 +49,10 @@ class RunPlan:
         return data, np.frombuffer(sizes, dtype=np.int64)
 
     def read(self) -> np.ndarray:
-        """The batch's pages as a new (pages, page_size) array."""
-        r = self.reader
-        out = np.empty((int(self.sizes.sum()) // r.page_size, r.page_size), np.uint8)
-        stop, err = pagecodec().read_pages(
-            r.fd, r.mapped, self.offsets, self.sizes, r.page_size, out
-        )
-        self._check(stop, err)
-        return out
+        """The batch's pages as a new (pages, page_size) array: read as ``encode`` reads
+        them, stored as they are."""
+        data, _sizes = self.encode("raw", False, (bytearray(), bytearray()))
+        return np.frombuffer(data, np.uint8).reshape(-1, self.reader.page_size)
 
     def _check(self, stop: int, err: int) -> None:
         if stop >= 0:
