@@ -160,6 +160,8 @@ def test_compression_threads_default_to_the_cpus_when_there_are_two_or_more(monk
     monkeypatch.setattr(pagebatch.os, "sched_getaffinity", lambda pid: {0, 1, 2})
     assert compression_threads(0, "zstd") == 3
     assert compression_threads(0, None) == 1  # one thread reads while the writer writes
+    # pages only zero-tested go nowhere: nothing waits for a writer
+    assert compression_threads(0, None, zero_test_only=True) == 3
     assert compression_threads(5, "lzo") == 5  # --num-threads N is kept as asked
     monkeypatch.setattr(pagebatch.os, "sched_getaffinity", lambda pid: {0})
     assert compression_threads(0, "zstd") == 0  # one CPU: compress in the writing thread

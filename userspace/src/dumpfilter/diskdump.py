@@ -492,10 +492,9 @@ def write_kdump(
             sink.write_at(desc_at, [descs[:n]])
 
     windows = dumpable_windows(src, classification, opts.dump_level, part)
-    # Uncompressed pages going nowhere (--dry-run) need only their zero test, which the
-    # writing thread does as the pages are read: nothing to copy or to overlap with writes.
+    # Uncompressed pages going nowhere (--dry-run) need only their zero test.
     zero_only = codec is None and not sink.keeps_data
-    threads = opts.num_threads if zero_only else compression_threads(opts.num_threads, codec)
+    threads = compression_threads(opts.num_threads, codec, zero_test_only=zero_only)
     # The encoder stops (its threads read through runs) before runs closes its descriptor.
     with RunReader(src) as runs, Encoder(codec, ps, threads, zero_test_only=zero_only) as enc:
         for res in enc.map(kept_batches(src, windows, find_zero, runs)):

@@ -36,6 +36,7 @@ from .dumplevel import DumpLevel
 from .elfcore import ELF_INCOMPLETE, PT_LOAD, PT_NOTE
 from .errors import DumpError
 from .output import Progress
+from .pagebatch import compression_threads
 
 PFN_EXCLUDED = 256  # makedumpfile.h: a shorter excluded run stays inside the segment
 PN_XNUM = 0xFFFF
@@ -210,7 +211,8 @@ def write_elf(
     ps = src.page_size
     zeros: dict[int, tuple[str, np.ndarray]] = {}
     # The encoder stops (its threads read through runs) before runs closes its descriptor.
-    with RunReader(src) as runs, Encoder(None, ps, opts.num_threads, zero_test_only=True) as enc:
+    threads = compression_threads(opts.num_threads, None, zero_test_only=True)
+    with RunReader(src) as runs, Encoder(None, ps, threads, zero_test_only=True) as enc:
         nseg = 0
         zero = 0
         data_pages = 0  # pages of segment data: what the progress counts

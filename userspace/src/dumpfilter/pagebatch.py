@@ -56,20 +56,24 @@ def compress_pages(
     return data, np.frombuffer(sizes, dtype=np.int64)
 
 
-def compression_threads(num_threads: int, codec: str | None) -> int:
+def compression_threads(
+    num_threads: int, codec: str | None, *, zero_test_only: bool = False
+) -> int:
     """Encoder threads for ``--num-threads N``: N as asked; by default (0), when this
-    process may run on two CPUs or more, one per CPU for compressed pages and one for
-    uncompressed ones.
+    process may run on two CPUs or more, one per CPU for compressed pages and for pages that
+    are only zero-tested, and one for uncompressed ones.
 
     The codecs release the GIL while they compress, so with a free CPU compression overlaps
     the reading and writing of the main thread.  Uncompressed pages are only read and
     zero-tested, which one thread does faster than the main thread writes them, but doing it
-    there overlaps the reads with the writes.  On one CPU (a capture kernel booted with
-    ``nr_cpus=1``) a thread would only add switches.
+    there overlaps the reads with the writes.  Pages only zero-tested (``--dry-run``, the ELF
+    writer's zero pass) go nowhere, so nothing waits for a writer: their reads and tests
+    run on every CPU.  On one CPU (a capture kernel booted with ``nr_cpus=1``) a thread
+    would only add switches.
     """
     if num_threads > 0:
         return num_threads
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
         return 0
-    return cpus if codec is not None else 1
+    return cpus if codec is not None or zero_test_only else 1
