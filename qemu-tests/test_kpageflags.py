@@ -5,8 +5,10 @@ each page.  Mapping (docs/page-types.md §4): free = BUDDY (only the first page 
 free block carries it; the rest of the block has no flags), user = ANON or HUGE (THP tails
 report ANON through their folio), cache = LRU and not ANON, offline = OFFLINE.
 The snapshot is taken a few milliseconds before the crash by busybox `cat`, so a small drift
-is allowed: TOLERANCE pages plus 0.2 % of RAM per comparison.  The workload's own pages
-(their PFNs read from /proc/self/pagemap in the guest) must be classified exactly.
+is allowed: TOLERANCE pages plus 0.2 % of RAM per comparison.  khugepaged is stopped before
+the snapshot (guest/init.sh): one THP collapse in between moves about a thousand pages.
+The workload's own pages (their PFNs read from /proc/self/pagemap in the guest) must be
+classified exactly.
 """
 
 from __future__ import annotations

@@ -132,6 +132,15 @@ while [ ! -e $W/workload.ready ]; do
     sleep 1
 done
 echo "STAGE: workload ready t=$(up)"
+# khugepaged collapses small anon pages into THPs on its own schedule: one collapse between
+# the snapshot and the crash frees up to 511 small pages and takes 512 new ones, more than
+# qemu-tests/test_kpageflags.py allows for drift.  "never" stops the thread (kthread_stop()
+# waits for it, mm/khugepaged.c start_stop_khugepaged()); the THPs made so far stay.
+THP=/sys/kernel/mm/transparent_hugepage/enabled
+[ -w $THP ] && echo never > $THP
+# Proactive compaction (kcompactd, Linux 5.9) migrates pages on its own schedule too.
+PRO=/proc/sys/vm/compaction_proactiveness
+[ -w $PRO ] && echo 0 > $PRO
 # Snapshot page flags as late as possible, with busybox (no Python start) so little changes
 # between the snapshot and the crash.
 cat /proc/meminfo > $W/meminfo
