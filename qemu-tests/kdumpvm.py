@@ -79,6 +79,17 @@ BUSYBOX = Path("/bin/busybox")
 # What the stock kernels need as modules to reach a 9p share over virtio-pci.
 NEEDED_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
 NINEP_OPTS = "trans=virtio,version=9p2000.L,msize=512000"
+# run_kdump_cycle(root_cache=True): the read-only host root cached.  Without a cache 9p reads
+# nothing ahead (fs/9p/vfs_super.c sets ra_pages to 0) and each page a program maps is a round
+# trip to QEMU, 5,000-6,000 to start Python and numpy, where a capture kernel's disk or
+# initramfs root has them read ahead or in memory: timing cycles want it.  Cycles that test
+# how little memory suffices do not: with a cache, 9p reads ahead up to msize at each fault,
+# and in a 96 MiB capture kernel a run whose pages keep being dropped and read again took
+# 227 s instead of 10.  The root does not change during a cycle, so the cache cannot go
+# stale.  The kernel hands the unknown parameter ROOT_CACHE_ARG to guest/init.sh as an
+# environment variable, in the capture kernel too (kexec --reuse-cmdline).
+ROOT_CACHE = "loose"
+ROOT_CACHE_ARG = f"rootcache={ROOT_CACHE}"
 # kdump.rst recommends "irqpoll nr_cpus=1 reset_devices" for x86; nokaslr avoids sporadic
 # reservation failures of a randomised capture kernel (drgn vmtest). nr_cpus=1: TCG + SMP
 # capture kernels sporadically trip a QEMU assertion (drgn commit 32a968de).
@@ -91,14 +102,21 @@ CAPTURE_APPEND = "nr_cpus=1 irqpoll reset_devices nokaslr"
 SANITIZED_APPEND = "acpi=noirq"
 # Lines guest/init.sh prints when something it needs fails (any step).
 ERR = r"STAGE: (error [^\r\n]*|insmod \S+ failed)"
-# Kernel command line of a kernel with 9p built in and no initramfs: the host root is its root.
-NINEP_ROOT_ARGS = [
-    "root=/dev/root",
-    "rootfstype=9p",
-    f"rootflags={NINEP_OPTS}",
-    "ro",
-    f"init={GUEST / 'init.sh'}",
-]
+
+
+def ninep_root_args(root_cache: bool) -> list[str]:
+    """Kernel command line of a kernel with 9p built in and no initramfs: the host root is
+    its root (cached with *root_cache*)."""
+    opts = f"{NINEP_OPTS},cache={ROOT_CACHE}" if root_cache else NINEP_OPTS
+    return [
+        "root=/dev/root",
+        "rootfstype=9p",
+        f"rootflags={opts}",
+        "ro",
+        f"init={GUEST / 'init.sh'}",
+    ]
+
+
 STEPS = ("boot", "kexec load", "workload", "panic", "capture boot", "filter", "power-off")
 
 
@@ -429,6 +447,7 @@ def run_kdump_cycle(
     timeouts: Timeouts | None = None,
     use_cache: bool = True,
     tag: str = "",
+    root_cache: bool = False,
 ) -> CycleResult:
     """Run (or reuse from the cache) one kdump cycle; see the module docstring.
 
@@ -438,7 +457,8 @@ def run_kdump_cycle(
     loading the capture kernel (to prove that failure is detected). ``capture_kernel``: load
     this kernel for the capture instead of ``kernel`` (e.g. a stock capture kernel for a patched
     crashed kernel; either may be modular or 9p-built-in). ``tag``: a name fragment for the
-    cycle directory.
+    cycle directory.  ``root_cache``: the guests' read-only root cached (ROOT_CACHE_ARG says
+    when that is wanted).
     """
     cmds = list(capture_cmds) + ([RAW_CMD] if save_raw else [])
     opts = dict(
@@ -454,6 +474,7 @@ def run_kdump_cycle(
         fault=fault,
         capture_kernel=_file_digest(capture_kernel.image) if capture_kernel else None,
         src=_source_digest(),
+        root_cache=root_cache,
     )
     key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:16]
     cdir = cache_dir() / "cycles" / f"{kernel.short}{'-' + tag if tag else ''}-{key}"
@@ -483,6 +504,7 @@ def run_kdump_cycle(
                 fault=fault,
                 capture=capture_kernel or kernel,
                 t=_timeouts(timeouts, kernel, capture_kernel or kernel),
+                root_cache=root_cache,
             )
         except CycleError as e:
             (cdir / "cycle.error").write_text(str(e) + "\n")  # the artefact says why
@@ -536,7 +558,12 @@ def _capture_script(cmds: list[str]) -> str:
 
 
 def _qemu_argv(
-    kernel: Kernel, cdir: Path, initrd: Path | None, memory: str, crashkernel: str
+    kernel: Kernel,
+    cdir: Path,
+    initrd: Path | None,
+    memory: str,
+    crashkernel: str,
+    root_cache: bool = False,
 ) -> list[str]:
     append = [
         "console=ttyS0,115200",
@@ -547,7 +574,9 @@ def _qemu_argv(
         "no_timer_check",
     ]
     if initrd is None:  # recipe B: the host root over 9p is the root fs; init is our script
-        append += NINEP_ROOT_ARGS
+        append += ninep_root_args(root_cache)
+    if root_cache:
+        append.append(ROOT_CACHE_ARG)
     if kernel.sanitized:
         append.append(SANITIZED_APPEND)
     argv = ["qemu-system-x86_64"]
@@ -609,6 +638,7 @@ def _run(
     fault: str | None,
     capture: Kernel,
     t: Timeouts,
+    root_cache: bool = False,
 ) -> dict:
     initrd = build_initramfs(kernel) if kernel.modules else None
     cinitrd = build_initramfs(capture) if capture.modules else None
@@ -617,7 +647,7 @@ def _run(
         cappend.append(SANITIZED_APPEND)
     if cinitrd is None and initrd is not None:
         # The first kernel's command line (reused by kexec) has no 9p root: add it.
-        cappend += NINEP_ROOT_ARGS
+        cappend += ninep_root_args(root_cache)
     env = {
         "REPO": str(REPO),
         "PYTHON": str(VENV_PYTHON),
@@ -632,7 +662,7 @@ def _run(
     }
     (cdir / "cycle.env").write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     (cdir / "capture.sh").write_text(_capture_script(cmds))
-    argv = _qemu_argv(kernel, cdir, initrd, memory, crashkernel)
+    argv = _qemu_argv(kernel, cdir, initrd, memory, crashkernel, root_cache)
     (cdir / "qemu.argv").write_text(shlex.join(argv) + "\n")
     console = cdir / "console.log"
     log = open(console, "w", encoding="utf-8", errors="replace")

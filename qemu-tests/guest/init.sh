@@ -53,6 +53,9 @@ dmesg -n 1 2>/dev/null || $BB dmesg -n 1
 echo "STAGE: init start mode=$MODE t=$(up)"
 
 O=trans=virtio,version=9p2000.L,msize=512000
+# rootcache=MODE on the kernel command line (here an environment variable): the read-only
+# host root mounted with cache=MODE, for timing cycles (kdumpvm.ROOT_CACHE says why).
+RO=$O${rootcache:+,cache=$rootcache}
 if [ $MODE = initramfs ]; then
     # Dependency order, computed on the host from modules.dep (kdumpvm.initramfs_modules).
     for m in $(cat /modules.order); do
@@ -60,7 +63,7 @@ if [ $MODE = initramfs ]; then
     done
     mkdir -p /host /work
     # The same tag a 9p-root kernel boots from (kdumpvm.py), so either kind can be the capture.
-    mount -t 9p -o ro,$O /dev/root /host || { echo "STAGE: error mount host root"; off; }
+    mount -t 9p -o ro,$RO /dev/root /host || { echo "STAGE: error mount host root"; off; }
     mount -t 9p -o rw,$O work /work || { echo "STAGE: error mount work"; off; }
     for d in proc sys dev; do mount --bind /$d /host/$d; done
     REPO=$(sed -n 's/^REPO=//p' /work/cycle.env | tr -d "'\"")
