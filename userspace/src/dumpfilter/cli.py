@@ -254,8 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="classify in N forked processes over PFN ranges and compress in N threads "
-        "(0, the default: two scan processes and a compression thread per CPU where two "
-        "CPUs are free, everything in one thread on one CPU); the output is the same",
+        "(0, the default, where two CPUs are free: two scan processes, a thread per CPU "
+        "that compresses or zero-tests pages, one that reads uncompressed pages; on one "
+        "CPU everything in one thread); the output is the same",
     )
     p.add_argument(
         "--message-level",

@@ -43,9 +43,10 @@ from .x86_64 import AddressSpace
 HOLE = np.uint8(PageClass.HOLE)
 FREE = np.uint8(PageClass.FREE)
 # PFNs per window, both scans: 1 GiB of 4 KiB pages, 16 MiB of struct pages for the
-# userspace scan to read.  The consumers (report, writers) hold arrays of a window's size,
-# some of 8 bytes a page, so the window bounds their memory too, whichever scan made it
-# (bench/NOTES.md, "The kernel scan's memory").
+# userspace scan to read.  The consumers (report, writers) hold arrays of a window's size
+# (classes and masks, a byte a page), so the window bounds their memory too, whichever scan
+# made it (bench/NOTES.md, "The kernel scan's memory"); what they derive at 8 bytes a kept
+# page is planned in smaller slices where a window may be kept whole (diskdump.PLAN_PFNS).
 WINDOW_PFNS = 1 << 18
 
 

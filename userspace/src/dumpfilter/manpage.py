@@ -12,7 +12,7 @@ import sys
 
 from . import __version__, cli
 
-DATE = "2026-12-04"  # the page's date: changed by hand when the text is
+DATE = "2026-12-07"  # the page's date: changed by hand when the text is
 
 DESCRIPTION = """\
 dumpfilter shrinks Linux kernel crash dumps. In the capture kernel that kdump boots after a
