@@ -91,9 +91,10 @@ def size_gib(size: str) -> int:
 def timeouts(gib: int) -> kdumpvm.Timeouts:
     """TCG boots, fills and dumps a big guest slowly: every step's limit grows with its RAM."""
     k = max(1.0, gib / 2)
+    # the panic follows the snapshot of /proc/kpageflags, 8 bytes a PFN (512 MiB at 256 GiB)
     return kdumpvm.Timeouts(
-        boot=120 * k, kexec=120, workload=180 * k, panic=60, capture=150 * k,
-        cmd=400 * k, poweroff=60, overall=1200 * k,
+        boot=120 * k, kexec=120, workload=180 * k, panic=60 * max(1.0, gib / 16),
+        capture=150 * k, cmd=400 * k, poweroff=60, overall=1200 * k,
     )  # fmt: skip
 
 
