@@ -118,6 +118,32 @@ def test_tails_follow_their_head(kernel):
     assert (p.run(31)[16:32] == C.KEEP).all()
 
 
+@pytest.mark.parametrize("kernel", ["7.1", "7.2"])
+def test_tails_holding_a_head_mask_follow_their_head(kernel):
+    """With CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP and a power-of-2 struct page (Debian's 7.2
+    and 7.3 builds) a tail's compound_info is the mask that turns its address into its
+    head's, | 1, not the head's address (include/linux/page-flags.h,
+    compound_info_has_mask()); bit 0 is all the scan reads.  Real 7.x slab tails also look
+    anonymous (page[1]'s _entire_mapcount, -1, where page.mapping is)."""
+
+    def masked(p, head, order):
+        p.compound(head, order)
+        mask = ~((64 << order) - 1) & (1 << 64) - 1  # 64-byte struct pages
+        p.u64[head + 1 : head + (1 << order), 1] = mask | 1
+
+    p = Pages(kernel)
+    for head, order in ((8, 1), (16, 2), (24, 3)):
+        masked(p, head, order)
+        p.u32[head, 12] = p.fam.slab_type
+        p.u64[head + 1, 2:4] = 0x00000000FFFFFFFF
+    assert (p.run(31) == C.KEEP).all()
+    masked(p, 40, 3)
+    p.flag(40, "lru", "swapbacked")
+    p.u64[40, 3] = 0xFFFF888001234561  # anon_vma | FOLIO_MAPPING_ANON
+    got = p.run(8)
+    assert (got[40:48] == C.USER).all() and (got[:40] == C.KEEP).all() and got[48] == C.KEEP
+
+
 @pytest.mark.parametrize("kernel", ALL)
 def test_hugetlb_is_user_data_in_each_encoding(kernel):
     p = Pages(kernel, n=1024)
