@@ -15,8 +15,12 @@ makedumpfile 1.7.2 when installed, and dumpfilter with its defaults and with
   ``-d 31 -l`` one, bit for bit, or the row says where they differ.
 
 The tools' programs and libraries are evicted from the page cache once before the first run
-(``evict_programs`` says why).  The machine's load average is recorded before each size:
-timings on a shared machine only mean something side by side.  Results: ``results.md``
+(``evict_programs`` says why).  The runs read a copy of the dump in tmpfs, after one untimed
+run of each tool (``staged.py`` says why: on the disk, reading ahead into the sparse file's
+holes costs makedumpfile more than its work); a dump whose data does not fit (1 TiB on a
+24 GiB machine) is read from the disk, dropped from the page cache before every run.  The
+machine's load average is recorded before each size: timings on a shared machine only mean
+something side by side.  Results: ``results.md``
 (tables of times and ratios), ``results.json`` and ``scale.png`` (log-log time and RSS
 against RAM size) in ``--out`` (default ``$DUMPFILTER_CACHE/bench/scale``).
 """
@@ -38,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (run_once, dumpfilter_cmd, cache_dir)
 import scalevmcore  # noqa: E402
+import staged  # noqa: E402
 from anchor import (  # noqa: E402
     bitmap2,
     compare_kept,
@@ -45,6 +50,7 @@ from anchor import (  # noqa: E402
     makedumpfile_179,
     makedumpfile_debian,
 )
+from staged import Staged  # noqa: E402
 
 REPO = HERE.parent.parent
 SIZES = (1, 4, 16, 64, 256, 1024)
@@ -55,6 +61,8 @@ BUSY_CAP = 3  # makedumpfile's 2-thread run stops at 3x its 1-thread time: it bu
 MDF_THREADS_MAX_GIB = 16  # and above this size its 2-thread runs are left out
 _STEP = re.compile(r"STEP \[Excluding unnecessary pages\] : ([0-9.]+) seconds")
 GIB = 1 << 30
+STAGE_DIR = Path("/dev/shm/dumpfilter-scale")  # where a dump is copied to be read (staged.py)
+STAGE_MARGIN = 2 * GIB  # of the tmpfs, left for the tools' own files
 
 
 def evict_programs(tools: dict[str, list[str]]) -> int:
@@ -89,42 +97,24 @@ def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def warm(path: Path, budget: int) -> bool:
-    """Read the file's data extents into the page cache and drop its holes from it, if the
-    data fits in ``budget`` bytes; False when it does not (the runs then read from disk).
-
-    Called before every run, not once per size: makedumpfile's dry run reads parts of the
-    file that its other runs do not, holes among them, which the kernel fills into the page
-    cache as zero pages (at 64 GiB, 16 GiB of them, 10-12 s of system time; 1.0 s instead of
-    14-16 s for that run when an earlier run had left them cached).  At 256 GiB they also
-    pushed the warmed data out, so the run after it read from disk.  Every run starts from
-    the same cache: data cached, holes not."""
-    if scalevmcore.disk_bytes(path) > budget:
-        return False
+def drop_cached(path: Path) -> None:
+    """Drop ``path`` from the page cache: a dump too big to stage is read from the disk, by
+    every run alike."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        end = os.fstat(fd).st_size
-        pos = 0
-        while pos < end:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                data = end
-            if data > pos:
-                os.posix_fadvise(fd, pos, data - pos, os.POSIX_FADV_DONTNEED)
-            if data >= end:
-                break
-            pos = data
-            hole = os.lseek(fd, pos, os.SEEK_HOLE)
-            while pos < hole:
-                n = len(os.pread(fd, min(8 << 20, hole - pos), pos))
-                if not n:
-                    break
-                pos += n
-            pos = max(pos, hole)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-    return True
+
+
+def stage(path: Path, budget: int) -> Staged | None:
+    """The dump's copy in tmpfs (``staged.py`` says why the runs read that), or None when its
+    data does not fit in ``budget`` bytes or in the tmpfs: the runs then read the disk."""
+    shutil.rmtree(STAGE_DIR, ignore_errors=True)  # an interrupted run's copy
+    need = staged.data_bytes(path)
+    if need > min(budget, staged.tmpfs_room(STAGE_DIR.parent) - STAGE_MARGIN):
+        return None
+    return Staged(path, STAGE_DIR)
 
 
 def _cpu(path: Path) -> float | None:
@@ -150,21 +140,35 @@ def _merge(cells: dict, key: str, cell: dict) -> None:
     old["maxrss_kib"] = max(old.get("maxrss_kib") or 0, cell.get("maxrss_kib") or 0)
 
 
-def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("dry", "z", "l")):
-    path = scalevmcore.ensure(size, say=say)
-    manifest = json.loads((path.parent / "manifest.json").read_text())
+def measure(size, tools, work: Path, timeout, budget, repeat: int, modes=("dry", "z", "l")):
+    vmcore = scalevmcore.ensure(size, say=say)
+    manifest = json.loads((vmcore.parent / "manifest.json").read_text())
+    copy = stage(vmcore, budget)
+    try:
+        return _measure(size, vmcore, manifest, copy, tools, work, timeout, repeat, modes)
+    finally:
+        if copy is not None:
+            copy.remove()
+
+
+def _measure(size, vmcore, manifest, copy, tools, work, timeout, repeat, modes) -> dict:
+    path = copy.path if copy is not None else vmcore
     load = os.getloadavg()
-    warmed = warm(path, warm_budget)
-    say(f"== {size} GiB: {path} (load {load[0]:.2f}, {'warm' if warmed else 'cold'})")
+    where = "tmpfs" if copy is not None else "disk"
+    say(f"== {size} GiB: {vmcore} (load {load[0]:.2f}, read from {where})")
     out = work / "dump"
     stats = work / "stats.json"
     cpu = work / "cpu"
     res: dict = {
         "ram_gib": size,
         "ram_pages": manifest["ram_pages"],
-        "disk_bytes": scalevmcore.disk_bytes(path),
+        "disk_bytes": scalevmcore.disk_bytes(vmcore),
         "load_before": load,
-        "page_cache": "warm" if warmed else "cold (data larger than the page cache budget)",
+        "input": (
+            "a copy in tmpfs, after one untimed dry run of each tool"
+            if copy is not None
+            else "the disk, dropped from the page cache before every run (data too big for tmpfs)"
+        ),
         "rounds": repeat,
         "cells": {},
         "pfn_check": {},
@@ -177,6 +181,10 @@ def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("
         if threads is not None or name == "dumpfilter"  # makedumpfile's default: 1 thread
         if name == "dumpfilter" or threads != 2 or size <= MDF_THREADS_MAX_GIB
     ]
+    if copy is not None:  # staged.py: what the timed runs touch is then in memory
+        for cmd in tools.values():
+            bench.run_once([*cmd, "-d", "31", "--dry-run", str(path), str(out)], None, timeout)
+        out.unlink(missing_ok=True)
     ref: np.ndarray | None = None
     one: dict[tuple[str, str], float] = {}  # 1-thread times, for the 2-thread cap
     capped: set[tuple[str, str]] = set()
@@ -193,8 +201,8 @@ def measure(size, tools, work: Path, timeout, warm_budget, repeat: int, modes=("
                 args += ["--message-level", "23" if mode == "dry" else "4"]
             out.unlink(missing_ok=True)
             stats.unlink(missing_ok=True)
-            if warmed:
-                warm(path, warm_budget)
+            if copy is None:
+                drop_cached(path)
             cmd = [*tools[name], *args, str(path)]
             if mode != "dry" or not df:
                 cmd.append(str(out))
@@ -342,11 +350,16 @@ def markdown(results: list[dict], skipped: list[str]) -> str:
             )
         lines.append(
             f"- {r['ram_gib']} GiB ({r['ram_pages']} RAM pages, "
-            f"{r['disk_bytes'] / GIB:.2f} GiB on disk, page cache {r['page_cache']}, "
+            f"{r['disk_bytes'] / GIB:.2f} GiB on disk, read from {_input(r)}, "
             f"fastest of {r['rounds']} round(s)): {state}"
         )
     lines += [f"- skipped: {s}" for s in skipped]
     return "\n".join(lines) + "\n"
+
+
+def _input(r: dict) -> str:
+    """Where a size's runs read the dump (results before staging name the page cache)."""
+    return r.get("input") or f"the disk, page cache {r.get('page_cache', 'unknown')}"
 
 
 def plot(results: list[dict], path: Path) -> None:
