@@ -201,6 +201,9 @@ def _measure(size, vmcore, manifest, copy, tools, work, timeout, repeat, modes) 
                 args += ["--message-level", "23" if mode == "dry" else "4"]
             out.unlink(missing_ok=True)
             stats.unlink(missing_ok=True)
+            # the run before's dump is written back and freed now, not during this run:
+            # makedumpfile 1.7.2's -z dumps are uncompressed (no zstd), gigabytes from 64 GiB
+            os.sync()
             if copy is None:
                 drop_cached(path)
             cmd = [*tools[name], *args, str(path)]
