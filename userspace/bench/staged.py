@@ -89,13 +89,13 @@ class Staged:
             pass  # not empty: not only ours
 
 
-def tmpfs_room(directory: Path) -> int:
-    """Bytes a file in ``directory`` may take, 0 unless ``directory`` is on a tmpfs (its
-    mount's type in /proc/self/mountinfo): a copy on another file system would read ahead
-    into its holes as the original does."""
+def tmpfs_room(directory: Path, mountinfo: str = "/proc/self/mountinfo") -> int:
+    """Bytes a file in ``directory`` may take, 0 unless ``directory`` is on a tmpfs (the
+    type of the longest mount point above it in ``mountinfo``): a copy on another file
+    system would read ahead into its holes as the original does."""
     try:
         st = os.statvfs(directory)
-        with open("/proc/self/mountinfo") as f:
+        with open(mountinfo) as f:
             mounts = [line.split() for line in f]
     except OSError:
         return 0

@@ -59,6 +59,26 @@ def test_data_extents_of_a_file_without_holes_is_the_whole_file(tmp_path: Path):
         os.close(fd)
 
 
+def _mountinfo(tmp_path: Path, mounts: list[tuple[str, str]]) -> str:
+    """A /proc/self/mountinfo with ``mounts`` as (mount point, file system type)."""
+    p = tmp_path / "mountinfo"
+    p.write_text(
+        "".join(
+            f"{i} 1 0:{i} / {mnt} rw,relatime shared:{i} - {fs} {fs} rw\n"
+            for i, (mnt, fs) in enumerate(mounts, 20)
+        )
+    )
+    return str(p)
+
+
 def test_only_a_tmpfs_has_room_for_a_staged_dump(tmp_path: Path):
-    # pytest's tmp_path is on the disk here; /proc is no tmpfs either
-    assert staged.tmpfs_room(Path("/proc")) == 0
+    d = tmp_path / "stage"
+    d.mkdir()
+    here = str(d.resolve())
+    on_disk = _mountinfo(tmp_path, [("/", "ext4")])
+    assert staged.tmpfs_room(d, on_disk) == 0
+    on_tmpfs = _mountinfo(tmp_path, [("/", "ext4"), (here, "tmpfs")])
+    assert staged.tmpfs_room(d, on_tmpfs) > 0
+    # the mount nearest the directory decides, not the first or last one listed
+    under_disk = _mountinfo(tmp_path, [(here, "ext4"), ("/", "tmpfs")])
+    assert staged.tmpfs_room(d, under_disk) == 0
